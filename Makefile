@@ -1,0 +1,47 @@
+# netmetrix developer commands. `make help` lists them.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && echo sudo)
+APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
+
+.DEFAULT_GOAL := help
+.PHONY: help venv system-deps lint test demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  echo "python3 -m venv failed: installing python3-venv with apt-get"; \
+	  $(APT) update -qq && $(APT) install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,postgres]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv with netmetrix and its test tools
+
+system-deps: ## install OpenSSH server with apt-get when sshd is missing (tests need it)
+	@if [ ! -x /usr/sbin/sshd ]; then \
+	  echo "sshd not found: installing openssh-server with apt-get"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends openssh-server openssh-client; \
+	fi
+
+lint: $(STAMP) ## ruff, mypy --strict and vermin (probe must run on Python 3.6)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
+	$(BIN)/vermin -q --no-tips --violations -t=3.6- --eval-annotations src/netmetrix/probe.py
+
+test: $(STAMP) system-deps lint ## lint, then the whole test suite against real sshd processes
+	$(BIN)/pytest -q
+
+demo: $(STAMP) ## run the whole job on an embedded local fleet
+	$(BIN)/netmetrix --help
+
+bench: $(STAMP) system-deps ## benchmarks (see bench/)
+	@echo "benchmarks: not written yet (issue #6)"
+
+clean: ## remove the virtualenv and caches
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -1,0 +1,60 @@
+"""Exceptions raised by netmetrix.
+
+Tree::
+
+    NetmetrixError              base; str() is the one-line message for the user
+     +-- ConfigError            config.xml is invalid (exit 2); holds every problem
+     +-- EnvelopeError          a probe message failed to open (bad MAC, replay, ...)
+     +-- HostError              one host failed in one phase (connect, upload, run)
+     +-- StoreError             the database refused a read or write
+
+Only ``cli.py`` turns these into exit codes (see ``ExitStatus``).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+
+
+class ExitStatus(enum.IntEnum):
+    """Process exit codes, following click's conventions."""
+
+    OK = 0
+    HOST_FAILED = 1
+    USAGE = 2
+    INTERRUPTED = 130
+
+
+class NetmetrixError(Exception):
+    """Base class: ``str(err)`` is a complete one-line message."""
+
+    exit_code: ExitStatus = ExitStatus.HOST_FAILED
+
+
+class ConfigError(NetmetrixError):
+    """config.xml has one or more problems; each is a ``file:line: field: what`` line."""
+
+    exit_code = ExitStatus.USAGE
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class UsageError(NetmetrixError):
+    """The command line asks for something that cannot be (an unknown host name...)."""
+
+    exit_code = ExitStatus.USAGE
+
+
+class EnvelopeError(NetmetrixError):
+    """A probe message was rejected; ``reason`` is a short phrase for the summary."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class StoreError(NetmetrixError):
+    """The database could not be read or written."""
