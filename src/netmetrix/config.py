@@ -8,14 +8,33 @@ all problems are reported together in one ``ConfigError`` (exit 2).
 
 from __future__ import annotations
 
+import difflib
+import io
+import json
+import math
+import os
+import re
+import xml.sax
+import xml.sax.handler
+import xml.sax.xmlreader
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from types import MappingProxyType
+from typing import Generic, Literal, TypeVar
+
+# No stubs ship with defusedxml (types-defusedxml is not a dependency): these two
+# names are Any to mypy, used only to build the parser and catch its refusal.
+from defusedxml.common import DefusedXmlException  # type: ignore[import-untyped]
+from defusedxml.sax import make_parser  # type: ignore[import-untyped]
+
+from netmetrix.errors import ConfigError
 
 HostKeyPolicy = Literal["strict", "accept-new"]
 SmtpSecurity = Literal["none", "starttls", "tls"]
 Encryption = Literal["preferred", "required"]
 Operator = Literal[">", ">=", "<", "<=", "==", "!="]
+Severity = Literal["info", "warning", "critical"]
 
 DEFAULT_CONFIG = "config.xml"
 CONFIG_ENV = "NETMETRIX_CONFIG"
@@ -30,7 +49,7 @@ class HostConfig:
     port: int | None = None
     user: str | None = None
     key: Path | None = None  # private key file, "~" expanded
-    directory: str = "/tmp"
+    directory: str = "/tmp"  # noqa: S108 -- the remote probe's directory (the seed's default)
     python: str = "python3"
     line: int = 0  # line of the element in config.xml, for messages
 
@@ -55,7 +74,7 @@ class SMTPConfig:
     security: SmtpSecurity = "none"
     sender: str = "netmetrix@localhost"
     user: str = ""
-    password_env: str = "SMTP_PASSWORD"  # name of the variable, never the secret
+    password_env: str = "SMTP_PASSWORD"  # noqa: S105 -- the variable's name, never the secret
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,9 +132,8 @@ class Config:
         unknown = [n for n in names if n not in by_name]
         if unknown:
             known = ", ".join(sorted(by_name)) or "(none)"
-            raise UsageError(
-                f"{self.path.name}: unknown host {', '.join(map(repr, unknown))}; known hosts: {known}"
-            )
+            asked = ", ".join(map(repr, unknown))
+            raise UsageError(f"{self.path.name}: unknown host {asked}; known hosts: {known}")
         return tuple(by_name[n] for n in dict.fromkeys(names))
 
 
@@ -124,6 +142,601 @@ def resolve_config_path(option: str | None, environ: dict[str, str]) -> Path:
     return Path(option or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
 
 
+# ---------------------------------------------------------------- loading
+
+T = TypeVar("T")
+S = TypeVar("S", bound=str)
+
+_HOST_KEY_POLICIES: tuple[HostKeyPolicy, ...] = ("strict", "accept-new")
+_SMTP_SECURITIES: tuple[SmtpSecurity, ...] = ("none", "starttls", "tls")
+_ENCRYPTIONS: tuple[Encryption, ...] = ("preferred", "required")
+_OPERATORS: tuple[Operator, ...] = (">", ">=", "<", "<=", "==", "!=")
+_SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
+
+_ROOT_CHILDREN = (
+    *("script", "concurrency", "database", "ssh", "smtp"),
+    *("security", "retention", "hosts", "alerts"),
+)
+_SSH_ATTRS = ("known_hosts", "host_key_policy", "connect_timeout", "command_timeout")
+_SMTP_ATTRS = ("host", "port", "security", "sender", "user", "password_env")
+_HOST_ATTRS = ("name", "address", "port", "user", "key", "directory", "python")
+_ALERT_ATTRS = (
+    *("metric", "op", "limit", "email", "labels", "hosts"),
+    *("for", "repeat", "resolved", "severity", "clear"),
+)
+_IDENTITY = MappingProxyType({"host": "name", "alert": "metric"})  # shown in messages
+
+_DEFAULT_DATABASE = "netmetrix.db"
+_UNIT_SECONDS = MappingProxyType({"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400})
+_NUMBER = r"(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
+_DURATION_RE = re.compile(rf"({_NUMBER})([smhd]?)")
+_INT_RE = re.compile(r"-?[0-9]{1,30}")
+_FLOAT_RE = re.compile(rf"[+-]?{_NUMBER}")
+_URL_RE = re.compile(r"[A-Za-z][A-Za-z0-9+._-]*://\S*")
+_URL_PASSWORD_RE = re.compile(r"://[^/@?#]*:[^/@?#]*@")
+_EMAIL = r"[^@\s,<>\"]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+_SAFE = r"[A-Za-z0-9_.+@%:,=-]"  # no whitespace, quotes or shell metacharacters
+_GLOB_CHARS = frozenset("*?[")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a number, optionally suffixed s, m, h or d ("30", "1.5m", "4h").
+
+    Raises ValueError, with a message for the user, unless the result is finite and > 0.
+    """
+    match = _DURATION_RE.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(
+            f"invalid duration {_show(text)}: give seconds, or a number with s, m, h or d"
+            ' (e.g. "30", "30s", "1.5m", "4h", "2d")'
+        )
+    seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+    if not 0 < seconds < math.inf:
+        raise ValueError(f"duration must be greater than 0 and finite, got {_show(text)}")
+    return seconds
+
+
 def load_config(path: Path) -> Config:
-    """Parse and validate ``path``; raise ConfigError listing every problem."""
-    raise NotImplementedError  # filled in by the config work
+    """Parse and validate ``path``; raise ConfigError listing every problem.
+
+    Messages name the file as given (``str(path)``); ``Config.path`` is absolute.
+    """
+    shown = str(path)
+    root = _parse_xml(shown, _read(path, shown))
+    if root.tag != "netmetrix":
+        raise ConfigError(
+            [f"{shown}:{root.line}: <{root.tag}>: the root element must be <netmetrix>"]
+        )
+    absolute = Path(os.path.abspath(path))
+    ctx = _Ctx(file=shown, base=absolute.parent)
+    config = _config(ctx, root, absolute)
+    if ctx.problems:
+        raise ConfigError(ctx.messages())
+    return config
+
+
+# ---------------------------------------------------------------- reading XML
+
+
+@dataclass(slots=True)
+class _Node:
+    """One parsed element, with the line its start tag is on."""
+
+    tag: str
+    attrs: dict[str, str]
+    line: int
+    text: list[str] = field(default_factory=list)  # character data directly inside
+    children: list[_Node] = field(default_factory=list)
+
+
+class _TreeBuilder(xml.sax.handler.ContentHandler):
+    """SAX handler that builds ``_Node``s (ElementTree has no line numbers)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.root: _Node | None = None
+        self._stack: list[_Node] = []
+        self._locator: xml.sax.xmlreader.Locator | None = None
+
+    @property
+    def line(self) -> int:
+        """The parser's current line."""
+        line = self._locator.getLineNumber() if self._locator else None
+        return line or 1
+
+    def setDocumentLocator(self, locator: xml.sax.xmlreader.Locator) -> None:
+        self._locator = locator
+
+    def startElement(self, name: str, attrs: xml.sax.xmlreader.AttributesImpl[str]) -> None:
+        node = _Node(name, {key: value.strip() for key, value in attrs.items()}, self.line)
+        if self._stack:
+            self._stack[-1].children.append(node)
+        else:
+            self.root = node
+        self._stack.append(node)
+
+    def endElement(self, name: str) -> None:
+        self._stack.pop()
+
+    def characters(self, content: str) -> None:
+        if self._stack:
+            self._stack[-1].text.append(content)
+
+
+def _read(path: Path, shown: str) -> bytes:
+    """The file's bytes, or a one-line ConfigError saying why not."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        reason = f"no such file (use --config FILE or set {CONFIG_ENV})"
+    except IsADirectoryError:
+        reason = "is a directory, not a config file"
+    except PermissionError:
+        reason = "cannot read: permission denied"
+    except OSError as err:
+        reason = f"cannot read: {err.strerror or err}"
+    raise ConfigError([f"{shown}: {reason}"])
+
+
+def _parse_xml(shown: str, data: bytes) -> _Node:
+    """The element tree of ``data``; any DOCTYPE (so any entity) is refused."""
+    builder = _TreeBuilder()
+    parser = make_parser()
+    parser.forbid_dtd = True  # no DTD at all: no entity expansion, no external entities
+    parser.forbid_entities = True
+    parser.forbid_external = True
+    parser.setContentHandler(builder)
+    source = xml.sax.xmlreader.InputSource(shown)
+    source.setByteStream(io.BytesIO(data))
+    try:
+        parser.parse(source)
+    except xml.sax.SAXParseException as err:
+        line, what = err.getLineNumber(), err.getMessage()
+        raise ConfigError([f"{shown}:{line}: not well-formed XML: {what}"]) from None
+    except DefusedXmlException:
+        what = "unsafe XML refused: DOCTYPE, entity declarations and external entities"
+        raise ConfigError([f"{shown}:{builder.line}: {what} are not allowed"]) from None
+    assert builder.root is not None  # a well-formed document has a root element
+    return builder.root
+
+
+# ---------------------------------------------------------------- checking elements
+
+
+@dataclass(slots=True)
+class _Ctx:
+    """What validation carries besides the tree: the file as shown, its directory, problems."""
+
+    file: str
+    base: Path
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+    def add(self, line: int, where: str, what: str) -> None:
+        self.problems.append((line, f"{self.file}:{line}: {where}: {what}"))
+
+    def messages(self) -> list[str]:
+        """Every problem, in line order."""
+        return [message for _, message in sorted(self.problems, key=lambda p: p[0])]
+
+
+class _Refused(ValueError):
+    """A value error whose message replaces "must be ..., got ..." (e.g. not to echo a secret)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Conv(Generic[T]):
+    """A value parser: ``parse`` raises ValueError; ``expected`` completes "must be ..."."""
+
+    expected: str
+    parse: Callable[[str], T]
+
+
+class _Element:
+    """One element: checks its shape on creation, then reads and converts its values."""
+
+    def __init__(
+        self,
+        ctx: _Ctx,
+        node: _Node,
+        *,
+        attrs: Collection[str] = (),
+        children: Collection[str] = (),
+        text: bool = False,
+    ) -> None:
+        self.ctx, self.node, self.label = ctx, node, _label(node)
+        for name in node.attrs:
+            if name not in attrs:
+                self.problem(_unknown_attr(node.tag, name, attrs))
+        for child in node.children:
+            if child.tag not in children:
+                self.problem(_unknown_child(node.tag, child.tag, children), child.line)
+        stray = "".join(node.text).strip()
+        if stray and not text:
+            self.problem(f"unexpected text {_show(stray)}")
+
+    def problem(self, what: str, line: int | None = None) -> None:
+        self.ctx.add(line or self.node.line, self.label, what)
+
+    def all(self, tag: str) -> list[_Node]:
+        return [child for child in self.node.children if child.tag == tag]
+
+    def one(self, tag: str) -> _Node | None:
+        """The child ``tag`` if present; repeats are problems."""
+        found = self.all(tag)
+        for repeat in found[1:]:
+            self.problem(f"duplicate <{tag}>, first at line {found[0].line}", repeat.line)
+        return found[0] if found else None
+
+    def get(self, name: str, conv: _Conv[T], default: T) -> T:
+        value = self.opt(name, conv)
+        return default if value is None else value
+
+    def opt(self, name: str, conv: _Conv[T]) -> T | None:
+        raw = self.node.attrs.get(name)
+        return None if raw is None else self._convert(conv, raw, name)
+
+    def required(self, name: str, conv: _Conv[T]) -> T | None:
+        if name not in self.node.attrs:
+            self.problem(f'missing required attribute "{name}"')
+        return self.opt(name, conv)
+
+    def text(self, conv: _Conv[T], default: T) -> T:
+        raw = "".join(self.node.text).strip()
+        if not raw:
+            self.problem(f"missing text, expected {conv.expected}")
+            return default
+        value = self._convert(conv, raw, None)
+        return default if value is None else value
+
+    def _convert(self, conv: _Conv[T], raw: str, name: str | None) -> T | None:
+        try:
+            return conv.parse(raw)
+        except _Refused as err:
+            self.problem(f"{name}: {err}" if name else str(err))
+        except ValueError:
+            subject = f"{name} must" if name else "must"
+            self.problem(f"{subject} be {conv.expected}, got {_show(raw)}")
+        return None
+
+
+def _label(node: _Node) -> str:
+    """``<host name="f4">``: the tag, with the attribute that identifies it if any."""
+    key = _IDENTITY.get(node.tag)
+    if key is None or key not in node.attrs:
+        return f"<{node.tag}>"
+    return f"<{node.tag} {key}={_show(node.attrs[key])}>"
+
+
+def _show(raw: str) -> str:
+    """``raw`` quoted for a one-line message (escaped, shortened)."""
+    return json.dumps(raw if len(raw) <= 60 else raw[:57] + "...", ensure_ascii=False)
+
+
+def _near(name: str, choices: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(name, sorted(choices), n=1)
+    return close[0] if close else None
+
+
+def _unknown_attr(tag: str, name: str, allowed: Collection[str]) -> str:
+    if "password" in name or "passphrase" in name:
+        hint = ' (name an environment variable with password_env="...")'
+        hint = hint if "password_env" in allowed else ""
+        return f'attribute "{name}" is not allowed: secrets never go in the config file{hint}'
+    if not allowed:
+        return f'unknown attribute "{name}"; <{tag}> takes no attributes'
+    near = _near(name, allowed)
+    if near is not None:
+        return f'unknown attribute "{name}", did you mean "{near}"?'
+    return f'unknown attribute "{name}"; allowed: {", ".join(sorted(allowed))}'
+
+
+def _unknown_child(tag: str, child: str, allowed: Collection[str]) -> str:
+    if not allowed:
+        return f"unknown element <{child}>; <{tag}> takes no child elements"
+    near = _near(child, allowed)
+    if near is not None:
+        return f"unknown element <{child}>, did you mean <{near}>?"
+    return f"unknown element <{child}>; allowed: " + ", ".join(f"<{a}>" for a in allowed)
+
+
+# ---------------------------------------------------------------- value parsers
+
+
+def _matching(pattern: str, expected: str) -> _Conv[str]:
+    regex = re.compile(pattern)
+
+    def parse(raw: str) -> str:
+        if regex.fullmatch(raw) is None:
+            raise ValueError(raw)
+        return raw
+
+    return _Conv(expected, parse)
+
+
+def _integer(low: int, high: int | None = None) -> _Conv[int]:
+    def parse(raw: str) -> int:
+        value = int(raw) if _INT_RE.fullmatch(raw) else low - 1
+        if value < low or (high is not None and value > high):
+            raise ValueError(raw)
+        return value
+
+    return _Conv(f"an integer {low}-{high}" if high else f"an integer >= {low}", parse)
+
+
+def _number(raw: str) -> float:
+    value = float(raw) if _FLOAT_RE.fullmatch(raw) else math.nan
+    if not math.isfinite(value):
+        raise ValueError(raw)
+    return value
+
+
+def _choice(choices: tuple[S, ...]) -> _Conv[S]:
+    def parse(raw: str) -> S:
+        for choice in choices:
+            if raw == choice:
+                return choice
+        raise ValueError(raw)
+
+    return _Conv("one of " + ", ".join(choices), parse)
+
+
+def _boolean(raw: str) -> bool:
+    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+    if raw.lower() not in words:
+        raise ValueError(raw)
+    return words[raw.lower()]
+
+
+def _comma_list(pattern: str, expected: str) -> _Conv[tuple[str, ...]]:
+    regex = re.compile(pattern)
+
+    def parse(raw: str) -> tuple[str, ...]:
+        items = [item.strip() for item in raw.split(",")]
+        if not all(regex.fullmatch(item) for item in items):
+            raise ValueError(raw)
+        return tuple(dict.fromkeys(items))
+
+    return _Conv(expected, parse)
+
+
+def _labels(raw: str) -> tuple[tuple[str, str], ...]:
+    pairs: dict[str, str] = {}
+    for item in raw.split(","):
+        key, sep, value = (part.strip() for part in item.partition("="))
+        if not sep or not value or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", key):
+            raise ValueError(raw)
+        if key in pairs:
+            raise ValueError(raw)
+        pairs[key] = value
+    return tuple(sorted(pairs.items()))
+
+
+def _resolve(base: Path, raw: str) -> Path:
+    """``raw`` with ``~`` expanded, taken relative to ``base``, normalised (symlinks kept)."""
+    return Path(os.path.normpath(base / os.path.expanduser(raw)))
+
+
+def _path(base: Path) -> _Conv[Path]:
+    def parse(raw: str) -> Path:
+        if not raw:
+            raise ValueError(raw)
+        return _resolve(base, raw)
+
+    return _Conv("a file path", parse)
+
+
+def _database(base: Path) -> _Conv[str]:
+    def parse(raw: str) -> str:
+        if "://" not in raw:
+            return f"sqlite:///{_resolve(base, raw)}"
+        if _URL_PASSWORD_RE.search(raw):
+            raise _Refused(
+                "the URL contains a password; keep secrets out of the config file"
+                " (PostgreSQL reads PGPASSWORD or ~/.pgpass)"
+            )
+        if not _URL_RE.fullmatch(raw):
+            raise ValueError(raw)
+        return raw
+
+    return _Conv("a file path or an SQLAlchemy URL (postgresql://host/db)", parse)
+
+
+_DURATION = _Conv('a duration > 0: seconds, or with s, m, h or d ("30s", "4h")', parse_duration)
+_PORT = _integer(1, 65535)
+_FLOAT = _Conv("a number", _number)
+_BOOLEAN = _Conv("true or false (yes/no, 1/0)", _boolean)
+_LABELS = _Conv("comma-separated name=value pairs (mount=/,device=sda)", _labels)
+_HOST_NAME = _matching(r"[A-Za-z0-9._-]+", 'a name of letters, digits, ".", "_", "-"')
+_ADDRESS = _matching(r"[A-Za-z0-9._:%\[\]-]+", "a host name or IP address")
+_USER = _matching(r"\S+", "a user name without spaces")
+_SCRIPT = _matching(
+    r"[A-Za-z0-9_][A-Za-z0-9._+-]*",
+    'a plain file name of letters, digits, ".", "_", "+", "-" (no "/")',
+)
+_DIRECTORY = _matching(
+    rf"/(?:{_SAFE}|/)*", 'an absolute path ("/...") without spaces or shell metacharacters'
+)
+_PYTHON = _matching(
+    rf"/(?:{_SAFE}|/)*|[A-Za-z0-9_]{_SAFE}*",
+    "a command name or an absolute path, without spaces or shell metacharacters",
+)
+_METRIC = _matching(r"[a-zA-Z_][a-zA-Z0-9_]*", "a metric name like cpu_percent")
+_EMAIL_ONE = _matching(_EMAIL, "an address like netmetrix@example.com")
+_EMAILS = _comma_list(_EMAIL, "one or more comma-separated addresses like ops@example.com")
+_HOST_PATTERNS = _comma_list(
+    r"[A-Za-z0-9._*?\[\]!-]+", "comma-separated host names or globs (db-*,web1)"
+)
+_ENV_NAME = _matching(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
+    el = _Element(ctx, root, children=_ROOT_CHILDREN)
+    hosts_node = el.one("hosts")
+    host_names = {n.attrs.get("name", "") for n in hosts_node.children} if hosts_node else set()
+    default = Config(path=path, database="", ssh=SSHConfig(known_hosts=path))
+    database = _database(ctx.base)
+    return Config(
+        path=path,
+        script=_text(ctx, el.one("script"), _SCRIPT, default.script),
+        concurrency=_text(ctx, el.one("concurrency"), _integer(1, 10000), default.concurrency),
+        database=_text(ctx, el.one("database"), database, database.parse(_DEFAULT_DATABASE)),
+        ssh=_ssh(ctx, el.one("ssh")),
+        smtp=_smtp(ctx, el.one("smtp")),
+        security=_security(ctx, el.one("security")),
+        retention=_retention(ctx, el.one("retention")),
+        hosts=_hosts(ctx, el, hosts_node),
+        alerts=_alerts(ctx, el.one("alerts"), host_names),
+    )
+
+
+def _text(ctx: _Ctx, node: _Node | None, conv: _Conv[T], default: T) -> T:
+    if node is None:
+        return default
+    return _Element(ctx, node, text=True).text(conv, default)
+
+
+def _ssh(ctx: _Ctx, node: _Node | None) -> SSHConfig:
+    default = SSHConfig(known_hosts=ctx.base / "known_hosts")
+    if node is None:
+        return default
+    el = _Element(ctx, node, attrs=_SSH_ATTRS)
+    return SSHConfig(
+        known_hosts=el.get("known_hosts", _path(ctx.base), default.known_hosts),
+        host_key_policy=el.get(
+            "host_key_policy", _choice(_HOST_KEY_POLICIES), default.host_key_policy
+        ),
+        connect_timeout=el.get("connect_timeout", _DURATION, default.connect_timeout),
+        command_timeout=el.get("command_timeout", _DURATION, default.command_timeout),
+    )
+
+
+def _smtp(ctx: _Ctx, node: _Node | None) -> SMTPConfig:
+    default = SMTPConfig()
+    if node is None:
+        return default
+    el = _Element(ctx, node, attrs=_SMTP_ATTRS)
+    return SMTPConfig(
+        host=el.get("host", _ADDRESS, default.host),
+        port=el.get("port", _PORT, default.port),
+        security=el.get("security", _choice(_SMTP_SECURITIES), default.security),
+        sender=el.get("sender", _EMAIL_ONE, default.sender),
+        user=el.node.attrs.get("user", default.user),  # any text; "" means no login
+        password_env=el.get("password_env", _ENV_NAME, default.password_env),
+    )
+
+
+def _security(ctx: _Ctx, node: _Node | None) -> SecurityConfig:
+    default = SecurityConfig()
+    if node is None:
+        return default
+    el = _Element(ctx, node, attrs=("encryption",))
+    return SecurityConfig(
+        encryption=el.get("encryption", _choice(_ENCRYPTIONS), default.encryption)
+    )
+
+
+def _retention(ctx: _Ctx, node: _Node | None) -> RetentionConfig:
+    default = RetentionConfig()
+    if node is None:
+        return default
+    el = _Element(ctx, node, attrs=("days",))
+    return RetentionConfig(days=el.get("days", _integer(1), default.days))
+
+
+def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, ...]:
+    if node is None:
+        root.problem('no hosts configured; add <hosts><host name="..."/></hosts>')
+        return ()
+    el = _Element(ctx, node, children=("host",))
+    if not el.all("host"):
+        el.problem('no hosts configured; add <host name="..."/>')
+    hosts: dict[str, HostConfig] = {}
+    for child in el.all("host"):
+        host = _host(ctx, child)
+        if host is not None and host.name in hosts:
+            first = hosts[host.name].line
+            ctx.add(child.line, _label(child), f"duplicate host name, first at line {first}")
+        elif host is not None:
+            hosts[host.name] = host
+    return tuple(hosts.values())
+
+
+def _host(ctx: _Ctx, node: _Node) -> HostConfig | None:
+    el = _Element(ctx, node, attrs=_HOST_ATTRS)
+    name = el.required("name", _HOST_NAME)
+    default = HostConfig(name="")
+    host = HostConfig(
+        name=name or "",
+        address=el.opt("address", _ADDRESS),
+        port=el.opt("port", _PORT),
+        user=el.opt("user", _USER),
+        key=el.opt("key", _path(ctx.base)),
+        directory=el.get("directory", _DIRECTORY, default.directory),
+        python=el.get("python", _PYTHON, default.python),
+        line=node.line,
+    )
+    return host if name else None
+
+
+def _alerts(ctx: _Ctx, node: _Node | None, host_names: Collection[str]) -> AlertsConfig:
+    default = AlertsConfig()
+    if node is None:
+        return default
+    el = _Element(ctx, node, attrs=("digest_over",), children=("alert",))
+    return AlertsConfig(
+        digest_over=el.get("digest_over", _integer(0), default.digest_over),
+        rules=tuple(rule for child in el.all("alert") if (rule := _alert(ctx, child, host_names))),
+    )
+
+
+def _alert(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> AlertRule | None:
+    el = _Element(ctx, node, attrs=_ALERT_ATTRS)
+    metric, op = el.required("metric", _METRIC), el.required("op", _choice(_OPERATORS))
+    limit, email = el.required("limit", _FLOAT), el.required("email", _EMAILS)
+    hosts, clear = el.get("hosts", _HOST_PATTERNS, ()), el.opt("clear", _FLOAT)
+    labels, for_count = el.get("labels", _LABELS, ()), el.get("for", _integer(1), 1)
+    repeat, resolved = el.opt("repeat", _DURATION), el.get("resolved", _BOOLEAN, True)
+    severity = el.get("severity", _choice(_SEVERITIES), "warning")
+    _check_host_names(el, hosts, host_names)
+    if metric is None or op is None or limit is None or email is None:
+        return None
+    _check_clear(el, op, limit, clear)
+    return AlertRule(
+        metric=metric,
+        op=op,
+        limit=limit,
+        email=email,
+        labels=labels,
+        hosts=hosts,
+        for_count=for_count,
+        repeat=repeat,
+        resolved=resolved,
+        severity=severity,
+        clear=clear,
+        line=node.line,
+    )
+
+
+def _check_host_names(el: _Element, patterns: Iterable[str], known: Collection[str]) -> None:
+    """A plain name (no glob) in ``hosts=`` must be a configured host: catches typos."""
+    for name in patterns:
+        if _GLOB_CHARS.isdisjoint(name) and name not in known:
+            near = _near(name, known)
+            hint = f', did you mean "{near}"?' if near else "; no <host> has that name"
+            el.problem(f"hosts: unknown host {_show(name)}{hint}")
+
+
+def _check_clear(el: _Element, op: Operator, limit: float, clear: float | None) -> None:
+    """``clear`` must lie on the side of ``limit`` where the rule does not fire."""
+    if clear is None:
+        return
+    if op in ("==", "!="):
+        el.problem(f'clear is only allowed with op >, >=, < or <=, not "{op}"')
+        return
+    ok, side = (clear <= limit, "<=") if op in (">", ">=") else (clear >= limit, ">=")
+    if not ok:
+        got = _show(el.node.attrs["clear"])
+        el.problem(f'clear must be {side} limit {limit:g} for op "{op}", got {got}')

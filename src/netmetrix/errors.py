@@ -5,7 +5,9 @@ Tree::
     NetmetrixError              base; str() is the one-line message for the user
      +-- ConfigError            config.xml is invalid (exit 2); holds every problem
      +-- EnvelopeError          a probe message failed to open (bad MAC, replay, ...)
-     +-- HostError              one host failed in one phase (connect, upload, run)
+     +-- UsageError             the command line names something that does not exist
+     +-- HostError              one host failed in one phase (connect, upload, run);
+                                ``outcome`` classifies it for the run summary
      +-- StoreError             the database refused a read or write
 
 Only ``cli.py`` turns these into exit codes (see ``ExitStatus``).
@@ -53,6 +55,29 @@ class EnvelopeError(NetmetrixError):
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
+        super().__init__(reason)
+
+
+class Outcome(enum.StrEnum):
+    """How one host's job ended; the run summary counts these."""
+
+    OK = "ok"
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    UNREACHABLE = "unreachable"
+    THROTTLED = "throttled by sshd"
+    AUTH = "auth failed"
+    HOST_KEY = "host key"
+    PROBE_MISSING = "probe missing"
+    BAD_MESSAGE = "bad message"
+    ERROR = "error"
+
+
+class HostError(NetmetrixError):
+    """One host failed; ``str()`` is the reason without the host name."""
+
+    def __init__(self, outcome: Outcome, reason: str) -> None:
+        self.outcome = outcome
         super().__init__(reason)
 
 
