@@ -35,8 +35,12 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import os
+import re
 import sys
+import tempfile
+import threading
 import time
 
 PROTOCOL = 1
@@ -53,11 +57,13 @@ EXIT_KEY = 3
 
 
 def b64e(data):
+    # type: (bytes) -> str
     """Base64url without padding (bytes -> str)."""
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
 
 def b64d(text):
+    # type: (object) -> bytes
     """Inverse of b64e; raises ValueError on bad input."""
     if not isinstance(text, str):
         raise ValueError("not text")
@@ -65,15 +71,17 @@ def b64d(text):
     try:
         return base64.urlsafe_b64decode((text + pad).encode("ascii"))
     except Exception as exc:  # binascii.Error, UnicodeEncodeError
-        raise ValueError("bad base64: %s" % exc)
+        raise ValueError("bad base64: %s" % exc) from None
 
 
 def subkey(key, purpose):
+    # type: (bytes, bytes) -> bytes
     """Derive a separate key per use so one secret never serves two algorithms."""
     return hmac.new(key, b"netmetrix/v1/" + purpose, hashlib.sha256).digest()
 
 
 def key_id(key):
+    # type: (bytes) -> str
     """Short public name of a key, so the collector knows which one sealed a message."""
     return hashlib.sha256(b"netmetrix/kid/" + key).hexdigest()[:16]
 
@@ -88,6 +96,7 @@ def _aesgcm():
 
 
 def seal(key, host, challenge, payload, now, encrypt=True):
+    # type: (bytes, str, str, bytes, float, bool) -> str
     """Return the envelope line for ``payload`` (bytes).
 
     Encrypts with AES-256-GCM when ``encrypt`` and `cryptography` is available,
@@ -113,6 +122,7 @@ def seal(key, host, challenge, payload, now, encrypt=True):
 
 
 def read_key(path):
+    # type: (str) -> tuple[str, bytes]
     """Return (host, key bytes) from a key file; raises ValueError or OSError."""
     with open(path, "r") as handle:
         data = json.load(handle)
@@ -125,23 +135,720 @@ def read_key(path):
 
 
 def key_file_text(host, key):
+    # type: (str, bytes) -> str
     """The key file's content for ``host`` (the collector writes it at upload)."""
     return json.dumps({"v": 1, "host": host, "key": b64e(key)}, sort_keys=True) + "\n"
 
 
 # ---------------------------------------------------------------- metrics
 
+# (name, unit, kind, help): the one list of metric names; the collector imports it.
+# "rate" metrics cover the time since the probe's previous run on the host.
+METRICS = (
+    ("uptime_sec", "seconds", "gauge", "Time since the host booted."),
+    ("cpu_percent", "percent", "rate", "CPU busy time over all CPUs (not idle, not iowait)."),
+    ("mem_percent", "percent", "gauge", "Memory in use: (total - available) / total."),
+    ("load1", "", "gauge", "Load average over 1 minute."),
+    ("load5", "", "gauge", "Load average over 5 minutes."),
+    ("load15", "", "gauge", "Load average over 15 minutes."),
+    ("cpu_count", "count", "gauge", "Online logical CPUs."),
+    ("mem_total_bytes", "bytes", "gauge", "Physical memory."),
+    ("mem_available_bytes", "bytes", "gauge", "Memory available without swapping (MemAvailable)."),
+    ("swap_percent", "percent", "gauge", "Swap space in use (0 when there is no swap)."),
+    ("disk_percent", "percent", "gauge", "Space used on a mount, of what non-root users can use."),
+    ("disk_used_bytes", "bytes", "gauge", "Space used on a mount (label mount)."),
+    ("disk_total_bytes", "bytes", "gauge", "Size of a mount's filesystem (label mount)."),
+    ("net_rx_bytes_per_sec", "bytes/s", "rate", "Bytes received (label interface)."),
+    ("net_tx_bytes_per_sec", "bytes/s", "rate", "Bytes sent (label interface)."),
+    ("disk_read_bytes_per_sec", "bytes/s", "rate", "Bytes read from a whole disk (label device)."),
+    (
+        "disk_write_bytes_per_sec",
+        "bytes/s",
+        "rate",
+        "Bytes written to a whole disk (label device).",
+    ),
+    ("procs_total", "count", "gauge", "Processes (as ps -e counts them)."),
+    ("procs_running", "count", "gauge", "Runnable tasks, threads included (vmstat's r)."),
+    ("probe_duration_sec", "seconds", "gauge", "How long the probe took to collect."),
+)
+
+SAMPLE_WINDOW = 0.2  # seconds sampled for rates when there is no usable previous run
+MAX_STATE_AGE = 3600.0  # an older previous run says little about now: sample instead
+REMOTE_DEADLINE = 2.0  # seconds for statvfs on all network/FUSE mounts together
+SECTOR_BYTES = 512  # /proc/diskstats counts 512-byte sectors whatever the disk's own size
+MAX_LABEL = 256  # the collector refuses longer label values
+STATE_VERSION = 1
+
+# Filesystems with no disk space worth watching: kernel interfaces, memory,
+# automounter triggers, and read-only images that are always 100% full.
+PSEUDO_FS = frozenset(
+    """
+    autofs binfmt_misc bpf configfs debugfs devfs devpts devtmpfs efivarfs erofs
+    fdescfs fuse.gvfsd-fuse fuse.lxcfs fuse.portal fuse.snapfuse fusectl hugetlbfs
+    iso9660 linprocfs linsysfs mqueue nfsd nsfs proc procfs pstore ramfs rootfs
+    rpc_pipefs securityfs selinuxfs squashfs sysfs tmpfs tracefs
+    """.split()  # noqa: SIM905 - a word list reads better than quoted strings
+)
+# Filesystems whose statvfs can hang on a dead server; any type with "fuse" in
+# its name counts too, as a stuck FUSE daemon blocks statvfs the same way.
+REMOTE_FS = frozenset(
+    """
+    9p afpfs afs beegfs ceph cifs coda davfs gfs2 glusterfs gpfs lustre ncpfs nfs
+    nfs4 ocfs2 orangefs smb3 smbfs sshfs vboxsf virtiofs webdav
+    """.split()  # noqa: SIM905 - a word list reads better than quoted strings
+)
+_SKIP_DEVICE = re.compile(r"(loop|ram|zram|fd)\d+$")  # images, RAM disks, floppies
+_TRAILING_NUMBER = re.compile(r"(.*\D)(\d+)$")
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
 
 def collect(proc_root="/", state_path=None, now=None):
-    """Return (samples, errors): samples are [metric, {labels}, value] lists."""
-    samples = []
-    errors = []
+    """Return (samples, errors): samples are [metric, {labels}, value] lists.
+
+    Reads ``proc_root``/proc on Linux, psutil elsewhere; ``state_path`` keeps
+    counters between runs so rates cover the time since the previous run;
+    ``now`` is the wall clock (unix seconds) those rates are measured with.
+    """
+    started = time.monotonic()
+    now = time.time() if now is None else now
+    errors = []  # type: list
+    kind, samples, read_counters, read_mounts, usage = _sources(proc_root, now, errors)
+    if read_counters is None:
+        errors.append("cpu_percent and *_per_sec rates: need /proc or psutil")
+    else:
+        uptime = _value(samples, "uptime_sec")
+        args = (kind, read_counters, state_path, now, uptime, errors)
+        _extend(samples, errors, "rates", _rate_samples, *args)
+    mounts = _attempt(errors, "mounts", read_mounts) or []
+    _extend(samples, errors, "disks", _disk_samples, mounts, usage, errors)
+    samples.append(["probe_duration_sec", {}, time.monotonic() - started])
+    return _valid(samples, errors), _unique(errors)
+
+
+def _sources(proc_root, now, errors):
+    """Pick how to read this host: (kind, gauges, read_counters, read_mounts, usage)."""
+    if os.path.isfile(os.path.join(proc_root, "proc", "stat")):
+        return (
+            "linux",
+            _linux_gauges(proc_root, errors),
+            lambda: _linux_counters(proc_root, errors),
+            lambda: _linux_mounts(proc_root),
+            _statvfs_usage,
+        )
+    psutil = _import_psutil()
+    if psutil is not None:
+        return (
+            "psutil",
+            _psutil_gauges(psutil, now, errors),
+            lambda: _psutil_counters(psutil, errors),
+            lambda: _psutil_mounts(psutil),
+            _statvfs_usage if hasattr(os, "statvfs") else _psutil_usage(psutil),
+        )
+    errors.append("uptime, memory, swap and processes: need /proc or psutil")
+    return "none", _bare_gauges(errors), None, lambda: [("/", "", "/")], _statvfs_usage
+
+
+def _import_psutil():
+    """The psutil module, or None when it is not installed (it is optional)."""
     try:
-        with open(os.path.join(proc_root, "proc/uptime")) as handle:
-            samples.append(["uptime_sec", {}, float(handle.read().split()[0])])
-    except (OSError, ValueError, IndexError) as exc:
-        errors.append("uptime: %s" % exc)
-    return samples, errors
+        import psutil
+    except Exception:  # ImportError, or a broken install: carry on without it
+        return None
+    return psutil
+
+
+def _attempt(errors, what, func, *args):
+    """Return func(*args), or None after noting why in ``errors``.
+
+    One unreadable source must not cost the others: a probe that dies sends nothing.
+    """
+    try:
+        return func(*args)
+    except Exception as exc:
+        errors.append(("%s: %s" % (what, _describe(exc)))[:200])
+        return None
+
+
+def _describe(exc):
+    """A short description of an exception; OSError's own text names the file."""
+    return str(exc) if isinstance(exc, OSError) else "%s: %s" % (type(exc).__name__, exc)
+
+
+def _extend(samples, errors, what, func, *args):
+    """Add func(*args)'s samples to ``samples`` unless it fails."""
+    samples.extend(_attempt(errors, what, func, *args) or [])
+
+
+def _read(root, *parts):
+    """The text of a file under ``root``.
+
+    UTF-8 whatever the locale: Python 3.6 in the C locale (cron, ssh without
+    LANG) would otherwise decode as ASCII and fail on any non-ASCII mount path.
+    """
+    with open(os.path.join(root, *parts), encoding="utf-8", errors="replace") as handle:
+        return handle.read()
+
+
+def _value(samples, metric):
+    """The value of the first sample of ``metric``, or None."""
+    for name, _labels, value in samples:
+        if name == metric:
+            return value
+    return None
+
+
+def _valid(samples, errors):
+    """Drop samples the collector would refuse, so one bad value cannot void the message."""
+    kept = []
+    for sample in samples:
+        name, labels, value = sample
+        if not (isinstance(value, (int, float)) and math.isfinite(value)):
+            errors.append("%s: not a finite number: %r" % (name, value))
+        elif any(len(label) > MAX_LABEL for label in labels.values()):
+            errors.append("%s: label longer than %d characters" % (name, MAX_LABEL))
+        else:
+            kept.append([name, labels, float(value)])
+    return kept
+
+
+def _unique(items):
+    """Return ``items`` without repeats, in order (rate sampling reads sources twice)."""
+    kept = []
+    for item in items:
+        if item not in kept:
+            kept.append(item)
+    return kept
+
+
+# ------------------------------------------------ Linux /proc parsers
+
+
+def parse_uptime(text):
+    """Seconds since boot from /proc/uptime."""
+    return float(text.split()[0])
+
+
+def parse_loadavg(text):
+    """(load1, load5, load15) from /proc/loadavg."""
+    fields = text.split()
+    return float(fields[0]), float(fields[1]), float(fields[2])
+
+
+def parse_stat(text):
+    """/proc/stat -> {"cpu": [jiffies...], "cpu_count": n, "procs_running": n}.
+
+    Keys whose lines are missing are left out.
+    """
+    result = {"cpu_count": 0}
+    for line in text.splitlines():
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] == "cpu":
+            result["cpu"] = [int(field) for field in fields[1:]]
+        elif fields[0].startswith("cpu") and fields[0][3:].isdigit():
+            result["cpu_count"] += 1  # one line per online CPU, as sysconf counts them
+        elif fields[0] == "procs_running":
+            result["procs_running"] = int(fields[1])
+    return result
+
+
+def cpu_counter(jiffies):
+    """[total, busy] CPU time from /proc/stat's cpu line, as psutil counts them.
+
+    guest and guest_nice are already inside user and nice; iowait is idle time.
+    """
+    total = sum(jiffies[:8])
+    busy = total - jiffies[3] - (jiffies[4] if len(jiffies) > 4 else 0)
+    return [total, busy]
+
+
+def parse_meminfo(text):
+    """/proc/meminfo -> {field: value}, in bytes for the fields given in kB."""
+    info = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(":")
+        fields = rest.split()
+        if fields:
+            info[name.strip()] = int(fields[0]) * (1024 if fields[1:] == ["kB"] else 1)
+    return info
+
+
+def memory_samples(info):
+    """Memory and swap samples from parse_meminfo's result, as psutil computes them."""
+    total = info["MemTotal"]
+    available = info.get("MemAvailable")
+    if available is None:  # kernels before 3.14: free's old estimate
+        available = info["MemFree"] + info.get("Buffers", 0) + info.get("Cached", 0)
+        available += info.get("SReclaimable", 0)
+    if available > total:  # in LXC containers meminfo mixes host and container numbers
+        available = info["MemFree"]
+    swap_total = info.get("SwapTotal", 0)
+    swap_used = swap_total - info.get("SwapFree", 0)
+    return [
+        ["mem_total_bytes", {}, total],
+        ["mem_available_bytes", {}, available],
+        ["mem_percent", {}, _percent(total - available, total)],
+        ["swap_percent", {}, _percent(swap_used, swap_total)],
+    ]
+
+
+def _percent(part, whole):
+    """100 * part / whole, and 0 for an empty whole."""
+    return 100.0 * part / whole if whole > 0 else 0.0
+
+
+def is_loopback(interface):
+    """True for loopback interfaces (Linux lo; lo0 and Windows' name under psutil)."""
+    return re.match(r"lo\d*$", interface) is not None or interface.startswith("Loopback")
+
+
+def parse_net_dev(text):
+    """/proc/net/dev -> {interface: [rx_bytes, tx_bytes]}, loopback left out."""
+    counters = {}
+    for line in text.splitlines():
+        name, colon, rest = line.partition(":")
+        fields = rest.split()
+        if not colon or len(fields) < 9 or is_loopback(name.strip()):
+            continue  # the two header lines
+        counters[name.strip()] = [int(fields[0]), int(fields[8])]
+    return counters
+
+
+def whole_disks(names):
+    """The names that are whole disks: no partitions, loop, RAM or floppy devices.
+
+    Follows the kernel's naming: a partition is its disk's name plus a number,
+    with "p" between when the disk's name ends in a digit (nvme0n1p1, but
+    dm-10 is no partition of dm-1).
+    """
+    names = set(names)
+    return sorted(name for name in names if not _is_partition(name, names))
+
+
+def _is_partition(name, names):
+    if _SKIP_DEVICE.match(name):
+        return True
+    match = _TRAILING_NUMBER.match(name)
+    if match is None:
+        return False
+    disk = match.group(1)
+    if disk.endswith("p") and disk[-2:-1].isdigit():
+        disk = disk[:-1]
+    elif disk[-1:].isdigit():
+        return False
+    return disk in names
+
+
+def parse_diskstats(text):
+    """/proc/diskstats -> {device: [read_bytes, written_bytes]} for whole disks."""
+    counters = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 10:
+            counters[fields[2]] = [int(fields[5]) * SECTOR_BYTES, int(fields[9]) * SECTOR_BYTES]
+    return {name: counters[name] for name in whole_disks(counters)}
+
+
+def parse_mounts(text):
+    """/proc/mounts -> [(device, mountpoint, fstype)] worth watching; see select_mounts."""
+    entries = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            entries.append(tuple(_unescape(field) for field in fields[:3]))
+    return select_mounts(entries)
+
+
+def _unescape(field):
+    r"""Undo /proc/mounts' octal escapes (\040 is a space)."""
+    return _OCTAL_ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
+
+
+def is_pseudo(fstype):
+    """True for filesystems that hold no disk space worth watching."""
+    return fstype in PSEUDO_FS or fstype.startswith("cgroup")
+
+
+def is_remote(fstype):
+    """True for filesystems whose statvfs may hang (network and FUSE)."""
+    return fstype in REMOTE_FS or "fuse" in fstype
+
+
+def select_mounts(entries):
+    """The (device, mountpoint, fstype) entries worth watching, sorted by mountpoint.
+
+    A later mount on the same mountpoint hides the earlier one, so the last
+    wins; pseudo filesystems are dropped; a device mounted in several places
+    (bind mounts) is reported once, at its shortest mountpoint.  Devices
+    without a "/" (overlay, none) are names, not sources, so they are kept.
+    """
+    visible = {}
+    for device, mountpoint, fstype in entries:
+        visible[mountpoint] = (device, fstype)
+    by_source = {}
+    for mountpoint in sorted(visible, key=lambda path: (len(path), path)):
+        device, fstype = visible[mountpoint]
+        if not is_pseudo(fstype):
+            key = device if "/" in device else mountpoint
+            by_source.setdefault(key, (device, mountpoint, fstype))
+    return sorted(by_source.values(), key=lambda entry: entry[1])
+
+
+# ------------------------------------------------ Linux sources
+
+
+def _linux_gauges(root, errors):
+    samples = []  # type: list
+    _extend(samples, errors, "uptime", _linux_uptime, root)
+    _extend(samples, errors, "loadavg", _linux_load, root)
+    _extend(samples, errors, "stat", _linux_stat, root)
+    _extend(samples, errors, "meminfo", _linux_memory, root)
+    _extend(samples, errors, "processes", _linux_procs, root)
+    return samples
+
+
+def _linux_uptime(root):
+    return [["uptime_sec", {}, parse_uptime(_read(root, "proc", "uptime"))]]
+
+
+def _linux_load(root):
+    # On the live system getloadavg() keeps the kernel's precision; /proc/loadavg
+    # rounds to 0.01.  Both come from the same kernel counters.
+    if os.path.realpath(root) == "/" and hasattr(os, "getloadavg"):
+        return _load_samples(os.getloadavg())
+    return _load_samples(parse_loadavg(_read(root, "proc", "loadavg")))
+
+
+def _linux_memory(root):
+    return memory_samples(parse_meminfo(_read(root, "proc", "meminfo")))
+
+
+def _linux_stat(root):
+    stat = parse_stat(_read(root, "proc", "stat"))
+    if not stat["cpu_count"] or "procs_running" not in stat:
+        raise ValueError("no cpuN or procs_running lines")
+    return [["cpu_count", {}, stat["cpu_count"]], ["procs_running", {}, stat["procs_running"]]]
+
+
+def _linux_procs(root):
+    """procs_total: one numeric /proc directory per process, as ps -e and psutil count."""
+    names = os.listdir(os.path.join(root, "proc"))
+    return [["procs_total", {}, sum(1 for name in names if name.isdigit())]]
+
+
+def _linux_counters(root, errors):
+    """Return {"cpu": {"all": [total, busy]}, "net": {...}, "disk": {...}} as of now."""
+    return _read_counters(
+        errors,
+        (
+            "cpu",
+            "stat",
+            lambda: {"all": cpu_counter(parse_stat(_read(root, "proc", "stat"))["cpu"])},
+        ),
+        ("net", "net/dev", lambda: parse_net_dev(_read(root, "proc", "net", "dev"))),
+        ("disk", "diskstats", lambda: parse_diskstats(_read(root, "proc", "diskstats"))),
+    )
+
+
+def _read_counters(errors, *readers):
+    """Return {group: read()} for each (group, what, read) that succeeds."""
+    counters = {}
+    for group, what, read in readers:
+        got = _attempt(errors, what, read)
+        if got is not None:
+            counters[group] = got
+    return counters
+
+
+def _linux_mounts(root):
+    """[(mountpoint, fstype, path to statvfs)] from root's /proc/mounts."""
+    try:
+        text = _read(root, "proc", "mounts")
+    except OSError:  # /proc/mounts is a link into self/, which a copied tree may lack
+        text = _read(root, "proc", "self", "mounts")
+    return [
+        (mp, fstype, os.path.join(root, mp.lstrip("/"))) for _, mp, fstype in parse_mounts(text)
+    ]
+
+
+# ------------------------------------------------ psutil and bare sources
+
+
+def _psutil_gauges(psutil, now, errors):
+    samples = []  # type: list
+    _extend(samples, errors, "uptime", lambda: [["uptime_sec", {}, now - psutil.boot_time()]])
+    _extend(
+        samples,
+        errors,
+        "loadavg",
+        lambda: _load_samples(getattr(psutil, "getloadavg", os.getloadavg)()),
+    )
+    _extend(samples, errors, "cpu_count", lambda: [["cpu_count", {}, psutil.cpu_count()]])
+    _extend(samples, errors, "memory", _psutil_memory, psutil)
+    _extend(samples, errors, "processes", _psutil_procs, psutil)
+    return samples
+
+
+def _load_samples(load):
+    return [["load1", {}, load[0]], ["load5", {}, load[1]], ["load15", {}, load[2]]]
+
+
+def _psutil_memory(psutil):
+    memory = psutil.virtual_memory()
+    return [
+        ["mem_total_bytes", {}, memory.total],
+        ["mem_available_bytes", {}, memory.available],
+        ["mem_percent", {}, _percent(memory.total - memory.available, memory.total)],
+        ["swap_percent", {}, psutil.swap_memory().percent],
+    ]
+
+
+def _psutil_procs(psutil):
+    running = sum(
+        1
+        for proc in psutil.process_iter(["status"])
+        if proc.info["status"] == psutil.STATUS_RUNNING
+    )
+    return [["procs_total", {}, len(psutil.pids())], ["procs_running", {}, running]]
+
+
+def _psutil_counters(psutil, errors):
+    """Return the same counters as _linux_counters, from psutil."""
+    return _read_counters(
+        errors,
+        ("cpu", "cpu_times", lambda: {"all": _psutil_cpu(psutil.cpu_times()._asdict())}),
+        ("net", "net_io_counters", lambda: _psutil_net(psutil.net_io_counters(pernic=True))),
+        ("disk", "disk_io_counters", lambda: _psutil_disks(psutil.disk_io_counters(perdisk=True))),
+    )
+
+
+def _psutil_net(counters):
+    return {
+        name: [c.bytes_recv, c.bytes_sent] for name, c in counters.items() if not is_loopback(name)
+    }
+
+
+def _psutil_disks(counters):
+    counters = counters or {}  # None on hosts without disk counters
+    return {
+        name: [counters[name].read_bytes, counters[name].write_bytes]
+        for name in whole_disks(counters)
+    }
+
+
+def _psutil_cpu(times):
+    """[total, busy] CPU seconds, counted like cpu_counter."""
+    total = sum(times.values()) - times.get("guest", 0) - times.get("guest_nice", 0)
+    return [total, total - times.get("idle", 0) - times.get("iowait", 0)]
+
+
+def _psutil_mounts(psutil):
+    entries = [(p.device, p.mountpoint, p.fstype) for p in psutil.disk_partitions(all=True)]
+    return [(mp, fstype, mp) for _, mp, fstype in select_mounts(entries)]
+
+
+def _psutil_usage(psutil):
+    def usage(path):
+        got = psutil.disk_usage(path)
+        return got.total, got.used, got.free
+
+    return usage
+
+
+def _bare_gauges(errors):
+    """What the standard library alone tells on a host without /proc or psutil."""
+    samples = []  # type: list
+    _extend(samples, errors, "loadavg", lambda: _load_samples(os.getloadavg()))
+    _extend(samples, errors, "cpu_count", lambda: [["cpu_count", {}, os.cpu_count()]])
+    return samples
+
+
+# ------------------------------------------------ rates and the state file
+
+
+def _rate_samples(kind, read_counters, state_path, now, uptime, errors):
+    """cpu_percent and *_per_sec since the previous run, else over SAMPLE_WINDOW.
+
+    The state keeps this run's first reading, stamped ``now``, for the next run.
+    """
+    current = read_counters()
+    previous = _load_state(state_path, kind, now, uptime)
+    if previous is not None and _is_baseline(previous[1], current):
+        samples = rates(previous[1], current, now - previous[0])
+    else:
+        first = time.monotonic()
+        time.sleep(SAMPLE_WINDOW)
+        second = time.monotonic()
+        samples = rates(current, read_counters(), second - first)
+    if state_path is not None:
+        state = {"v": STATE_VERSION, "kind": kind, "time": now, "uptime": uptime}
+        state["counters"] = current
+        _attempt(errors, "state %s" % state_path, _save_state, state_path, state)
+    return samples
+
+
+def rates(before, after, elapsed):
+    """Return samples for the change from ``before`` to ``after`` over ``elapsed`` seconds.
+
+    Series missing from ``before`` or whose counter went backwards are left out.
+    """
+    if elapsed <= 0:
+        return []
+    samples = []
+    if "cpu" in after and "cpu" in before:
+        (total, busy), (total0, busy0) = after["cpu"]["all"], before["cpu"]["all"]
+        percent = min(100.0, max(0.0, _percent(busy - busy0, total - total0)))
+        samples.append(["cpu_percent", {}, percent])
+    for group, label, metrics in (
+        ("net", "interface", ("net_rx_bytes_per_sec", "net_tx_bytes_per_sec")),
+        ("disk", "device", ("disk_read_bytes_per_sec", "disk_write_bytes_per_sec")),
+    ):
+        for name, values in sorted(after.get(group, {}).items()):
+            base = before.get(group, {}).get(name)
+            for index, metric in enumerate(metrics if base else ()):
+                if values[index] >= base[index]:
+                    samples.append([metric, {label: name}, (values[index] - base[index]) / elapsed])
+    return samples
+
+
+def _is_baseline(previous, current):
+    """True when ``previous`` has every current counter, none larger than now.
+
+    A counter that went backwards means a reboot or a re-created device; a new
+    device has no baseline.  Either way a short sample is the honest answer.
+    """
+    try:
+        for group, items in current.items():
+            for name, values in items.items():
+                old = previous[group][name]
+                if len(old) != len(values) or not all(old[i] <= values[i] for i in range(len(old))):
+                    return False
+    except (KeyError, TypeError, AttributeError):  # a damaged state file
+        return False
+    return True
+
+
+def _load_state(path, kind, now, uptime):
+    """(time, counters) of the previous run, or None when there is no usable one."""
+    if path is None:
+        return None
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = json.load(handle)
+        then, counters = float(state["time"]), state["counters"]
+        old_uptime = state.get("uptime")
+        rebooted = uptime is not None and old_uptime is not None and uptime < old_uptime
+        fresh = 0 < now - then <= MAX_STATE_AGE
+        usable = (
+            state.get("v") == STATE_VERSION
+            and state.get("kind") == kind
+            and isinstance(counters, dict)
+        )
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # missing or corrupt
+        return None
+    return (then, counters) if usable and fresh and not rebooted else None
+
+
+def _save_state(path, state):
+    """Write the state atomically (temp file, then rename), readable by its owner only."""
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix="." + name + ".", dir=directory)  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(state, handle, sort_keys=True, separators=(",", ":"))
+        os.replace(temp, path)
+    except BaseException:
+        os.unlink(temp)
+        raise
+
+
+# ------------------------------------------------ disk space
+
+
+def _disk_samples(mounts, usage, errors):
+    """Return disk_* samples for [(mountpoint, fstype, path)]; remote mounts get a deadline."""
+    mounts = _labelable(mounts, errors)
+    found = []
+    for mountpoint, fstype, path in mounts:
+        if not is_remote(fstype):
+            found.append((mountpoint, _attempt(errors, "disk %s" % mountpoint, usage, path)))
+    remote = [mount for mount in mounts if is_remote(mount[1])]
+    if remote:
+        found += _remote_usage(remote, usage, errors)
+    samples = []
+    for mountpoint, got in sorted(found, key=lambda item: item[0]):
+        if got is not None and got[0] > 0:  # size 0: a pseudo filesystem not in PSEUDO_FS
+            total, used, free = got
+            labels = {"mount": mountpoint}
+            samples.append(["disk_total_bytes", labels, total])
+            samples.append(["disk_used_bytes", labels, used])
+            samples.append(["disk_percent", labels, _percent(used, used + free)])
+    return samples
+
+
+def _labelable(mounts, errors):
+    """Return the mounts whose path fits in a label; note the others in ``errors``."""
+    kept = []
+    for mount in mounts:
+        if len(mount[0]) <= MAX_LABEL:
+            kept.append(mount)
+        else:
+            errors.append("disk %s...: mount path over %d characters" % (mount[0][:60], MAX_LABEL))
+    return kept
+
+
+def _statvfs_usage(path):
+    """(total, used, free to non-root users) bytes of the filesystem at ``path``, as psutil."""
+    st = os.statvfs(path)
+    total = st.f_blocks * st.f_frsize
+    return total, total - st.f_bfree * st.f_frsize, st.f_bavail * st.f_frsize
+
+
+def _remote_usage(mounts, usage, errors):
+    """[(mountpoint, usage)] for network/FUSE mounts, each in a daemon thread.
+
+    A dead NFS server hangs statvfs, possibly forever: the threads get
+    REMOTE_DEADLINE seconds in all, and the ones still stuck are abandoned.
+    """
+    results = _run_with_deadline([(usage, mount[2]) for mount in mounts], REMOTE_DEADLINE)
+    found = []
+    for index, (mountpoint, fstype, _) in enumerate(mounts):
+        result = results[index]
+        if result is None:
+            errors.append(
+                "disk %s (%s): no answer within %g s" % (mountpoint, fstype, REMOTE_DEADLINE)
+            )
+        elif not result[0]:
+            errors.append(("disk %s: %s" % (mountpoint, _describe(result[1])))[:200])
+        else:
+            found.append((mountpoint, result[1]))
+    return found
+
+
+def _run_with_deadline(calls, seconds):
+    """Run each (func, arg) in its own daemon thread; wait ``seconds`` in all.
+
+    Returns, per call, (True, result) or (False, exception), or None if unfinished.
+    """
+    results = [None] * len(calls)  # type: list
+
+    def run(index, func, arg):
+        try:
+            results[index] = (True, func(arg))
+        except Exception as exc:
+            results[index] = (False, exc)
+
+    threads = [
+        threading.Thread(target=run, args=(index, func, arg), name="statvfs", daemon=True)
+        for index, (func, arg) in enumerate(calls)
+    ]
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return list(results)
 
 
 # ---------------------------------------------------------------- main
