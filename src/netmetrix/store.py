@@ -1,0 +1,628 @@
+"""Samples, hosts and host keys in SQLite (default) or PostgreSQL, via SQLAlchemy Core.
+
+Prometheus' data model: a series is (host, metric, labels), a sample is
+(series, timestamp, value).  Labels are stored as canonical JSON (sorted keys,
+no spaces, ``{}`` for none) so equal label sets are equal strings.  The database
+holds integer milliseconds since the epoch; the API takes and returns float
+unix seconds.
+
+The schema is made only by the Alembic migrations in ``netmetrix/migrations``
+(run by ``Store.open``); the tables below describe it for queries and must
+match what the migrations create (a test compares them).
+
+SQLite runs in WAL mode: readers never block the one writer.  Every write
+takes the write lock up front (``BEGIN IMMEDIATE``), so a writer waits for
+another one for at most the busy timeout and then fails cleanly with a
+``StoreError``, instead of failing mid-transaction on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Double,
+    Engine,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    create_engine,
+    event,
+    exc,
+    func,
+    make_url,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.elements import Label
+
+from netmetrix.envelope import Sample
+from netmetrix.errors import StoreError
+
+DEFAULT_BUSY_TIMEOUT = 10.0  # seconds a writer waits for another one's lock
+UP = "up"  # the collector's own metric: 1 the host answered and verified, 0 not
+NO_LABELS = "{}"
+KEY_STATES = ("active", "pending")
+_CHUNK = 500  # bound parameters per IN (...) list; old SQLite allows 999
+_MIGRATIONS = "netmetrix:migrations"
+_PG_MIGRATION_LOCK = 0x6E6D78  # "nmx": pg_advisory_xact_lock key held while migrating
+_WRITE = "netmetrix_write"  # execution option: open the transaction with the write lock
+
+SeriesKey = tuple[str, str, str]  # host, metric, labels JSON
+
+# Constraint names are fixed here so later migrations can name what they alter.
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    }
+)
+
+hosts_table = Table(
+    "hosts",
+    metadata,
+    Column("name", Text, nullable=False),
+    Column("address", Text),
+    Column("last_seen_ms", BigInteger),  # last run that answered and verified
+    Column("last_error", Text),  # NULL since the last good run
+    Column("probe_version", Text),
+    Column("updated_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name"),
+)
+
+host_keys_table = Table(
+    "host_keys",
+    metadata,
+    Column("host", Text, nullable=False),
+    Column("kid", Text, nullable=False),
+    Column("key", LargeBinary, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("host", "kid"),
+    CheckConstraint("state IN ('active', 'pending')", name="state"),
+)
+
+series_table = Table(
+    "series",
+    metadata,
+    Column("id", Integer, autoincrement=True),
+    Column("host", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("labels", Text, nullable=False),  # canonical JSON, "{}" when none
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("host", "metric", "labels"),
+    sqlite_autoincrement=True,  # never reuse an id, like a PostgreSQL sequence
+)
+
+samples_table = Table(
+    "samples",
+    metadata,
+    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("value", Double, nullable=False),
+    # (series_id, ts_ms) serves both "latest per series" and "range of one series".
+    PrimaryKeyConstraint("series_id", "ts_ms"),
+    sqlite_with_rowid=False,  # the primary key is the table: no second b-tree
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostRun:
+    """One host's outcome of one execute."""
+
+    host: str
+    address: str
+    ts: float  # unix seconds of the run
+    ok: bool
+    error: str | None = None
+    probe_version: str | None = None
+    samples: tuple[Sample, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredSample:
+    host: str
+    metric: str
+    labels: dict[str, str]
+    ts: float  # unix seconds
+    value: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostRow:
+    name: str
+    address: str | None
+    last_seen: float | None  # unix seconds of the last good run
+    last_error: str | None
+    probe_version: str | None
+    up: float | None  # latest `up` sample
+
+
+def labels_json(labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
+    """Canonical JSON of a label set: sorted keys, no spaces, ``{}`` when empty."""
+    return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=4096)
+def _sample_labels_json(labels: tuple[tuple[str, str], ...]) -> str:
+    """labels_json for Sample.labels: a fleet repeats the same few label sets."""
+    return labels_json(labels)
+
+
+class Store:
+    """The metrics database; make one with ``Store.open(url)``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        url_display: str | None = None,
+    ) -> None:
+        self._engine = engine
+        self._writer = engine.execution_options(**{_WRITE: True})
+        self._busy_timeout = busy_timeout
+        self._url_display = url_display or engine.url.render_as_string(hide_password=True)
+
+    @classmethod
+    def open(cls, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
+        """Connect to ``url`` and bring its schema up to date.
+
+        ``busy_timeout`` (seconds) is how long a write waits for another
+        process's SQLite write lock.  Raises StoreError.
+        """
+        try:
+            parsed = make_url(url)
+        except exc.ArgumentError:
+            raise StoreError(f"invalid database URL {_redact(url)!r}") from None
+        display = parsed.render_as_string(hide_password=True)
+        backend = parsed.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise StoreError(f"database {display}: unsupported, use sqlite:/// or postgresql://")
+        if backend == "sqlite":
+            _make_parent_dir(parsed, display)
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(
+                drivername="postgresql+psycopg"
+            )  # what netmetrix[postgres] installs
+        try:
+            engine = create_engine(parsed)
+        except (ImportError, exc.ArgumentError) as err:
+            hint = " (pip install 'netmetrix[postgres]')" if backend == "postgresql" else ""
+            raise StoreError(f"database {display}: no driver: {err}{hint}") from None
+        if backend == "sqlite":
+            _configure_sqlite(engine, busy_timeout)
+        store = cls(engine, busy_timeout=busy_timeout, url_display=display)
+        try:
+            store._upgrade()
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def url_display(self) -> str:
+        """The database URL with any password hidden."""
+        return self._url_display
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for tests and for queries this class does not offer."""
+        return self._engine
+
+    def schema_version(self) -> str | None:
+        """The Alembic revision the database is at; None before the first migration."""
+        with self._guard("read the schema version"), self._engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    # -- keys ----------------------------------------------------------------
+
+    def host_keys(self, hosts: Iterable[str]) -> dict[str, dict[str, bytes]]:
+        """Host -> {kid: key} for ``hosts``, active and pending keys both; keyless hosts absent."""
+        t = host_keys_table
+        found: dict[str, dict[str, bytes]] = {}
+        with self._guard("read host keys"), self._engine.connect() as conn:
+            for chunk in _chunks(sorted(set(hosts))):
+                rows = conn.execute(select(t.c.host, t.c.kid, t.c.key).where(t.c.host.in_(chunk)))
+                for host, kid, key in rows:
+                    found.setdefault(host, {})[kid] = bytes(key)
+        return found
+
+    def add_pending_key(self, host: str, kid: str, key: bytes) -> None:
+        """Add ``key`` as one of ``host``'s pending keys (see ``add_pending_keys``)."""
+        self.add_pending_keys([(host, kid, key)])
+
+    def add_pending_keys(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        """Add (host, kid, key) entries as pending keys, in one transaction.
+
+        Nothing is removed: the active key and earlier pending keys stay until a
+        key is activated, because an upload that crashed after replacing the
+        remote key file left that host holding one of them.  Adding a key the
+        host already has changes nothing.
+        """
+        t = host_keys_table
+        with self._guard("add host keys"), self._writer.begin() as conn:
+            for host, kid, key in items:
+                old = conn.execute(
+                    select(t.c.key).where(t.c.host == host, t.c.kid == kid)
+                ).scalar_one_or_none()
+                if old is not None:
+                    if bytes(old) != key:
+                        raise StoreError(f'host "{host}": key id {kid!r} already names another key')
+                    continue
+                conn.execute(
+                    t.insert().values(
+                        host=host, kid=kid, key=key, state="pending", created_ms=_now_ms()
+                    )
+                )
+
+    def activate_key(self, host: str, kid: str) -> None:
+        """Make ``kid`` the host's only key (see ``activate_keys``)."""
+        self.activate_keys([(host, kid)])
+
+    def activate_keys(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Make each (host, kid) its host's only key, state active, in one transaction.
+
+        Raise StoreError if a host has no such key.
+        """
+        t = host_keys_table
+        with self._guard("activate host keys"), self._writer.begin() as conn:
+            for host, kid in pairs:
+                done = conn.execute(
+                    t.update().where(t.c.host == host, t.c.kid == kid).values(state="active")
+                )
+                if done.rowcount != 1:
+                    raise StoreError(f'host "{host}": no key {kid!r} to activate (upload again)')
+                conn.execute(t.delete().where(t.c.host == host, t.c.kid != kid))
+
+    # -- runs ----------------------------------------------------------------
+
+    def record_runs(self, runs: Sequence[HostRun]) -> int:
+        """Store a batch of host runs in one transaction; return the samples written.
+
+        Each run updates its host's row and adds its samples plus ``up`` (1.0
+        ok, 0.0 failed) at the run's time.  A sample whose series already has
+        one at that millisecond is ignored (the first one stays).
+        """
+        if not runs:
+            return 0
+        host_rows = _host_rows(runs, _now_ms())
+        points: dict[tuple[SeriesKey, int], float] = {}
+        for run in runs:
+            ts_ms = _ms(run.ts)
+            points.setdefault(((run.host, UP, NO_LABELS), ts_ms), 1.0 if run.ok else 0.0)
+            for sample in run.samples:
+                if math.isnan(sample.value):
+                    raise StoreError(f'host "{run.host}": {sample.metric} is NaN, not stored')
+                key = (run.host, sample.metric, _sample_labels_json(sample.labels))
+                points.setdefault((key, ts_ms), sample.value)
+        keys = sorted({key for key, _ in points})
+        with self._guard(f"store {len(runs)} host run(s)"), self._writer.begin() as conn:
+            dialect = conn.dialect.name
+            conn.execute(_upsert_hosts(dialect), host_rows)
+            conn.execute(
+                _insert(dialect, series_table).on_conflict_do_nothing(
+                    index_elements=["host", "metric", "labels"]
+                ),
+                [{"host": h, "metric": m, "labels": lb} for h, m, lb in keys],
+            )
+            ids = _series_ids(conn, keys)
+            rows = sorted((ids[key], ts_ms, value) for (key, ts_ms), value in points.items())
+            written = conn.execute(
+                _insert(dialect, samples_table)
+                .on_conflict_do_nothing(index_elements=["series_id", "ts_ms"])
+                .returning(samples_table.c.series_id),
+                [{"series_id": sid, "ts_ms": ts_ms, "value": value} for sid, ts_ms, value in rows],
+            )
+            return len(written.all())
+
+    # -- queries -------------------------------------------------------------
+
+    def latest(self, hosts: Sequence[str] = (), metrics: Sequence[str] = ()) -> list[StoredSample]:
+        """The newest sample of every matching series, by host, metric, labels.
+
+        Empty ``hosts`` or ``metrics`` means all of them.
+        """
+        s = series_table
+        query = select(s.c.host, s.c.metric, s.c.labels, _newest(s, "ts_ms"), _newest(s, "value"))
+        if metrics:
+            query = query.where(s.c.metric.in_(sorted(set(metrics))))
+        queries = (
+            [query.where(s.c.host.in_(chunk)) for chunk in _chunks(sorted(set(hosts)))]
+            if hosts
+            else [query]
+        )
+        found: list[StoredSample] = []
+        with self._guard("read the latest samples"), self._engine.connect() as conn:
+            for q in queries:
+                found.extend(
+                    _stored(host, metric, labels, ts_ms, value)
+                    for host, metric, labels, ts_ms, value in conn.execute(q)
+                    if ts_ms is not None
+                )
+        found.sort(key=lambda x: (x.host, x.metric, labels_json(x.labels)))
+        return found
+
+    def history(
+        self,
+        host: str,
+        metric: str,
+        labels: dict[str, str] | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[StoredSample]:
+        """Samples of one metric of one host, oldest first; ``since``/``until`` inclusive.
+
+        ``labels`` None means every series of the metric, else exactly that label set.
+        """
+        s, p = series_table, samples_table
+        query = (
+            select(s.c.labels, p.c.ts_ms, p.c.value)
+            .select_from(s.join(p, p.c.series_id == s.c.id))
+            .where(s.c.host == host, s.c.metric == metric)
+            .order_by(p.c.ts_ms)
+        )
+        if labels is not None:
+            query = query.where(s.c.labels == labels_json(labels))
+        if since is not None:
+            query = query.where(p.c.ts_ms >= _ms(since))
+        if until is not None:
+            query = query.where(p.c.ts_ms <= _ms(until))
+        with self._guard(f'read {metric} history of host "{host}"'), self._engine.connect() as conn:
+            rows = sorted(conn.execute(query), key=lambda r: (r[1], r[0]))
+        return [_stored(host, metric, lb, ts_ms, value) for lb, ts_ms, value in rows]
+
+    def hosts(self) -> list[HostRow]:
+        """Every host the store has seen, by name, with its latest ``up``."""
+        h, s = hosts_table, series_table
+        is_up = and_(s.c.host == h.c.name, s.c.metric == UP, s.c.labels == NO_LABELS)
+        query = select(
+            h.c.name,
+            h.c.address,
+            h.c.last_seen_ms,
+            h.c.last_error,
+            h.c.probe_version,
+            _newest(s, "value"),
+        ).select_from(h.outerjoin(s, is_up))
+        with self._guard("read hosts"), self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return sorted(
+            (
+                HostRow(
+                    name=name,
+                    address=address,
+                    last_seen=None if seen is None else seen / 1000,
+                    last_error=error,
+                    probe_version=version,
+                    up=up,
+                )
+                for name, address, seen, error, version, up in rows
+            ),
+            key=lambda row: row.name,
+        )
+
+    # -- internals -----------------------------------------------------------
+
+    def _upgrade(self) -> None:
+        """Run ``alembic upgrade head`` unless the database is already there."""
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", _MIGRATIONS)
+        cfg.set_main_option("path_separator", "os")
+        script = ScriptDirectory.from_config(cfg)
+        head = script.get_current_head()
+        known = {rev.revision for rev in script.walk_revisions()}
+        current = self.schema_version()
+        if current == head:
+            return
+        if current is not None and current not in known:
+            raise StoreError(
+                f"database {self.url_display}: schema version {current!r} is unknown "
+                "to this netmetrix (written by a newer version?)"
+            )
+        with self._guard("upgrade the schema"), self._writer.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                # SQLite's BEGIN IMMEDIATE already serialises two processes migrating at once
+                conn.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_MIGRATION_LOCK}
+                )
+            cfg.attributes["connection"] = conn
+            try:
+                command.upgrade(cfg, "head")
+            except CommandError as err:
+                raise StoreError(f"database {self.url_display}: migration failed: {err}") from None
+
+    @contextmanager
+    def _guard(self, doing: str) -> Iterator[None]:
+        """Turn database errors into a one-line StoreError naming the database."""
+        try:
+            yield
+        except exc.SQLAlchemyError as err:
+            raise self._error(doing, err) from err
+
+    def _error(self, doing: str, err: exc.SQLAlchemyError) -> StoreError:
+        orig = err.orig if isinstance(err, exc.DBAPIError) else err
+        detail = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+        if isinstance(orig, sqlite3.OperationalError) and "locked" in detail:
+            return StoreError(
+                f"database {self.url_display} is locked: another process held its write lock "
+                f"for over {self._busy_timeout:g} s (the busy timeout); cannot {doing}"
+            )
+        return StoreError(f"database {self.url_display}: cannot {doing}: {detail}")
+
+
+def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
+    """WAL, NORMAL sync, a busy timeout, foreign keys; transactions begun by us."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: ConnectionPoolEntry) -> None:
+        assert isinstance(dbapi_conn, sqlite3.Connection)
+        # sqlite3 would otherwise BEGIN (deferred) on its own before writes only;
+        # _on_begin below emits BEGIN for every transaction instead.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {max(0, round(busy_timeout * 1000))}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get(_WRITE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _make_parent_dir(url: URL, display: str) -> None:
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return
+    parent = Path(database).parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StoreError(
+            f"database {display}: cannot create directory {str(parent)!r}: {err.strerror}"
+        ) from None
+
+
+def _insert(dialect: str, table: Table) -> sqlite.Insert | postgresql.Insert:
+    """INSERT with ON CONFLICT support for the connection's dialect."""
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    raise StoreError(f"unsupported database dialect {dialect!r}")
+
+
+def _upsert_hosts(dialect: str) -> sqlite.Insert | postgresql.Insert:
+    """Upsert one host row: a good run sets last_seen and clears the error; a failed one
+    sets the error and keeps last_seen.  The probe version is kept when not given."""
+    t = hosts_table
+    stmt = _insert(dialect, t)
+    return stmt.on_conflict_do_update(
+        index_elements=["name"],
+        set_={
+            "address": stmt.excluded.address,
+            "last_seen_ms": func.coalesce(stmt.excluded.last_seen_ms, t.c.last_seen_ms),
+            "last_error": stmt.excluded.last_error,
+            "probe_version": func.coalesce(stmt.excluded.probe_version, t.c.probe_version),
+            "updated_ms": stmt.excluded.updated_ms,
+        },
+    )
+
+
+def _host_rows(runs: Sequence[HostRun], now_ms: int) -> list[dict[str, Any]]:
+    """One row per host (a batch may hold several runs of one host; the newest wins)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for run in sorted(runs, key=lambda r: r.ts):
+        row = rows.setdefault(
+            run.host, {"name": run.host, "last_seen_ms": None, "probe_version": None}
+        )
+        row["address"] = run.address
+        row["updated_ms"] = now_ms
+        if run.ok:
+            row["last_seen_ms"] = _ms(run.ts)
+            row["last_error"] = None
+        else:
+            row["last_error"] = run.error or "failed"
+        if run.probe_version is not None:
+            row["probe_version"] = run.probe_version
+    return [rows[name] for name in sorted(rows)]
+
+
+def _series_ids(conn: Connection, keys: Sequence[SeriesKey]) -> dict[SeriesKey, int]:
+    """Ids of the (host, metric, labels) series in ``keys``, which all exist."""
+    s = series_table
+    wanted = set(keys)
+    ids: dict[SeriesKey, int] = {}
+    for chunk in _chunks(sorted({host for host, _, _ in keys})):
+        rows = conn.execute(
+            select(s.c.id, s.c.host, s.c.metric, s.c.labels).where(s.c.host.in_(chunk))
+        )
+        for sid, host, metric, labels in rows:
+            if (host, metric, labels) in wanted:
+                ids[(host, metric, labels)] = sid
+    return ids
+
+
+def _newest(s: Table, column: str) -> Label[Any]:
+    """Correlated subquery: ``column`` of the newest sample of series ``s``.
+
+    ``ORDER BY ts_ms DESC LIMIT 1`` on ``series_id = s.id`` is one descent of
+    the (series_id, ts_ms) primary key on both SQLite and PostgreSQL.
+    """
+    p = samples_table
+    return (
+        select(p.c[column])
+        .where(p.c.series_id == s.c.id)
+        .order_by(p.c.ts_ms.desc())
+        .limit(1)
+        .scalar_subquery()
+        .label(column)
+    )
+
+
+def _stored(host: str, metric: str, labels: str, ts_ms: int, value: float) -> StoredSample:
+    return StoredSample(
+        host=host, metric=metric, labels=json.loads(labels), ts=ts_ms / 1000, value=value
+    )
+
+
+def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _ms(ts: float) -> int:
+    return round(ts * 1000)
+
+
+def _now_ms() -> int:
+    return _ms(time.time())
+
+
+def _redact(url: str) -> str:
+    """Hide the password of a URL SQLAlchemy could not parse."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
