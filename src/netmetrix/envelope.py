@@ -70,7 +70,7 @@ def find_envelope(output: str) -> str:
     found = [line.strip() for line in output.splitlines() if line.startswith(PREFIX)]
     if not found:
         tail = output.strip().splitlines()[-1:] or [""]
-        raise EnvelopeError(f"bad message: no envelope in probe output (last line {tail[0][:60]!r})")
+        raise EnvelopeError(f"bad message: no envelope in probe output (ends {tail[0][:60]!r})")
     if len(found) > 1:
         raise EnvelopeError(f"bad message: {len(found)} envelopes in probe output, expected one")
     return found[0]

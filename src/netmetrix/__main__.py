@@ -1,0 +1,7 @@
+"""``python -m netmetrix``."""
+
+import sys
+
+from netmetrix.cli import main
+
+sys.exit(main())

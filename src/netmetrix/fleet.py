@@ -1,0 +1,126 @@
+"""Run one async job per host under a concurrency limit; never let one host stop the others."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import statistics
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import asyncssh
+
+from netmetrix.config import HostConfig
+from netmetrix.errors import EnvelopeError, HostError, NetmetrixError, Outcome
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostResult(Generic[T]):
+    host: HostConfig
+    outcome: Outcome
+    error: str | None  # one line, without the host name
+    seconds: float
+    value: T | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome is Outcome.OK
+
+
+def classify(exc: BaseException) -> tuple[Outcome, str]:
+    """Map an expected per-host exception to (outcome, one-line reason)."""
+    if isinstance(exc, HostError):
+        return exc.outcome, str(exc)
+    if isinstance(exc, EnvelopeError):
+        return Outcome.BAD_MESSAGE, str(exc)
+    if isinstance(exc, asyncssh.Error):
+        return Outcome.ERROR, f"ssh: {exc.reason}"
+    if isinstance(exc, TimeoutError):
+        return Outcome.TIMEOUT, "timeout"
+    return Outcome.ERROR, f"{type(exc).__name__}: {exc}"
+
+
+_EXPECTED = (OSError, asyncssh.Error, TimeoutError, NetmetrixError)
+
+
+async def run_fleet(
+    hosts: Sequence[HostConfig],
+    job: Callable[[HostConfig], Awaitable[T]],
+    *,
+    concurrency: int,
+    on_result: Callable[[HostResult[T]], None] | None = None,
+) -> list[HostResult[T]]:
+    """Run ``job`` for every host, at most ``concurrency`` at once; results in host order."""
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(host: HostConfig) -> HostResult[T]:
+        async with gate:
+            started = time.monotonic()
+            try:
+                value = await job(host)
+            except _EXPECTED as exc:
+                outcome, reason = classify(exc)
+                log.debug("[%s] %s", host.name, reason, exc_info=True)
+                result: HostResult[T] = HostResult(
+                    host=host, outcome=outcome, error=reason, seconds=time.monotonic() - started
+                )
+            else:
+                result = HostResult(
+                    host=host,
+                    outcome=Outcome.OK,
+                    error=None,
+                    seconds=time.monotonic() - started,
+                    value=value,
+                )
+        if on_result is not None:
+            on_result(result)
+        return result
+
+    return list(await asyncio.gather(*(one(h) for h in hosts)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Summary:
+    counts: dict[Outcome, int]
+    p50: float
+    p95: float
+    wall: float
+    failed: tuple[tuple[str, Outcome], ...]
+
+    @property
+    def all_ok(self) -> bool:
+        return not self.failed
+
+    def line(self, verb: str) -> str:
+        """e.g. ``execute: 48 ok, 2 timeout in 3.10s (per host p50 0.21s, p95 0.40s)``."""
+        parts = [
+            f"{n} {o.value}"
+            for o, n in sorted(self.counts.items(), key=lambda kv: kv[0] is not Outcome.OK)
+        ]
+        text = (
+            f"{verb}: {', '.join(parts) or 'no hosts'} in {self.wall:.2f}s "
+            f"(per host p50 {self.p50:.2f}s, p95 {self.p95:.2f}s)"
+        )
+        if self.failed:
+            names = ", ".join(name for name, _ in self.failed[:20])
+            more = f" and {len(self.failed) - 20} more" if len(self.failed) > 20 else ""
+            text += f"; failed: {names}{more}"
+        return text
+
+
+def summarize(results: Sequence[HostResult[T]], wall: float) -> Summary:
+    times = sorted(r.seconds for r in results) or [0.0]
+    p95 = statistics.quantiles(times, n=20, method="inclusive")[-1] if len(times) > 1 else times[0]
+    return Summary(
+        counts=dict(Counter(r.outcome for r in results)),
+        p50=statistics.median(times),
+        p95=p95,
+        wall=wall,
+        failed=tuple((r.host.name, r.outcome) for r in results if not r.ok),
+    )

@@ -1,0 +1,168 @@
+"""Real OpenSSH sshd processes on 127.0.0.1 high ports, for tests and benchmarks.
+
+Each server gets a throwaway host key; one client key is authorised on all of
+them.  Servers are started by absolute path (`/usr/sbin/sshd -D -e -f CFG`),
+waited for by connecting to their port, and stopped by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def keygen(path: Path, comment: str = "netmetrix-test") -> str:
+    """Create an ed25519 key pair at ``path``; return the public key line."""
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+        check=True,
+    )
+    return Path(f"{path}.pub").read_text().strip()
+
+
+@dataclass
+class Sshd:
+    """One running sshd."""
+
+    port: int
+    host_key_line: str  # "ssh-ed25519 AAAA..."
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.workdir / "sshd.log"
+
+    @property
+    def known_hosts_line(self) -> str:
+        return f"[127.0.0.1]:{self.port} {self.host_key_line}"
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def _config_text(
+    workdir: Path, port: int, authorized_keys: Path, sftp: bool, max_startups: str
+) -> str:
+    lines = [
+        f"Port {port}",
+        "ListenAddress 127.0.0.1",
+        f"HostKey {workdir / 'host_key'}",
+        f"PidFile {workdir / 'sshd.pid'}",
+        f"AuthorizedKeysFile {authorized_keys}",
+        "StrictModes no",
+        "UsePAM no",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PubkeyAuthentication yes",
+        "PermitRootLogin prohibit-password",
+        f"MaxStartups {max_startups}",
+        "MaxSessions 1000",
+        "LogLevel ERROR",
+        "UseDNS no",
+        "PrintMotd no",
+    ]
+    if sftp:
+        lines.append("Subsystem sftp internal-sftp")
+    return "\n".join(lines) + "\n"
+
+
+def start_sshd(
+    workdir: Path,
+    authorized_keys: Path,
+    *,
+    sftp: bool = True,
+    max_startups: str = "1000:100:1000",
+    port: int | None = None,
+) -> Sshd:
+    """Start one sshd in ``workdir`` and wait until it accepts connections."""
+    if not os.access(SSHD, os.X_OK):
+        raise RuntimeError(
+            f"{SSHD} not found: run `make system-deps` (apt-get install openssh-server)"
+        )
+    workdir.mkdir(parents=True, exist_ok=True)
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir, needed as root
+    host_key = keygen(workdir / "host_key", "netmetrix-test-host")
+    port = port or free_port()
+    cfg = workdir / "sshd_config"
+    cfg.write_text(_config_text(workdir, port, authorized_keys, sftp, max_startups))
+    server = Sshd(port=port, host_key_line=" ".join(host_key.split()[:2]), workdir=workdir)
+    with server.log.open("wb") as log:
+        server.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stderr=log)
+    try:
+        _wait_listening(server)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_listening(server: Sshd, budget: float = 10.0) -> None:
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        assert server.process is not None
+        if server.process.poll() is not None:
+            raise RuntimeError(f"sshd exited {server.process.returncode}: {server.log.read_text()}")
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", server.port), 0.2),
+        ):
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"sshd on port {server.port} not listening after {budget}s")
+
+
+@dataclass
+class Farm:
+    """Several sshd servers sharing one authorised client key."""
+
+    root: Path
+    client_key: Path
+    servers: list[Sshd]
+
+    def known_hosts_text(self) -> str:
+        return "".join(s.known_hosts_line + "\n" for s in self.servers)
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.stop()
+
+
+@contextlib.contextmanager
+def farm(root: Path, count: int = 2, *, sftp: tuple[bool, ...] = ()) -> Iterator[Farm]:
+    """Start ``count`` sshd servers under ``root``; stop them on exit, even on failure."""
+    root.mkdir(parents=True, exist_ok=True)
+    client_key = root / "client_key"
+    authorized = root / "authorized_keys"
+    authorized.write_text(keygen(client_key) + "\n")
+    servers: list[Sshd] = []
+    result = Farm(root=root, client_key=client_key, servers=servers)
+    try:
+        for i in range(count):
+            has_sftp = sftp[i] if i < len(sftp) else True
+            servers.append(start_sshd(root / f"sshd{i}", authorized, sftp=has_sftp))
+        yield result
+    finally:
+        result.stop()

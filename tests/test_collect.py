@@ -1,0 +1,346 @@
+"""upload + execute end to end against real sshd servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import Fleet, Run
+
+from netmetrix import probe
+from netmetrix.store import Store
+
+pytestmark = pytest.mark.sshd
+
+Cli = Callable[..., Run]
+
+
+def store_of(fleet: Fleet) -> Store:
+    return Store.open(f"sqlite:///{fleet.database}")
+
+
+def latest_by_host(fleet: Fleet) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
+    with store_of(fleet) as store:
+        rows = store.latest()
+    result: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for row in rows:
+        result.setdefault(row.host, {})[(row.metric, tuple(sorted(row.labels.items())))] = row.value
+    return result
+
+
+def test_upload_then_execute_stores_every_metric(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("f1", 0)
+    fleet.host("f2", 1)
+    fleet.host("nosftp", 2)
+
+    up = netmetrix("--config", fleet.config, "upload")
+    assert up.code == 0, up.err
+    assert "[nosftp] SUCCESS! Script" in up.err
+    assert "uploaded (exec)" in up.err
+    assert "[f1] SUCCESS! Script" in up.err
+    assert "uploaded (sftp)" in up.err
+    for name in ("f1", "f2", "nosftp"):
+        script = fleet.remote_dir(name) / "client.py"
+        key = fleet.remote_dir(name) / "client.py.key"
+        assert script.read_bytes() == (Path(probe.__file__)).read_bytes()
+        assert script.stat().st_mode & 0o777 == 0o700
+        assert key.stat().st_mode & 0o777 == 0o600
+        assert probe.read_key(str(key))[0] == name
+
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 0, ran.err
+    assert f"[f1] SUCCESS! Script `{fleet.remote_dir('f1')}/client.py` executed" in ran.err
+    assert "execute: 3 ok" in ran.err
+
+    data = latest_by_host(fleet)
+    assert set(data) == {"f1", "f2", "nosftp"}
+    for series in data.values():
+        names = {metric for metric, _ in series}
+        assert names == {m[0] for m in probe.METRICS} | {"up"}
+        assert series[("up", ())] == 1.0
+        assert series[("cpu_count", ())] == psutil.cpu_count()
+        assert abs(series[("mem_percent", ())] - psutil.virtual_memory().percent) < 2
+        assert abs(series[("uptime_sec", ())] - (time.time() - psutil.boot_time())) < 5
+        for (metric, labels), value in series.items():
+            if metric == "disk_total_bytes":
+                assert value == psutil.disk_usage(dict(labels)["mount"]).total
+            assert value >= 0, (metric, labels)
+
+
+def test_keys_are_random_per_host_and_stored(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("a", 0)
+    fleet.host("b", 0)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    with store_of(fleet) as store:
+        keys = store.host_keys(["a", "b"])
+    remote = {n: probe.read_key(str(fleet.remote_dir(n) / "client.py.key"))[1] for n in "ab"}
+    assert remote["a"] != remote["b"]
+    for name in "ab":
+        assert list(keys[name].values()) == [remote[name]]
+    # Re-upload rotates: a new key, and only the new key is kept.
+    assert netmetrix("--config", fleet.config, "upload", "-h", "a").code == 0
+    with store_of(fleet) as store:
+        rotated = store.host_keys(["a"])["a"]
+    assert list(rotated.values()) == [
+        probe.read_key(str(fleet.remote_dir("a") / "client.py.key"))[1]
+    ]
+    assert remote["a"] not in rotated.values()
+
+
+def test_down_host_fails_alone(fleet: Fleet, netmetrix: Cli) -> None:
+    import sshd
+
+    fleet.host("good", 0)
+    fleet.host("down", 0, port=str(sshd.free_port()))
+    up = netmetrix("--config", fleet.config, "upload")
+    assert up.code == 1
+    assert "[down] FAILED: connection refused (127.0.0.1:" in up.err
+
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 1
+    assert "ERROR [down] FAILED: connection refused (127.0.0.1:" in ran.err
+    assert "execute: 1 ok, 1 refused in " in ran.err
+    assert "failed: down" in ran.err
+    data = latest_by_host(fleet)
+    assert data["good"][("up", ())] == 1.0
+    assert data["down"] == {("up", ()): 0.0}
+    with store_of(fleet) as store:
+        rows = {h.name: h for h in store.hosts()}
+    assert rows["good"].last_error is None
+    assert rows["good"].last_seen is not None
+    assert rows["down"].last_seen is None
+    assert "refused" in (rows["down"].last_error or "")
+
+
+def test_closed_port_after_upload_is_refused(fleet: Fleet, netmetrix: Cli) -> None:
+    import sshd
+
+    fleet.host("good", 0)
+    fleet.host("gone", 1)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    fleet.hosts[1]["port"] = str(sshd.free_port())
+    fleet.write()
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 1
+    assert "ERROR [gone] FAILED: connection refused" in ran.err
+    assert latest_by_host(fleet)["good"][("up", ())] == 1.0
+
+
+def test_hung_probe_times_out_without_slowing_others(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.settings["command_timeout"] = "1.5"
+    fleet.host("fast", 0)
+    fleet.host("hung", 1, python=fleet.wrapper("hang", "exec sleep 60"))
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    started = time.monotonic()
+    ran = netmetrix("--config", fleet.config, "execute")
+    elapsed = time.monotonic() - started
+    assert ran.code == 1
+    assert "ERROR [hung] FAILED: timeout after 1.5s (run)" in ran.err
+    assert "[fast] SUCCESS!" in ran.err
+    assert elapsed < 15  # bounded by the 1.5 s deadline, not by the 60 s sleep
+    assert latest_by_host(fleet)["hung"] == {("up", ()): 0.0}
+
+
+def _flip_wrapper(fleet: Fleet) -> str:
+    """Runs the real probe and flips one character in the middle of its envelope."""
+    flip = (
+        "import sys; p = sys.stdin.read().strip().split('.'); i = len(p[2]) // 2; "
+        "c = 'A' if p[2][i] != 'A' else 'B'; p[2] = p[2][:i] + c + p[2][i + 1:]; print('.'.join(p))"
+    )
+    return fleet.wrapper("flip", f'"{sys.executable}" "$@" | "{sys.executable}" -c "{flip}"')
+
+
+@pytest.mark.parametrize(
+    ("case", "reason"),
+    [
+        ("garbage", "bad message: no envelope in probe output"),
+        ("flipped", "bad message: authentication failed (tampered or wrong key)"),
+        ("replayed", "bad message: stale challenge (a replayed message)"),
+        ("other-host", "bad message: sealed with an unknown key (run upload again)"),
+    ],
+)
+def test_bad_messages_are_rejected(fleet: Fleet, netmetrix: Cli, case: str, reason: str) -> None:
+    fleet.host("victim", 0)
+    fleet.host("other", 1)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    capture = fleet.root / "captured"
+    tee = fleet.wrapper("tee", f'"{sys.executable}" "$@" | tee "{capture}"')
+    if case == "replayed":  # capture the victim's own earlier answer
+        fleet.hosts[0]["python"] = tee
+    elif case == "other-host":
+        fleet.hosts[1]["python"] = tee
+    fleet.write()
+    assert netmetrix("--config", fleet.config, "execute").code == 0
+    fleet.hosts[0]["python"] = {
+        "garbage": fleet.wrapper("garbage", "echo 'Welcome to host!'; echo 'not an envelope'"),
+        "flipped": _flip_wrapper(fleet),
+        "replayed": fleet.wrapper("replay", f'cat "{capture}"'),
+        "other-host": fleet.wrapper("replay", f'cat "{capture}"'),
+    }[case]
+    fleet.hosts[1]["python"] = sys.executable
+    fleet.write()
+    with store_of(fleet) as store:
+        before = len(store.history("victim", "uptime_sec"))
+
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 1
+    assert f"ERROR [victim] FAILED: {reason}" in ran.err
+    assert "[other] SUCCESS!" in ran.err
+    with store_of(fleet) as store:
+        assert len(store.history("victim", "uptime_sec")) == before  # nothing stored
+        assert [s.value for s in store.history("victim", "up")][-1] == 0.0
+
+
+def test_another_hosts_message_under_a_shared_key_is_rejected(fleet: Fleet, netmetrix: Cli) -> None:
+    """Even if two hosts held the same key, the host name bound in the message differs."""
+    fleet.host("a", 0)
+    fleet.host("b", 0)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    key_file = fleet.remote_dir("a") / "client.py.key"
+    host, key = probe.read_key(str(key_file))
+    assert host == "a"
+    with store_of(fleet) as store:
+        store.add_pending_key("b", probe.key_id(key), key)  # b's store now trusts a's key too
+    (fleet.remote_dir("b") / "client.py.key").write_text(key_file.read_text())
+    ran = netmetrix("--config", fleet.config, "execute", "-h", "b")
+    assert ran.code == 1
+    assert "ERROR [b] FAILED: bad message: sealed for host 'a', not 'b'" in ran.err
+
+
+def test_changed_host_key_is_refused(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("f1", 0)
+    servers = fleet.farm.servers
+    fleet.known_hosts.write_text(f"[127.0.0.1]:{servers[0].port} {servers[1].host_key_line}\n")
+    ran = netmetrix("--config", fleet.config, "upload")
+    assert ran.code == 1
+    assert "ERROR [f1] FAILED: host key changed: [127.0.0.1]:" in ran.err
+    assert not (fleet.remote_dir("f1") / "client.py").exists()
+
+
+def test_unknown_host_key_is_refused_under_strict(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("f1", 0)
+    fleet.known_hosts.write_text("")
+    ran = netmetrix("--config", fleet.config, "upload")
+    assert ran.code == 1
+    assert "ERROR [f1] FAILED: host key unknown: add it with `ssh-keyscan -p" in ran.err
+
+
+def test_accept_new_records_unknown_key_and_refuses_a_changed_one(
+    fleet: Fleet, netmetrix: Cli
+) -> None:
+    fleet.settings["policy"] = "accept-new"
+    fleet.host("f1", 0)
+    fleet.known_hosts.unlink()
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    server = fleet.farm.servers[0]
+    assert fleet.known_hosts.read_text() == server.known_hosts_line + "\n"
+    assert netmetrix("--config", fleet.config, "execute").code == 0  # now known: strict check
+    fleet.known_hosts.write_text(
+        f"[127.0.0.1]:{server.port} {fleet.farm.servers[1].host_key_line}\n"
+    )
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 1
+    assert "host key changed" in ran.err
+
+
+def test_probe_missing_says_run_upload(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("f1", 0)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    (fleet.remote_dir("f1") / "client.py").unlink()
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 1
+    assert f"[f1] FAILED: probe {fleet.remote_dir('f1')}/client.py missing — run upload" in ran.err
+
+
+def test_crash_between_key_upload_and_activation_loses_nothing(
+    fleet: Fleet, netmetrix: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fleet.host("f1", 0)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    old_key = probe.read_key(str(fleet.remote_dir("f1") / "client.py.key"))[1]
+
+    def crash(*_args: object) -> None:
+        raise SystemExit("simulated crash after the remote key was replaced")
+
+    monkeypatch.setattr(Store, "activate_keys", crash)
+    with pytest.raises(SystemExit):
+        netmetrix("--config", fleet.config, "upload")
+    monkeypatch.undo()
+    new_key = probe.read_key(str(fleet.remote_dir("f1") / "client.py.key"))[1]
+    assert new_key != old_key
+    with store_of(fleet) as store:
+        assert set(store.host_keys(["f1"])["f1"].values()) == {old_key, new_key}
+
+    assert netmetrix("--config", fleet.config, "execute").code == 0
+    with store_of(fleet) as store:
+        assert list(store.host_keys(["f1"])["f1"].values()) == [new_key]  # promoted
+
+
+def test_failed_upload_keeps_the_old_key_working(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("f1", 0)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    real_port = fleet.hosts[0]["port"]
+    import sshd
+
+    fleet.hosts[0]["port"] = str(sshd.free_port())
+    fleet.write()
+    assert netmetrix("--config", fleet.config, "upload").code == 1
+    fleet.hosts[0]["port"] = real_port
+    fleet.write()
+    assert netmetrix("--config", fleet.config, "execute").code == 0
+
+
+def test_required_encryption_refuses_hosts_that_can_only_sign(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.settings["encryption"] = "required"
+    blocker = fleet.root / "nocrypto"
+    blocker.mkdir()
+    (blocker / "cryptography.py").write_text("raise ImportError('hidden by the test')\n")
+    hide = fleet.wrapper("nocrypto", f'PYTHONPATH="{blocker}" exec "{sys.executable}" "$@"')
+    fleet.host("signer", 0, python=hide)
+    fleet.host("encrypter", 1)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 1
+    assert "ERROR [signer] FAILED: bad message: host sent HS256" in ran.err
+    assert "[encrypter] SUCCESS!" in ran.err
+    fleet.settings["encryption"] = "preferred"
+    fleet.write()
+    assert netmetrix("--config", fleet.config, "execute").code == 0
+
+
+def test_unknown_host_name_lists_known_ones(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("f1", 0)
+    fleet.host("f2", 0)
+    ran = netmetrix("--config", fleet.config, "execute", "-h", "f9")
+    assert ran.code == 2
+    assert ran.err.strip() == "config.xml: unknown host 'f9'; known hosts: f1, f2"
+
+
+def test_broken_config_exits_2_with_file_and_line(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("f1", 0, port="ssh")
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 2
+    assert (
+        f'{fleet.config}:8: <host name="f1">: port must be an integer 1-65535, got "ssh"' in ran.err
+    )
+    assert not fleet.database.exists()  # validated before anything is touched
+
+
+def test_cli_runs_as_a_real_process(fleet: Fleet) -> None:
+    import subprocess
+
+    fleet.host("f1", 0)
+    env = {**os.environ, "NETMETRIX_CONFIG": str(fleet.config)}
+    exe = Path(sys.executable).with_name("netmetrix")
+    for verb in ("upload", "execute"):
+        done = subprocess.run([exe, verb], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == ""  # stdout is for data only
+    with store_of(fleet) as store:
+        assert json.loads(json.dumps([s.value for s in store.history("f1", "up")])) == [1.0]

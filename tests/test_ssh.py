@@ -1,0 +1,135 @@
+"""The SSH edge on its own: throttling retries, deadlines, the fleet summary."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+import sshd
+
+from netmetrix import ssh
+from netmetrix.config import HostConfig, SSHConfig
+from netmetrix.errors import HostError, Outcome
+from netmetrix.fleet import HostResult, run_fleet, summarize
+
+
+async def _dropping_server(accepted: list[int]) -> asyncio.Server:
+    """Accepts TCP and hangs up at once, as sshd does past its MaxStartups limit."""
+
+    async def drop(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        writer.close()
+
+    return await asyncio.start_server(drop, "127.0.0.1", 0)
+
+
+def _host(port: int, tmp_path: Path) -> tuple[HostConfig, SSHConfig]:
+    host = HostConfig(name="h", address="127.0.0.1", port=port, user="root")
+    return host, SSHConfig(known_hosts=tmp_path / "known_hosts", connect_timeout=3)
+
+
+def test_throttled_connections_are_retried_three_times(tmp_path: Path) -> None:
+    accepted: list[int] = []
+
+    async def scenario() -> HostError:
+        server = await _dropping_server(accepted)
+        port = server.sockets[0].getsockname()[1]
+        host, cfg = _host(port, tmp_path)
+        try:
+            async with ssh.connect(host, cfg, ssh.HostKeys(cfg)):
+                pass
+        except HostError as exc:
+            return exc
+        finally:
+            server.close()
+            await server.wait_closed()
+        raise AssertionError("connect to a dropping server succeeded")
+
+    error = asyncio.run(scenario())
+    assert error.outcome is Outcome.THROTTLED
+    assert str(error).startswith("connection dropped before login 3 times")
+    assert len(accepted) == ssh.CONNECT_TRIES
+
+
+def test_silent_server_hits_the_connect_deadline(tmp_path: Path) -> None:
+    """A server that accepts TCP and never speaks SSH: the connect phase times out."""
+
+    async def scenario() -> HostError:
+        hold = asyncio.Event()
+
+        async def silent(_r: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await hold.wait()
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        host = HostConfig(name="h", address="127.0.0.1", port=server.sockets[0].getsockname()[1])
+        cfg = SSHConfig(known_hosts=tmp_path / "kh", connect_timeout=0.3)
+        try:
+            async with ssh.connect(host, cfg, ssh.HostKeys(cfg)):
+                pass
+        except HostError as exc:
+            return exc
+        finally:
+            hold.set()
+            server.close()
+            await server.wait_closed()
+        raise AssertionError("connected to a silent server")
+
+    error = asyncio.run(scenario())
+    assert error.outcome is Outcome.TIMEOUT
+    assert str(error) == "timeout after 0.3s (connect)"
+
+
+@pytest.mark.sshd
+def test_default_maxstartups_is_absorbed_by_retries(tmp_path: Path) -> None:
+    """OpenSSH's default MaxStartups 10:30:100 drops some of 40 simultaneous connects."""
+    authorized = tmp_path / "authorized_keys"
+    authorized.write_text(sshd.keygen(tmp_path / "client_key") + "\n")
+    server = sshd.start_sshd(tmp_path / "sshd", authorized, max_startups="10:30:100")
+    try:
+        (tmp_path / "known_hosts").write_text(server.known_hosts_line + "\n")
+        cfg = SSHConfig(known_hosts=tmp_path / "known_hosts", connect_timeout=10)
+        keys = ssh.HostKeys(cfg)
+        hosts = [
+            HostConfig(
+                name=f"h{i}",
+                address="127.0.0.1",
+                port=server.port,
+                user="root",
+                key=tmp_path / "client_key",
+            )
+            for i in range(40)
+        ]
+
+        async def job(host: HostConfig) -> int | None:
+            async with ssh.connect(host, cfg, keys) as conn:
+                return (await ssh.run(conn, "true", seconds=10)).exit_status
+
+        results = asyncio.run(run_fleet(hosts, job, concurrency=40))
+    finally:
+        server.stop()
+    outcomes = {r.outcome for r in results}
+    assert outcomes <= {Outcome.OK, Outcome.THROTTLED}
+    ok = sum(r.ok for r in results)
+    assert ok >= 38, [r.error for r in results if not r.ok]
+    assert all(r.value == 0 for r in results if r.ok)
+
+
+def test_summary_counts_outcomes_and_names_failures() -> None:
+    def result(name: str, outcome: Outcome, seconds: float) -> HostResult[None]:
+        return HostResult(host=HostConfig(name=name), outcome=outcome, error=None, seconds=seconds)
+
+    summary = summarize(
+        [
+            result("a", Outcome.OK, 0.1),
+            result("b", Outcome.TIMEOUT, 2.0),
+            result("c", Outcome.OK, 0.3),
+            result("d", Outcome.REFUSED, 0.01),
+        ],
+        wall=2.5,
+    )
+    assert not summary.all_ok
+    assert summary.line("execute") == (
+        "execute: 2 ok, 1 timeout, 1 refused in 2.50s (per host p50 0.20s, p95 1.74s); failed: b, d"
+    )
