@@ -69,9 +69,12 @@ def b64d(text):
         raise ValueError("not text")
     pad = "=" * (-len(text) % 4)
     try:
-        return base64.urlsafe_b64decode((text + pad).encode("ascii"))
+        data = base64.urlsafe_b64decode((text + pad).encode("ascii"))
     except Exception as exc:  # binascii.Error, UnicodeEncodeError
         raise ValueError("bad base64: %s" % exc) from None
+    if b64e(data) != text:  # unused low bits set: one message must have one spelling
+        raise ValueError("non-canonical base64")
+    return data
 
 
 def subkey(key, purpose):
