@@ -344,3 +344,41 @@ def test_cli_runs_as_a_real_process(fleet: Fleet) -> None:
         assert done.stdout == ""  # stdout is for data only
     with store_of(fleet) as store:
         assert json.loads(json.dumps([s.value for s in store.history("f1", "up")])) == [1.0]
+
+
+def test_ssh_config_supplies_missing_host_fields(
+    fleet: Fleet, netmetrix: Cli, isolated_home: Path
+) -> None:
+    """<host name="..."/> alone: HostName, Port, User, IdentityFile come from ~/.ssh/config."""
+    server = fleet.farm.servers[1]
+    (isolated_home / ".ssh").mkdir()
+    (isolated_home / ".ssh" / "config").write_text(
+        "Host aliased\n"
+        "  HostName 127.0.0.1\n"
+        f"  Port {server.port}\n"
+        "  User root\n"
+        f"  IdentityFile {fleet.farm.client_key}\n"
+    )
+    fleet.hosts.append(
+        {"name": "aliased", "directory": str(fleet.remote_dir("aliased")), "python": sys.executable}
+    )
+    fleet.write()
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    assert netmetrix("--config", fleet.config, "execute").code == 0
+    assert latest_by_host(fleet)["aliased"][("up", ())] == 1.0
+    # The host key is checked against the real address and port, not the alias.
+    other = fleet.farm.servers[0]
+    fleet.known_hosts.write_text(f"[127.0.0.1]:{server.port} {other.host_key_line}\n")
+    fleet.settings["policy"] = "accept-new"
+    fleet.write()
+    ran = netmetrix("--config", fleet.config, "-v", "execute")
+    assert ran.code == 1
+    assert f"host key changed: [127.0.0.1]:{server.port} does not match" in ran.err
+
+
+def test_missing_identity_file_is_a_clear_host_error(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("f1", 0, key=str(fleet.root / "no_such_key"))
+    ran = netmetrix("--config", fleet.config, "upload")
+    assert ran.code == 1
+    assert "ERROR [f1] FAILED: " in ran.err
+    assert "no_such_key" in ran.err

@@ -131,44 +131,51 @@ async def _connect_with_retry(
 async def _connect_once(
     host: HostConfig, ssh: SSHConfig, keys: HostKeys
 ) -> asyncssh.SSHClientConnection:
-    port = host.port or 22
-    record = keys.accept_new and not keys.has_keys_for(host.target, port)
+    real_host, port = host.target, host.port or 22
     try:
         async with asyncio.timeout(ssh.connect_timeout):
-            conn = await asyncssh.connect(
-                host.target,
+            # Resolve ~/.ssh/config first (HostName, Port, User, IdentityFile...), so the
+            # host key policy looks at the host and port we will really reach.
+            options = await asyncssh.SSHClientConnectionOptions.construct(
+                config=(),  # () means "the user's ~/.ssh/config"; the default None skips it
+                host=host.target,
                 port=host.port or (),
                 username=host.user or (),
                 client_keys=[str(host.key)] if host.key else (),
-                known_hosts=None if record else keys.known(host.target, port),
                 connect_timeout=ssh.connect_timeout,
+            )
+            real_host, port = options.host, options.port
+            record = keys.accept_new and not keys.has_keys_for(real_host, port)
+            conn = await asyncssh.connect(
+                host.target,
+                port=host.port or (),
+                options=options,
+                known_hosts=None if record else keys.known(real_host, port),
             )
     except TimeoutError as exc:
         raise HostError(
             Outcome.TIMEOUT, f"timeout after {ssh.connect_timeout:g}s (connect)"
         ) from exc
     except asyncssh.HostKeyNotVerifiable as exc:
-        raise _host_key_error(host, port, keys) from exc
+        raise _host_key_error(real_host, port, keys) from exc
     except asyncssh.PermissionDenied as exc:
         raise HostError(Outcome.AUTH, f"auth failed: {exc.reason}") from exc
     except ConnectionRefusedError as exc:
-        raise HostError(Outcome.REFUSED, f"connection refused ({host.target}:{port})") from exc
-    except OSError as exc:
+        raise HostError(Outcome.REFUSED, f"connection refused ({real_host}:{port})") from exc
+    except (OSError, ValueError) as exc:
         if isinstance(exc, _THROTTLE_ERRORS):
             raise
-        raise HostError(
-            Outcome.UNREACHABLE, f"cannot connect to {host.target}:{port}: {exc}"
-        ) from exc
+        raise HostError(Outcome.UNREACHABLE, f"cannot connect to {host.target}: {exc}") from exc
     if record:
         server_key = conn.get_server_host_key()
         if server_key is not None:
-            keys.record(host.target, port, server_key)
+            keys.record(real_host, port, server_key)
     return conn
 
 
-def _host_key_error(host: HostConfig, port: int, keys: HostKeys) -> HostError:
-    where = host.target if port == 22 else f"[{host.target}]:{port}"
-    if keys.has_keys_for(host.target, port):
+def _host_key_error(host: str, port: int, keys: HostKeys) -> HostError:
+    where = host if port == 22 else f"[{host}]:{port}"
+    if keys.has_keys_for(host, port):
         return HostError(
             Outcome.HOST_KEY,
             f"host key changed: {where} does not match known_hosts "
@@ -176,7 +183,7 @@ def _host_key_error(host: HostConfig, port: int, keys: HostKeys) -> HostError:
         )
     return HostError(
         Outcome.HOST_KEY,
-        f"host key unknown: add it with `ssh-keyscan -p {port} {host.target} >> known_hosts` "
+        f"host key unknown: add it with `ssh-keyscan -p {port} {host} >> known_hosts` "
         'or set <ssh host_key_policy="accept-new"/>',
     )
 
