@@ -131,21 +131,11 @@ async def _connect_with_retry(
 async def _connect_once(
     host: HostConfig, ssh: SSHConfig, keys: HostKeys
 ) -> asyncssh.SSHClientConnection:
-    real_host, port = host.target, host.port or 22
+    options = await _options(host, ssh)
+    real_host, port = options.host, options.port
+    record = keys.accept_new and not keys.has_keys_for(real_host, port)
     try:
         async with asyncio.timeout(ssh.connect_timeout):
-            # Resolve ~/.ssh/config first (HostName, Port, User, IdentityFile...), so the
-            # host key policy looks at the host and port we will really reach.
-            options = await asyncssh.SSHClientConnectionOptions.construct(
-                config=(),  # () means "the user's ~/.ssh/config"; the default None skips it
-                host=host.target,
-                port=host.port or (),
-                username=host.user or (),
-                client_keys=[str(host.key)] if host.key else (),
-                connect_timeout=ssh.connect_timeout,
-            )
-            real_host, port = options.host, options.port
-            record = keys.accept_new and not keys.has_keys_for(real_host, port)
             conn = await asyncssh.connect(
                 host.target,
                 port=host.port or (),
@@ -162,15 +152,42 @@ async def _connect_once(
         raise HostError(Outcome.AUTH, f"auth failed: {exc.reason}") from exc
     except ConnectionRefusedError as exc:
         raise HostError(Outcome.REFUSED, f"connection refused ({real_host}:{port})") from exc
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         if isinstance(exc, _THROTTLE_ERRORS):
             raise
-        raise HostError(Outcome.UNREACHABLE, f"cannot connect to {host.target}: {exc}") from exc
+        raise HostError(
+            Outcome.UNREACHABLE, f"cannot connect to {real_host}:{port}: {exc}"
+        ) from exc
     if record:
         server_key = conn.get_server_host_key()
         if server_key is not None:
             keys.record(real_host, port, server_key)
     return conn
+
+
+async def _options(host: HostConfig, ssh: SSHConfig) -> asyncssh.SSHClientConnectionOptions:
+    """Connection options with ~/.ssh/config applied (HostName, Port, User, IdentityFile...).
+
+    Resolved before connecting so that the host key policy looks at the host
+    and port we will really reach, not at an alias.
+    """
+    try:
+        options: asyncssh.SSHClientConnectionOptions
+        options = await asyncssh.SSHClientConnectionOptions.construct(
+            config=(),  # () means "the user's ~/.ssh/config"; the default None skips it
+            host=host.target,
+            port=host.port or (),
+            username=host.user or (),
+            client_keys=[str(host.key)] if host.key else (),
+            connect_timeout=ssh.connect_timeout,
+        )
+    except (OSError, asyncssh.KeyImportError) as exc:
+        what = f"private key {host.key}" if host.key else "~/.ssh/config or default keys"
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise HostError(Outcome.AUTH, f"cannot read {what}: {reason}") from exc
+    except ValueError as exc:  # a bad ~/.ssh/config line, an unknown local user...
+        raise HostError(Outcome.ERROR, f"ssh options: {exc}") from exc
+    return options
 
 
 def _host_key_error(host: str, port: int, keys: HostKeys) -> HostError:
