@@ -48,7 +48,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root.setLevel(level)
     # asyncssh logs every channel at INFO: only show it with -vv.
     chatty = logging.DEBUG if verbose > 1 else logging.WARNING
-    for name in ("asyncssh", "alembic"):  # they log routine steps at INFO
+    for name in ("asyncssh", "alembic", "asyncio"):  # routine steps at INFO/DEBUG
         logging.getLogger(name).setLevel(chatty)
 
 
@@ -164,6 +164,10 @@ def _progress(verb: str, total: int) -> Iterator[Callable[[HostResult[Any]], Non
     with Progress(console=Console(stderr=True), transient=True) as bar:
         task = bar.add_task(verb, total=total)
         yield lambda _result: bar.advance(task)
+
+
+# Command groups live in their own modules (cli_<topic>.py) and register here.
+# (none yet)
 
 
 def main(argv: list[str] | None = None) -> int:

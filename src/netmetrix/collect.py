@@ -22,6 +22,7 @@ from netmetrix import envelope, probe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import HostError, Outcome
 from netmetrix.fleet import HostResult, run_fleet
+from netmetrix.render import number
 from netmetrix.store import HostRun, Store
 
 log = logging.getLogger(__name__)
@@ -186,4 +187,4 @@ def _log_saved(runs: Sequence[HostRun]) -> None:
         for sample in run.samples:
             labels = ",".join(f'{k}="{v}"' for k, v in sample.labels)
             name = f"{sample.metric}{{{labels}}}" if labels else sample.metric
-            log.debug("[%s] Metric `%s`->`%s` saved", run.host, name, f"{sample.value:g}")
+            log.debug("[%s] Metric `%s`->`%s` saved", run.host, name, number(sample.value))
