@@ -382,3 +382,24 @@ def test_missing_identity_file_is_a_clear_host_error(fleet: Fleet, netmetrix: Cl
     assert ran.code == 1
     key = fleet.root / "no_such_key"
     assert f"ERROR [f1] FAILED: cannot read private key {key}: No such file or directory" in ran.err
+
+
+def test_what_the_probe_could_not_read_is_logged(fleet: Fleet, netmetrix: Cli) -> None:
+    hook = fleet.root / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import os\n"
+        "def _broken(path):\n"
+        "    raise OSError(5, 'simulated I/O error', path)\n"
+        "os.statvfs = _broken\n"
+    )
+    python = fleet.wrapper("iofail", f'PYTHONPATH="{hook}" exec "{sys.executable}" "$@"')
+    fleet.host("f1", 0, python=python)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 0  # the other metrics arrived
+    assert "WARNING [f1] probe could not read " in ran.err
+    assert "simulated I/O error" in ran.err
+    data = latest_by_host(fleet)["f1"]
+    assert ("mem_percent", ()) in data
+    assert not any(metric == "disk_percent" for metric, _ in data)

@@ -132,6 +132,8 @@ async def execute(
         if result.ok:
             path = remote_path(result.host, config.script)
             log.info("[%s] SUCCESS! Script `%s` executed", result.host.name, path)
+            for problem in result.value.errors if result.value else ():
+                log.warning("[%s] probe could not read %s", result.host.name, problem)
         else:
             _log_failure(result)
         if progress is not None:
