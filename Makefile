@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-SUDO   := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && echo sudo)
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || { command -v sudo >/dev/null && echo sudo; })
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
 .DEFAULT_GOAL := help
@@ -22,10 +22,14 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with netmetrix and its test tools
 
-system-deps: ## install OpenSSH server with apt-get when sshd is missing (tests need it)
+system-deps: ## install OpenSSH server and PostgreSQL with apt-get when missing (tests need them)
 	@if [ ! -x /usr/sbin/sshd ]; then \
 	  echo "sshd not found: installing openssh-server with apt-get"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends openssh-server openssh-client; \
+	fi
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  echo "PostgreSQL server not found: installing postgresql with apt-get"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends postgresql; \
 	fi
 
 lint: $(STAMP) ## ruff, mypy --strict and vermin (probe must run on Python 3.6)

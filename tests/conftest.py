@@ -6,12 +6,14 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
+import pgserver
 import pytest
+import smtpserver
 import sshd
 
 from netmetrix.cli import main
@@ -136,3 +138,80 @@ def netmetrix(capfd: pytest.CaptureFixture[str]) -> object:
 def pytest_report_header() -> str:
     found = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
     return f"sshd: {found or 'MISSING (run make system-deps)'}"
+
+
+# ---------------------------------------------------------------- PostgreSQL (#4)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[pgserver.Postgres]:
+    """A real PostgreSQL server on 127.0.0.1 (initdb in a temp dir), stopped by PID at the end."""
+    with pgserver.server() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for an empty store: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/var/netmetrix.db"
+        return
+    server: pgserver.Postgres = request.getfixturevalue("postgres")
+    name = server.create_database()
+    try:
+        yield server.url(name)
+    finally:
+        server.drop_database(name)
+
+
+# ---------------------------------------------------------------- SMTP (#7)
+
+SMTP_PASSWORD_ENV = "NMX_TEST_SMTP_PASSWORD"
+
+
+@pytest.fixture(scope="session")
+def smtp_tls(tmp_path_factory: pytest.TempPathFactory) -> smtpserver.TLSFiles:
+    """A throwaway CA and a certificate for 127.0.0.1, made with `cryptography`."""
+    return smtpserver.make_tls(tmp_path_factory.mktemp("smtp-tls"))
+
+
+@pytest.fixture
+def smtp_servers(
+    smtp_tls: smtpserver.TLSFiles, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., smtpserver.SMTPServer]]:
+    """Start real SMTP servers: ``smtp_servers(security="starttls", user="u", password="p")``.
+
+    Each listens on its own free 127.0.0.1 port and is running on return.
+    Clients trust the test CA (SSL_CERT_FILE); a password is put in
+    $NMX_TEST_SMTP_PASSWORD.  Every server is stopped at the end, even on failure.
+    """
+    import logging
+
+    monkeypatch.setenv("SSL_CERT_FILE", str(smtp_tls.ca))
+    # aiosmtpd 1.4 logs a deprecation warning of its own on every login
+    monkeypatch.setattr(logging.getLogger("mail.log"), "disabled", True)
+    started: list[smtpserver.SMTPServer] = []
+
+    def start(
+        security: str = "none", user: str | None = None, password: str | None = None
+    ) -> smtpserver.SMTPServer:
+        if password is not None:
+            monkeypatch.setenv(SMTP_PASSWORD_ENV, password)
+        server = smtpserver.SMTPServer(
+            port=sshd.free_port(), security=security, user=user, password=password, tls=smtp_tls
+        )
+        started.append(server)
+        server.start()
+        return server
+
+    try:
+        yield start
+    finally:
+        for server in started:
+            server.stop()
+
+
+@pytest.fixture
+def smtp(smtp_servers: Callable[..., smtpserver.SMTPServer]) -> smtpserver.SMTPServer:
+    """A plain SMTP server on 127.0.0.1 (no TLS, no login), keeping every message."""
+    return smtp_servers()

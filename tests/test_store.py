@@ -59,7 +59,15 @@ def db_url(db_path: Path) -> str:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
+def store(store_url: str) -> Iterator[Store]:
+    """An empty store on SQLite and on PostgreSQL (conftest's ``store_url``)."""
+    with Store.open(store_url) as s:
+        yield s
+
+
+@pytest.fixture
+def sqlite_store(db_url: str) -> Iterator[Store]:
+    """An empty store on SQLite only, for SQLite specifics (pragmas, DDL, EXPLAIN QUERY PLAN)."""
     with Store.open(db_url) as s:
         yield s
 
@@ -83,10 +91,10 @@ def sqlite_ddl(path: Path) -> list[tuple[Any, ...]]:
 # -- open and schema ------------------------------------------------------------
 
 
-def test_open_creates_parent_dir_and_schema(store: Store, db_path: Path) -> None:
+def test_open_creates_parent_dir_and_schema(sqlite_store: Store, db_path: Path) -> None:
     assert db_path.is_file()
-    assert store.schema_version() == "0001"
-    with store.engine.connect() as conn:
+    assert sqlite_store.schema_version() == "0002"
+    with sqlite_store.engine.connect() as conn:
         pragmas = {
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
             for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
@@ -99,18 +107,18 @@ def test_open_creates_parent_dir_and_schema(store: Store, db_path: Path) -> None
     }
 
 
-def test_open_twice_keeps_schema_and_data(db_url: str) -> None:
-    with Store.open(db_url) as first:
+def test_open_twice_keeps_schema_and_data(store_url: str) -> None:
+    with Store.open(store_url) as first:
         assert first.record_runs([run("a", 10.0, sample("load1", 0.5))]) == 2
-    with Store.open(db_url) as second:
-        assert second.schema_version() == "0001"
+    with Store.open(store_url) as second:
+        assert second.schema_version() == "0002"
         assert second.history("a", "load1") == [stored("a", "load1", 10.0, 0.5)]
 
 
 def test_migration_creates_exactly_the_metadata_schema(
-    store: Store, db_path: Path, tmp_path: Path
+    sqlite_store: Store, db_path: Path, tmp_path: Path
 ) -> None:
-    with store.engine.connect() as conn:
+    with sqlite_store.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         assert compare_metadata(context, metadata) == []
     # compare_metadata skips CHECK constraints and SQLite table options, the DDL text does not
@@ -432,14 +440,14 @@ def test_host_keys_of_many_hosts(store: Store) -> None:
 # -- concurrency and locking ----------------------------------------------------
 
 
-def test_concurrent_writers_lose_nothing(db_url: str) -> None:
+def test_concurrent_writers_lose_nothing(store_url: str) -> None:
     barrier = threading.Barrier(2, timeout=30)
     errors: list[BaseException] = []
 
     def writer(prefix: str) -> None:
         try:
             barrier.wait()  # both open the fresh file at once: the migration must not race
-            with Store.open(db_url) as s:
+            with Store.open(store_url) as s:
                 barrier.wait()
                 for ts in range(30):
                     s.record_runs(
@@ -454,8 +462,8 @@ def test_concurrent_writers_lose_nothing(db_url: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    with Store.open(db_url) as s:
-        assert s.schema_version() == "0001"
+    with Store.open(store_url) as s:
+        assert s.schema_version() == "0002"
         assert [h.name for h in s.hosts()] == [
             "a0",
             "a1",
@@ -503,10 +511,21 @@ values = st.floats(allow_nan=False, allow_infinity=False)
 metric_names = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,127}", fullmatch=True)
 
 
-@pytest.fixture(scope="module")
-def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    with Store.open(f"sqlite:///{tmp_path_factory.mktemp('db')}/round.db") as s:
-        yield s
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def shared_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Store]:
+    if request.param == "sqlite":
+        with Store.open(f"sqlite:///{tmp_path_factory.mktemp('db')}/round.db") as s:
+            yield s
+        return
+    server = request.getfixturevalue("postgres")
+    name = server.create_database()
+    try:
+        with Store.open(server.url(name)) as s:
+            yield s
+    finally:
+        server.drop_database(name)
 
 
 @settings(max_examples=60, deadline=None)
@@ -565,7 +584,8 @@ def query_plans(store: Store, call: Callable[[], object]) -> list[str]:
 
 
 @pytest.fixture
-def big(store: Store) -> Store:
+def big(sqlite_store: Store) -> Store:
+    store = sqlite_store
     for ts in range(20):
         store.record_runs(
             [

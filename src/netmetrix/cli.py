@@ -124,16 +124,31 @@ def execute(settings: Settings, hosts: tuple[str, ...]) -> int:
 
     Every run sends a fresh challenge; a host whose answer does not verify is
     reported and nothing of it is stored.  Each host also gets an `up` sample
-    (1 answered and verified, 0 not).  Exit status 1 when any host failed.
+    (1 answered and verified, 0 not).  Then the <alert> rules are evaluated
+    and their mail sent (see `netmetrix alerts --help`).  Exit status 1 when
+    any host failed or some mail stayed undelivered (it is kept and retried).
 
     \b
     Examples:
       netmetrix execute
       netmetrix -v execute -h f4      # also log every metric saved
     """
-    from netmetrix import collect
+    import functools
 
-    return _fleet_command(settings, hosts, "execute", collect.execute)
+    from netmetrix import collect, notify
+
+    undelivered: list[notify.Failure] = []
+    job = functools.partial(collect.execute, undelivered=undelivered)
+    status = _fleet_command(settings, hosts, "execute", job)
+    if not undelivered:
+        return status
+    to = ", ".join(sorted({failure.recipient for failure in undelivered}))
+    click.echo(
+        f"execute: {len(undelivered)} mail(s) to {to} not delivered; kept in the outbox for"
+        " the next execute or `netmetrix alerts flush`",
+        err=True,
+    )
+    return ExitStatus.HOST_FAILED
 
 
 def _fleet_command(
@@ -167,7 +182,12 @@ def _progress(verb: str, total: int) -> Iterator[Callable[[HostResult[Any]], Non
 
 
 # Command groups live in their own modules (cli_<topic>.py) and register here.
-# (none yet)
+from netmetrix import cli_query  # noqa: E402 -- needs `cli` above; imports nothing from here
+
+cli_query.register(cli)  # hosts, metrics, config, db
+from netmetrix import cli_alerts  # noqa: E402 -- same as cli_query
+
+cli_alerts.register(cli)  # alerts active|history|outbox|flush (#7)
 
 
 def main(argv: list[str] | None = None) -> int:

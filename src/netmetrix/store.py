@@ -24,11 +24,11 @@ import math
 import re
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -50,11 +50,13 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    bindparam,
     create_engine,
     event,
     exc,
     func,
     make_url,
+    or_,
     select,
     text,
 )
@@ -63,6 +65,8 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.elements import Label
 
+from netmetrix import alerts
+from netmetrix.config import AlertRule
 from netmetrix.envelope import Sample
 from netmetrix.errors import StoreError
 
@@ -135,6 +139,65 @@ samples_table = Table(
     sqlite_with_rowid=False,  # the primary key is the table: no second b-tree
 )
 
+# Alerts (#7): state per (rule, series), the alert history, the mail outbox.
+alert_state_table = Table(
+    "alert_state",
+    metadata,
+    Column("rule_id", Text, nullable=False),  # alerts.rule_id
+    Column("host", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("state", Text, nullable=False),  # pending | firing; ok has no row
+    Column("breaches", Integer, nullable=False),  # consecutive samples past the limit
+    Column("since_ms", BigInteger, nullable=False),  # first of them
+    Column("fired_ms", BigInteger),
+    Column("notified_ms", BigInteger),  # last ALERT mail, for `repeat`
+    Column("value", Double, nullable=False),  # latest value
+    Column("ts_ms", BigInteger, nullable=False),  # latest sample evaluated
+    Column("rule", Text, nullable=False),  # alerts.rule_text, for people
+    Column("severity", Text, nullable=False),
+    PrimaryKeyConstraint("rule_id", "host", "metric", "labels"),
+    CheckConstraint("state IN ('pending', 'firing')", name="state"),
+)
+
+alert_events_table = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, autoincrement=True),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("rule_id", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("value", Double, nullable=False),
+    Column("since_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("id"),
+    CheckConstraint("kind IN ('firing', 'repeat', 'resolved')", name="kind"),
+    sqlite_autoincrement=True,
+)
+
+outbox_table = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, autoincrement=True),
+    Column("event_id", Integer, ForeignKey("alert_events.id", ondelete="CASCADE"), nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_attempt_ms", BigInteger),
+    Column("last_error", Text),
+    Column("delivered_ms", BigInteger, index=True),  # NULL until the server accepted it
+    Column("claim", Text),  # the delivering process's token, while it sends
+    Column("claim_until_ms", BigInteger),
+    PrimaryKeyConstraint("id"),
+    sqlite_autoincrement=True,
+)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostRun:
@@ -195,8 +258,10 @@ class Store:
         self._url_display = url_display or engine.url.render_as_string(hide_password=True)
 
     @classmethod
-    def open(cls, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT) -> Store:
-        """Connect to ``url`` and bring its schema up to date.
+    def open(
+        cls, url: str, *, busy_timeout: float = DEFAULT_BUSY_TIMEOUT, upgrade: bool = True
+    ) -> Store:
+        """Connect to ``url`` and bring its schema up to date (unless ``upgrade`` is False).
 
         ``busy_timeout`` (seconds) is how long a write waits for another
         process's SQLite write lock.  Raises StoreError.
@@ -224,7 +289,8 @@ class Store:
             _configure_sqlite(engine, busy_timeout)
         store = cls(engine, busy_timeout=busy_timeout, url_display=display)
         try:
-            store._upgrade()
+            if upgrade:
+                store._upgrade()
         except BaseException:
             store.close()
             raise
@@ -317,12 +383,15 @@ class Store:
 
     # -- runs ----------------------------------------------------------------
 
-    def record_runs(self, runs: Sequence[HostRun]) -> int:
+    def record_runs(
+        self, runs: Sequence[HostRun], *, then: Callable[[Connection], None] | None = None
+    ) -> int:
         """Store a batch of host runs in one transaction; return the samples written.
 
         Each run updates its host's row and adds its samples plus ``up`` (1.0
         ok, 0.0 failed) at the run's time.  A sample whose series already has
-        one at that millisecond is ignored (the first one stays).
+        one at that millisecond is ignored (the first one stays).  ``then`` runs
+        last inside the same transaction (alerting: ``record_runs_with_alerts``).
         """
         if not runs:
             return 0
@@ -354,7 +423,10 @@ class Store:
                 .returning(samples_table.c.series_id),
                 [{"series_id": sid, "ts_ms": ts_ms, "value": value} for sid, ts_ms, value in rows],
             )
-            return len(written.all())
+            count = len(written.all())
+            if then is not None:
+                then(conn)
+            return count
 
     # -- queries -------------------------------------------------------------
 
@@ -441,6 +513,46 @@ class Store:
             key=lambda row: row.name,
         )
 
+    # -- names and housekeeping (#4) -------------------------------------------
+
+    def host_names(self) -> set[str]:
+        """Every host the store knows of: those with a hosts row or a series."""
+        query = select(hosts_table.c.name).union(select(series_table.c.host))
+        with self._guard("read host names"), self._engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
+    def metric_names(self) -> set[str]:
+        """Every metric name that has a series."""
+        query = select(series_table.c.metric).distinct()
+        with self._guard("read metric names"), self._engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
+    @staticmethod
+    def schema_head() -> str | None:
+        """The newest schema version this netmetrix knows (its head migration)."""
+        cfg = AlembicConfig()
+        cfg.set_main_option("script_location", _MIGRATIONS)
+        cfg.set_main_option("path_separator", "os")
+        return ScriptDirectory.from_config(cfg).get_current_head()
+
+    def upgrade(self) -> tuple[str | None, str | None]:
+        """Run the migrations up to the head; return the schema version before and after."""
+        before = self.schema_version()
+        self._upgrade()
+        return before, self.schema_version()
+
+    @contextmanager
+    def reading(self, doing: str) -> Iterator[Connection]:
+        """A connection to read with; a database error becomes a StoreError naming ``doing``."""
+        with self._guard(doing), self._engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def writing(self, doing: str) -> Iterator[Connection]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE) committed at the end; errors as above."""
+        with self._guard(doing), self._writer.begin() as conn:
+            yield conn
+
     # -- internals -----------------------------------------------------------
 
     def _upgrade(self) -> None:
@@ -488,6 +600,183 @@ class Store:
                 f"for over {self._busy_timeout:g} s (the busy timeout); cannot {doing}"
             )
         return StoreError(f"database {self.url_display}: cannot {doing}: {detail}")
+
+    # -- alerts (#7) ---------------------------------------------------------
+
+    def record_runs_with_alerts(
+        self, runs: Sequence[HostRun], rules: Sequence[AlertRule], *, now: float
+    ) -> Recorded:
+        """``record_runs``, then evaluate ``rules`` on the new samples, in one transaction.
+
+        The same transaction moves each (rule, series) state, appends the alert
+        history and queues one outbox mail per recipient (created at ``now``,
+        unix seconds): the samples, the state and the mail commit together or
+        not at all.  State of rules no longer configured is forgotten.
+        """
+        found: list[tuple[int, int]] = []
+
+        def alerting(conn: Connection) -> None:
+            found.append(_apply_alerts(conn, runs, rules, _ms(now)))
+
+        written = self.record_runs(runs, then=alerting)
+        events, queued = found[0] if found else (0, 0)
+        return Recorded(samples=written, events=events, queued=queued)
+
+    def alerts_active(self, hosts: Sequence[str] = ()) -> list[ActiveAlert]:
+        """Every (rule, series) pending or firing: firing first, then by host, series, rule."""
+        t = alert_state_table
+        query = select(t)
+        if hosts:
+            query = query.where(t.c.host.in_(sorted(set(hosts))))
+        with self._guard("read active alerts"), self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        found = [
+            ActiveAlert(
+                host=r.host,
+                metric=r.metric,
+                labels=json.loads(r.labels),
+                state=r.state,
+                value=r.value,
+                rule=r.rule,
+                severity=r.severity,
+                since=r.since_ms / 1000,
+                fired=None if r.fired_ms is None else r.fired_ms / 1000,
+                ts=r.ts_ms / 1000,
+            )
+            for r in rows
+        ]
+        found.sort(key=lambda a: (a.state != "firing", a.host, a.metric, str(a.labels), a.rule))
+        return found
+
+    def alert_history(
+        self, hosts: Sequence[str] = (), limit: int | None = None
+    ) -> list[AlertHistoryRow]:
+        """Alert events (fired, repeated, resolved), newest first; ``limit`` caps them."""
+        t = alert_events_table
+        query = select(t).order_by(t.c.id.desc())
+        if hosts:
+            query = query.where(t.c.host.in_(sorted(set(hosts))))
+        if limit is not None:
+            query = query.limit(limit)
+        with self._guard("read the alert history"), self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            AlertHistoryRow(
+                id=r.id,
+                ts=r.ts_ms / 1000,
+                kind=r.kind,
+                host=r.host,
+                metric=r.metric,
+                labels=json.loads(r.labels),
+                value=r.value,
+                rule=r.rule,
+                severity=r.severity,
+                since=r.since_ms / 1000,
+            )
+            for r in rows
+        ]
+
+    def outbox(self, *, undelivered: bool = True, limit: int | None = None) -> list[OutboxItem]:
+        """Outbox mail, oldest first: only the undelivered, or (``undelivered=False``) all.
+
+        With ``limit`` and all mail, the newest ``limit`` (still oldest first).
+        """
+        o, e = outbox_table, alert_events_table
+        query = select(
+            o, e.c.kind, e.c.host, e.c.severity, e.c.ts_ms.label("event_ms")
+        ).select_from(o.join(e, e.c.id == o.c.event_id))
+        if undelivered:
+            query = query.where(o.c.delivered_ms.is_(None))
+        query = query.order_by(o.c.id.desc() if limit is not None else o.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._guard("read the outbox"), self._engine.connect() as conn:
+            rows = conn.execute(query).all()
+        items = [
+            OutboxItem(
+                id=r.id,
+                recipient=r.recipient,
+                subject=r.subject,
+                body=r.body,
+                created=r.created_ms / 1000,
+                attempts=r.attempts,
+                last_attempt=None if r.last_attempt_ms is None else r.last_attempt_ms / 1000,
+                last_error=r.last_error,
+                delivered=None if r.delivered_ms is None else r.delivered_ms / 1000,
+                claimed_until=None if r.claim_until_ms is None else r.claim_until_ms / 1000,
+                kind=r.kind,
+                host=r.host,
+                severity=r.severity,
+                ts=r.event_ms / 1000,
+            )
+            for r in rows
+        ]
+        return sorted(items, key=lambda item: item.id)
+
+    def claim_mail(self, ids: Sequence[int], token: str, *, now: float, lease: float) -> bool:
+        """Claim undelivered outbox rows ``ids`` for ``lease`` seconds, all or none.
+
+        False when any of them is delivered or claimed by another sender whose
+        lease has not run out: that sender is delivering it.  Two collectors
+        flushing one outbox therefore never send the same mail.
+        """
+        o, now_ms = outbox_table, _ms(now)
+        claimable = and_(
+            o.c.delivered_ms.is_(None),
+            or_(o.c.claim_until_ms.is_(None), o.c.claim_until_ms < now_ms),
+        )
+        with self._guard("claim outbox mail"), self._writer.begin() as conn:
+            free: set[int] = set()
+            for chunk in _id_chunks(ids):
+                query = select(o.c.id).where(o.c.id.in_(chunk), claimable).with_for_update()
+                free.update(conn.execute(query).scalars())
+            if free != set(ids):
+                return False
+            for chunk in _id_chunks(ids):
+                conn.execute(
+                    o.update()
+                    .where(o.c.id.in_(chunk))
+                    .values(claim=token, claim_until_ms=now_ms + _ms(lease))
+                )
+            return True
+
+    def mail_delivered(self, ids: Sequence[int], *, now: float) -> None:
+        """Mark outbox rows delivered (the SMTP server accepted them) and release them."""
+        o, now_ms = outbox_table, _ms(now)
+        with self._guard("mark outbox mail delivered"), self._writer.begin() as conn:
+            for chunk in _id_chunks(ids):
+                conn.execute(
+                    o.update()
+                    .where(o.c.id.in_(chunk), o.c.delivered_ms.is_(None))
+                    .values(
+                        delivered_ms=now_ms,
+                        attempts=o.c.attempts + 1,
+                        last_attempt_ms=now_ms,
+                        claim=None,
+                        claim_until_ms=None,
+                    )
+                )
+
+    def mail_failed(self, ids: Sequence[int], token: str, *, now: float, error: str) -> None:
+        """Record a failed attempt on outbox rows: one more attempt, ``error``, released.
+
+        Rows another sender holds a live claim on are left alone.
+        """
+        o, now_ms = outbox_table, _ms(now)
+        ours = or_(o.c.claim == token, o.c.claim_until_ms.is_(None), o.c.claim_until_ms < now_ms)
+        with self._guard("record a failed mail"), self._writer.begin() as conn:
+            for chunk in _id_chunks(ids):
+                conn.execute(
+                    o.update()
+                    .where(o.c.id.in_(chunk), o.c.delivered_ms.is_(None), ours)
+                    .values(
+                        attempts=o.c.attempts + 1,
+                        last_attempt_ms=now_ms,
+                        last_error=error,
+                        claim=None,
+                        claim_until_ms=None,
+                    )
+                )
 
 
 def _configure_sqlite(engine: Engine, busy_timeout: float) -> None:
@@ -626,3 +915,300 @@ def _now_ms() -> int:
 def _redact(url: str) -> str:
     """Hide the password of a URL SQLAlchemy could not parse."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+# ---------------------------------------------------------------- alerts (#7)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Recorded:
+    """What ``record_runs_with_alerts`` wrote."""
+
+    samples: int
+    events: int  # alert history entries (fired, repeated, resolved)
+    queued: int  # outbox mails (one per recipient of an event)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActiveAlert:
+    host: str
+    metric: str
+    labels: dict[str, str]
+    state: str  # pending | firing
+    value: float  # latest value
+    rule: str
+    severity: str
+    since: float  # unix seconds of the first sample past the limit
+    fired: float | None  # when it fired (None while pending)
+    ts: float  # latest sample evaluated
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertHistoryRow:
+    id: int
+    ts: float
+    kind: str  # firing | repeat | resolved
+    host: str
+    metric: str
+    labels: dict[str, str]
+    value: float
+    rule: str
+    severity: str
+    since: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxItem:
+    """One queued mail to one recipient, with what its digest line needs."""
+
+    id: int
+    recipient: str
+    subject: str
+    body: str
+    created: float
+    attempts: int
+    last_attempt: float | None
+    last_error: str | None
+    delivered: float | None
+    claimed_until: float | None  # a sender holds it until then
+    kind: str  # of its alert event
+    host: str
+    severity: str
+    ts: float  # of its alert event
+
+
+_StateKey = tuple[str, str, str, str]  # rule_id, host, metric, labels JSON
+
+
+class _Happened(NamedTuple):
+    """An alert event found while evaluating, before it is written."""
+
+    kind: alerts.EventKind
+    rule_id: str
+    rule: AlertRule
+    series: SeriesKey
+    value: float
+    ts: float
+    since: float
+
+
+def _apply_alerts(
+    conn: Connection, runs: Sequence[HostRun], rules: Sequence[AlertRule], now_ms: int
+) -> tuple[int, int]:
+    """Evaluate ``rules`` on the samples of ``runs`` (already written) inside ``conn``.
+
+    Returns (events, mails queued).
+    """
+    by_id = alerts.unique_rules(rules)
+    st = alert_state_table
+    conn.execute(st.delete().where(st.c.rule_id.not_in(sorted(by_id))))
+    if not by_id:
+        return 0, 0
+    by_metric: dict[str, list[tuple[str, AlertRule]]] = {}
+    for rid, rule in by_id.items():
+        by_metric.setdefault(rule.metric, []).append((rid, rule))
+
+    # The runs' points, as record_runs stored them (first one per series and ms wins).
+    points: dict[tuple[SeriesKey, int], float] = {}
+    label_sets: dict[SeriesKey, alerts.Labels] = {}
+    addresses: dict[str, str] = {}
+    for run in runs:
+        ts_ms = _ms(run.ts)
+        addresses[run.host] = run.address
+        up_key = (run.host, UP, NO_LABELS)
+        label_sets[up_key] = ()
+        points.setdefault((up_key, ts_ms), 1.0 if run.ok else 0.0)
+        for sample in run.samples:
+            if sample.metric not in by_metric:
+                continue
+            key = (run.host, sample.metric, _sample_labels_json(sample.labels))
+            label_sets[key] = sample.labels
+            points.setdefault((key, ts_ms), sample.value)
+    series: dict[SeriesKey, list[tuple[int, float]]] = {}
+    for (key, ts_ms), value in points.items():
+        series.setdefault(key, []).append((ts_ms, value))
+
+    watched: list[tuple[str, AlertRule, SeriesKey]] = []
+    for key in sorted(series):
+        host, metric, _ = key
+        labels = dict(label_sets[key])
+        watched += [
+            (rid, rule, key)
+            for rid, rule in by_metric.get(metric, ())
+            if alerts.matches(rule, host, metric, labels)
+        ]
+    if not watched:
+        return 0, 0
+    before = _load_states(conn, sorted({key[0] for _, _, key in watched}), sorted(by_id))
+
+    after: dict[_StateKey, alerts.State | None] = {}
+    events: list[_Happened] = []
+    for rid, rule, key in watched:
+        skey = (rid, *key)
+        state = before.get(skey)
+        for ts_ms, value in sorted(series[key]):
+            ts = ts_ms / 1000
+            previous = state
+            state, kind = alerts.step(rule, state, value, ts)
+            if kind is not None:
+                episode = previous if kind == "resolved" else state
+                assert episode is not None  # an event always belongs to an incident
+                events.append(_Happened(kind, rid, rule, key, value, ts, episode.since))
+        if state != before.get(skey):
+            after[skey] = state
+
+    _write_states(conn, after, before, by_id)
+    if not events:
+        return 0, 0
+    return len(events), _queue(conn, events, label_sets, addresses, now_ms)
+
+
+def _load_states(
+    conn: Connection, hosts: Sequence[str], rule_ids: Sequence[str]
+) -> dict[_StateKey, alerts.State]:
+    st = alert_state_table
+    found: dict[_StateKey, alerts.State] = {}
+    for chunk in _chunks(hosts):
+        query = select(st).where(st.c.host.in_(chunk), st.c.rule_id.in_(rule_ids))
+        for r in conn.execute(query):
+            found[(r.rule_id, r.host, r.metric, r.labels)] = alerts.State(
+                phase="firing" if r.state == "firing" else "pending",
+                count=r.breaches,
+                since=r.since_ms / 1000,
+                fired=None if r.fired_ms is None else r.fired_ms / 1000,
+                notified=None if r.notified_ms is None else r.notified_ms / 1000,
+                value=r.value,
+                ts=r.ts_ms / 1000,
+            )
+    return found
+
+
+def _write_states(
+    conn: Connection,
+    after: Mapping[_StateKey, alerts.State | None],
+    before: Mapping[_StateKey, alerts.State],
+    rules: Mapping[str, AlertRule],
+) -> None:
+    """Replace the changed rows: delete those back to ok (no row), upsert the others."""
+    st = alert_state_table
+    gone = [
+        {"r": key[0], "h": key[1], "m": key[2], "l": key[3]}
+        for key, state in after.items()
+        if state is None and key in before
+    ]
+    if gone:
+        conn.execute(
+            st.delete().where(
+                st.c.rule_id == bindparam("r"),
+                st.c.host == bindparam("h"),
+                st.c.metric == bindparam("m"),
+                st.c.labels == bindparam("l"),
+            ),
+            gone,
+        )
+    rows = [
+        {
+            "rule_id": rid,
+            "host": host,
+            "metric": metric,
+            "labels": labels,
+            "state": state.phase,
+            "breaches": state.count,
+            "since_ms": _ms(state.since),
+            "fired_ms": None if state.fired is None else _ms(state.fired),
+            "notified_ms": None if state.notified is None else _ms(state.notified),
+            "value": state.value,
+            "ts_ms": _ms(state.ts),
+            "rule": alerts.rule_text(rules[rid]),
+            "severity": rules[rid].severity,
+        }
+        for (rid, host, metric, labels), state in after.items()
+        if state is not None
+    ]
+    if rows:
+        # An upsert: another collector may have evaluated the same host just now.
+        insert = _insert(conn.dialect.name, st)
+        keys = ("rule_id", "host", "metric", "labels")
+        update = {c.name: insert.excluded[c.name] for c in st.columns if c.name not in keys}
+        conn.execute(insert.on_conflict_do_update(index_elements=keys, set_=update), rows)
+
+
+def _queue(
+    conn: Connection,
+    events: Sequence[_Happened],
+    label_sets: Mapping[SeriesKey, alerts.Labels],
+    addresses: Mapping[str, str],
+    now_ms: int,
+) -> int:
+    """Append ``events`` to the history and queue their mail; return the mails queued."""
+    ev = alert_events_table
+    rows = [
+        {
+            "ts_ms": _ms(ts),
+            "kind": kind,
+            "rule_id": rid,
+            "rule": alerts.rule_text(rule),
+            "severity": rule.severity,
+            "host": host,
+            "metric": metric,
+            "labels": labels,
+            "value": value,
+            "since_ms": _ms(since),
+        }
+        for kind, rid, rule, (host, metric, labels), value, ts, since in events
+    ]
+    inserted = conn.execute(ev.insert().returning(ev.c.id, sort_by_parameter_order=True), rows)
+    ids = inserted.scalars().all()
+    mails: list[dict[str, Any]] = []
+    for event_id, (kind, _, rule, key, value, ts, since) in zip(ids, events, strict=True):
+        to = alerts.recipients(rule, kind)
+        if not to:
+            continue
+        host, metric, _ = key
+        event = alerts.Event(
+            kind=kind,
+            rule=rule,
+            host=host,
+            address=addresses.get(host, host),
+            metric=metric,
+            labels=label_sets[key],
+            value=value,
+            ts=ts,
+            since=since,
+            recent=_recent(conn, key, _ms(ts)),
+        )
+        subject, body = alerts.subject(event), alerts.body(event)
+        mails += [
+            {
+                "event_id": event_id,
+                "recipient": recipient,
+                "subject": subject,
+                "body": body,
+                "created_ms": now_ms,
+                "attempts": 0,
+            }
+            for recipient in to
+        ]
+    if mails:
+        conn.execute(outbox_table.insert(), mails)
+    return len(mails)
+
+
+def _recent(conn: Connection, key: SeriesKey, until_ms: int) -> tuple[tuple[float, float], ...]:
+    """The last ``alerts.RECENT`` (ts, value) of one series up to ``until_ms``, oldest first."""
+    s, p = series_table, samples_table
+    host, metric, labels = key
+    query = (
+        select(p.c.ts_ms, p.c.value)
+        .select_from(s.join(p, p.c.series_id == s.c.id))
+        .where(s.c.host == host, s.c.metric == metric, s.c.labels == labels)
+        .where(p.c.ts_ms <= until_ms)
+        .order_by(p.c.ts_ms.desc())
+        .limit(alerts.RECENT)
+    )
+    return tuple((ts_ms / 1000, value) for ts_ms, value in reversed(conn.execute(query).all()))
+
+
+def _id_chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]

@@ -1,0 +1,319 @@
+"""Alert rules against samples: matching, the per-(rule, series) state machine, mail text.
+
+Pure: no I/O and no clock.  Times come in with the samples (unix seconds);
+the store keeps the state between runs and the outbox (see ``store.py``),
+``notify.py`` delivers the mail.
+
+One state per (rule, series), moved only by a new sample of that series::
+
+    ok --breach--> pending --breach x for--> firing --cleared--> ok
+     |                | no breach: ok           | still past: repeat mail
+     +-- breach with for=1 -----------------> firing  once `repeat` has passed
+
+A series with no new sample (a host that did not answer, a mount that went
+away) keeps its state untouched: it neither fires, resolves nor advances.
+"ok" is not stored; ``step`` returns None for it.
+
+``clear`` is hysteresis: a firing alert resolves only when the value is no
+longer past ``clear`` (compared with the rule's operator), so with
+``op=">" limit="90" clear="80"`` it fires above 90 and resolves at 80 or below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import operator
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Literal
+
+from netmetrix.config import AlertRule, Operator
+from netmetrix.render import iso
+
+Phase = Literal["pending", "firing"]
+EventKind = Literal["firing", "repeat", "resolved"]
+Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
+
+RECENT = 6  # values of the series shown in a mail body
+
+_COMPARE: Mapping[Operator, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class State:
+    """A (rule, series) that is not ok."""
+
+    phase: Phase
+    count: int  # consecutive samples past the limit
+    since: float  # the first of them (unix seconds): when the incident started
+    fired: float | None = None  # when it became firing
+    notified: float | None = None  # last ALERT mail (the first one or a repeat)
+    value: float  # latest value seen
+    ts: float  # latest sample evaluated
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Something to tell the rule's recipients (and to keep in the alert history)."""
+
+    kind: EventKind
+    rule: AlertRule
+    host: str
+    address: str
+    metric: str
+    labels: Labels
+    value: float
+    ts: float  # the sample that caused it
+    since: float  # when the incident started
+    recent: tuple[tuple[float, float], ...] = ()  # (ts, value) of the series, oldest first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestLine:
+    """One notification folded into a digest mail."""
+
+    kind: EventKind
+    host: str
+    severity: str
+    ts: float
+    subject: str
+
+
+# ---------------------------------------------------------------- rules
+
+
+def rule_id(rule: AlertRule) -> str:
+    """A stable id for the state of ``rule``: what it watches, its condition, who it tells.
+
+    Changing ``for``, ``repeat``, ``resolved``, ``severity`` or ``clear`` keeps the
+    state; changing the metric, labels, operator, limit, hosts or addresses
+    starts afresh.
+    """
+    identity = [rule.metric, rule.labels, rule.op, rule.limit, rule.hosts, sorted(rule.email)]
+    digest = hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode())
+    return digest.hexdigest()[:16]
+
+
+def rule_text(rule: AlertRule) -> str:
+    """``disk_percent{mount="/"} >= 90``, plus `` on db-*`` when limited to some hosts."""
+    text = f"{series_name(rule.metric, rule.labels)} {rule.op} {limit_text(rule.limit)}"
+    return f"{text} on {','.join(rule.hosts)}" if rule.hosts else text
+
+
+def unique_rules(rules: Iterable[AlertRule]) -> dict[str, AlertRule]:
+    """Rules by id; a repeated rule counts once (the first)."""
+    found: dict[str, AlertRule] = {}
+    for rule in rules:
+        found.setdefault(rule_id(rule), rule)
+    return found
+
+
+def matches(rule: AlertRule, host: str, metric: str, labels: Mapping[str, str]) -> bool:
+    """Whether ``rule`` watches this series: same metric, a matching host, its labels present."""
+    if metric != rule.metric:
+        return False
+    if rule.hosts and not any(fnmatchcase(host, pattern) for pattern in rule.hosts):
+        return False
+    return all(labels.get(key) == value for key, value in rule.labels)
+
+
+def breaches(op: Operator, value: float, limit: float) -> bool:
+    """``value op limit``: is the value past the limit?"""
+    return _COMPARE[op](value, limit)
+
+
+def _cleared(rule: AlertRule, value: float) -> bool:
+    """Whether a firing alert of ``rule`` resolves at ``value`` (``clear`` when given)."""
+    return not breaches(rule.op, value, rule.limit if rule.clear is None else rule.clear)
+
+
+# ---------------------------------------------------------------- the state machine
+
+
+def step(
+    rule: AlertRule, state: State | None, value: float, ts: float
+) -> tuple[State | None, EventKind | None]:
+    """The state after a new sample ``value`` at ``ts``, and what to tell, if anything.
+
+    A sample no newer than the last one evaluated changes nothing.
+    """
+    if state is not None and ts <= state.ts:
+        return state, None
+    if state is None or state.phase == "pending":
+        if not breaches(rule.op, value, rule.limit):
+            return None, None  # pending never mailed: back to ok silently
+        count = 1 if state is None else state.count + 1
+        since = ts if state is None else state.since
+        if count >= rule.for_count:
+            fired = State(
+                phase="firing", count=count, since=since, fired=ts, notified=ts, value=value, ts=ts
+            )
+            return fired, "firing"
+        return State(phase="pending", count=count, since=since, value=value, ts=ts), None
+    if _cleared(rule, value):
+        return None, "resolved"
+    count = state.count + 1 if breaches(rule.op, value, rule.limit) else state.count
+    due = (
+        rule.repeat is not None
+        and state.notified is not None
+        and ts - state.notified >= rule.repeat
+    )
+    notified = ts if due else state.notified
+    kept = State(
+        phase="firing",
+        count=count,
+        since=state.since,
+        fired=state.fired,
+        notified=notified,
+        value=value,
+        ts=ts,
+    )
+    return kept, "repeat" if due else None
+
+
+def recipients(rule: AlertRule, kind: EventKind) -> tuple[str, ...]:
+    """Who gets a mail for ``kind``: nobody for a resolve when ``resolved`` is false."""
+    return () if kind == "resolved" and not rule.resolved else rule.email
+
+
+# ---------------------------------------------------------------- text
+
+
+def value_text(value: float) -> str:
+    """A sample value as stored: Python's shortest round-trip form (``38.5``, ``12.0``)."""
+    return repr(float(value))
+
+
+def limit_text(limit: float) -> str:
+    """A configured limit: ``20`` for a whole number, else as written (``0.5``)."""
+    if limit.is_integer() and abs(limit) < 1e15:
+        return str(int(limit))
+    return repr(limit)
+
+
+def series_name(metric: str, labels: Labels) -> str:
+    """``cpu_percent``, or ``disk_percent{mount="/"}`` with labels."""
+    if not labels:
+        return metric
+    inner = ",".join(f'{key}="{value}"' for key, value in labels)
+    return f"{metric}{{{inner}}}"
+
+
+def subject(event: Event) -> str:
+    """``ALERT [f4] cpu_percent is 38.5>20`` / ``RESOLVED [f4] cpu_percent is 12.0 (was >20)``."""
+    rule = event.rule
+    head = f"[{event.host}] {series_name(event.metric, event.labels)} is {value_text(event.value)}"
+    limit = f"{rule.op}{limit_text(rule.limit)}"
+    if event.kind == "resolved":
+        return f"RESOLVED {head} (was {limit})"
+    return f"ALERT {head}{limit}"
+
+
+def body(event: Event) -> str:
+    """The plain-text mail body: what, where, since when, the recent values."""
+    rule = event.rule
+    name = series_name(event.metric, event.labels)
+    value = value_text(event.value)
+    verb = "matching" if rule.op in ("==", "!=") else "past the limit"
+    condition = f"{verb} {rule.op} {limit_text(rule.limit)}"
+    if event.kind == "firing":
+        intro = f"{name} on {event.host} is {value}, {condition}."
+    elif event.kind == "repeat":
+        intro = f"{name} on {event.host} is still {value}, {condition} (reminder)."
+    else:
+        intro = f"{name} on {event.host} is {value}: no longer {condition}."
+    labels = ", ".join(f'{k}="{v}"' for k, v in event.labels) or "(none)"
+    fields = [
+        ("Host", event.host),
+        ("Address", event.address),
+        ("Metric", event.metric),
+        ("Labels", labels),
+        ("Value", f"{value} at {iso(event.ts)}"),
+        ("Rule", describe(rule)),
+        ("Severity", rule.severity),
+        ("Started", iso(event.since) or ""),
+    ]
+    if event.kind == "resolved":
+        fields.append(("Resolved", iso(event.ts) or ""))
+    lines = [intro, ""]
+    lines += [f"{label + ':':<10} {text}" for label, text in fields]
+    if event.recent:
+        lines += ["", "Recent values (UTC, oldest first):"]
+        lines += [f"  {iso(ts)}  {value_text(v)}" for ts, v in event.recent]
+    lines += ["", "-- ", "netmetrix"]
+    return "\n".join(lines) + "\n"
+
+
+def describe(rule: AlertRule) -> str:
+    """The rule in words: ``cpu_percent > 20, for 3 samples, repeat every 4h (line 14)``."""
+    parts = [rule_text(rule)]
+    if rule.for_count > 1:
+        parts.append(f"for {rule.for_count} samples")
+    if rule.clear is not None:
+        parts.append(f"resolves once not {rule.op} {limit_text(rule.clear)}")
+    if rule.repeat is not None:
+        parts.append(f"repeat every {duration_text(rule.repeat)}")
+    if not rule.resolved:
+        parts.append("no mail when resolved")
+    text = ", ".join(parts)
+    return f"{text} (config line {rule.line})" if rule.line else text
+
+
+def duration_text(seconds: float) -> str:
+    """``4h``, ``30m``, ``90s``, ``1.5d``: the largest unit that reads well."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and (seconds / size * 10).is_integer():
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+def digest(lines: Sequence[DigestLine], recipient: str, digest_over: int) -> tuple[str, str]:
+    """(subject, body) of one mail standing for ``lines``: ``ALERT 37 alerts on 25 hosts``.
+
+    Resolves are counted apart (``ALERT 30 alerts, 7 resolved on 25 hosts``);
+    a digest of resolves only says ``RESOLVED 7 alerts on 5 hosts``.
+    """
+    fired = sum(1 for line in lines if line.kind != "resolved")
+    resolved = len(lines) - fired
+    hosts = len({line.host for line in lines})
+    on = f"on {_count(hosts, 'host')}"
+    if not fired:
+        title = f"RESOLVED {_count(resolved, 'alert')} {on}"
+    elif not resolved:
+        title = f"ALERT {_count(fired, 'alert')} {on}"
+    else:
+        title = f"ALERT {_count(fired, 'alert')}, {resolved} resolved {on}"
+    ordered = sorted(lines, key=lambda line: (line.ts, line.host, line.subject))
+    rows = [("TIME (UTC)", "HOST", "SEVERITY", "NOTIFICATION")]
+    rows += [(iso(line.ts) or "", line.host, line.severity, line.subject) for line in ordered]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    text = [
+        f"{len(lines)} notifications for {recipient} in one mail"
+        f" (more than digest_over={digest_over}).",
+        "",
+    ]
+    text += [
+        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[3]])
+        for row in rows
+    ]
+    text += [
+        "",
+        "Details: netmetrix alerts active, netmetrix alerts history",
+        "",
+        "-- ",
+        "netmetrix",
+    ]
+    return title, "\n".join(text) + "\n"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -1,0 +1,816 @@
+"""Query and housekeeping commands: ``hosts``, ``metrics``, ``config``, ``db``.
+
+Thin click commands: parse, call the store or ``dbadmin``, render the rows
+with ``netmetrix.render`` on stdout (``--format table|json|csv``).  Commands
+that report one action (``config check``, ``db prune``...) print one line for
+people as their table and one flat object as JSON/CSV.  ``register`` adds the
+commands to the main group (see cli.py); nothing here imports cli.py, and the
+heavy imports (SQLAlchemy, asyncssh, plotext) happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import difflib
+import os
+import shutil
+import sys
+import time
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+import click
+
+from netmetrix.config import Config, HostConfig, load_config, parse_duration
+from netmetrix.errors import NetmetrixError, UsageError
+from netmetrix.render import format_option, iso, labels_text, number, render
+
+if TYPE_CHECKING:
+    import asyncssh
+
+    from netmetrix.cli import Settings
+    from netmetrix.store import Store, StoredSample
+
+SAMPLE_COLUMNS = ("host", "metric", "labels", "ts", "value")
+HOST_COLUMNS = ("host", "address", "last_seen", "last_error", "probe_version", "up")
+SETTING_COLUMNS = ("setting", "value", "source")
+DB_INFO_COLUMNS = (
+    *("url", "backend", "schema_version", "schema_head"),
+    *("series", "samples", "size_bytes", "oldest", "newest"),
+)
+SSH_CONFIG = "~/.ssh/config"
+_SHOWN_NAMES = 10  # known names listed in an "unknown name" error
+
+
+def register(group: click.Group) -> None:
+    """Add this module's commands to the ``netmetrix`` group."""
+    for command in (hosts, metrics, config, db):
+        group.add_command(command)
+
+
+# ---------------------------------------------------------------- parameters
+
+
+class _When(click.ParamType[float]):
+    """A point in time: a duration ago (``30m``, ``1h``, ``2d``) or ISO 8601 (UTC if no zone)."""
+
+    name = "WHEN"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        try:
+            return time.time() - parse_duration(text)
+        except ValueError:
+            pass
+        try:
+            stamp = dt.datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{text!r} is neither a duration ago (30m, 1h, 2d) nor an ISO 8601 time"
+                " (2026-11-24T10:00Z)",
+                param,
+                ctx,
+            )
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        return stamp.timestamp()
+
+
+class _Duration(click.ParamType[float]):
+    """Seconds: a number with s, m, h or d (``config.parse_duration``)."""
+
+    name = "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+class _Labels(click.ParamType[dict[str, str]]):
+    """``k=v[,k=v]`` -> dict; an empty string is the series without labels."""
+
+    name = "K=V[,K=V]"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dict[str, str]:
+        if isinstance(value, dict):
+            return value
+        labels: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in str(value).split(","))):
+            key, sep, val = (part.strip() for part in item.partition("="))
+            if not sep or not key or key in labels:
+                self.fail(f"{value!r}: give name=value pairs, e.g. mount=/ or mount=/,dev=sda")
+            labels[key] = val
+        return labels
+
+
+WHEN, DURATION, LABELS = _When(), _Duration(), _Labels()
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@contextmanager
+def _open_store(config: Config, *, upgrade: bool = True) -> Iterator[Store]:
+    from netmetrix.store import Store
+
+    with Store.open(config.database, upgrade=upgrade) as store:
+        yield store
+
+
+def _explicit_format(ctx: click.Context) -> bool:
+    source = ctx.get_parameter_source("fmt")
+    return source is not None and source != click.core.ParameterSource.DEFAULT
+
+
+def _one(row: Mapping[str, Any], columns: Sequence[str], fmt: str, line: str) -> None:
+    """A one-record result: ``line`` as the table, the record as JSON/CSV."""
+    if fmt == "table":
+        click.echo(line)
+    else:
+        render([row], columns, fmt, sys.stdout)
+
+
+def _some(names: Collection[str]) -> str:
+    shown = sorted(names)[:_SHOWN_NAMES]
+    more = f", ... ({len(names)} in all)" if len(names) > _SHOWN_NAMES else ""
+    return ", ".join(shown) + more if shown else "(none)"
+
+
+def _unknown(kind: str, asked: Iterable[str], known: Collection[str]) -> list[str]:
+    """One message per name in ``asked`` that is not in ``known``."""
+    problems = []
+    for name in dict.fromkeys(asked):
+        if name in known:
+            continue
+        near = difflib.get_close_matches(name, sorted(known), n=1)
+        hint = f', did you mean "{near[0]}"?' if near else f"; known {kind}s: {_some(known)}"
+        problems.append(f'unknown {kind} "{name}"{hint}')
+    return problems
+
+
+def _check_names(
+    store: Store, cfg: Config, host_names: Sequence[str], metric_names: Sequence[str]
+) -> None:
+    """UsageError unless every host is configured or stored and every metric known or stored."""
+    problems = []
+    if host_names:
+        known = {h.name for h in cfg.hosts} | store.host_names()
+        problems += _unknown("host", host_names, known)
+    if metric_names:
+        from netmetrix.probe import METRICS
+        from netmetrix.store import UP
+
+        known = {name for name, *_ in METRICS} | {UP} | store.metric_names()
+        problems += _unknown("metric", metric_names, known)
+    if problems:
+        raise UsageError("\n".join(problems))
+
+
+def sample_row(sample: StoredSample) -> dict[str, Any]:
+    """The JSON shape of a sample: host, metric, labels (an object), ts (ISO 8601 UTC), value."""
+    return {
+        "host": sample.host,
+        "metric": sample.metric,
+        "labels": sample.labels,
+        "ts": iso(sample.ts),
+        "value": sample.value,
+    }
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown size"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _duration(seconds: float) -> str:
+    """``14400.0`` -> ``4h``: the largest unit that divides it, as config.xml writes it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    return f"{number(seconds)}s"
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# ---------------------------------------------------------------- hosts
+
+
+@click.command()
+@format_option
+@click.pass_obj
+def hosts(settings: Settings, fmt: str) -> None:
+    """List every configured host with the outcome of its last run.
+
+    One row per host of config.xml, in its order, collected or not: the
+    address, when it last answered (last_seen, ISO 8601 UTC), the error of its
+    last run if that failed, the probe version, and up (1 answered and
+    verified on its last run, 0 not, empty before its first run).
+
+    \b
+    Examples:
+      netmetrix hosts
+      netmetrix hosts --format json | jq -r '.[] | select(.up == 0) | .host'
+      netmetrix hosts --format csv > hosts.csv
+    """
+    cfg = settings.load()
+    with _open_store(cfg) as store:
+        stored = {row.name: row for row in store.hosts()}
+    rows = []
+    for host in cfg.hosts:
+        row = stored.get(host.name)
+        rows.append(
+            {
+                "host": host.name,
+                "address": host.target,
+                "last_seen": iso(row.last_seen) if row else None,
+                "last_error": row.last_error if row else None,
+                "probe_version": row.probe_version if row else None,
+                "up": None if row is None or row.up is None else int(row.up),
+            }
+        )
+    render(rows, HOST_COLUMNS, fmt, sys.stdout)
+
+
+# ---------------------------------------------------------------- metrics
+
+
+@click.group()
+def metrics() -> None:
+    """Read stored samples: the latest of every series, or one metric's history.
+
+    A series is a host, a metric and a label set (disk_percent has one per
+    mount).  Rows are host, metric, labels, ts (ISO 8601 UTC) and value.
+
+    \b
+    Examples:
+      netmetrix metrics latest -h f4
+      netmetrix metrics history -h f4 -m disk_percent --labels mount=/ --since 1d
+    """
+
+
+@metrics.command()
+@click.option(
+    "-h",
+    "--host",
+    "host_names",
+    multiple=True,
+    metavar="NAME",
+    help="Only this host (repeatable). Default: every host.",
+)
+@click.option(
+    "-m",
+    "--metric",
+    "metric_names",
+    multiple=True,
+    metavar="NAME",
+    help="Only this metric (repeatable), e.g. disk_percent or up. Default: every metric.",
+)
+@format_option
+@click.pass_obj
+def latest(
+    settings: Settings, host_names: tuple[str, ...], metric_names: tuple[str, ...], fmt: str
+) -> None:
+    """Show the newest sample of every matching series.
+
+    One row per series, sorted by host, metric and labels.  A host or metric
+    name that netmetrix does not know is an error (exit status 2); a known
+    one without samples gives no rows.
+
+    \b
+    Examples:
+      netmetrix metrics latest
+      netmetrix metrics latest -h f4 -h f5 -m disk_percent
+      netmetrix metrics latest -m up --format csv
+      netmetrix metrics latest -m cpu_percent --format json | jq 'max_by(.value)'
+    """
+    cfg = settings.load()
+    with _open_store(cfg) as store:
+        _check_names(store, cfg, host_names, metric_names)
+        samples = store.latest(host_names, metric_names)
+    render([sample_row(s) for s in samples], SAMPLE_COLUMNS, fmt, sys.stdout)
+
+
+@metrics.command()
+@click.option("-h", "--host", "host_name", required=True, metavar="NAME", help="The host.")
+@click.option("-m", "--metric", "metric_name", required=True, metavar="NAME", help="The metric.")
+@click.option(
+    "--labels",
+    type=LABELS,
+    default=None,
+    help="Only the series with exactly these labels (mount=/). Default: every series.",
+)
+@click.option(
+    "--since",
+    type=WHEN,
+    default=None,
+    help="From this time on (inclusive): a duration ago (1h, 2d) or ISO 8601 (UTC if no zone).",
+)
+@click.option("--until", type=WHEN, default=None, help="Up to this time (inclusive). Default: now.")
+@click.option("--plot", is_flag=True, help="Draw a chart in the terminal instead of the table.")
+@format_option
+@click.pass_context
+def history(
+    ctx: click.Context,
+    host_name: str,
+    metric_name: str,
+    labels: dict[str, str] | None,
+    since: float | None,
+    until: float | None,
+    plot: bool,
+    fmt: str,
+) -> None:
+    """Show the samples of one metric of one host, oldest first.
+
+    Every series of the metric (each label set), or with --labels exactly
+    one.  --since and --until take a duration ago (30m, 1h, 2d) or an ISO
+    8601 time (2026-11-24T10:00Z; UTC when no zone is given); both are
+    inclusive.  --plot draws the samples as a chart in the terminal.
+
+    \b
+    Examples:
+      netmetrix metrics history -h f4 -m disk_percent --labels mount=/ --since 1d
+      netmetrix metrics history -h f4 -m cpu_percent --since 2026-11-24T10:00Z --until 2h
+      netmetrix metrics history -h f4 -m load1 --since 6h --plot
+      netmetrix metrics history -h f4 -m up --format csv > f4-up.csv
+    """
+    settings: Settings = ctx.obj
+    if plot and _explicit_format(ctx) and fmt != "table":
+        raise UsageError(f"--plot draws a chart: it cannot be combined with --format {fmt}")
+    if since is not None and until is not None and since > until:
+        raise UsageError(f"--since {iso(since)} is after --until {iso(until)}")
+    cfg = settings.load()
+    with _open_store(cfg) as store:
+        _check_names(store, cfg, [host_name], [metric_name])
+        samples = store.history(host_name, metric_name, labels, since, until)
+        if not samples and labels is not None:
+            _hint_label_sets(store, host_name, metric_name, labels)
+    if plot:
+        title = f"{host_name} {metric_name}" + (f"{{{labels_text(labels)}}}" if labels else "")
+        _plot(samples, title, sys.stdout)
+    else:
+        render([sample_row(s) for s in samples], SAMPLE_COLUMNS, fmt, sys.stdout)
+
+
+def _hint_label_sets(store: Store, host: str, metric: str, labels: Mapping[str, str]) -> None:
+    """On stderr: which label sets the metric has, when the one asked for has no samples."""
+    existing = sorted(labels_text(s.labels) or "(none)" for s in store.latest([host], [metric]))
+    if existing and labels_text(labels) not in existing:
+        wanted = labels_text(labels) or "(none)"
+        click.echo(
+            f'note: host "{host}" has no {metric} series with labels {wanted}; '
+            f"its label sets: {'; '.join(existing)}",
+            err=True,
+        )
+
+
+def _plot(samples: Sequence[StoredSample], title: str, out: IO[str]) -> None:
+    """Draw ``samples`` with plotext, one line per label set; plain text unless on a terminal."""
+    if not samples:
+        click.echo("no samples in that range: nothing to plot", err=True)
+        return
+    import plotext  # type: ignore[import-untyped]  # no type hints shipped
+
+    tty = out.isatty()
+    width, height = 100, 24  # when not on a terminal
+    if tty:
+        columns, lines = shutil.get_terminal_size()
+        width, height = min(columns, 200), max(12, min(lines - 2, 40))
+    form = "%Y-%m-%d %H:%M"
+    series: dict[str, tuple[list[str], list[float]]] = {}
+    for s in samples:
+        xs, ys = series.setdefault(labels_text(s.labels), ([], []))
+        xs.append(dt.datetime.fromtimestamp(s.ts, tz=dt.UTC).strftime(form))
+        ys.append(s.value)
+    plotext.terminal.limit(False, False)  # the size is ours: see above
+    fig = plotext.figure
+    fig.clear()
+    fig.plot_size(width, height)
+    fig.date().activate(form=form, origin="1970-01-01 00:00", zone=0)
+    for name, (xs, ys) in series.items():
+        signal = fig.signal(xs, ys).lines()
+        if name and len(series) > 1:
+            signal.label(name)
+        fig.draw(signal)
+    fig.title(f"{title} (UTC)")
+    chart = str(fig.build())
+    fig.clear()
+    out.write((chart if tty else plotext.uncolorize(chart)).rstrip("\n") + "\n")
+
+
+# ---------------------------------------------------------------- config
+
+
+@click.group()
+def config() -> None:
+    """Write, check and show config.xml.
+
+    `init` writes a commented example, `check` validates a file without
+    touching any host, `show` prints the settings netmetrix will really use.
+
+    \b
+    Examples:
+      netmetrix config init && netmetrix config check
+      netmetrix config show -h f4
+    """
+
+
+@config.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@click.option("--force", is_flag=True, help="Overwrite PATH if it exists.")
+@format_option
+@click.pass_obj
+def init(settings: Settings, path: Path | None, force: bool, fmt: str) -> None:
+    """Write a commented example config.xml to PATH.
+
+    PATH defaults to the --config file (./config.xml).  Every element is
+    there with a comment saying what it does; edit the <hosts>, then run
+    `netmetrix config check`.  An existing file is kept unless --force.
+
+    \b
+    Examples:
+      netmetrix config init
+      netmetrix config init /etc/netmetrix/config.xml
+      netmetrix config init --force
+    """
+    from netmetrix.example_config import EXAMPLE_CONFIG
+
+    target = path or settings.config_path
+    try:
+        with target.open("w" if force else "x", encoding="utf-8") as handle:
+            handle.write(EXAMPLE_CONFIG)
+    except FileExistsError:
+        raise UsageError(
+            f"{target}: already exists; keep it, or pass --force to overwrite it"
+        ) from None
+    except OSError as err:
+        raise NetmetrixError(f"{target}: cannot write: {err.strerror or err}") from None
+    cfg = load_config(target)
+    row = {"config": str(target), "hosts": len(cfg.hosts), "alert_rules": len(cfg.alerts.rules)}
+    check = "config check" if path is None else f"--config {target} config check"
+    _one(row, list(row), fmt, f"{target}: written; edit its <hosts>, then run `netmetrix {check}`")
+
+
+@config.command()
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@format_option
+@click.pass_obj
+def check(settings: Settings, path: Path | None, fmt: str) -> None:
+    """Validate config.xml without touching any host.
+
+    PATH defaults to the --config file.  Exit status 0 when the file is
+    valid; 2 with one `file:line: problem` line per problem on stderr.
+
+    \b
+    Examples:
+      netmetrix config check
+      netmetrix config check /etc/netmetrix/config.xml
+      netmetrix config check --format json
+    """
+    target = path or settings.config_path
+    cfg = load_config(target)
+    rules = len(cfg.alerts.rules)
+    row = {"config": str(target), "ok": True, "hosts": len(cfg.hosts), "alert_rules": rules}
+    line = f"{target}: OK, {_plural(len(cfg.hosts), 'host')}, {_plural(rules, 'alert rule')}"
+    _one(row, list(row), fmt, line)
+
+
+@config.command()
+@click.option(
+    "-h",
+    "--host",
+    "host_names",
+    multiple=True,
+    metavar="NAME",
+    help="Only this host's settings (repeatable). Default: everything.",
+)
+@format_option
+@click.pass_obj
+def show(settings: Settings, host_names: tuple[str, ...], fmt: str) -> None:
+    """Show the settings in effect, with where each one comes from.
+
+    Host fields missing from config.xml are resolved the way `execute`
+    resolves them: from ~/.ssh/config (HostName, Port, User, IdentityFile,
+    ProxyJump), then SSH defaults.  Secrets are never shown: for the SMTP and
+    PostgreSQL passwords only the environment variable and whether it is set.
+    A source "default" means the built-in default value.
+
+    \b
+    Examples:
+      netmetrix config show
+      netmetrix config show -h f4
+      netmetrix config show --format json | jq -r '.[] | select(.source == "~/.ssh/config")'
+    """
+    cfg = settings.load()
+    selected = cfg.select(host_names)
+    rows = [] if host_names else _global_settings(cfg)
+    rows += asyncio.run(_host_settings(cfg, selected))
+    render(rows, SETTING_COLUMNS, fmt, sys.stdout)
+
+
+def _setting(setting: str, value: object, source: str) -> dict[str, str]:
+    shown = number(value) if isinstance(value, float) else "" if value is None else str(value)
+    return {"setting": setting, "value": shown, "source": source}
+
+
+def _global_settings(cfg: Config) -> list[dict[str, str]]:
+    """Every setting but the hosts', in config.xml's order."""
+    from sqlalchemy import make_url
+
+    from netmetrix.config import (
+        AlertsConfig,
+        RetentionConfig,
+        SecurityConfig,
+        SMTPConfig,
+        SSHConfig,
+    )
+
+    file = cfg.path.name
+    defaults: dict[str, object] = {
+        "script": "client.py",
+        "concurrency": 50,
+        "database": f"sqlite:///{cfg.path.parent / 'netmetrix.db'}",
+        "ssh.known_hosts": cfg.path.parent / "known_hosts",
+    }
+    for prefix, default in (
+        ("ssh", SSHConfig(known_hosts=cfg.path.parent / "known_hosts")),
+        ("smtp", SMTPConfig()),
+        ("security", SecurityConfig()),
+        ("retention", RetentionConfig()),
+        ("alerts", AlertsConfig()),
+    ):
+        for name in type(default).__dataclass_fields__:
+            defaults.setdefault(f"{prefix}.{name}", getattr(default, name))
+
+    rows: list[dict[str, str]] = [_setting("config", cfg.path, "--config")]
+
+    def add(setting: str, value: object, shown: object = None) -> None:
+        source = "default" if defaults.get(setting) == value else file
+        rows.append(_setting(setting, value if shown is None else shown, source))
+
+    add("script", cfg.script)
+    add("concurrency", cfg.concurrency)
+    url = make_url(cfg.database)
+    add("database", cfg.database, url.render_as_string(hide_password=True))
+    if url.get_backend_name() == "postgresql":
+        state = "set" if "PGPASSWORD" in os.environ else "not set: ~/.pgpass or no password"
+        rows.append(_setting("database.password", f"$PGPASSWORD ({state})", "environment"))
+    add("ssh.known_hosts", cfg.ssh.known_hosts)
+    add("ssh.host_key_policy", cfg.ssh.host_key_policy)
+    add("ssh.connect_timeout", cfg.ssh.connect_timeout, _duration(cfg.ssh.connect_timeout))
+    add("ssh.command_timeout", cfg.ssh.command_timeout, _duration(cfg.ssh.command_timeout))
+    smtp = cfg.smtp
+    for name in ("host", "port", "security", "sender", "user"):
+        add(f"smtp.{name}", getattr(smtp, name))
+    state = "set" if smtp.password_env in os.environ else "not set"
+    rows.append(_setting("smtp.password", f"${smtp.password_env} ({state})", "environment"))
+    add("security.encryption", cfg.security.encryption)
+    add("retention.days", cfg.retention.days)
+    add("alerts.digest_over", cfg.alerts.digest_over)
+    for index, rule in enumerate(cfg.alerts.rules, 1):
+        labels = f"{{{labels_text(dict(rule.labels))}}}" if rule.labels else ""
+        parts = [f"{rule.metric}{labels} {rule.op} {number(rule.limit)}"]
+        if rule.for_count != 1:
+            parts.append(f"for {rule.for_count}")
+        if rule.clear is not None:
+            parts.append(f"clear {number(rule.clear)}")
+        if rule.repeat is not None:
+            parts.append(f"repeat {_duration(rule.repeat)}")
+        if rule.hosts:
+            parts.append(f"hosts {','.join(rule.hosts)}")
+        if not rule.resolved:
+            parts.append("resolved no")
+        parts.append(f"{rule.severity} -> {','.join(rule.email)}")
+        rows.append(_setting(f"alert.{index}", ", ".join(parts), f"{file}:{rule.line}"))
+    return rows
+
+
+async def _options_without_keys(host: HostConfig) -> asyncssh.SSHClientConnectionOptions | None:
+    """~/.ssh/config applied as ``ssh._options`` does, but loading no key (one failed to load)."""
+    import asyncssh
+
+    try:
+        options: asyncssh.SSHClientConnectionOptions
+        options = await asyncssh.SSHClientConnectionOptions.construct(
+            config=(),
+            host=host.target,
+            port=host.port or (),
+            username=host.user or (),
+            client_keys=None,
+        )
+    except (OSError, ValueError, asyncssh.Error):
+        return None
+    return options
+
+
+async def _host_settings(cfg: Config, selected: Sequence[HostConfig]) -> list[dict[str, str]]:
+    from netmetrix import ssh
+    from netmetrix.errors import HostError
+
+    async def one(host: HostConfig) -> list[dict[str, str]]:
+        where = f"{cfg.path.name}:{host.line}"
+        prefix = f"host.{host.name}"
+        rows: list[dict[str, str]] = []
+        options: asyncssh.SSHClientConnectionOptions | None
+        try:
+            options = await ssh._options(host, cfg.ssh)  # exactly what execute resolves
+        except HostError as err:
+            rows.append(_setting(f"{prefix}.error", str(err), "ssh"))
+            options = await _options_without_keys(host)
+        found = options.config.get if options is not None else (lambda _name: None)
+
+        def pick(setting: str, given: object, option: str, resolved: object) -> None:
+            """The value execute will use: config.xml's unless ~/.ssh/config rewrites it."""
+            if options is None or (given is not None and resolved == given):
+                if given is not None:
+                    rows.append(_setting(f"{prefix}.{setting}", given, where))
+                return
+            source = SSH_CONFIG if found(option) is not None else "default"
+            rows.append(_setting(f"{prefix}.{setting}", resolved, source))
+
+        pick("address", host.address, "Hostname", options.host if options else None)
+        pick("port", host.port, "Port", options.port if options else None)
+        pick("user", host.user, "User", options.username if options else None)
+        identity = found("IdentityFile")
+        keys = " ".join(str(k) for k in identity) if isinstance(identity, Sequence) else identity
+        pick("key", host.key, "IdentityFile", host.key or keys or "~/.ssh/id_* and ssh-agent")
+        if found("ProxyJump") is not None:
+            rows.append(_setting(f"{prefix}.proxy_jump", found("ProxyJump"), SSH_CONFIG))
+        default = HostConfig(name=host.name)
+        for name in ("directory", "python"):
+            value = getattr(host, name)
+            source = "default" if value == getattr(default, name) else where
+            rows.append(_setting(f"{prefix}.{name}", value, source))
+        return rows
+
+    groups = await asyncio.gather(*(one(h) for h in selected))
+    return [row for group in groups for row in group]
+
+
+# ---------------------------------------------------------------- db
+
+
+@click.group()
+def db() -> None:
+    """Inspect and maintain the database.
+
+    The database is config.xml's <database>: a SQLite file or a PostgreSQL
+    URL (the password comes from PGPASSWORD or ~/.pgpass, never the URL).
+
+    \b
+    Examples:
+      netmetrix db info
+      netmetrix db prune --older-than 30d && netmetrix db vacuum
+      netmetrix db upgrade
+    """
+
+
+@db.command()
+@format_option
+@click.pass_obj
+def info(settings: Settings, fmt: str) -> None:
+    """Show the database: URL, schema version, series, samples, size, oldest and newest.
+
+    The URL is shown with any password hidden.  size_bytes is the SQLite file
+    plus its write-ahead log, or pg_database_size on PostgreSQL.  The table is
+    one field per line; JSON and CSV give one flat record.  The schema is not
+    upgraded by this command (see `db upgrade`).
+
+    \b
+    Examples:
+      netmetrix db info
+      netmetrix db info --format json | jq '.[0].samples'
+    """
+    from netmetrix import dbadmin
+
+    cfg = settings.load()
+    with _open_store(cfg, upgrade=False) as store:
+        found = dbadmin.info(store)
+    row = {
+        "url": found.url,
+        "backend": found.backend,
+        "schema_version": found.schema_version,
+        "schema_head": found.schema_head,
+        "series": found.series,
+        "samples": found.samples,
+        "size_bytes": found.size_bytes,
+        "oldest": iso(found.oldest),
+        "newest": iso(found.newest),
+    }
+    if fmt == "table":
+        fields = [{"field": c, "value": row[c]} for c in DB_INFO_COLUMNS]
+        render(fields, ("field", "value"), fmt, sys.stdout)
+    else:
+        render([row], DB_INFO_COLUMNS, fmt, sys.stdout)
+
+
+@db.command()
+@click.option(
+    "--older-than",
+    "older_than",
+    type=DURATION,
+    required=True,
+    help="Delete samples older than this: seconds, or with s, m, h, d (30d).",
+)
+@format_option
+@click.pass_obj
+def prune(settings: Settings, older_than: float, fmt: str) -> None:
+    """Delete the samples older than a given age.
+
+    Deletes in batches of 10,000 samples, one transaction each, so a
+    collector running at the same time is never held up for long.  `execute`
+    does the same on every run with <retention days="...">; this command is
+    for a one-off clean-up.  Series are kept.  `db vacuum` gives the space
+    back to the file system afterwards.
+
+    \b
+    Examples:
+      netmetrix db prune --older-than 30d
+      netmetrix db prune --older-than 12h --format json
+    """
+    from netmetrix import dbadmin
+
+    cfg = settings.load()
+    with _open_store(cfg) as store:
+        done = dbadmin.prune(store, older_than)
+    row = {"deleted": done.deleted, "cutoff": iso(done.cutoff), "batches": done.batches}
+    line = f"pruned {_plural(done.deleted, 'sample')} older than {iso(done.cutoff)}"
+    _one(row, list(row), fmt, line)
+
+
+@db.command()
+@format_option
+@click.pass_obj
+def vacuum(settings: Settings, fmt: str) -> None:
+    """Compact the database and refresh its statistics.
+
+    SQLite: VACUUM rewrites the file (it holds the write lock meanwhile, so
+    run it between collections) and the write-ahead log is truncated.
+    PostgreSQL: VACUUM (ANALYZE), which makes dead rows' space reusable
+    without locking out collectors (netmetrix never runs VACUUM FULL).
+
+    \b
+    Examples:
+      netmetrix db vacuum
+      netmetrix db prune --older-than 90d && netmetrix db vacuum
+    """
+    from netmetrix import dbadmin
+
+    cfg = settings.load()
+    with _open_store(cfg) as store:
+        done = dbadmin.vacuum(store)
+        url = store.url_display
+    row = {"url": url, "size_before": done.size_before, "size_after": done.size_after}
+    line = f"vacuumed {url}: {_size(done.size_before)} -> {_size(done.size_after)}"
+    _one(row, list(row), fmt, line)
+
+
+@db.command()
+@format_option
+@click.pass_obj
+def upgrade(settings: Settings, fmt: str) -> None:
+    """Bring the database schema up to date (Alembic upgrade head).
+
+    `execute` and the query commands upgrade on their own; this command does
+    it explicitly, e.g. right after installing a new netmetrix, and says what
+    changed.  Safe to run twice, and while another netmetrix runs.
+
+    \b
+    Examples:
+      netmetrix db upgrade
+      netmetrix db upgrade --format json
+    """
+    from netmetrix import dbadmin
+
+    cfg = settings.load()
+    with _open_store(cfg, upgrade=False) as store:
+        before, after = dbadmin.upgrade(store)
+        url = store.url_display
+    row = {"url": url, "from": before, "to": after}
+    if before == after:
+        line = f"{url}: schema already at {after}, the newest"
+    else:
+        line = f"{url}: schema upgraded from {before or 'none'} to {after}"
+    _one(row, list(row), fmt, line)

@@ -1,0 +1,263 @@
+"""A real SMTP server (aiosmtpd) on a 127.0.0.1 port, for tests of alert mail.
+
+``SMTPServer`` runs aiosmtpd's threaded ``Controller``: plain, STARTTLS or
+implicit TLS, optionally requiring a login.  ``start`` returns once the server
+answers (aiosmtpd waits on its ready event and re-raises errors of the server
+thread); ``stop`` closes it, and ``start`` again reopens the same port, so a
+test can take the mail server down and bring it back.  Every accepted message
+is kept in ``messages``.
+
+``make_tls`` writes a throwaway CA and a server certificate for 127.0.0.1 and
+localhost with ``cryptography``; clients trust the CA through SSL_CERT_FILE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import ipaddress
+import threading
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message the server accepted."""
+
+    sender: str
+    recipients: tuple[str, ...]
+    message: EmailMessage
+
+    @property
+    def subject(self) -> str:
+        return str(self.message["Subject"])
+
+    @property
+    def body(self) -> str:
+        part = self.message.get_body(preferencelist=("plain",))
+        assert part is not None
+        content = part.get_content()
+        assert isinstance(content, str)
+        return content.replace("\r\n", "\n")  # as sent, before SMTP's CRLF line ends
+
+
+class Mailbox:
+    """aiosmtpd handler: keeps every message; refuses the addresses in ``refuse``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._messages: list[Received] = []
+        self.refuse: dict[str, str] = {}  # address -> SMTP reply, e.g. "550 no such user"
+        self.logins: list[str] = []
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+    ) -> str:
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        message = email.message_from_bytes(
+            envelope.original_content or b"", policy=email.policy.default
+        )
+        assert isinstance(message, EmailMessage)
+        received = Received(envelope.mail_from or "", tuple(envelope.rcpt_tos), message)
+        with self._lock:
+            self._messages.append(received)
+        return "250 Message accepted for delivery"
+
+    @property
+    def messages(self) -> list[Received]:
+        with self._lock:
+            return list(self._messages)
+
+
+class _Controller(Controller):
+    """aiosmtpd's Controller; with ``tls_login`` AUTH is offered on an implicit-TLS port.
+
+    aiosmtpd only counts STARTTLS as TLS when deciding to offer AUTH, and warns
+    when told to offer it without TLS; a connection that is TLS from its first
+    byte is safe, so the flag is set on each session instead.
+    """
+
+    def __init__(self, *args: Any, tls_login: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._tls_login = tls_login
+
+    def factory(self) -> SMTP:
+        smtp = super().factory()
+        if self._tls_login:
+            smtp._auth_require_tls = False  # see the class docstring
+        return smtp
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    ca: Path  # what clients trust (SSL_CERT_FILE)
+    cert: Path  # the server's chain
+    key: Path
+
+
+def make_tls(directory: Path) -> TLSFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1 and localhost, valid one day."""
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "netmetrix test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TLSFiles(
+        ca=directory / "ca.pem", cert=directory / "server.pem", key=directory / "key.pem"
+    )
+    files.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    files.key.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    files.key.chmod(0o600)
+    return files
+
+
+@dataclass
+class SMTPServer:
+    """One aiosmtpd server on 127.0.0.1:``port``; ``security`` none, starttls or tls."""
+
+    port: int
+    security: str = "none"
+    user: str | None = None  # when set, a login with ``password`` is required
+    password: str | None = None
+    tls: TLSFiles | None = None
+    mailbox: Mailbox = field(default_factory=Mailbox)
+    _controller: Controller | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
+
+    @property
+    def messages(self) -> list[Received]:
+        return self.mailbox.messages
+
+    @property
+    def subjects(self) -> list[str]:
+        return [m.subject for m in self.messages]
+
+    def start(self) -> None:
+        assert self._controller is None, "already running"
+        kwargs: dict[str, Any] = {}
+        if self.security != "none":
+            import ssl
+
+            assert self.tls is not None
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.tls.cert, self.tls.key)
+            if self.security == "starttls":
+                kwargs.update(tls_context=context, require_starttls=True)
+            else:
+                kwargs.update(ssl_context=context)
+        if self.user is not None:
+            kwargs.update(
+                authenticator=self._authenticate,
+                auth_required=True,
+                auth_require_tls=self.security != "none",
+                tls_login=self.security == "tls",
+            )
+        controller = _Controller(
+            self.mailbox,
+            hostname="127.0.0.1",
+            port=self.port,
+            server_hostname="localhost",  # else aiosmtpd looks up this machine's FQDN
+            **kwargs,
+        )
+        controller.start()
+        self._controller = controller
+
+    def stop(self) -> None:
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
+
+    def smtp_xml(self, *, sender: str = "netmetrix@example.com", password_env: str = "") -> str:
+        """The ``<smtp .../>`` element of a config.xml that uses this server."""
+        attrs = f'host="127.0.0.1" port="{self.port}" security="{self.security}" sender="{sender}"'
+        if self.user is not None:
+            attrs += (
+                f' user="{self.user}" password_env="{password_env or "NMX_TEST_SMTP_PASSWORD"}"'
+            )
+        return f"  <smtp {attrs}/>\n"
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and data.login.decode() == self.user
+            and data.password.decode() == self.password
+        )
+        if isinstance(data, LoginPassword):
+            self.mailbox.logins.append(data.login.decode())
+        return AuthResult(success=ok, handled=False)

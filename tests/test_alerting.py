@@ -1,0 +1,462 @@
+"""Alert mail end to end: real sshd hosts, the real probe, a real SMTP server, the CLI.
+
+Each host's ``load1`` is set by the test: its `python` is a wrapper that makes
+the probe's ``os.getloadavg()`` read a file (see ``Dial``); everything else is
+the real probe, sshd, store and aiosmtpd.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sshd
+from conftest import Fleet, Run
+from smtpserver import SMTPServer
+
+from netmetrix import collect
+from netmetrix.config import AlertRule, load_config
+from netmetrix.envelope import Sample
+from netmetrix.store import HostRun, Store
+
+Cli = Callable[..., Run]
+H = 3600.0
+
+_HOOK = """\
+import os
+_path = os.environ.get("NMX_TEST_LOAD")
+if _path:
+    def _getloadavg():
+        with open(_path) as handle:
+            value = float(handle.read())
+        return (value, value, value)
+    os.getloadavg = _getloadavg
+"""
+
+
+@dataclass
+class Dial:
+    """The load average one test host reports (load1 = load5 = load15)."""
+
+    path: Path
+
+    def set(self, value: float) -> None:
+        self.path.write_text(repr(value))
+
+
+def dial_host(fleet: Fleet, name: str, server: int, value: float) -> Dial:
+    hook = fleet.root / "hook"
+    hook.mkdir(exist_ok=True)
+    (hook / "sitecustomize.py").write_text(_HOOK)
+    dial = Dial(fleet.root / f"load-{name}")
+    dial.set(value)
+    python = fleet.wrapper(
+        f"load-{name}",
+        f'NMX_TEST_LOAD="{dial.path}" PYTHONPATH="{hook}" exec "{sys.executable}" "$@"',
+    )
+    fleet.host(name, server, python=python)
+    return dial
+
+
+def configure(fleet: Fleet, smtp: SMTPServer, *rules: str, digest_over: int | None = None) -> None:
+    """Write config.xml with ``<smtp>`` for ``smtp`` and the ``<alert .../>`` ``rules``."""
+    attr = "" if digest_over is None else f' digest_over="{digest_over}"'
+    lines = "".join(f"    {rule}\n" for rule in rules)
+    fleet.write(smtp.smtp_xml() + f"  <alerts{attr}>\n{lines}  </alerts>\n")
+
+
+LOAD_OVER_20 = '<alert metric="load1" op="&gt;" limit="20" email="ops@example.com"/>'
+UP_IS_0 = '<alert metric="up" op="==" limit="0" email="dba@example.com"/>'
+
+
+def upload(fleet: Fleet, netmetrix: Cli) -> None:
+    done = netmetrix("--config", fleet.config, "upload")
+    assert done.code == 0, done.err
+
+
+def execute(fleet: Fleet, netmetrix: Cli, code: int = 0) -> Run:
+    done = netmetrix("--config", fleet.config, "execute")
+    assert done.code == code, done.err
+    return done
+
+
+def query(fleet: Fleet, netmetrix: Cli, *args: str) -> list[dict[str, object]]:
+    done = netmetrix("--config", fleet.config, "alerts", *args, "--format", "json")
+    assert done.code == 0, done.err
+    rows = json.loads(done.out)
+    assert isinstance(rows, list)
+    return rows
+
+
+# ---------------------------------------------------------------- with sshd
+
+
+@pytest.mark.sshd
+def test_a_crossing_mails_once_with_the_spec_subject_then_resolves(
+    fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    dial = dial_host(fleet, "f4", 0, 38.5)
+    configure(fleet, smtp, LOAD_OVER_20)
+    upload(fleet, netmetrix)
+
+    ran = execute(fleet, netmetrix)
+    assert " INFO Mail `ALERT [f4] load1 is 38.5>20` sent to `ops@example.com`\n" in ran.err
+    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20"]
+    [mail] = smtp.messages
+    assert mail.recipients == ("ops@example.com",)
+    assert "Host:      f4\nAddress:   127.0.0.1\nMetric:    load1\nLabels:    (none)\n" in mail.body
+    assert "Rule:      load1 > 20 (config line " in mail.body
+    for _ in range(2):
+        assert "Mail" not in execute(fleet, netmetrix).err
+    assert len(smtp.messages) == 1
+
+    dial.set(12.0)
+    ran = execute(fleet, netmetrix)
+    assert "INFO Mail `RESOLVED [f4] load1 is 12.0 (was >20)` sent to `ops@example.com`" in ran.err
+    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20", "RESOLVED [f4] load1 is 12.0 (was >20)"]
+    assert query(fleet, netmetrix, "active") == []
+    assert [(e["event"], e["value"]) for e in query(fleet, netmetrix, "history")] == [
+        ("resolved", 12.0),
+        ("firing", 38.5),
+    ]
+
+
+@pytest.mark.sshd
+def test_for_three_needs_three_runs(fleet: Fleet, netmetrix: Cli, smtp: SMTPServer) -> None:
+    dial_host(fleet, "f4", 0, 38.5)
+    configure(fleet, smtp, LOAD_OVER_20.replace("/>", ' for="3"/>'))
+    upload(fleet, netmetrix)
+    for _ in (1, 2):
+        execute(fleet, netmetrix)
+        assert smtp.messages == []
+        [row] = query(fleet, netmetrix, "active")
+        assert (row["state"], row["metric"]) == ("pending", "load1")
+    execute(fleet, netmetrix)
+    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20"]
+    [row] = query(fleet, netmetrix, "active")
+    assert row["state"] == "firing"
+
+
+@pytest.mark.sshd
+def test_clear_holds_the_alert_between_clear_and_limit(
+    fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    dial = dial_host(fleet, "f4", 0, 95.0)
+    configure(
+        fleet,
+        smtp,
+        '<alert metric="load1" op="&gt;" limit="90" clear="80" email="ops@example.com"/>',
+    )
+    upload(fleet, netmetrix)
+    execute(fleet, netmetrix)
+    for value in (85.0, 89.0, 80.5):  # under the limit, still past clear: no flapping
+        dial.set(value)
+        execute(fleet, netmetrix)
+    assert smtp.subjects == ["ALERT [f4] load1 is 95.0>90"]
+    dial.set(75.0)
+    execute(fleet, netmetrix)
+    assert smtp.subjects == ["ALERT [f4] load1 is 95.0>90", "RESOLVED [f4] load1 is 75.0 (was >90)"]
+
+
+@pytest.mark.sshd
+def test_smtp_down_stores_samples_keeps_mail_exits_1_then_delivers_each_once(
+    fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    dial_host(fleet, "f4", 0, 38.5)
+    configure(fleet, smtp, LOAD_OVER_20.replace("ops@example.com", "ops@example.com,oncall@x.org"))
+    upload(fleet, netmetrix)
+    smtp.stop()
+
+    ran = execute(fleet, netmetrix, code=1)
+    error = f"cannot connect to SMTP server 127.0.0.1:{smtp.port} (none): Connection refused"
+    for to in ("ops@example.com", "oncall@x.org"):
+        assert (
+            f" ERROR Mail `ALERT [f4] load1 is 38.5>20` not sent to `{to}`: {error} (attempt 1;"
+        ) in ran.err
+    assert "execute: 1 ok in " in ran.err
+    assert ran.err.endswith(
+        "execute: 2 mail(s) to oncall@x.org, ops@example.com not delivered; kept in the outbox"
+        " for the next execute or `netmetrix alerts flush`\n"
+    )
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        assert [s.value for s in store.history("f4", "load1")] == [38.5]  # stored all the same
+    outbox = query(fleet, netmetrix, "outbox")
+    assert [(r["status"], r["attempts"], r["last_error"]) for r in outbox] == [
+        ("pending", 1, error)
+    ] * 2
+
+    smtp.start()
+    ran = execute(fleet, netmetrix)
+    assert sorted(m.recipients[0] for m in smtp.messages) == ["oncall@x.org", "ops@example.com"]
+    assert set(smtp.subjects) == {"ALERT [f4] load1 is 38.5>20"}
+    assert query(fleet, netmetrix, "outbox") == []
+    delivered = query(fleet, netmetrix, "outbox", "--all")
+    assert [(r["status"], r["attempts"]) for r in delivered] == [("delivered", 2)] * 2
+    execute(fleet, netmetrix)
+    assert len(smtp.messages) == 2
+
+
+@pytest.mark.sshd
+def test_alerts_flush_delivers_what_an_outage_left(
+    fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    dial_host(fleet, "f4", 0, 38.5)
+    configure(fleet, smtp, LOAD_OVER_20)
+    upload(fleet, netmetrix)
+    smtp.stop()
+    execute(fleet, netmetrix, code=1)
+
+    flushed = netmetrix("--config", fleet.config, "alerts", "flush")
+    assert flushed.code == 1
+    assert flushed.err.endswith(
+        "flush: 0 delivered in 0 mail(s), 1 not delivered (kept in the outbox)\n"
+    )
+    assert "(attempt 2; kept in the outbox" in flushed.err
+    smtp.start()
+    flushed = netmetrix("--config", fleet.config, "alerts", "flush")
+    assert flushed.code == 0, flushed.err
+    assert "INFO Mail `ALERT [f4] load1 is 38.5>20` sent to `ops@example.com`" in flushed.err
+    assert flushed.err.endswith("flush: 1 delivered in 1 mail(s)\n")
+    assert flushed.out == ""
+    again = netmetrix("--config", fleet.config, "alerts", "flush")
+    assert (again.code, again.err) == (0, "flush: the outbox is empty\n")
+    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20"]
+
+
+@pytest.mark.sshd
+def test_a_fresh_process_does_not_resend(fleet: Fleet, smtp: SMTPServer) -> None:
+    dial_host(fleet, "f4", 0, 38.5)
+    configure(fleet, smtp, LOAD_OVER_20)
+    env = {**os.environ, "NETMETRIX_CONFIG": str(fleet.config)}
+    exe = Path(sys.executable).with_name("netmetrix")
+    for verb in ("upload", "execute", "execute", "execute"):
+        done = subprocess.run([exe, verb], env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == ""
+    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20"]
+
+
+@pytest.mark.sshd
+def test_many_alerts_for_one_recipient_go_as_one_digest(
+    fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    for i, name in enumerate(("f1", "f2", "f3")):
+        dial_host(fleet, name, i, 30.0 + i)
+    configure(fleet, smtp, LOAD_OVER_20, UP_IS_0, digest_over=2)
+    upload(fleet, netmetrix)
+    ran = execute(fleet, netmetrix)
+    assert "INFO Mail `ALERT 3 alerts on 3 hosts` sent to `ops@example.com`" in ran.err
+    [digest] = smtp.messages
+    assert digest.subject == "ALERT 3 alerts on 3 hosts"
+    assert digest.recipients == ("ops@example.com",)
+    table = [line.split(None, 3)[1:] for line in digest.body.splitlines()[3:6]]
+    assert sorted(table) == [
+        ["f1", "warning", "ALERT [f1] load1 is 30.0>20"],
+        ["f2", "warning", "ALERT [f2] load1 is 31.0>20"],
+        ["f3", "warning", "ALERT [f3] load1 is 32.0>20"],
+    ]
+
+
+@pytest.mark.sshd
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_tls_and_login_end_to_end(
+    fleet: Fleet, netmetrix: Cli, smtp_servers: Callable[..., SMTPServer], security: str
+) -> None:
+    server = smtp_servers(security=security, user="monitor", password="pw-S3CRET-42")
+    dial_host(fleet, "f4", 0, 38.5)
+    configure(fleet, server, LOAD_OVER_20)
+    upload(fleet, netmetrix)
+    ran = netmetrix("--config", fleet.config, "-vv", "execute")
+    assert ran.code == 0, ran.err
+    assert server.subjects == ["ALERT [f4] load1 is 38.5>20"]
+    assert server.mailbox.logins == ["monitor"]
+    assert "pw-S3CRET-42" not in ran.err + ran.out
+
+
+@pytest.mark.sshd
+def test_a_host_that_stops_answering_fires_only_its_up_rule(
+    fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    dial_host(fleet, "f4", 0, 38.5)
+    configure(fleet, smtp, LOAD_OVER_20, UP_IS_0)
+    upload(fleet, netmetrix)
+    execute(fleet, netmetrix)
+    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20"]
+
+    port = fleet.hosts[0]["port"]
+    fleet.hosts[0]["port"] = str(sshd.free_port())
+    configure(fleet, smtp, LOAD_OVER_20, UP_IS_0)
+    ran = execute(fleet, netmetrix, code=1)
+    assert "ERROR [f4] FAILED: connection refused" in ran.err
+    assert "INFO Mail `ALERT [f4] up is 0.0==0` sent to `dba@example.com`" in ran.err
+    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20", "ALERT [f4] up is 0.0==0"]
+    active = {(r["metric"], r["state"]) for r in query(fleet, netmetrix, "active")}
+    assert active == {("load1", "firing"), ("up", "firing")}  # load1 neither resolved nor re-sent
+
+    fleet.hosts[0]["port"] = port
+    configure(fleet, smtp, LOAD_OVER_20, UP_IS_0)
+    execute(fleet, netmetrix)
+    assert smtp.subjects[2:] == ["RESOLVED [f4] up is 1.0 (was ==0)"]
+    assert [r["metric"] for r in query(fleet, netmetrix, "active")] == ["load1"]
+
+
+@pytest.mark.sshd
+def test_repeat_re_sends_after_its_interval_by_the_injected_clock(
+    fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    dial_host(fleet, "f4", 0, 38.5)
+    configure(fleet, smtp, LOAD_OVER_20.replace("/>", ' repeat="4h"/>'))
+    upload(fleet, netmetrix)
+    config = load_config(fleet.config)
+    base = float(round(time.time()))  # whole seconds: the store keeps milliseconds
+    now = [base]
+    sent: list[int] = []
+    with Store.open(config.database) as store:
+        for offset in (0, H, 4 * H - 1, 4 * H, 5 * H, 8 * H):
+            now[0] = base + offset
+            asyncio.run(collect.execute(config, store, config.hosts, clock=lambda: now[0]))
+            sent.append(len(smtp.messages))
+        history = store.alert_history()
+    assert sent == [1, 1, 1, 2, 2, 3]
+    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20"] * 3
+    assert "(reminder)" in smtp.messages[1].body
+    assert [(e.kind, e.ts - base) for e in reversed(history)] == [
+        ("firing", 0.0),
+        ("repeat", 4 * H),
+        ("repeat", 8 * H),
+    ]
+
+
+# ---------------------------------------------------------------- the query commands
+
+
+T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
+
+
+@pytest.fixture
+def alerting_db(tmp_path: Path) -> Path:
+    """A config.xml and a store with one firing and one pending alert and one undelivered mail."""
+    config = tmp_path / "config.xml"
+    config.write_text(
+        "<netmetrix>\n"
+        "  <database>netmetrix.db</database>\n"
+        '  <hosts><host name="f4"/><host name="f5"/></hosts>\n'
+        "</netmetrix>\n"
+    )
+    rules = [
+        AlertRule(metric="cpu_percent", op=">", limit=20.0, email=("ops@example.com",)),
+        AlertRule(
+            metric="disk_percent",
+            op=">=",
+            limit=90.0,
+            labels=(("mount", "/"),),
+            for_count=3,
+            severity="critical",
+            email=("ops@example.com",),
+        ),
+    ]
+    samples = (
+        Sample(metric="cpu_percent", labels=(), value=38.5),
+        Sample(metric="disk_percent", labels=(("mount", "/"),), value=91.2),
+    )
+    with Store.open(f"sqlite:///{tmp_path}/netmetrix.db") as store:
+        run = HostRun(host="f4", address="192.0.2.4", ts=T0, ok=True, samples=samples)
+        store.record_runs_with_alerts([run], rules, now=T0)
+    return config
+
+
+def test_alerts_active_in_every_format(alerting_db: Path, netmetrix: Cli) -> None:
+    table = netmetrix("--config", alerting_db, "alerts", "active")
+    assert table.code == 0, table.err
+    assert table.out == (
+        "host  metric        labels   state    value  rule                           severity"
+        "  since                     ts\n"
+        "f4    cpu_percent            firing   38.5   cpu_percent > 20               warning "
+        "  2026-09-21T14:13:20.000Z  2026-09-21T14:13:20.000Z\n"
+        'f4    disk_percent  mount=/  pending  91.2   disk_percent{mount="/"} >= 90  critical'
+        "  2026-09-21T14:13:20.000Z  2026-09-21T14:13:20.000Z\n"
+    )
+    rows = json.loads(
+        netmetrix("--config", alerting_db, "alerts", "active", "--format", "json").out
+    )
+    assert rows[1] == {
+        "host": "f4",
+        "metric": "disk_percent",
+        "labels": {"mount": "/"},
+        "state": "pending",
+        "value": 91.2,
+        "rule": 'disk_percent{mount="/"} >= 90',
+        "severity": "critical",
+        "since": "2026-09-21T14:13:20.000Z",
+        "ts": "2026-09-21T14:13:20.000Z",
+    }
+    csv = netmetrix("--config", alerting_db, "alerts", "active", "--format", "csv")
+    assert csv.out.splitlines() == [
+        "host,metric,labels,state,value,rule,severity,since,ts",
+        "f4,cpu_percent,,firing,38.5,cpu_percent > 20,warning,"
+        "2026-09-21T14:13:20.000Z,2026-09-21T14:13:20.000Z",
+        'f4,disk_percent,mount=/,pending,91.2,"disk_percent{mount=""/""} >= 90",critical,'
+        "2026-09-21T14:13:20.000Z,2026-09-21T14:13:20.000Z",
+    ]
+    only_f5 = netmetrix("--config", alerting_db, "alerts", "active", "-h", "f5", "--format", "json")
+    assert (only_f5.code, only_f5.out) == (0, "[]\n")
+
+
+def test_alerts_history_and_outbox(alerting_db: Path, netmetrix: Cli) -> None:
+    history = netmetrix("--config", alerting_db, "alerts", "history", "--format", "json")
+    assert json.loads(history.out) == [
+        {
+            "ts": "2026-09-21T14:13:20.000Z",
+            "event": "firing",
+            "host": "f4",
+            "metric": "cpu_percent",
+            "labels": {},
+            "value": 38.5,
+            "rule": "cpu_percent > 20",
+            "severity": "warning",
+            "since": "2026-09-21T14:13:20.000Z",
+        }
+    ]
+    outbox = netmetrix("--config", alerting_db, "alerts", "outbox", "--format", "csv")
+    assert outbox.out.splitlines() == [
+        "id,created,status,recipient,subject,attempts,last_attempt,last_error,delivered",
+        "1,2026-09-21T14:13:20.000Z,pending,ops@example.com,ALERT [f4] cpu_percent is 38.5>20,0,,,",
+    ]
+    with Store.open(f"sqlite:///{alerting_db.parent}/netmetrix.db") as store:
+        assert store.claim_mail([1], "another-collector", now=time.time(), lease=60)
+    claimed = netmetrix("--config", alerting_db, "alerts", "outbox", "--format", "json")
+    assert [row["status"] for row in json.loads(claimed.out)] == ["sending"]
+    table = netmetrix("--config", alerting_db, "alerts", "outbox")
+    assert table.out.splitlines()[0].split() == [
+        *("id", "created", "status", "recipient", "subject"),
+        *("attempts", "last_attempt", "last_error", "delivered"),
+    ]
+
+
+def test_alerts_commands_when_empty_and_with_bad_arguments(tmp_path: Path, netmetrix: Cli) -> None:
+    config = tmp_path / "config.xml"
+    config.write_text('<netmetrix><hosts><host name="f4"/></hosts></netmetrix>\n')
+    for command in ("active", "history", "outbox"):
+        done = netmetrix("--config", config, "alerts", command, "--format", "json")
+        assert (done.code, done.out) == (0, "[]\n"), done.err
+        done = netmetrix("--config", config, "alerts", command, "--format", "csv")
+        assert done.code == 0
+        assert done.out.count("\n") == 1  # the header only
+    unknown = netmetrix("--config", config, "alerts", "active", "-h", "f9")
+    assert unknown.code == 2
+    assert unknown.err.strip() == "config.xml: unknown host 'f9'; known hosts: f4"
+    bad = netmetrix("--config", config, "alerts", "history", "--limit", "0")
+    assert bad.code == 2
+    assert "Invalid value for '-n' / '--limit'" in bad.err
+    for command in ("active", "history", "outbox", "flush"):
+        helped = netmetrix("--config", config, "alerts", command, "--help")
+        assert helped.code == 0
+        assert "Examples:" in helped.out

@@ -1,0 +1,797 @@
+"""hosts, metrics, config and db commands, in every format, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import pytest
+import sshd
+from conftest import Run
+
+from netmetrix.cli import cli
+from netmetrix.config import load_config
+from netmetrix.envelope import Sample
+from netmetrix.example_config import EXAMPLE_CONFIG
+from netmetrix.store import HostRun, Store
+
+Cli = Callable[..., Run]
+
+T0 = 1795557294.757  # 2026-11-24T21:54:54.757Z
+ISO0 = "2026-11-24T21:54:54.757Z"
+ISO1 = "2026-11-24T21:53:54.757Z"  # T0 - 60
+
+CONFIG = """\
+<netmetrix>
+  <database>{database}</database>
+  <smtp user="mailer" password_env="NMX_TEST_SMTP_PASSWORD"/>
+  <hosts>
+    <host name="f4" address="192.0.2.4" user="monitor"/>
+    <host name="f5"/>
+    <host name="never" address="192.0.2.9"/>
+  </hosts>
+</netmetrix>
+"""
+
+
+@dataclass
+class Env:
+    config: Path
+    url: str
+    run: Cli
+
+    def __call__(self, *args: str) -> Run:
+        return self.run("--config", self.config, *args)
+
+    def store(self) -> Store:
+        return Store.open(self.url)
+
+
+def sample(metric: str, value: float, **labels: str) -> Sample:
+    return Sample(metric=metric, labels=tuple(sorted(labels.items())), value=value)
+
+
+def host_run(host: str, ts: float, *samples: Sample, ok: bool = True, **kw: str) -> HostRun:
+    address = "192.0.2.4" if host == "f4" else host
+    return HostRun(
+        host=host, address=address, ts=ts, ok=ok, probe_version="1.0", samples=samples, **kw
+    )
+
+
+def fill(store: Store, t0: float = T0) -> None:
+    store.record_runs(
+        [
+            host_run(
+                "f4",
+                t0 - 60,
+                sample("disk_percent", 38.25, mount="/"),
+                sample("disk_percent", 71.0, mount="/var"),
+                sample("load1", 0.5),
+            ),
+            host_run("f5", t0 - 60, sample("load1", 2.0)),
+        ]
+    )
+    store.record_runs(
+        [
+            host_run(
+                "f4",
+                t0,
+                sample("disk_percent", 38.5, mount="/"),
+                sample("disk_percent", 72.0, mount="/var"),
+                sample("load1", 1.25),
+            ),
+            HostRun(host="f5", address="f5", ts=t0, ok=False, error="timeout after 10s (connect)"),
+        ]
+    )
+
+
+@pytest.fixture
+def env(tmp_path: Path, store_url: str, netmetrix: Cli) -> Env:
+    config = tmp_path / "config.xml"
+    config.write_text(CONFIG.format(database=store_url))
+    return Env(config=config, url=store_url, run=netmetrix)
+
+
+@pytest.fixture
+def filled(env: Env) -> Env:
+    with env.store() as store:
+        fill(store)
+    return env
+
+
+def ok(run: Run) -> str:
+    assert (run.code, run.err) == (0, "")
+    return run.out
+
+
+def usage_error(run: Run) -> str:
+    assert run.code == 2, run
+    assert run.out == ""
+    return run.err
+
+
+def csv_rows(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+# -- hosts ----------------------------------------------------------------------
+
+
+def test_hosts_table(filled: Env) -> None:
+    assert ok(filled("hosts")) == (
+        "host   address    last_seen                 last_error"
+        "                   probe_version  up\n"
+        f"f4     192.0.2.4  {ISO0}                               1.0            1\n"
+        f"f5     f5         {ISO1}  timeout after 10s (connect)  1.0            0\n"
+        "never  192.0.2.9\n"
+    )
+
+
+def test_hosts_json_and_csv(filled: Env) -> None:
+    expected = [
+        {
+            "host": "f4",
+            "address": "192.0.2.4",
+            "last_seen": ISO0,
+            "last_error": None,
+            "probe_version": "1.0",
+            "up": 1,
+        },
+        {
+            "host": "f5",
+            "address": "f5",
+            "last_seen": ISO1,
+            "last_error": "timeout after 10s (connect)",
+            "probe_version": "1.0",
+            "up": 0,
+        },
+        {
+            "host": "never",
+            "address": "192.0.2.9",
+            "last_seen": None,
+            "last_error": None,
+            "probe_version": None,
+            "up": None,
+        },
+    ]
+    assert json.loads(ok(filled("hosts", "--format", "json"))) == expected
+    assert csv_rows(ok(filled("hosts", "--format", "csv"))) == [
+        ["host", "address", "last_seen", "last_error", "probe_version", "up"],
+        ["f4", "192.0.2.4", ISO0, "", "1.0", "1"],
+        ["f5", "f5", ISO1, "timeout after 10s (connect)", "1.0", "0"],
+        ["never", "192.0.2.9", "", "", "", ""],
+    ]
+
+
+def test_hosts_before_any_run_lists_the_configured_hosts(env: Env) -> None:
+    assert json.loads(ok(env("hosts", "--format", "json")))[1] == {
+        "host": "f5",
+        "address": "f5",
+        "last_seen": None,
+        "last_error": None,
+        "probe_version": None,
+        "up": None,
+    }
+    assert ok(env("hosts")).splitlines()[1:] == [
+        "f4     192.0.2.4",
+        "f5     f5",
+        "never  192.0.2.9",
+    ]
+
+
+# -- metrics latest ---------------------------------------------------------------
+
+
+def test_latest_table(filled: Env) -> None:
+    assert ok(filled("metrics", "latest", "-h", "f4")) == (
+        "host  metric        labels      ts                        value\n"
+        f"f4    disk_percent  mount=/     {ISO0}  38.5\n"
+        f"f4    disk_percent  mount=/var  {ISO0}  72\n"
+        f"f4    load1                     {ISO0}  1.25\n"
+        f"f4    up                        {ISO0}  1\n"
+    )
+
+
+def test_latest_json_is_the_documented_sample_shape(filled: Env) -> None:
+    out = ok(
+        filled("metrics", "latest", "--host", "f4", "--metric", "disk_percent", "--format", "json")
+    )
+    assert json.loads(out) == [
+        {
+            "host": "f4",
+            "metric": "disk_percent",
+            "labels": {"mount": "/"},
+            "ts": ISO0,
+            "value": 38.5,
+        },
+        {
+            "host": "f4",
+            "metric": "disk_percent",
+            "labels": {"mount": "/var"},
+            "ts": ISO0,
+            "value": 72.0,
+        },
+    ]
+    first = json.dumps(json.loads(out)[0])
+    assert first == (
+        '{"host": "f4", "metric": "disk_percent", "labels": {"mount": "/"}, '
+        f'"ts": "{ISO0}", "value": 38.5}}'
+    )
+
+
+def test_latest_csv_with_several_hosts_and_metrics(filled: Env) -> None:
+    out = ok(
+        filled(
+            "metrics",
+            "latest",
+            "-h",
+            "f5",
+            "-h",
+            "f4",
+            "-m",
+            "up",
+            "-m",
+            "load1",
+            "--format",
+            "csv",
+        )
+    )
+    assert csv_rows(out) == [
+        ["host", "metric", "labels", "ts", "value"],
+        ["f4", "load1", "", ISO0, "1.25"],
+        ["f4", "up", "", ISO0, "1"],
+        ["f5", "load1", "", ISO1, "2"],
+        ["f5", "up", "", ISO0, "0"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("table", "host  metric  labels  ts  value\n"),
+        ("json", "[]\n"),
+        ("csv", "host,metric,labels,ts,value\n"),
+    ],
+)
+def test_latest_empty_results(filled: Env, fmt: str, expected: str) -> None:
+    # a configured host never run, and a known metric nobody has sent
+    assert ok(filled("metrics", "latest", "-h", "never", "--format", fmt)) == expected
+    assert ok(filled("metrics", "latest", "-m", "swap_percent", "--format", fmt)) == expected
+
+
+def test_latest_on_an_empty_store(env: Env) -> None:
+    assert ok(env("metrics", "latest", "--format", "json")) == "[]\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-h", "f44"], 'unknown host "f44", did you mean "f4"?\n'),
+        (["-h", "zzz"], 'unknown host "zzz"; known hosts: f4, f5, never\n'),
+        (["-m", "disk_prcent"], 'unknown metric "disk_prcent", did you mean "disk_percent"?\n'),
+        (
+            ["-h", "f4", "-h", "nope", "-m", "lod1"],
+            'unknown host "nope"; known hosts: f4, f5, never\n'
+            'unknown metric "lod1", did you mean "load1"?\n',
+        ),
+    ],
+)
+def test_latest_unknown_names_exit_2(filled: Env, args: list[str], message: str) -> None:
+    assert usage_error(filled("metrics", "latest", *args)) == message
+
+
+def test_a_host_no_longer_configured_is_still_known_from_the_store(filled: Env) -> None:
+    with filled.store() as store:
+        store.record_runs([host_run("retired", T0, sample("load1", 9.0))])
+    out = ok(filled("metrics", "latest", "-h", "retired", "-m", "load1", "--format", "csv"))
+    assert csv_rows(out)[1] == ["retired", "load1", "", ISO0, "9"]
+
+
+# -- metrics history --------------------------------------------------------------
+
+
+def test_history_table_of_one_series(filled: Env) -> None:
+    out = ok(filled("metrics", "history", "-h", "f4", "-m", "disk_percent", "--labels", "mount=/"))
+    assert out == (
+        "host  metric        labels   ts                        value\n"
+        f"f4    disk_percent  mount=/  {ISO1}  38.25\n"
+        f"f4    disk_percent  mount=/  {ISO0}  38.5\n"
+    )
+
+
+def test_history_of_every_series_json_and_csv(filled: Env) -> None:
+    args = ("metrics", "history", "--host", "f4", "--metric", "disk_percent")
+    assert json.loads(ok(filled(*args, "--format", "json"))) == [
+        {
+            "host": "f4",
+            "metric": "disk_percent",
+            "labels": {"mount": "/"},
+            "ts": ISO1,
+            "value": 38.25,
+        },
+        {
+            "host": "f4",
+            "metric": "disk_percent",
+            "labels": {"mount": "/var"},
+            "ts": ISO1,
+            "value": 71.0,
+        },
+        {
+            "host": "f4",
+            "metric": "disk_percent",
+            "labels": {"mount": "/"},
+            "ts": ISO0,
+            "value": 38.5,
+        },
+        {
+            "host": "f4",
+            "metric": "disk_percent",
+            "labels": {"mount": "/var"},
+            "ts": ISO0,
+            "value": 72.0,
+        },
+    ]
+    assert csv_rows(ok(filled(*args, "--labels", "mount=/var", "--format", "csv"))) == [
+        ["host", "metric", "labels", "ts", "value"],
+        ["f4", "disk_percent", "mount=/var", ISO1, "71"],
+        ["f4", "disk_percent", "mount=/var", ISO0, "72"],
+    ]
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "values"),
+    [
+        (ISO0, None, [1.25]),
+        ("2026-11-24T21:53:54.757Z", "2026-11-24T21:53:54.757Z", [0.5]),  # both inclusive
+        ("2026-11-24T21:53", "2026-11-24T21:54:54.756+00:00", [0.5]),  # no zone: UTC
+        ("2026-11-24T22:54:54+01:00", None, [1.25]),
+        ("2026-11-25", None, []),
+    ],
+)
+def test_history_since_until_iso(
+    filled: Env, since: str, until: str | None, values: list[float]
+) -> None:
+    args = ["metrics", "history", "-h", "f4", "-m", "load1", "--since", since, "--format", "json"]
+    if until:
+        args += ["--until", until]
+    assert [row["value"] for row in json.loads(ok(filled(*args)))] == values
+
+
+def test_history_since_a_duration_ago(env: Env) -> None:
+    now = time.time()
+    with env.store() as store:
+        for ago in (7200, 1800, 60):
+            store.record_runs([host_run("f4", now - ago, sample("load1", ago))])
+    args = ("metrics", "history", "-h", "f4", "-m", "load1", "--format", "json")
+    assert [r["value"] for r in json.loads(ok(env(*args, "--since", "1h")))] == [1800, 60]
+    assert [r["value"] for r in json.loads(ok(env(*args, "--until", "10m")))] == [7200, 1800]
+    assert [r["value"] for r in json.loads(ok(env(*args, "--since", "3h", "--until", "20m")))] == [
+        7200,
+        1800,
+    ]
+    assert [r["value"] for r in json.loads(ok(env(*args, "--since", "1d", "--until", "45m")))] == [
+        7200
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_history_empty(filled: Env, fmt: str) -> None:
+    out = ok(filled("metrics", "history", "-h", "never", "-m", "load1", "--format", fmt))
+    assert (
+        out
+        == {
+            "table": "host  metric  labels  ts  value\n",
+            "json": "[]\n",
+            "csv": "host,metric,labels,ts,value\n",
+        }[fmt]
+    )
+
+
+def test_history_of_a_label_set_that_does_not_exist_names_the_ones_that_do(filled: Env) -> None:
+    run = filled(
+        "metrics",
+        "history",
+        "-h",
+        "f4",
+        "-m",
+        "disk_percent",
+        "--labels",
+        "mount=/x",
+        "--format",
+        "json",
+    )
+    assert (run.code, run.out) == (0, "[]\n")
+    assert run.err == (
+        'note: host "f4" has no disk_percent series with labels mount=/x; '
+        "its label sets: mount=/; mount=/var\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-h", "f4"], "Missing option '-m' / '--metric'"),
+        (["-m", "load1"], "Missing option '-h' / '--host'"),
+        (["-h", "f9", "-m", "load1"], 'unknown host "f9"; known hosts: f4, f5, never'),
+        (["-h", "f4", "-m", "loadavg"], 'unknown metric "loadavg"'),
+        (
+            ["-h", "f4", "-m", "load1", "--since", "yesterday"],
+            "Invalid value for '--since': 'yesterday' is neither",
+        ),
+        (["-h", "f4", "-m", "load1", "--until", "2026-02-30"], "Invalid value for '--until'"),
+        (
+            ["-h", "f4", "-m", "load1", "--labels", "mount"],
+            "Invalid value for '--labels': 'mount': give name=value",
+        ),
+        (
+            ["-h", "f4", "-m", "load1", "--since", "2026-11-25", "--until", "2026-11-24"],
+            "--since 2026-11-25T00:00:00.000Z is after --until 2026-11-24T00:00:00.000Z",
+        ),
+        (
+            ["-h", "f4", "-m", "load1", "--plot", "--format", "csv"],
+            "--plot draws a chart: it cannot be combined with --format csv",
+        ),
+    ],
+)
+def test_history_bad_arguments_exit_2(filled: Env, args: list[str], message: str) -> None:
+    assert message in usage_error(filled("metrics", "history", *args))
+
+
+def test_history_plot_draws_a_chart(filled: Env) -> None:
+    out = ok(filled("metrics", "history", "-h", "f4", "-m", "disk_percent", "--plot"))
+    lines = out.splitlines()
+    assert "f4 disk_percent (UTC)" in lines[0]
+    assert "\x1b[" not in out  # no colour codes when stdout is not a terminal
+    assert any("mount=/var" in line for line in lines)  # the legend names each series
+    assert any(line.startswith("72.0┤") for line in lines)  # y axis spans the values
+    assert any(line.startswith("38.2┤") for line in lines)
+    assert "2026-11-24 21:53" in out  # x axis in UTC dates
+    assert len(lines) == 24
+    assert max(len(line) for line in lines) <= 100
+
+
+def test_history_plot_with_nothing_to_plot(filled: Env) -> None:
+    run = filled("metrics", "history", "-h", "never", "-m", "load1", "--plot")
+    assert (run.code, run.out, run.err) == (0, "", "no samples in that range: nothing to plot\n")
+
+
+# -- config ---------------------------------------------------------------------
+
+
+def test_config_init_writes_an_example_that_passes_check(tmp_path: Path, netmetrix: Cli) -> None:
+    path = tmp_path / "etc" / "config.xml"
+    path.parent.mkdir()
+    run = netmetrix("config", "init", path)
+    assert run.code == 0, run.err
+    assert (
+        run.out
+        == f"{path}: written; edit its <hosts>, then run `netmetrix --config {path} config check`\n"
+    )
+    assert path.read_text() == EXAMPLE_CONFIG
+    assert (
+        netmetrix("--config", path, "config", "check").out
+        == f"{path}: OK, 2 hosts, 3 alert rules\n"
+    )
+    config = load_config(path)
+    assert [h.name for h in config.hosts] == ["web1", "db1"]
+    assert config.database == f"sqlite:///{path.parent / 'netmetrix.db'}"
+    assert not (path.parent / "netmetrix.db").exists()  # init and check touch no database
+
+
+def test_config_init_defaults_to_the_config_option_and_keeps_an_existing_file(
+    tmp_path: Path, netmetrix: Cli
+) -> None:
+    path = tmp_path / "mine.xml"
+    assert netmetrix("--config", path, "config", "init").out == (
+        f"{path}: written; edit its <hosts>, then run `netmetrix config check`\n"
+    )
+    path.write_text("<netmetrix/>")
+    err = usage_error(netmetrix("--config", path, "config", "init"))
+    assert err == f"{path}: already exists; keep it, or pass --force to overwrite it\n"
+    assert path.read_text() == "<netmetrix/>"
+    out = netmetrix("--config", path, "config", "init", "--force", "--format", "json").out
+    assert json.loads(out) == [{"config": str(path), "hosts": 2, "alert_rules": 3}]
+    assert path.read_text() == EXAMPLE_CONFIG
+    out = netmetrix("config", "init", tmp_path / "x.xml", "--format", "csv").out
+    assert csv_rows(out) == [
+        ["config", "hosts", "alert_rules"],
+        [str(tmp_path / "x.xml"), "2", "3"],
+    ]
+
+
+def test_config_init_into_a_missing_directory(tmp_path: Path, netmetrix: Cli) -> None:
+    run = netmetrix("config", "init", tmp_path / "no" / "config.xml")
+    assert run.code == 1
+    assert (
+        run.err
+        == f"Error: {tmp_path / 'no' / 'config.xml'}: cannot write: No such file or directory\n"
+    )
+
+
+def test_config_check_formats(env: Env) -> None:
+    assert ok(env("config", "check")) == f"{env.config}: OK, 3 hosts, 0 alert rules\n"
+    assert json.loads(ok(env("config", "check", "--format", "json"))) == [
+        {"config": str(env.config), "ok": True, "hosts": 3, "alert_rules": 0}
+    ]
+    assert csv_rows(ok(env("config", "check", "--format", "csv"))) == [
+        ["config", "ok", "hosts", "alert_rules"],
+        [str(env.config), "True", "3", "0"],
+    ]
+
+
+def test_config_check_singular(tmp_path: Path, netmetrix: Cli) -> None:
+    path = tmp_path / "c.xml"
+    path.write_text(
+        '<netmetrix><hosts><host name="a"/></hosts><alerts>'
+        '<alert metric="up" op="==" limit="0" email="a@example.com"/></alerts></netmetrix>'
+    )
+    assert netmetrix("config", "check", path).out == f"{path}: OK, 1 host, 1 alert rule\n"
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_config_check_reports_every_problem_with_file_and_line(
+    tmp_path: Path, netmetrix: Cli, fmt: str
+) -> None:
+    path = tmp_path / "bad.xml"
+    path.write_text(
+        "<netmetrix>\n"
+        "  <hosts>\n"
+        '    <host name="f4" port="ssh"/>\n'
+        '    <host name="f5" adress="x"/>\n'
+        "  </hosts>\n"
+        "</netmetrix>\n"
+    )
+    err = usage_error(netmetrix("config", "check", path, "--format", fmt))
+    assert err == (
+        f'{path}:3: <host name="f4">: port must be an integer 1-65535, got "ssh"\n'
+        f'{path}:4: <host name="f5">: unknown attribute "adress", did you mean "address"?\n'
+    )
+    assert usage_error(netmetrix("config", "check", tmp_path / "none.xml")).startswith(
+        f"{tmp_path / 'none.xml'}: no such file"
+    )
+
+
+def settings_of(out: str) -> dict[str, tuple[str, str]]:
+    return {row["setting"]: (row["value"], row["source"]) for row in json.loads(out)}
+
+
+def test_config_show_redacts_secrets_and_names_sources(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NMX_TEST_SMTP_PASSWORD", "hunter2-smtp")
+    monkeypatch.setenv("PGPASSWORD", "hunter2-pg")
+    out = ok(env("config", "show", "--format", "json"))
+    assert "hunter2" not in out
+    got = settings_of(out)
+    assert got["smtp.password"] == ("$NMX_TEST_SMTP_PASSWORD (set)", "environment")
+    assert got["smtp.user"] == ("mailer", "config.xml")
+    assert got["smtp.port"] == ("25", "default")
+    assert got["database"] == (env.url, "config.xml")
+    if env.url.startswith("postgresql"):
+        assert got["database.password"] == ("$PGPASSWORD (set)", "environment")
+    assert got["ssh.connect_timeout"] == ("10s", "default")
+    assert got["retention.days"] == ("30", "default")
+    assert got["host.f4.address"] == ("192.0.2.4", "config.xml:5")
+    assert got["host.f4.user"] == ("monitor", "config.xml:5")
+    assert got["host.f4.port"] == ("22", "default")
+    assert got["host.f5.address"] == ("f5", "default")
+    assert got["host.f5.key"] == ("~/.ssh/id_* and ssh-agent", "default")
+    monkeypatch.delenv("NMX_TEST_SMTP_PASSWORD")
+    assert settings_of(ok(env("config", "show", "--format", "json")))["smtp.password"] == (
+        "$NMX_TEST_SMTP_PASSWORD (not set)",
+        "environment",
+    )
+
+
+def test_config_show_applies_ssh_config_fallbacks(env: Env, isolated_home: Path) -> None:
+    (isolated_home / ".ssh").mkdir()
+    sshd.keygen(isolated_home / ".ssh" / "fleet_key")
+    (isolated_home / ".ssh" / "config").write_text(
+        "Host f5\n"
+        "  HostName 10.9.8.7\n"
+        "  Port 2222\n"
+        "  User collector\n"
+        "  IdentityFile ~/.ssh/fleet_key\n"
+        "  ProxyJump bastion.example.com\n"
+        "Host f4\n"
+        "  User ignored-because-config-xml-says-monitor\n"
+    )
+    out = ok(env("config", "show", "-h", "f5", "-h", "f4"))
+    assert out.splitlines() == [
+        "setting             value                      source",
+        "host.f5.address     10.9.8.7                   ~/.ssh/config",
+        "host.f5.port        2222                       ~/.ssh/config",
+        "host.f5.user        collector                  ~/.ssh/config",
+        "host.f5.key         ~/.ssh/fleet_key           ~/.ssh/config",
+        "host.f5.proxy_jump  bastion.example.com        ~/.ssh/config",
+        "host.f5.directory   /tmp                       default",
+        "host.f5.python      python3                    default",
+        "host.f4.address     192.0.2.4                  config.xml:5",
+        "host.f4.port        22                         default",
+        "host.f4.user        monitor                    config.xml:5",
+        "host.f4.key         ~/.ssh/id_* and ssh-agent  default",
+        "host.f4.directory   /tmp                       default",
+        "host.f4.python      python3                    default",
+    ]
+
+
+def test_config_show_csv_and_unknown_host(env: Env) -> None:
+    rows = csv_rows(ok(env("config", "show", "--format", "csv")))
+    assert rows[0] == ["setting", "value", "source"]
+    assert ["host.never.address", "192.0.2.9", "config.xml:7"] in rows
+    assert usage_error(env("config", "show", "-h", "f6")) == (
+        "config.xml: unknown host 'f6'; known hosts: f4, f5, never\n"
+    )
+
+
+def test_config_show_reports_an_unreadable_key(env: Env, tmp_path: Path) -> None:
+    env.config.write_text(
+        CONFIG.format(database=env.url).replace('user="monitor"', f'key="{tmp_path}/nokey"')
+    )
+    got = settings_of(ok(env("config", "show", "-h", "f4", "--format", "json")))
+    assert got["host.f4.error"] == (
+        f"cannot read private key {tmp_path}/nokey: No such file or directory",
+        "ssh",
+    )
+    assert got["host.f4.key"] == (f"{tmp_path}/nokey", "config.xml:5")
+
+
+# -- db -------------------------------------------------------------------------
+
+
+def test_db_info_formats(filled: Env) -> None:
+    with filled.store() as store:
+        head = store.schema_head()
+        backend = store.engine.dialect.name
+    table = ok(filled("db", "info"))
+    lines = table.splitlines()
+    assert lines[0].split() == ["field", "value"]
+    assert [line.split()[0] for line in lines[1:]] == [
+        *("url", "backend", "schema_version", "schema_head"),
+        *("series", "samples", "size_bytes", "oldest", "newest"),
+    ]
+    [row] = json.loads(ok(filled("db", "info", "--format", "json")))
+    assert row["size_bytes"] > 0
+    assert {k: v for k, v in row.items() if k != "size_bytes"} == {
+        "url": filled.url,
+        "backend": backend,
+        "schema_version": head,
+        "schema_head": head,
+        "series": 6,  # f4: 2 disk, load1, up; f5: load1, up
+        "samples": 11,
+        "oldest": ISO1,
+        "newest": ISO0,
+    }
+    rows = csv_rows(ok(filled("db", "info", "--format", "csv")))
+    assert rows[0] == list(row)
+    assert rows[1][4:] == ["6", "11", str(row["size_bytes"]), ISO1, ISO0]
+
+
+def test_db_info_of_an_empty_store_and_before_any_schema(env: Env) -> None:
+    [row] = json.loads(ok(env("db", "info", "--format", "json")))
+    assert (row["schema_version"], row["series"], row["samples"], row["oldest"]) == (
+        None,
+        0,
+        0,
+        None,
+    )
+    assert ok(env("db", "upgrade")).endswith(
+        f": schema upgraded from none to {row['schema_head']}\n"
+    )
+    [row] = json.loads(ok(env("db", "info", "--format", "json")))
+    assert (row["schema_version"], row["series"], row["newest"]) == (row["schema_head"], 0, None)
+
+
+def test_db_upgrade_formats(env: Env) -> None:
+    head = Store.schema_head()
+    assert json.loads(ok(env("db", "upgrade", "--format", "json"))) == [
+        {"url": env.url, "from": None, "to": head}
+    ]
+    assert ok(env("db", "upgrade")) == f"{env.url}: schema already at {head}, the newest\n"
+    assert csv_rows(ok(env("db", "upgrade", "--format", "csv"))) == [
+        ["url", "from", "to"],
+        [env.url, head, head],
+    ]
+
+
+def test_db_prune_formats(env: Env) -> None:
+    now = time.time()
+    with env.store() as store:
+        fill(store, now - 3 * 86400)  # 11 samples, 3 days old
+        fill(store, now)  # 11 fresh ones
+    out = ok(env("db", "prune", "--older-than", "2d"))
+    assert out.startswith("pruned 11 samples older than 20")
+    [row] = json.loads(ok(env("db", "prune", "--older-than", "2d", "--format", "json")))
+    assert (row["deleted"], row["batches"]) == (0, 0)
+    assert abs(_parse_iso(row["cutoff"]) - (now - 2 * 86400)) < 60
+    rows = csv_rows(ok(env("db", "prune", "--older-than", "30", "--format", "csv")))
+    assert rows[0] == ["deleted", "cutoff", "batches"]
+    assert rows[1][0] == "6"  # the fresh fill's samples of a minute ago; those of now stay
+    [info] = json.loads(ok(env("db", "info", "--format", "json")))
+    assert info["samples"] == 5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "Missing option '--older-than'"),
+        (["--older-than", "0"], "duration must be greater than 0"),
+        (["--older-than", "30 days"], 'invalid duration "30 days"'),
+        (["--older-than", "30d", "--format", "xml"], "Invalid value for '--format'"),
+    ],
+)
+def test_db_prune_bad_arguments_exit_2(env: Env, args: list[str], message: str) -> None:
+    assert message in usage_error(env("db", "prune", *args))
+
+
+def test_db_vacuum_formats(filled: Env) -> None:
+    out = ok(filled("db", "vacuum"))
+    assert out.startswith(f"vacuumed {filled.url}: ")
+    assert " -> " in out
+    [row] = json.loads(ok(filled("db", "vacuum", "--format", "json")))
+    assert row["url"] == filled.url
+    assert row["size_after"] > 0
+    assert csv_rows(ok(filled("db", "vacuum", "--format", "csv")))[0] == [
+        "url",
+        "size_before",
+        "size_after",
+    ]
+    assert len(json.loads(ok(filled("metrics", "latest", "--format", "json")))) == 6  # data intact
+
+
+def test_commands_need_a_valid_config(tmp_path: Path, netmetrix: Cli) -> None:
+    for args in (["hosts"], ["metrics", "latest"], ["db", "info"], ["config", "show"]):
+        err = usage_error(netmetrix("--config", tmp_path / "none.xml", *args))
+        assert err.startswith(f"{tmp_path / 'none.xml'}: no such file"), args
+
+
+def _parse_iso(text: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.fromisoformat(text).timestamp()
+
+
+# -- help -----------------------------------------------------------------------
+
+QUERY_COMMANDS = [
+    ["hosts"],
+    ["metrics"],
+    ["metrics", "latest"],
+    ["metrics", "history"],
+    ["config"],
+    ["config", "init"],
+    ["config", "check"],
+    ["config", "show"],
+    ["db"],
+    ["db", "info"],
+    ["db", "prune"],
+    ["db", "vacuum"],
+    ["db", "upgrade"],
+]
+
+
+@pytest.mark.parametrize("path", QUERY_COMMANDS, ids=" ".join)
+def test_every_command_has_summary_paragraph_and_examples(path: list[str], netmetrix: Cli) -> None:
+    command: click.Command = cli
+    for name in path:
+        assert isinstance(command, click.Group)
+        command = command.commands[name]
+    doc = inspect.cleandoc(command.help or "")
+    summary, paragraph, *rest = doc.split("\n\n")
+    assert summary.strip().endswith(".")
+    assert "\n" not in summary.strip()
+    assert len(paragraph.split()) >= 10
+    examples = "\n\n".join(rest)
+    assert examples.lstrip().startswith("\b\nExamples:\n  netmetrix "), examples
+    run = netmetrix(*path, "--help")
+    assert run.code == 0
+    assert "\n  Examples:\n    netmetrix " in run.out
+    if not isinstance(command, click.Group):
+        assert "--format [table|json|csv]" in run.out

@@ -1,0 +1,450 @@
+"""Alert state and the outbox in the store (SQLite, PostgreSQL), delivered to a real SMTP server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from conftest import SMTP_PASSWORD_ENV
+from smtpserver import SMTPServer
+
+from netmetrix import notify
+from netmetrix import store as store_module
+from netmetrix.config import AlertRule, SMTPConfig
+from netmetrix.envelope import Sample
+from netmetrix.store import HostRun, Recorded, Store
+
+T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
+SENDER = "netmetrix@example.com"
+
+
+def rule(**overrides: Any) -> AlertRule:
+    fields: dict[str, Any] = {
+        "metric": "cpu_percent",
+        "op": ">",
+        "limit": 20.0,
+        "email": ("ops@example.com",),
+    }
+    fields.update(overrides)
+    return AlertRule(**fields)
+
+
+def sample(metric: str, value: float, **labels: str) -> Sample:
+    return Sample(metric=metric, labels=tuple(sorted(labels.items())), value=value)
+
+
+def record(
+    store: Store,
+    rules: list[AlertRule],
+    ts: float,
+    hosts: dict[str, list[Sample] | None],
+) -> Recorded:
+    """One execute's worth of runs: ``None`` for a host that did not answer."""
+    runs = [
+        HostRun(
+            host=name,
+            address=f"{name}.example",
+            ts=ts,
+            ok=samples is not None,
+            error=None if samples is not None else "refused: connection refused",
+            samples=tuple(samples or ()),
+        )
+        for name, samples in hosts.items()
+    ]
+    return store.record_runs_with_alerts(runs, rules, now=ts)
+
+
+def smtp_config(server: SMTPServer, **overrides: Any) -> SMTPConfig:
+    fields: dict[str, Any] = {"host": "127.0.0.1", "port": server.port, "sender": SENDER}
+    fields.update(overrides)
+    return SMTPConfig(**fields)
+
+
+def deliver(store: Store, server: SMTPServer, *, digest_over: int = 10, **kw: Any) -> Any:
+    return notify.deliver(store, smtp_config(server), digest_over=digest_over, **kw)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    with Store.open(store_url) as s:
+        yield s
+
+
+@pytest.fixture
+def mail_log(caplog: pytest.LogCaptureFixture) -> Callable[[], list[str]]:
+    caplog.set_level(logging.INFO, logger="netmetrix.notify")
+
+    def lines() -> list[str]:
+        return [
+            f"{r.levelname} {r.getMessage()}"
+            for r in caplog.records
+            if r.name == "netmetrix.notify"
+        ]
+
+    return lines
+
+
+# ---------------------------------------------------------------- the outbox in the store
+
+
+def test_mail_is_queued_with_the_samples_and_delivered_exactly_once(
+    store: Store, smtp: SMTPServer, mail_log: Callable[[], list[str]]
+) -> None:
+    rules = [rule()]
+    got = record(store, rules, T0, {"f4": [sample("cpu_percent", 38.5)]})
+    assert got == Recorded(samples=2, events=1, queued=1)
+    [queued] = store.outbox()
+    assert (queued.recipient, queued.subject, queued.attempts) == (
+        "ops@example.com",
+        "ALERT [f4] cpu_percent is 38.5>20",
+        0,
+    )
+    assert smtp.messages == []  # queued, not sent: delivery is a separate step
+
+    done = deliver(store, smtp, clock=lambda: T0 + 1)
+    assert done.ok
+    assert [m.subject for m in done.sent] == ["ALERT [f4] cpu_percent is 38.5>20"]
+    [mail] = smtp.messages
+    assert mail.sender == SENDER
+    assert mail.recipients == ("ops@example.com",)
+    assert mail.subject == "ALERT [f4] cpu_percent is 38.5>20"
+    assert mail.message["From"] == SENDER
+    assert mail.message["To"] == "ops@example.com"
+    assert mail.message["Auto-Submitted"] == "auto-generated"
+    assert mail.message["Message-ID"] == f"<netmetrix.{queued.id}.{round(T0 * 1000)}@example.com>"
+    assert mail.body == queued.body
+    assert "Host:      f4\nAddress:   f4.example\n" in mail.body
+    assert mail_log() == ["INFO Mail `ALERT [f4] cpu_percent is 38.5>20` sent to `ops@example.com`"]
+    assert store.outbox() == []
+    [sent] = store.outbox(undelivered=False)
+    assert (sent.attempts, sent.delivered, sent.last_error) == (1, T0 + 1, None)
+
+    assert not deliver(store, smtp).sent  # nothing left
+    assert record(store, rules, T0 + 60, {"f4": [sample("cpu_percent", 40.0)]}).events == 0
+    assert not deliver(store, smtp).sent
+    assert len(smtp.messages) == 1
+
+
+def test_state_lives_in_the_store_so_a_new_process_neither_resends_nor_forgets(
+    store_url: str,
+) -> None:
+    rules = [rule()]
+    with Store.open(store_url) as first:
+        assert record(first, rules, T0, {"f4": [sample("cpu_percent", 38.5)]}).queued == 1
+    with Store.open(store_url) as second:
+        assert record(second, rules, T0 + 60, {"f4": [sample("cpu_percent", 39.0)]}).events == 0
+        [active] = second.alerts_active()
+        assert (active.host, active.state, active.value, active.since) == ("f4", "firing", 39.0, T0)
+        assert record(second, rules, T0 + 120, {"f4": [sample("cpu_percent", 12.0)]}).queued == 1
+        assert [i.subject for i in second.outbox()] == [
+            "ALERT [f4] cpu_percent is 38.5>20",
+            "RESOLVED [f4] cpu_percent is 12.0 (was >20)",
+        ]
+        assert second.alerts_active() == []
+
+
+def test_samples_state_and_mail_commit_together_or_not_at_all(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> int:
+        raise RuntimeError("simulated crash while queueing mail")
+
+    monkeypatch.setattr(store_module, "_queue", broken)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    assert store.history("f4", "cpu_percent") == []
+    assert store.hosts() == []
+    assert store.alerts_active() == []
+    assert store.alert_history() == []
+    assert store.outbox(undelivered=False) == []
+    monkeypatch.undo()
+    assert record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]}).queued == 1
+
+
+def test_history_records_every_event_and_resolved_false_mails_nobody(store: Store) -> None:
+    rules = [rule(resolved=False, severity="critical")]
+    for i, value in enumerate([38.5, 12.0]):
+        record(store, rules, T0 + 60 * i, {"f4": [sample("cpu_percent", value)]})
+    history = store.alert_history()
+    assert [(e.kind, e.value, e.ts, e.since, e.severity) for e in history] == [
+        ("resolved", 12.0, T0 + 60, T0, "critical"),
+        ("firing", 38.5, T0, T0, "critical"),
+    ]
+    assert history[0].rule == "cpu_percent > 20"
+    assert [i.subject for i in store.outbox()] == ["ALERT [f4] cpu_percent is 38.5>20"]
+
+
+def test_labels_each_series_its_own_state_and_recent_values_in_the_body(store: Store) -> None:
+    rules = [rule(metric="disk_percent", limit=90.0, labels=(("mount", "/"),))]
+    for i, (root, var) in enumerate([(85.0, 95.0), (89.0, 96.0), (91.2, 97.0)]):
+        record(
+            store,
+            rules,
+            T0 + 60 * i,
+            {
+                "f4": [
+                    sample("disk_percent", root, mount="/"),
+                    sample("disk_percent", var, mount="/var"),
+                ]
+            },
+        )
+    [item] = store.outbox()  # /var is not watched by this rule
+    assert item.subject == 'ALERT [f4] disk_percent{mount="/"} is 91.2>90'
+    assert item.body.endswith(
+        "Recent values (UTC, oldest first):\n"
+        "  2026-09-21T14:13:20.000Z  85.0\n"
+        "  2026-09-21T14:14:20.000Z  89.0\n"
+        "  2026-09-21T14:15:20.000Z  91.2\n"
+        "\n-- \nnetmetrix\n"
+    )
+    [active] = store.alerts_active()
+    assert (active.labels, active.since) == ({"mount": "/"}, T0 + 120)
+
+
+def test_a_host_that_does_not_answer_raises_only_its_up_rule(store: Store) -> None:
+    rules = [
+        rule(),
+        rule(metric="up", op="==", limit=0.0, email=("dba@example.com",)),
+        rule(metric="mem_percent", op="<", limit=101.0),  # true for any value it gets
+    ]
+    ok = [sample("cpu_percent", 38.5), sample("mem_percent", 50.0)]
+    record(store, rules, T0, {"f4": ok})
+    assert record(store, rules, T0 + 60, {"f4": None}) == Recorded(samples=1, events=1, queued=1)
+    assert [i.subject for i in store.outbox()][-1] == "ALERT [f4] up is 0.0==0"
+    active = {(a.metric, a.state, a.ts) for a in store.alerts_active()}
+    assert active == {  # the others keep their state: no new sample, nothing to decide
+        ("cpu_percent", "firing", T0),
+        ("mem_percent", "firing", T0),
+        ("up", "firing", T0 + 60),
+    }
+    record(store, rules, T0 + 120, {"f4": ok})
+    assert [i.subject for i in store.outbox()] == [
+        "ALERT [f4] cpu_percent is 38.5>20",
+        "ALERT [f4] mem_percent is 50.0<101",
+        "ALERT [f4] up is 0.0==0",
+        "RESOLVED [f4] up is 1.0 (was ==0)",
+    ]
+
+
+def test_the_state_of_a_removed_rule_is_forgotten(store: Store) -> None:
+    record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    assert len(store.alerts_active()) == 1
+    record(store, [rule(limit=30.0)], T0 + 60, {"f4": [sample("cpu_percent", 38.5)]})
+    assert [a.rule for a in store.alerts_active()] == ["cpu_percent > 30"]
+    record(store, [], T0 + 120, {"f4": [sample("cpu_percent", 38.5)]})
+    assert store.alerts_active() == []
+
+
+# ---------------------------------------------------------------- delivery
+
+
+def test_smtp_down_keeps_every_mail_then_delivers_each_once(
+    store: Store, smtp: SMTPServer, mail_log: Callable[[], list[str]]
+) -> None:
+    rules = [rule(email=("ops@example.com", "oncall@example.com"))]
+    record(store, rules, T0, {"f4": [sample("cpu_percent", 38.5)]})
+    smtp.stop()
+    done = deliver(store, smtp, clock=lambda: T0 + 1)
+    error = f"cannot connect to SMTP server 127.0.0.1:{smtp.port} (none): Connection refused"
+    assert [(f.recipient, f.error, f.notifications) for f in done.failed] == [
+        ("ops@example.com", error, 1),
+        ("oncall@example.com", error, 1),
+    ]
+    assert mail_log() == [
+        f"ERROR Mail `ALERT [f4] cpu_percent is 38.5>20` not sent to `{to}`: {error} (attempt 1;"
+        " kept in the outbox for the next execute or `netmetrix alerts flush`)"
+        for to in ("ops@example.com", "oncall@example.com")
+    ]
+    waiting = store.outbox()
+    assert [(i.attempts, i.last_error, i.last_attempt, i.claimed_until) for i in waiting] == [
+        (1, error, T0 + 1, None)
+    ] * 2
+
+    smtp.start()
+    done = deliver(store, smtp)
+    assert done.ok
+    assert sorted(m.recipients for m in smtp.messages) == [
+        ("oncall@example.com",),
+        ("ops@example.com",),
+    ]
+    assert [i.attempts for i in store.outbox(undelivered=False)] == [2, 2]
+    assert not deliver(store, smtp).sent
+    assert len(smtp.messages) == 2
+
+
+def test_more_mail_for_one_recipient_than_digest_over_goes_as_one_digest(
+    store: Store, smtp: SMTPServer, mail_log: Callable[[], list[str]]
+) -> None:
+    rules = [
+        rule(metric="up", op="==", limit=1.0),
+        rule(email=("dba@example.com",), hosts=("h1",)),
+    ]
+    hosts = {f"h{i}": [sample("cpu_percent", 50.0)] for i in range(1, 4)}
+    assert record(store, rules, T0, hosts).queued == 4
+    done = deliver(store, smtp, digest_over=2)
+    assert done.ok
+    by_rcpt = {m.recipients: m for m in smtp.messages}
+    assert set(by_rcpt) == {("ops@example.com",), ("dba@example.com",)}
+    digest = by_rcpt[("ops@example.com",)]
+    assert digest.subject == "ALERT 3 alerts on 3 hosts"
+    assert digest.body.splitlines()[:6] == [
+        "3 notifications for ops@example.com in one mail (more than digest_over=2).",
+        "",
+        "TIME (UTC)                HOST  SEVERITY  NOTIFICATION",
+        "2026-09-21T14:13:20.000Z  h1    warning   ALERT [h1] up is 1.0==1",
+        "2026-09-21T14:13:20.000Z  h2    warning   ALERT [h2] up is 1.0==1",
+        "2026-09-21T14:13:20.000Z  h3    warning   ALERT [h3] up is 1.0==1",
+    ]
+    assert by_rcpt[("dba@example.com",)].subject == "ALERT [h1] cpu_percent is 50.0>20"
+    assert sorted(mail_log()) == [
+        "INFO Mail `ALERT 3 alerts on 3 hosts` sent to `ops@example.com`",
+        "INFO Mail `ALERT [h1] cpu_percent is 50.0>20` sent to `dba@example.com`",
+    ]
+    assert store.outbox() == []
+
+
+def test_a_backlog_after_an_outage_goes_as_a_digest_too(store: Store, smtp: SMTPServer) -> None:
+    rules = [rule()]
+    smtp.stop()
+    for i, host in enumerate(["a", "b", "c"]):
+        record(store, rules, T0 + 60 * i, {host: [sample("cpu_percent", 30.0 + i)]})
+        assert deliver(store, smtp, digest_over=2).failed
+    smtp.start()
+    assert deliver(store, smtp, digest_over=2).ok
+    assert smtp.subjects == ["ALERT 3 alerts on 3 hosts"]
+
+
+def test_a_refused_recipient_does_not_hold_back_the_others(store: Store, smtp: SMTPServer) -> None:
+    smtp.mailbox.refuse["gone@example.com"] = "550 5.1.1 <gone@example.com>: no such user"
+    record(
+        store,
+        [rule(email=("gone@example.com", "ops@example.com"))],
+        T0,
+        {"f4": [sample("cpu_percent", 38.5)]},
+    )
+    done = deliver(store, smtp)
+    assert [m.recipients for m in smtp.messages] == [("ops@example.com",)]
+    [failed] = done.failed
+    assert failed.recipient == "gone@example.com"
+    assert failed.error == "recipient refused: 550 5.1.1 <gone@example.com>: no such user"
+    [left] = store.outbox()
+    assert (left.recipient, left.attempts, left.last_error) == ("gone@example.com", 1, failed.error)
+
+
+def test_mail_claimed_by_another_sender_is_left_to_it_until_its_lease_ends(
+    store: Store, smtp: SMTPServer
+) -> None:
+    record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    [item] = store.outbox()
+    assert store.claim_mail([item.id], "other-collector", now=T0, lease=60)
+    assert not store.claim_mail([item.id], "third", now=T0 + 59, lease=60)
+    done = deliver(store, smtp, clock=lambda: T0 + 30)
+    assert (done.sent, done.failed, done.busy) == ([], [], 1)
+    assert smtp.messages == []
+    done = deliver(store, smtp, clock=lambda: T0 + 61)  # the other one died: its lease ran out
+    assert (len(done.sent), done.busy) == (1, 0)
+    assert len(smtp.messages) == 1
+
+
+def test_two_senders_at_once_send_each_mail_once(store_url: str, smtp: SMTPServer) -> None:
+    recipients = tuple(f"ops{i}@example.com" for i in range(12))
+    with Store.open(store_url) as s:
+        record(s, [rule(email=recipients)], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    barrier = threading.Barrier(2, timeout=30)
+    results: list[Any] = []
+    errors: list[BaseException] = []
+
+    def sender() -> None:
+        try:
+            with Store.open(store_url) as mine:
+                barrier.wait()
+                results.append(deliver(mine, smtp))
+        except BaseException as err:  # reported by the assert below
+            errors.append(err)
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(m.recipients[0] for m in smtp.messages) == sorted(recipients)
+    assert sum(len(r.sent) for r in results) == 12
+    assert all(r.ok for r in results)
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_tls_and_login(
+    store: Store, smtp_servers: Callable[..., SMTPServer], security: str
+) -> None:
+    server = smtp_servers(security=security, user="monitor", password="s3cret-Pw!")
+    record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    config = smtp_config(server, security=security, user="monitor", password_env=SMTP_PASSWORD_ENV)
+    done = notify.deliver(store, config, digest_over=10)
+    assert done.ok, done.failed
+    assert server.subjects == ["ALERT [f4] cpu_percent is 38.5>20"]
+    assert server.mailbox.logins == ["monitor"]
+
+
+def test_a_wrong_password_is_reported_and_never_shown(
+    store: Store,
+    smtp_servers: Callable[..., SMTPServer],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = smtp_servers(security="starttls", user="monitor", password="right-one")
+    monkeypatch.setenv(SMTP_PASSWORD_ENV, "Wr0ng-PassW0rd")
+    caplog.set_level(logging.DEBUG)
+    record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    config = smtp_config(
+        server, security="starttls", user="monitor", password_env=SMTP_PASSWORD_ENV
+    )
+    done = notify.deliver(store, config, digest_over=10)
+    [failed] = done.failed
+    assert failed.error == (
+        f"127.0.0.1:{server.port} refused the login of user 'monitor':"
+        " 535 5.7.8 Authentication credentials invalid"
+    )
+    assert server.messages == []
+    assert "Wr0ng-PassW0rd" not in caplog.text
+    assert all("Wr0ng" not in (i.last_error or "") + i.body for i in store.outbox())
+
+
+def test_a_missing_password_variable_is_reported(
+    store: Store, smtp_servers: Callable[..., SMTPServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = smtp_servers(security="starttls", user="monitor", password="pw")
+    monkeypatch.delenv(SMTP_PASSWORD_ENV)
+    record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    config = smtp_config(server, security="starttls", user="monitor", password_env="NO_SUCH_VAR")
+    [failed] = notify.deliver(store, config, digest_over=10).failed
+    assert failed.error == (
+        "<smtp user> is 'monitor' but the environment variable NO_SUCH_VAR (password_env)"
+        " is not set"
+    )
+
+
+def test_an_untrusted_certificate_is_refused(
+    store: Store, smtp_servers: Callable[..., SMTPServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = smtp_servers(security="tls")
+    monkeypatch.setenv("SSL_CERT_FILE", "/nonexistent/ca.pem")
+    monkeypatch.setenv("SSL_CERT_DIR", "/nonexistent")
+    record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    [failed] = notify.deliver(store, smtp_config(server, security="tls"), digest_over=10).failed
+    assert failed.error.startswith(
+        f"cannot connect to SMTP server 127.0.0.1:{server.port} (tls): TLS certificate not trusted:"
+    )
+    assert server.messages == []
+
+
+def test_starttls_against_a_server_without_it(store: Store, smtp: SMTPServer) -> None:
+    record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    [failed] = notify.deliver(store, smtp_config(smtp, security="starttls"), digest_over=10).failed
+    assert failed.error == (
+        f"cannot connect to SMTP server 127.0.0.1:{smtp.port} (starttls):"
+        " STARTTLS extension not supported by server."
+    )
