@@ -342,7 +342,7 @@ def parse_stat(text):
 
     Keys whose lines are missing are left out.
     """
-    result = {"cpu_count": 0}
+    result = {"cpu_count": 0}  # type: dict
     for line in text.splitlines():
         fields = line.split()
         if not fields:
@@ -489,7 +489,7 @@ def select_mounts(entries):
     visible = {}
     for device, mountpoint, fstype in entries:
         visible[mountpoint] = (device, fstype)
-    by_source = {}
+    by_source = {}  # type: dict
     for mountpoint in sorted(visible, key=lambda path: (len(path), path)):
         device, fstype = visible[mountpoint]
         if not is_pseudo(fstype):
