@@ -41,11 +41,18 @@ lint: $(STAMP) ## ruff, mypy --strict and vermin (probe must run on Python 3.6)
 test: $(STAMP) system-deps lint ## lint, then the whole test suite against real sshd processes
 	$(BIN)/pytest -q
 
-demo: $(STAMP) ## run the whole job on an embedded local fleet
-	$(BIN)/netmetrix --help
+demo: $(STAMP) ## run the whole job on an embedded local fleet (no root, sshd or network)
+	$(BIN)/netmetrix demo
 
-bench: $(STAMP) system-deps ## benchmarks (see bench/)
-	@echo "benchmarks: not written yet (issue #6)"
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS  ?=
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test,postgres,bench]'
+	@touch $@
+
+bench: $(BENCH_STAMP) system-deps ## netmetrix vs the spec design, ansible, parallel-ssh; writes bench/RESULTS.md (BENCH_ARGS=--quick)
+	BENCH_COMMAND="make bench $(BENCH_ARGS)" $(BIN)/python bench/harness.py $(BENCH_ARGS)
 
 clean: ## remove the virtualenv and caches
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

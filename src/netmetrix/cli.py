@@ -7,6 +7,7 @@ Heavy imports (asyncssh, SQLAlchemy) happen inside the commands so that
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import time
@@ -79,7 +80,7 @@ def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool, debug:
       netmetrix upload                 # probe + fresh key on every host
       netmetrix execute                # collect from every host
       netmetrix execute -h f4 -h f5    # only these hosts
-      netmetrix --config /etc/netmetrix/config.xml execute -q
+      netmetrix --config /etc/netmetrix/config.xml -q execute
     """
     _setup_logging(verbose, quiet)
     ctx.obj = Settings(config_path=config_path, debug=debug)
@@ -159,6 +160,9 @@ def _fleet_command(
 
     config = settings.load()
     selected = config.select(names)
+    # The imports' objects live as long as the process: keep the cyclic GC from
+    # rescanning them while a fleet churns through short-lived ones (bench/RESULTS.md).
+    gc.freeze()
     started = time.monotonic()
     with Store.open(config.database) as store, _progress(verb, len(selected)) as advance:
         results = asyncio.run(job(config, store, selected, progress=advance))
@@ -188,6 +192,9 @@ cli_query.register(cli)  # hosts, metrics, config, db
 from netmetrix import cli_alerts  # noqa: E402 -- same as cli_query
 
 cli_alerts.register(cli)  # alerts active|history|outbox|flush (#7)
+from netmetrix.cli_demo import demo  # noqa: E402 -- imports nothing from here
+
+cli.add_command(demo)
 
 
 def main(argv: list[str] | None = None) -> int:

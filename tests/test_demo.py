@@ -1,0 +1,175 @@
+"""`netmetrix demo`: a local fleet inside the process, the real upload/execute, nothing left."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import Run
+
+from netmetrix import probe
+from netmetrix.config import load_config
+from netmetrix.store import Store
+
+Cli = Callable[..., Run]
+HOSTS = ("demo1", "demo2", "demo3")
+SCRIPT_RE = re.compile(r"Script `(/\S+)/hosts/demo1/client\.py` uploaded \(sftp\)")
+
+
+def _sockets(process: psutil.Process) -> set[tuple[object, ...]]:
+    """Every inet socket the process holds: (local, remote, status)."""
+    return {(c.laddr, c.raddr, c.status) for c in process.net_connections(kind="inet")}
+
+
+def test_demo_collects_from_every_host_mails_and_leaves_nothing(
+    netmetrix: Cli, tmp_path: Path
+) -> None:
+    me = psutil.Process()
+    children = {p.pid for p in me.children(recursive=True)}
+    sockets = _sockets(me)
+    threads = {t.ident for t in threading.enumerate()}
+    keep = tmp_path / "kept"
+
+    started = time.monotonic()
+    ran = netmetrix("demo", "--hosts", "3", "--keep", keep)
+    elapsed = time.monotonic() - started
+
+    assert ran.code == 0, ran.err
+    assert elapsed < 30
+    # The real log lines and summaries, as the CLI prints them.
+    for name in HOSTS:
+        assert f"INFO [{name}] SUCCESS! Script `" in ran.err
+    assert ran.err.count("upload: 3 ok in ") == 1
+    assert ran.err.count("execute: 3 ok in ") == 2
+    assert f"$ netmetrix --config {keep / 'config.xml'} execute" in ran.out
+
+    # Metrics for every demo host were stored, from both execute runs.
+    with Store.open(f"sqlite:///{keep / 'netmetrix.db'}") as store:
+        latest = store.latest()
+        ups = {name: [s.value for s in store.history(name, "up")] for name in HOSTS}
+    assert {s.host for s in latest} == set(HOSTS)
+    assert ups == {name: [1.0, 1.0] for name in HOSTS}
+    metrics = {m[0] for m in probe.METRICS} | {"up"}
+    for name in HOSTS:
+        assert {s.metric for s in latest if s.host == name} == metrics
+        assert [s.value for s in latest if (s.host, s.metric) == (name, "cpu_count")] == [
+            psutil.cpu_count()
+        ]
+    for name in HOSTS:  # the metrics table shows every host
+        assert re.search(rf"^{name}\s+1\s", ran.out, re.MULTILINE), ran.out
+
+    # The alert mail arrived at the demo SMTP server, once per host despite two runs.
+    assert "The demo SMTP server received 3 mail(s):" in ran.out
+    for name in HOSTS:
+        assert ran.out.count(f"ALERT [{name}] cpu_count is ") >= 1
+    assert "(to ops@example.com)" in ran.out
+
+    # What it leaves: the kept files (a config that loads), nothing else.
+    config = load_config(keep / "config.xml")
+    assert [h.name for h in config.hosts] == list(HOSTS)
+    assert config.ssh.host_key_policy == "strict"
+    assert (keep / "demo_key").stat().st_mode & 0o777 == 0o600
+    assert len((keep / "known_hosts").read_text().splitlines()) == 3
+    assert f"netmetrix --config {keep / 'config.xml'} metrics latest" in ran.out
+    match = SCRIPT_RE.search(ran.err)
+    assert match, ran.err
+    assert not Path(match[1]).exists()  # the hosts' directories are gone
+
+    assert {p.pid for p in me.children(recursive=True)} == children
+    assert _sockets(me) == sockets
+    assert {t.ident for t in threading.enumerate()} == threads
+
+
+def test_demo_without_keep_removes_its_files(netmetrix: Cli) -> None:
+    ran = netmetrix("demo", "--hosts", "1")
+    assert ran.code == 0, ran.err
+    match = re.search(r"The demo's files were in (\S+) and have been removed\.", ran.out)
+    assert match, ran.out
+    assert not Path(match[1]).exists()
+    assert "netmetrix demo --keep ./demo" in ran.out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--hosts", "0"], "Invalid value for '--hosts': 0 is not in the range 1<=x<=100."),
+        (["--keep", "{full}"], "directory is not empty; give a new or empty one"),
+        (["--keep", "{file}"], "is a file"),
+    ],
+)
+def test_demo_refuses_bad_arguments(
+    netmetrix: Cli, tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "config.xml").write_text("<netmetrix/>")
+    (tmp_path / "file").write_text("")
+    args = [a.format(full=tmp_path / "full", file=tmp_path / "file") for a in args]
+    ran = netmetrix("demo", *args)
+    assert ran.code == 2
+    assert message in ran.err
+    assert (tmp_path / "full" / "config.xml").read_text() == "<netmetrix/>"
+
+
+def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    """SIGINT while the probes run: exit 130, no probe, server port or directory left."""
+    exe = Path(sys.executable).with_name("netmetrix")
+    demo = subprocess.Popen(
+        [exe, "demo", "--hosts", "5", "--keep", tmp_path / "kept"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert demo.stdout is not None
+        assert demo.stderr is not None
+        first = demo.stdout.readline()
+        ports = [int(p) for p in re.findall(r"\d+", first.split("(ports ")[1].split(")")[0])]
+        err = ""
+        while "upload: " not in err:
+            line = demo.stderr.readline()
+            assert line, f"demo ended early: {err}"
+            err += line
+        workdir = SCRIPT_RE.search(err)
+        assert workdir, err
+        parent = psutil.Process(demo.pid)
+        deadline = time.monotonic() + 10
+        probes: list[psutil.Process] = []
+        while not probes:  # catch the first execute with its probes running
+            assert time.monotonic() < deadline, "never saw a probe running"
+            probes = [
+                p
+                for p in parent.children(recursive=True)
+                if any("client.py" in arg for arg in _cmdline(p))
+            ]
+        demo.send_signal(signal.SIGINT)
+        _out, rest = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 130, err + rest
+    assert "Aborted." in rest
+    for process in probes:
+        assert not process.is_running(), process
+    for port in ports:
+        with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+            sock.connect(("127.0.0.1", port))
+    assert not Path(workdir[1]).exists()
+
+
+def _cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return []
