@@ -1,0 +1,61 @@
+"""The floor under netmetrix: bare asyncssh running netmetrix's probe, nothing else.
+
+    python bench/asyncssh_floor.py config.xml
+
+One event loop, ``Semaphore(concurrency)``, host keys checked, the client
+key parsed once; per host: connect, run ``<python> <dir>/client.py CHALLENGE``,
+check that an envelope line came back.  No envelope verification, no store,
+no alerts, no retries, no per-phase deadlines: the difference to
+``netmetrix execute`` is what netmetrix adds on top of its SSH library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import asyncssh
+
+from netmetrix.config import HostConfig, load_config
+
+
+async def collect(config_path: Path) -> tuple[int, int]:
+    config = load_config(config_path)
+    known = asyncssh.import_known_hosts(config.ssh.known_hosts.read_text())
+    keys = {h.key: asyncssh.load_keypairs([str(h.key)]) for h in config.hosts if h.key}
+    gate = asyncio.Semaphore(config.concurrency)
+
+    async def one(host: HostConfig) -> bool:
+        async with gate:
+            try:
+                async with asyncssh.connect(
+                    host.target,
+                    port=host.port or 22,
+                    username=host.user,
+                    client_keys=keys.get(host.key),
+                    known_hosts=known,
+                    config=None,
+                ) as conn:
+                    command = f"exec {host.python} {host.directory}/{config.script} "
+                    done = await conn.run(command + secrets.token_hex(16), check=False)
+            except (OSError, asyncssh.Error) as exc:
+                print(f"[{host.name}] FAILED: {exc}", file=sys.stderr)
+                return False
+            return done.exit_status == 0 and str(done.stdout).startswith("NMX1.")
+
+    results = await asyncio.gather(*(one(h) for h in config.hosts))
+    return sum(results), len(results) - sum(results)
+
+
+def main() -> int:
+    started = time.monotonic()
+    ok, failed = asyncio.run(collect(Path(sys.argv[1])))
+    print(f"floor: {ok} ok, {failed} failed in {time.monotonic() - started:.2f}s", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
