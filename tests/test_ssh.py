@@ -89,7 +89,9 @@ def test_default_maxstartups_is_absorbed_by_retries(tmp_path: Path) -> None:
     server = sshd.start_sshd(tmp_path / "sshd", authorized, max_startups="10:30:100")
     try:
         (tmp_path / "known_hosts").write_text(server.known_hosts_line + "\n")
-        cfg = SSHConfig(known_hosts=tmp_path / "known_hosts", connect_timeout=10)
+        cfg = SSHConfig(
+            known_hosts=tmp_path / "known_hosts", connect_timeout=60
+        )  # generous: a loaded CI box is slow
         keys = ssh.HostKeys(cfg)
         hosts = [
             HostConfig(
