@@ -113,7 +113,12 @@ class BenchFarm:
             f"  <database>netmetrix-{count}.db</database>\n"
             '  <ssh known_hosts="known_hosts" host_key_policy="strict"'
             ' connect_timeout="60" command_timeout="60"/>\n'
-            "  <hosts>\n" + "\n".join(lines) + "\n  </hosts>\n</netmetrix>\n"
+            "  <hosts>\n" + "\n".join(lines) + "\n  </hosts>\n"
+            # One rule, evaluated for every host on every run, that never fires
+            # (no mail server here): both netmetrix and the spec design check it.
+            "  <alerts>\n"
+            '    <alert metric="cpu_percent" op="&gt;" limit="1000" email="ops@example.com"/>\n'
+            "  </alerts>\n</netmetrix>\n"
         )
         return path
 

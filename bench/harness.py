@@ -95,8 +95,6 @@ class Results:
 
 # ------------------------------------------------------------ running one process
 
-_current: list[int] = []  # process group of the contender running now, for Ctrl-C
-
 
 def _kill_group(pgid: int) -> None:
     """SIGTERM the process group we started, then SIGKILL what is left (bounded)."""
@@ -161,8 +159,13 @@ def run_measured(
             start_new_session=True,
             **({"user": user[0], "group": user[1], "extra_groups": []} if user else {}),
         )
-        _current[:] = [proc.pid]
-        timer = threading.Timer(timeout, _kill_group, (proc.pid,))
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _kill_group(proc.pid)
+
+        timer = threading.Timer(timeout, expire)
         timer.start()
         sampler = _TreeSampler(proc.pid) if sample_memory else None
         if sampler:
@@ -178,14 +181,13 @@ def run_measured(
             if sampler:
                 sampler.done.set()
                 sampler.join()
-            _current.clear()
         proc.returncode = os.waitstatus_to_exitcode(status)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 0)  # something of it outlived it (a daemonised ssh?)
             _kill_group(proc.pid)
         err.seek(0)
         text = err.read().decode("utf-8", "replace")
-    if not timer.is_alive() and proc.returncode in (-signal.SIGTERM, -signal.SIGKILL):
+    if expired.is_set():
         text += f"\nbench: killed after the {timeout:g}s timeout"
     return Finished(
         wall=wall,

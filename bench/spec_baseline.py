@@ -9,7 +9,8 @@ spec's client.py (``spec_client.py``: psutil, a hard-coded key, one encrypted
 line).  Each host is a ``Node`` with ``upload`` and ``execute``; ``execute``
 runs the script, decrypts its message, and inserts the metrics over a new
 database connection ("to prevent database from being a bottleneck").  The
-spec's e-mail alerts are not configured in the benchmark, so none are sent.
+spec's e-mail alerts are checked after every host (the benchmark's one rule never
+fires).
 
 It reads the same config.xml as netmetrix (hosts, script directory, python,
 concurrency, known_hosts) and checks host keys against the same known_hosts
@@ -24,6 +25,8 @@ import contextlib
 import json
 import logging
 import multiprocessing
+import operator
+import smtplib
 import sqlite3
 import sys
 import time
@@ -63,6 +66,8 @@ class Config:
     known_hosts: str
     database: str
     timeout: float
+    alerts: tuple[tuple[str, str, float, str], ...]  # metric, operator, limit, e-mail
+    smtp: tuple[str, int]
 
 
 def load_config(path: Path) -> Config:
@@ -86,11 +91,26 @@ def load_config(path: Path) -> Config:
         known_hosts=str(path.parent / (ssh.attrib["known_hosts"] if ssh is not None else "")),
         database=str(path.with_name(path.stem + "-spec.db")),
         timeout=float(ssh.attrib.get("command_timeout", "30")) if ssh is not None else 30.0,
+        alerts=tuple(
+            (a.attrib["metric"], a.attrib["op"], float(a.attrib["limit"]), a.attrib["email"])
+            for a in root.iter("alert")
+        ),
+        smtp=(smtp.attrib.get("host", "localhost"), int(smtp.attrib.get("port", "25")))
+        if (smtp := root.find("smtp")) is not None
+        else ("localhost", 25),
     )
 
 
 # ---------------------------------------------------------------- database.py
 
+OPERATORS = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 SCHEMA = "CREATE TABLE IF NOT EXISTS metrics (host TEXT, metric TEXT, value REAL, ts REAL)"
 
 
@@ -175,7 +195,19 @@ class Node:
         save_metrics(self.config.database, self.node.name, metrics)
         for name, value in metrics.items():
             log.debug("[%s] Metric `%s`->`%s` saved", self.node.name, name, value)
+        self.alert(metrics)
         return metrics
+
+    def alert(self, metrics: dict[str, float]) -> None:
+        """Mail whoever a rule names when a metric is past its limit (the spec's step 6)."""
+        for metric, op, limit, email in self.config.alerts:
+            value = metrics.get(metric)
+            if value is not None and OPERATORS[op](value, limit):
+                subject = f"ALERT [{self.node.name}] {metric} is {value}{op}{limit:g}"
+                message = f"Subject: {subject}\nTo: {email}\n\n{subject}\n"
+                with smtplib.SMTP(*self.config.smtp, timeout=self.config.timeout) as smtp:
+                    smtp.sendmail("netmetrix@localhost", [email], message)
+                log.info("Mail `%s` sent to `%s`", subject, email)
 
 
 # ---------------------------------------------------------------- server.py
