@@ -642,3 +642,10 @@ def test_store_opened_in_one_thread_works_in_another(store: Store) -> None:
     worker.join()
     assert result == [1]
     assert store.latest() == [stored("a", "up", 1.0, 1.0)]
+
+
+def test_schema_head_constant_matches_the_migrations() -> None:
+    """Store.open skips importing alembic when the database is at SCHEMA_HEAD."""
+    from netmetrix.store import SCHEMA_HEAD
+
+    assert Store.schema_head() == SCHEMA_HEAD
