@@ -185,15 +185,13 @@ def _progress(verb: str, total: int) -> Iterator[Callable[[HostResult[Any]], Non
         yield lambda _result: bar.advance(task)
 
 
-# Command groups live in their own modules (cli_<topic>.py) and register here.
-from netmetrix import cli_query  # noqa: E402 -- needs `cli` above; imports nothing from here
+# Command groups live in their own modules (cli_<topic>.py), which import
+# nothing from here, and register on `cli` defined above.
+from netmetrix import cli_alerts, cli_query  # noqa: E402
+from netmetrix.cli_demo import demo  # noqa: E402
 
 cli_query.register(cli)  # hosts, metrics, config, db
-from netmetrix import cli_alerts  # noqa: E402 -- same as cli_query
-
-cli_alerts.register(cli)  # alerts active|history|outbox|flush (#7)
-from netmetrix.cli_demo import demo  # noqa: E402 -- imports nothing from here
-
+cli_alerts.register(cli)  # alerts active|history|outbox|flush
 cli.add_command(demo)
 
 

@@ -9,7 +9,7 @@ here imports cli.py, and SQLAlchemy is imported inside the commands.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -115,16 +115,21 @@ def active(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
     render(rows, ACTIVE_COLUMNS, fmt, sys.stdout)
 
 
+def _limit_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-n/--limit N`` (default 100), with the command's own help text."""
+    return click.option(
+        "-n",
+        "--limit",
+        type=click.IntRange(min=1),
+        default=100,
+        show_default=True,
+        help=help_text,
+    )
+
+
 @alerts.command()
 @_host_option
-@click.option(
-    "-n",
-    "--limit",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Show at most this many events, the newest.",
-)
+@_limit_option("Show at most this many events, the newest.")
 @format_option
 @click.pass_obj
 def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str) -> None:
@@ -161,14 +166,7 @@ def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str) ->
 
 @alerts.command()
 @click.option("--all", "show_all", is_flag=True, help="Also list delivered mail.")
-@click.option(
-    "-n",
-    "--limit",
-    type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="With --all: at most this many mails, the newest.",
-)
+@_limit_option("With --all: at most this many mails, the newest.")
 @format_option
 @click.pass_obj
 def outbox(settings: Settings, show_all: bool, limit: int, fmt: str) -> None:
