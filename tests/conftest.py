@@ -37,6 +37,25 @@ def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sshd.Farm]:
         yield servers
 
 
+@pytest.fixture(scope="session")
+def test_user(farm: sshd.Farm) -> sshd.User:
+    """An unprivileged login user (``nmx-test``) that the farm accepts with its client key."""
+    return sshd.ensure_user(farm)
+
+
+@pytest.fixture
+def user_dir(test_user: sshd.User) -> Iterator[Path]:
+    """A fresh directory in the test user's home, owned by it; removed afterwards."""
+    import secrets
+
+    parent = test_user.make_dir(test_user.home / "t", 0o755)
+    path = test_user.make_dir(parent / secrets.token_hex(6))
+    try:
+        yield path
+    finally:
+        sshd.remove_tree(path)
+
+
 @dataclass
 class Fleet:
     """A config.xml for hosts on the farm, in its own directory."""

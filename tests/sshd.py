@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
 import socket
 import subprocess
 import time
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
+TEST_USER = "nmx-test"  # an unprivileged login for tests that must not run as root
+SYSTEM_PYTHON = "/usr/bin/python3"  # readable by every user, unlike root's pyenv
 
 
 def free_port() -> int:
@@ -71,7 +75,8 @@ def _config_text(
         "ListenAddress 127.0.0.1",
         f"HostKey {workdir / 'host_key'}",
         f"PidFile {workdir / 'sshd.pid'}",
-        f"AuthorizedKeysFile {authorized_keys}",
+        # the farm's file for root; the test user's own file (written by ensure_user)
+        f"AuthorizedKeysFile {authorized_keys} .ssh/authorized_keys",
         "StrictModes no",
         "UsePAM no",
         "PasswordAuthentication no",
@@ -166,3 +171,58 @@ def farm(root: Path, count: int = 2, *, sftp: tuple[bool, ...] = ()) -> Iterator
         yield result
     finally:
         result.stop()
+
+
+@dataclass(frozen=True)
+class User:
+    """An unprivileged local account that can log in to a farm with the farm's client key."""
+
+    name: str
+    uid: int
+    gid: int
+    home: Path
+    python: str = SYSTEM_PYTHON
+
+    def make_dir(self, path: Path, mode: int = 0o700) -> Path:
+        """Create ``path`` (and missing parents inside the home) owned by this user."""
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+        os.chown(path, self.uid, self.gid)
+        return path
+
+
+def ensure_user(farm: Farm, name: str = TEST_USER) -> User:
+    """The unprivileged test user, created once (useradd; remove with ``userdel -r nmx-test``).
+
+    Its home is /home/NAME; the farm's client key is appended to its
+    ~/.ssh/authorized_keys, which sshd reads as that user.  Needs root.
+    """
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        if os.geteuid() != 0:
+            raise RuntimeError(f"user {name} is missing and only root can create it") from None
+        # "*": no password login, but not a locked account (sshd refuses those without PAM)
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/sh", "--password", "*", name],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        entry = pwd.getpwnam(name)
+    user = User(name=name, uid=entry.pw_uid, gid=entry.pw_gid, home=Path(entry.pw_dir))
+    user.make_dir(user.home, 0o755)
+    ssh_dir = user.make_dir(user.home / ".ssh")
+    authorized = ssh_dir / "authorized_keys"
+    line = Path(f"{farm.client_key}.pub").read_text().strip()
+    lines = authorized.read_text().splitlines() if authorized.exists() else []
+    if line not in lines:
+        authorized.write_text("".join(f"{x}\n" for x in [*lines, line]))
+    os.chown(authorized, user.uid, user.gid)
+    authorized.chmod(0o600)
+    if not os.access(user.python, os.X_OK):
+        raise RuntimeError(f"{user.python} missing: the test user's probe needs it")
+    return user
+
+
+def remove_tree(path: Path) -> None:
+    """rm -rf, for a test user's directories (files it made are owned by it)."""
+    shutil.rmtree(path, ignore_errors=True)

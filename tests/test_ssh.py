@@ -135,3 +135,23 @@ def test_summary_counts_outcomes_and_names_failures() -> None:
     assert summary.line("execute") == (
         "execute: 2 ok, 1 timeout, 1 refused in 2.50s (per host p50 0.20s, p95 1.74s); failed: b, d"
     )
+
+
+def test_farm_accepts_the_unprivileged_test_user(farm, test_user, user_dir) -> None:
+    """The fixture other tests rely on: nmx-test logs in, runs the system python, owns user_dir."""
+    import asyncssh
+
+    async def go() -> str:
+        async with asyncssh.connect(
+            "127.0.0.1",
+            port=farm.servers[0].port,
+            username=test_user.name,
+            client_keys=[str(farm.client_key)],
+            known_hosts=None,
+        ) as conn:
+            done = await conn.run(
+                f"id -un; {test_user.python} -c 'print(1)'; touch {user_dir}/x && echo ok"
+            )
+            return str(done.stdout)
+
+    assert asyncio.run(go()).split() == ["nmx-test", "1", "ok"]
