@@ -141,7 +141,7 @@ def test_every_optional_value(here: Path) -> None:
         doc(
             "<script>probe-1.py</script>",
             "<concurrency>10000</concurrency>",
-            '<ssh host_key_policy="accept-new" connect_timeout="1.5m" command_timeout="2d"/>',
+            '<ssh host_key_policy="accept-new" connect_timeout="1.5m" command_timeout="1h"/>',
             '<smtp host="mail.example.com" port="465" security="tls" sender="nm@example.com"',
             '      user="nm" password_env="NM_SMTP"/>',
             '<security encryption="required"/>',
@@ -163,7 +163,7 @@ def test_every_optional_value(here: Path) -> None:
         known_hosts=here / "known_hosts",
         host_key_policy="accept-new",
         connect_timeout=90.0,
-        command_timeout=172800.0,
+        command_timeout=3600.0,
     )
     assert config.smtp == SMTPConfig(
         host="mail.example.com",
@@ -376,14 +376,14 @@ def test_select(here: Path) -> None:
         ),
         pytest.param(
             doc(HOSTS, '<ssh connect_timeout="10x"/>'),
-            "config.xml:3: <ssh>: connect_timeout must be a duration > 0: seconds, or with"
-            ' s, m, h or d ("30s", "4h"), got "10x"',
+            "config.xml:3: <ssh>: connect_timeout must be a duration > 0 and <= 1h: seconds,"
+            ' or with s, m, h or d ("30s", "4h"), got "10x"',
             id="bad-duration",
         ),
         pytest.param(
             doc(HOSTS, '<ssh command_timeout="0s"/>'),
-            "config.xml:3: <ssh>: command_timeout must be a duration > 0: seconds, or with"
-            ' s, m, h or d ("30s", "4h"), got "0s"',
+            "config.xml:3: <ssh>: command_timeout must be a duration > 0 and <= 1h: seconds,"
+            ' or with s, m, h or d ("30s", "4h"), got "0s"',
             id="zero-duration",
         ),
         pytest.param(
@@ -405,7 +405,7 @@ def test_select(here: Path) -> None:
         ),
         pytest.param(
             doc(HOSTS, '<retention days="0"/>'),
-            'config.xml:3: <retention>: days must be an integer >= 1, got "0"',
+            'config.xml:3: <retention>: days must be an integer 1-36500, got "0"',
             id="bad-retention",
         ),
         pytest.param(
@@ -513,9 +513,9 @@ def test_select(here: Path) -> None:
                     'limit must be a number, got "high"',
                     "labels must be comma-separated name=value pairs (mount=/,device=sda),"
                     ' got "mount"',
-                    'for must be an integer >= 1, got "0"',
-                    'repeat must be a duration > 0: seconds, or with s, m, h or d ("30s",'
-                    ' "4h"), got "-1h"',
+                    'for must be an integer 1-100000, got "0"',
+                    "repeat must be a duration > 0 and <= 365d: seconds, or with s, m, h or d"
+                    ' ("30s", "4h"), got "-1h"',
                     'resolved must be true or false (yes/no, 1/0), got "maybe"',
                     'severity must be one of info, warning, critical, got "urgent"',
                 ]
@@ -534,7 +534,7 @@ def test_select(here: Path) -> None:
         ),
         pytest.param(
             doc(HOSTS, '<alerts digest_over="many"/>'),
-            'config.xml:3: <alerts>: digest_over must be an integer >= 0, got "many"',
+            'config.xml:3: <alerts>: digest_over must be an integer 0-1000000, got "many"',
             id="bad-digest-over",
         ),
     ],
@@ -564,8 +564,8 @@ def test_every_problem_is_reported_in_line_order(here: Path) -> None:
     assert problems(text) == [
         'config.xml:2: <concurrency>: must be an integer 1-10000, got "lots"',
         'config.xml:3: <ssh>: unknown attribute "known_host", did you mean "known_hosts"?',
-        "config.xml:3: <ssh>: connect_timeout must be a duration > 0: seconds, or with s, m, h"
-        ' or d ("30s", "4h"), got "soon"',
+        "config.xml:3: <ssh>: connect_timeout must be a duration > 0 and <= 1h: seconds, or with"
+        ' s, m, h or d ("30s", "4h"), got "soon"',
         'config.xml:5: <host name="f4">: port must be an integer 1-65535, got "abc"',
         'config.xml:6: <host name="f5">: port must be an integer 1-65535, got "70000"',
         'config.xml:6: <host name="f5">: user must be a user name without spaces, got "a b"',
@@ -709,8 +709,9 @@ def test_parse_duration(text: str, seconds: float) -> None:
             'invalid duration "-1s": give seconds, or a number with s, m, h or d'
             ' (e.g. "30", "30s", "1.5m", "4h", "2d")',
         ),
-        ("0", 'duration must be greater than 0 and finite, got "0"'),
-        ("1e999d", 'duration must be greater than 0 and finite, got "1e999d"'),
+        ("0", 'duration must be greater than 0 and at most 100 years, got "0"'),
+        ("1e999d", 'duration must be greater than 0 and at most 100 years, got "1e999d"'),
+        ("36501d", 'duration must be greater than 0 and at most 100 years, got "36501d"'),
     ],
 )
 def test_parse_duration_rejects(text: str, message: str) -> None:
@@ -723,14 +724,14 @@ UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @given(
-    st.floats(min_value=1e-9, max_value=1e12, allow_nan=False, allow_infinity=False),
+    st.floats(min_value=1e-9, max_value=36000, allow_nan=False, allow_infinity=False),
     st.sampled_from(sorted(UNITS)),
 )
 def test_parse_duration_round_trips(value: float, unit: str) -> None:
     assert parse_duration(f"{value!r}{unit}") == value * UNITS[unit]
 
 
-@given(st.integers(min_value=1, max_value=10**9), st.sampled_from(sorted(UNITS)))
+@given(st.integers(min_value=1, max_value=36500), st.sampled_from(sorted(UNITS)))
 def test_parse_duration_integers(value: int, unit: str) -> None:
     assert parse_duration(f"{value}{unit}") == value * UNITS[unit]
 
@@ -766,4 +767,65 @@ def test_out_of_range_ports_give_one_problem(tmp_path: Path, port: int) -> None:
         load_config(path)
     assert caught.value.problems == (
         f'{path}:3: <host name="f4">: port must be an integer 1-65535, got "{port}"',
+    )
+
+
+# ---------------------------------------------------------------- number ranges (#10)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (
+            '<retention days="999999999999"/>',
+            '<retention>: days must be an integer 1-36500, got "999999999999"',
+        ),
+        ('<retention days="0"/>', '<retention>: days must be an integer 1-36500, got "0"'),
+        ("<concurrency>10001</concurrency>", "<concurrency>: must be an integer 1-10000"),
+        (
+            '<ssh connect_timeout="2h"/>',
+            "<ssh>: connect_timeout must be a duration > 0 and <= 1h: seconds, or with s, m, h"
+            ' or d ("30s", "4h"), got "2h"',
+        ),
+        (
+            '<ssh command_timeout="99999999999999"/>',
+            "<ssh>: command_timeout must be a duration > 0 and <= 1h: seconds, or with s, m, h"
+            ' or d ("30s", "4h"), got "99999999999999"',
+        ),
+        (
+            '<alerts digest_over="1000000000000"><alert metric="up" op="==" limit="0"'
+            ' email="a@b.c"/></alerts>',
+            '<alerts>: digest_over must be an integer 0-1000000, got "1000000000000"',
+        ),
+        (
+            '<alerts><alert metric="up" op="==" limit="0" email="a@b.c"'
+            ' for="1000000000000"/></alerts>',
+            '<alert metric="up">: for must be an integer 1-100000, got "1000000000000"',
+        ),
+        (
+            '<alerts><alert metric="up" op="==" limit="0" email="a@b.c" repeat="400d"/></alerts>',
+            '<alert metric="up">: repeat must be a duration > 0 and <= 365d: seconds, or with s,'
+            ' m, h or d ("30s", "4h"), got "400d"',
+        ),
+        (
+            '<alerts><alert metric="up" op="==" limit="1e999" email="a@b.c"/></alerts>',
+            '<alert metric="up">: limit must be a number, got "1e999"',
+        ),
+    ],
+)
+def test_numbers_out_of_range_are_config_errors(here: Path, line: str, expected: str) -> None:
+    """Every number has a range, checked before a host is touched (a huge retention
+    used to pass `config check` and then end every execute in OverflowError)."""
+    found = problems(doc(HOSTS, line))
+    assert len(found) == 1
+    assert found[0].startswith("config.xml:3: ")
+    assert expected in found[0]
+
+
+def test_config_check_exits_2_on_a_number_out_of_range(here: Path, netmetrix: object) -> None:
+    Path("config.xml").write_text(doc(HOSTS, '<retention days="999999999999"/>'))
+    run = netmetrix("config", "check")  # type: ignore[operator]
+    assert run.code == 2
+    assert run.err == (
+        'config.xml:3: <retention>: days must be an integer 1-36500, got "999999999999"\n'
     )

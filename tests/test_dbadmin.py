@@ -207,6 +207,23 @@ def test_retention_failure_is_a_warning_not_an_error(
         assert len(store.history("a", "load1")) == 1
 
 
+def test_retention_never_raises_even_on_absurd_input(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A retention past what the database can hold is a warning, not a traceback (#10):
+    config.xml now refuses such values, but housekeeping must never end a run."""
+    with Store.open(f"sqlite:///{tmp_path}/x.db") as store:
+        store.record_runs([run("a", 1.0, 1.0)])
+        with caplog.at_level(logging.WARNING, logger="netmetrix.dbadmin"):
+            assert dbadmin.apply_retention(store, 999_999_999_999, now=10 * DAY) == 0
+        [record] = caplog.records
+        assert record.levelno == logging.WARNING
+        assert record.getMessage().startswith(
+            "retention: could not prune samples older than 999999999999 days: OverflowError"
+        )
+        assert len(store.history("a", "load1")) == 1
+
+
 @pytest.mark.sshd
 def test_execute_applies_retention(fleet: Fleet, netmetrix: Cli) -> None:
     fleet.host("f1", 0)

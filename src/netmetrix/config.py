@@ -179,10 +179,14 @@ _SAFE = r"[A-Za-z0-9_.+@%:,=-]"  # no whitespace, quotes or shell metacharacters
 _GLOB_CHARS = frozenset("*?[")
 
 
+MAX_DURATION = 100 * 365 * 86400.0  # seconds; anything longer is a typo, and breaks date maths
+
+
 def parse_duration(text: str) -> float:
     """Seconds in ``text``: a number, optionally suffixed s, m, h or d ("30", "1.5m", "4h").
 
-    Raises ValueError, with a message for the user, unless the result is finite and > 0.
+    Raises ValueError, with a message for the user, unless the result is > 0
+    and at most 100 years (``MAX_DURATION``).
     """
     match = _DURATION_RE.fullmatch(text.strip())
     if match is None:
@@ -191,8 +195,10 @@ def parse_duration(text: str) -> float:
             ' (e.g. "30", "30s", "1.5m", "4h", "2d")'
         )
     seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
-    if not 0 < seconds < math.inf:
-        raise ValueError(f"duration must be greater than 0 and finite, got {_show(text)}")
+    if not 0 < seconds <= MAX_DURATION:
+        raise ValueError(
+            f"duration must be greater than 0 and at most 100 years, got {_show(text)}"
+        )
     return seconds
 
 
@@ -541,7 +547,24 @@ def _database(base: Path) -> _Conv[str]:
     return _Conv("a file path or an SQLAlchemy URL (postgresql://host/db)", parse)
 
 
-_DURATION = _Conv('a duration > 0: seconds, or with s, m, h or d ("30s", "4h")', parse_duration)
+def _duration(high: float, high_text: str) -> _Conv[float]:
+    """A duration in (0, ``high``] seconds."""
+
+    def parse(raw: str) -> float:
+        seconds = parse_duration(raw)
+        if seconds > high:
+            raise ValueError(raw)
+        return seconds
+
+    return _Conv(
+        f'a duration > 0 and <= {high_text}: seconds, or with s, m, h or d ("30s", "4h")', parse
+    )
+
+
+# Every number has a range: a value past it is a typo, and would break a later run
+# (a 10^12-day retention overflowed the date maths of every execute).
+_TIMEOUT = _duration(3600, "1h")
+_REPEAT = _duration(365 * 86400, "365d")
 _PORT = _integer(1, 65535)
 _FLOAT = _Conv("a number", _number)
 _BOOLEAN = _Conv("true or false (yes/no, 1/0)", _boolean)
@@ -608,8 +631,8 @@ def _ssh(ctx: _Ctx, node: _Node | None) -> SSHConfig:
         host_key_policy=el.get(
             "host_key_policy", _choice(_HOST_KEY_POLICIES), default.host_key_policy
         ),
-        connect_timeout=el.get("connect_timeout", _DURATION, default.connect_timeout),
-        command_timeout=el.get("command_timeout", _DURATION, default.command_timeout),
+        connect_timeout=el.get("connect_timeout", _TIMEOUT, default.connect_timeout),
+        command_timeout=el.get("command_timeout", _TIMEOUT, default.command_timeout),
     )
 
 
@@ -643,7 +666,7 @@ def _retention(ctx: _Ctx, node: _Node | None) -> RetentionConfig:
     if node is None:
         return default
     el = _Element(ctx, node, attrs=("days",))
-    return RetentionConfig(days=el.get("days", _integer(1), default.days))
+    return RetentionConfig(days=el.get("days", _integer(1, 36500), default.days))
 
 
 def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, ...]:
@@ -687,7 +710,7 @@ def _alerts(ctx: _Ctx, node: _Node | None, host_names: Collection[str]) -> Alert
         return default
     el = _Element(ctx, node, attrs=("digest_over",), children=("alert",))
     return AlertsConfig(
-        digest_over=el.get("digest_over", _integer(0), default.digest_over),
+        digest_over=el.get("digest_over", _integer(0, 1_000_000), default.digest_over),
         rules=tuple(rule for child in el.all("alert") if (rule := _alert(ctx, child, host_names))),
     )
 
@@ -697,8 +720,8 @@ def _alert(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> AlertRule | N
     metric, op = el.required("metric", _METRIC), el.required("op", _choice(_OPERATORS))
     limit, email = el.required("limit", _FLOAT), el.required("email", _EMAILS)
     hosts, clear = el.get("hosts", _HOST_PATTERNS, ()), el.opt("clear", _FLOAT)
-    labels, for_count = el.get("labels", _LABELS, ()), el.get("for", _integer(1), 1)
-    repeat, resolved = el.opt("repeat", _DURATION), el.get("resolved", _BOOLEAN, True)
+    labels, for_count = el.get("labels", _LABELS, ()), el.get("for", _integer(1, 100_000), 1)
+    repeat, resolved = el.opt("repeat", _REPEAT), el.get("resolved", _BOOLEAN, True)
     severity = el.get("severity", _choice(_SEVERITIES), "warning")
     _check_host_names(el, hosts, host_names)
     if metric is None or op is None or limit is None or email is None:

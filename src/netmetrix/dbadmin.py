@@ -183,6 +183,15 @@ def apply_retention(store: Store, days: int, *, now: float | None = None) -> int
     except StoreError as err:
         log.warning("retention: could not prune samples older than %d days: %s", days, err)
         return 0
+    except Exception as err:  # housekeeping never ends a run whose samples are stored
+        log.warning(
+            "retention: could not prune samples older than %d days: %s: %s",
+            days,
+            type(err).__name__,
+            err,
+            exc_info=log.isEnabledFor(logging.DEBUG),
+        )
+        return 0
     if result.deleted:
         log.info(
             "retention: pruned %d samples older than %d days (before %s)",
