@@ -11,6 +11,7 @@ import gc
 import logging
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -65,7 +66,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 )
 @click.option("-v", "--verbose", count=True, help="More log lines: -v per-metric, -vv SSH too.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary.")
-@click.option("--debug", is_flag=True, help="Show a traceback on unexpected errors.")
+@click.option("--debug", is_flag=True, help="Show the traceback of any error.")
 @click.version_option(__version__, prog_name="netmetrix")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool, debug: bool) -> None:
@@ -196,7 +197,11 @@ cli.add_command(demo)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: run the CLI and map errors to messages and exit codes."""
+    """Entry point: run the CLI and map every error to a message and an exit code.
+
+    Expected errors are one line; an unexpected one is one ``Error:`` line plus a
+    hint, and its traceback only with ``--debug`` (httpie's ``main``/``program``).
+    """
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         result = cli.main(args=argv, prog_name="netmetrix", standalone_mode=False)
@@ -210,10 +215,22 @@ def main(argv: list[str] | None = None) -> int:
         return ExitStatus.INTERRUPTED
     except NetmetrixError as exc:
         if debug:
-            raise
+            traceback.print_exc()
         for line in str(exc).splitlines():
             click.echo(line if exc.exit_code == ExitStatus.USAGE else f"Error: {line}", err=True)
         return exc.exit_code
+    except Exception as exc:
+        if debug:
+            traceback.print_exc()
+        detail = " ".join(str(exc).split())[:500]
+        click.echo(f"Error: unexpected {type(exc).__name__}: {detail}".rstrip(": "), err=True)
+        if not debug:
+            click.echo(
+                "This is a bug in netmetrix: run the command again with --debug"
+                " (netmetrix --debug ...) to see the traceback, and report it.",
+                err=True,
+            )
+        return ExitStatus.HOST_FAILED
     return int(result or 0)
 
 

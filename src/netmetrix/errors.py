@@ -8,7 +8,8 @@ Tree::
      +-- UsageError             the command line names something that does not exist
      +-- HostError              one host failed in one phase (connect, upload, run);
                                 ``outcome`` classifies it for the run summary
-     +-- StoreError             the database refused a read or write
+     +-- StoreError             the database refused a read or write (locked, full,
+                                corrupt, unreachable): exit 3, not "a host failed"
 
 Only ``cli.py`` turns these into exit codes (see ``ExitStatus``).
 """
@@ -23,8 +24,9 @@ class ExitStatus(enum.IntEnum):
     """Process exit codes, following click's conventions."""
 
     OK = 0
-    HOST_FAILED = 1
+    HOST_FAILED = 1  # some host failed, a mail is undelivered, or an unexpected error
     USAGE = 2
+    STORE = 3  # the database could not be read or written: nothing of this run may be stored
     INTERRUPTED = 130
 
 
@@ -83,3 +85,5 @@ class HostError(NetmetrixError):
 
 class StoreError(NetmetrixError):
     """The database could not be read or written."""
+
+    exit_code = ExitStatus.STORE
