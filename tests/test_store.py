@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, event, text
 
 from netmetrix.envelope import Sample
 from netmetrix.errors import StoreError
-from netmetrix.store import HostRow, HostRun, Store, StoredSample, metadata
+from netmetrix.store import SCHEMA_HEAD, HostRow, HostRun, Store, StoredSample, metadata
 
 
 def sample(metric: str, value: float, **labels: str) -> Sample:
@@ -649,3 +649,29 @@ def test_schema_head_constant_matches_the_migrations() -> None:
     from netmetrix.store import SCHEMA_HEAD
 
     assert Store.schema_head() == SCHEMA_HEAD
+
+
+def test_switch_to_wal_waits_for_another_connection(tmp_path: Path) -> None:
+    """SQLite does not wait (busy handler) for the WAL switch of a fresh file: two
+    collectors starting at once failed now and then with "database is locked" (#10)."""
+    path = tmp_path / "fresh.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE t (x)")  # a rollback-journal database, as before the first open
+    # Another connection about to write holds the RESERVED lock: SQLite then refuses
+    # the switch at once instead of waiting (deadlock avoidance), as when two
+    # collectors open a fresh file at the same moment.
+    other.execute("BEGIN IMMEDIATE")
+    release = threading.Timer(0.5, other.rollback)
+    release.start()
+    try:
+        with Store.open(f"sqlite:///{path}", busy_timeout=30) as store:
+            assert store.schema_version() == SCHEMA_HEAD
+    finally:
+        release.cancel()
+        release.join()
+        other.close()
+    check = sqlite3.connect(path)
+    try:
+        assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        check.close()
