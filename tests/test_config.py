@@ -151,8 +151,8 @@ def test_every_optional_value(here: Path) -> None:
             '  <host name="web.1" address="2001:db8::1" user="svc@corp"/>',
             "</hosts>",
             '<alerts digest_over="0">',
-            '  <alert metric="load1" op="&lt;=" limit="-0.5" clear="1e1" email="a@b"',
-            '         hosts="db-1, web?1" labels="z=1, a=x" for="2" repeat="90"',
+            '  <alert metric="net_rx_bytes_per_sec" op="&lt;=" limit="-0.5" clear="1e1"',
+            '         email="a@b" hosts="db-1, web?1" labels="interface=eth0" for="2" repeat="90"',
             '         resolved="No" severity="info"/>',
             "</alerts>",
         )
@@ -183,13 +183,13 @@ def test_every_optional_value(here: Path) -> None:
         digest_over=0,
         rules=(
             AlertRule(
-                metric="load1",
+                metric="net_rx_bytes_per_sec",
                 op="<=",
                 limit=-0.5,
                 clear=10.0,
                 email=("a@b",),
                 hosts=("db-1", "web?1"),
-                labels=(("a", "x"), ("z", "1")),
+                labels=(("interface", "eth0"),),
                 for_count=2,
                 repeat=90.0,
                 resolved=False,
@@ -829,3 +829,62 @@ def test_config_check_exits_2_on_a_number_out_of_range(here: Path, netmetrix: ob
     assert run.err == (
         'config.xml:3: <retention>: days must be an integer 1-36500, got "999999999999"\n'
     )
+
+
+# ---------------------------------------------------------------- rule metrics (#11)
+
+
+@pytest.mark.parametrize(
+    ("alert", "expected"),
+    [
+        (
+            'metric="cpu_pct"',
+            '<alert metric="cpu_pct">: metric: unknown metric "cpu_pct",'
+            ' did you mean "cpu_percent"?',
+        ),
+        ('metric="upp"', '<alert metric="upp">: metric: unknown metric "upp", did you mean "up"?'),
+        (
+            'metric="disk_percent" labels="mountpoint=/"',
+            '<alert metric="disk_percent">: labels: disk_percent has no label "mountpoint",'
+            ' did you mean "mount"?',
+        ),
+        (
+            'metric="net_rx_bytes_per_sec" labels="host=a"',
+            '<alert metric="net_rx_bytes_per_sec">: labels: net_rx_bytes_per_sec has no label'
+            ' "host"; it has interface',
+        ),
+        (
+            'metric="cpu_percent" labels="mount=/"',
+            '<alert metric="cpu_percent">: labels: cpu_percent has no labels, got "mount"',
+        ),
+    ],
+)
+def test_rules_name_known_metrics_and_labels(here: Path, alert: str, expected: str) -> None:
+    """A misspelled metric or label key used to pass `config check` and never fire."""
+    found = problems(
+        doc(HOSTS, f'<alerts><alert {alert} op="&gt;" limit="1" email="a@b.c"/></alerts>')
+    )
+    assert found == [f"config.xml:3: {expected}"]
+
+
+def test_an_unknown_metric_without_a_near_name_lists_the_known_ones(here: Path) -> None:
+    [found] = problems(
+        doc(HOSTS, '<alerts><alert metric="zzz" op="&gt;" limit="1" email="a@b.c"/></alerts>')
+    )
+    assert found.startswith(
+        'config.xml:3: <alert metric="zzz">: metric: unknown metric "zzz"; known metrics: up,'
+        " uptime_sec, cpu_percent,"
+    )
+
+
+def test_every_catalogued_metric_and_label_is_accepted(here: Path) -> None:
+    from netmetrix.probe import METRIC_LABELS, METRICS
+
+    rules = [
+        f'<alert metric="{name}" op="&gt;" limit="1" email="a@b.c"'
+        + "".join(f' labels="{key}=x"' for key in METRIC_LABELS.get(name, ())[:1])
+        + "/>"
+        for name, *_ in METRICS
+    ]
+    config = load(doc(HOSTS, "<alerts>", *rules, "</alerts>"))
+    assert len(config.alerts.rules) == len(METRICS)

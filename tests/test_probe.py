@@ -124,6 +124,14 @@ def test_host_emits_every_metric_and_agrees_with_psutil(tmp_path: Path) -> None:
     assert 0 < single(samples, "probe_duration_sec") < 5
 
 
+def test_every_series_has_the_label_names_the_catalogue_gives(tmp_path: Path) -> None:
+    """config check validates rules' label names against METRIC_LABELS: keep it true."""
+    samples, _ = probe.collect("/", str(tmp_path / "state"))
+    for metric, labels, _value in samples:
+        assert tuple(sorted(labels)) == probe.METRIC_LABELS.get(metric, ()), metric
+    assert set(probe.METRIC_LABELS) <= NAMES
+
+
 @pytest.mark.usefixtures("frozen_statvfs")
 def test_host_disks_match_psutil_disk_usage(tmp_path: Path) -> None:
     samples, _ = probe.collect("/", str(tmp_path / "state"))

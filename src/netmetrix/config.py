@@ -724,6 +724,8 @@ def _alert(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> AlertRule | N
     repeat, resolved = el.opt("repeat", _REPEAT), el.get("resolved", _BOOLEAN, True)
     severity = el.get("severity", _choice(_SEVERITIES), "warning")
     _check_host_names(el, hosts, host_names)
+    if metric is not None:
+        _check_metric(el, metric, labels)
     if metric is None or op is None or limit is None or email is None:
         return None
     _check_clear(el, op, limit, clear)
@@ -750,6 +752,30 @@ def _check_host_names(el: _Element, patterns: Iterable[str], known: Collection[s
             near = _near(name, known)
             hint = f', did you mean "{near}"?' if near else "; no <host> has that name"
             el.problem(f"hosts: unknown host {_show(name)}{hint}")
+
+
+def _check_metric(el: _Element, metric: str, labels: Iterable[tuple[str, str]]) -> None:
+    """The metric must be one the probe or the collector reports, its label names its own:
+    a misspelled rule would otherwise be accepted and never fire."""
+    from netmetrix.probe import METRIC_LABELS, METRICS
+
+    known = {name for name, *_ in METRICS} | {"up"}
+    if metric not in known:
+        near = _near(metric, known)
+        names = ", ".join(name for name, *_ in METRICS)
+        hint = f', did you mean "{near}"?' if near else f"; known metrics: up, {names}"
+        el.problem(f"metric: unknown metric {_show(metric)}{hint}")
+        return
+    allowed = METRIC_LABELS.get(metric, ())
+    for key, _ in labels:
+        if key in allowed:
+            continue
+        if not allowed:
+            el.problem(f'labels: {metric} has no labels, got "{key}"')
+            continue
+        near = _near(key, allowed)
+        hint = f', did you mean "{near}"?' if near else f"; it has {', '.join(allowed)}"
+        el.problem(f"labels: {metric} has no label {_show(key)}{hint}")
 
 
 def _check_clear(el: _Element, op: Operator, limit: float, clear: float | None) -> None:

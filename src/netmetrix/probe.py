@@ -175,6 +175,17 @@ METRICS = (
     ("probe_duration_sec", "seconds", "gauge", "How long the probe took to collect."),
 )
 
+# The label names of each metric's series; a metric not listed has none.
+METRIC_LABELS = {
+    "disk_percent": ("mount",),
+    "disk_used_bytes": ("mount",),
+    "disk_total_bytes": ("mount",),
+    "net_rx_bytes_per_sec": ("interface",),
+    "net_tx_bytes_per_sec": ("interface",),
+    "disk_read_bytes_per_sec": ("device",),
+    "disk_write_bytes_per_sec": ("device",),
+}
+
 SAMPLE_WINDOW = 0.2  # seconds sampled for rates when there is no usable previous run
 MAX_STATE_AGE = 3600.0  # an older previous run says little about now: sample instead
 REMOTE_DEADLINE = 2.0  # seconds for statvfs on all network/FUSE mounts together
