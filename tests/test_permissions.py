@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Run
+from conftest import Fleet, Run
 
 Cli = Callable[..., Run]
 
@@ -63,3 +63,30 @@ def test_systemd_unit_keeps_the_state_directory_private() -> None:
     assert parser["Service"]["UMask"] == "0077"
     assert parser["Service"]["StateDirectoryMode"] == "0700"
     assert f"```ini\n{text}```" in README.read_text(encoding="utf-8")  # shown verbatim
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_accept_new_writes_an_owner_only_known_hosts(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.settings["policy"] = "accept-new"
+    fleet.known_hosts.unlink()
+    fleet.host("f1", 0)
+    ran = netmetrix("--config", fleet.config, "upload")
+    assert ran.code == 0, ran.err
+    assert "Permanently added host key" in ran.err
+    assert mode_of(fleet.known_hosts) == 0o600
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_demo_keeps_its_files_private(tmp_path: Path, netmetrix: Cli) -> None:
+    keep = tmp_path / "demo"
+    ran = netmetrix("demo", "--hosts", "1", "--keep", keep)
+    assert ran.code == 0, ran.err
+    modes = {path.name: mode_of(path) for path in keep.iterdir()}
+    assert mode_of(keep) == 0o700
+    assert modes == {
+        "config.xml": 0o644,  # no secrets: the SMTP password would come from the environment
+        "demo_key": 0o600,
+        "demo_key.pub": 0o644,
+        "known_hosts": 0o600,
+        "netmetrix.db": 0o600,
+    }

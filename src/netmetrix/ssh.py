@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import random
 import secrets
 import shlex
@@ -84,8 +85,10 @@ class HostKeys:
         line = f"{pattern} {algorithm} {blob}"
         if line in self._lines:
             return
-        self._ours.parent.mkdir(parents=True, exist_ok=True)
-        with self._ours.open("a", encoding="ascii") as handle:
+        self._ours.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Owner-only like the store: it lists every host the collector reaches.
+        fd = os.open(self._ours, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with open(fd, "a", encoding="ascii") as handle:
             handle.write(line + "\n")
         self._lines.append(line)
         self._known = asyncssh.import_known_hosts("\n".join(self._lines) + "\n")
