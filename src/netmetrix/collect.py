@@ -177,6 +177,15 @@ def _check_exit(host: HostConfig, script: str, done: ssh.Completed) -> None:
     path = remote_path(host, script)
     if done.exit_status == probe.EXIT_KEY:
         raise HostError(Outcome.PROBE_MISSING, f"probe key {path}.key missing — run upload")
+    if done.exit_status == probe.EXIT_UNSAFE and probe.UNSAFE_PREFIX in done.stderr:
+        # "<file>: owned by uid 0, not by uid 1001 that runs the probe", uncut
+        refused = (done.stderr.rsplit(probe.UNSAFE_PREFIX, 1)[1].splitlines() or [""])[0][:500]
+        raise HostError(
+            Outcome.ERROR,
+            f"probe refused {refused} — another user could plant or change it; remove it,"
+            " keep <host directory> private to the login user (default ~/.cache/netmetrix),"
+            " then run upload",
+        )
     if done.exit_status == 127:
         raise HostError(Outcome.ERROR, f"`{host.python}` not found on the host: {tail}")
     if done.exit_status == 2 and "can't open file" in done.stderr:
