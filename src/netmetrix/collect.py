@@ -36,12 +36,15 @@ def probe_source() -> bytes:
 
 
 def remote_path(host: HostConfig, script: str) -> str:
+    """The probe's path as config.xml spells it (``~/.cache/netmetrix/client.py``), for people."""
     return f"{host.directory.rstrip('/')}/{script}"
 
 
 def probe_command(host: HostConfig, script: str, challenge: str) -> str:
     # `exec` so that killing the channel's process kills the probe, not just a shell.
-    return f"exec {shlex.quote(host.python)} {shlex.quote(remote_path(host, script))} {challenge}"
+    # The path is home-relative, not "~/...": a quoted "~" would reach the shell unexpanded.
+    path = ssh.home_relative(remote_path(host, script))
+    return f"exec {shlex.quote(host.python)} {shlex.quote(path)} {challenge}"
 
 
 def _log_failure(result: HostResult[Any]) -> None:
