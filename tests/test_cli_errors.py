@@ -22,6 +22,12 @@ def config(tmp_path: Path) -> Path:
     return path
 
 
+def _corrupt(path: Path) -> Path:
+    path.write_bytes(b"this is not a database" * 100)
+    path.chmod(0o600)  # owner-only, as netmetrix makes it: no permission warning
+    return path
+
+
 def _a_bug(*args: object, **kwargs: object) -> None:
     raise ZeroDivisionError("division by zero\nin a second line")
 
@@ -58,7 +64,7 @@ def test_debug_shows_the_traceback_of_an_unexpected_error(
 def test_debug_shows_the_traceback_of_an_expected_error_too(
     config: Path, netmetrix: object
 ) -> None:
-    (config.parent / "netmetrix.db").write_bytes(b"this is not a database" * 100)
+    _corrupt(config.parent / "netmetrix.db")
     run = netmetrix("--debug", "--config", config, "hosts")  # type: ignore[operator]
     assert run.code == ExitStatus.STORE
     assert run.err.startswith("Traceback (most recent call last):\n")
@@ -68,8 +74,7 @@ def test_debug_shows_the_traceback_of_an_expected_error_too(
 def test_a_corrupt_database_is_a_store_failure_not_a_host_failure(
     config: Path, netmetrix: object
 ) -> None:
-    db = config.parent / "netmetrix.db"
-    db.write_bytes(b"this is not a database" * 100)
+    db = _corrupt(config.parent / "netmetrix.db")
     run = netmetrix("--config", config, "hosts")  # type: ignore[operator]
     assert run.code == ExitStatus.STORE == 3
     assert run.err == (

@@ -611,13 +611,13 @@ def test_config_show_applies_ssh_config_fallbacks(env: Env, isolated_home: Path)
         "host.f5.user        collector                  ~/.ssh/config",
         "host.f5.key         ~/.ssh/fleet_key           ~/.ssh/config",
         "host.f5.proxy_jump  bastion.example.com        ~/.ssh/config",
-        "host.f5.directory   /tmp                       default",
+        "host.f5.directory   ~/.cache/netmetrix         default",
         "host.f5.python      python3                    default",
         "host.f4.address     192.0.2.4                  config.xml:5",
         "host.f4.port        22                         default",
         "host.f4.user        monitor                    config.xml:5",
         "host.f4.key         ~/.ssh/id_* and ssh-agent  default",
-        "host.f4.directory   /tmp                       default",
+        "host.f4.directory   ~/.cache/netmetrix         default",
         "host.f4.python      python3                    default",
     ]
 

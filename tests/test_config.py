@@ -422,8 +422,16 @@ def test_select(here: Path) -> None:
         pytest.param(
             doc("<hosts>", '  <host name="f4" directory="tmp"/>', "</hosts>"),
             'config.xml:3: <host name="f4">: directory must be an absolute path ("/...")'
-            ' without spaces or shell metacharacters, got "tmp"',
+            ' or one in the login\'s home ("~/..."), without spaces or shell metacharacters,'
+            ' got "tmp"',
             id="relative-directory",
+        ),
+        pytest.param(
+            doc("<hosts>", '  <host name="f4" directory="~nmx/probe"/>', "</hosts>"),
+            'config.xml:3: <host name="f4">: directory must be an absolute path ("/...")'
+            ' or one in the login\'s home ("~/..."), without spaces or shell metacharacters,'
+            ' got "~nmx/probe"',
+            id="other-users-home-directory",
         ),
         pytest.param(
             doc("<hosts>", '  <host name="f4" python="python3; rm -rf /"/>', "</hosts>"),

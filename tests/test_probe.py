@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 import pytest
+import sshd
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -616,6 +617,13 @@ def test_without_proc_or_psutil_reports_what_the_stdlib_gives(
     ]
 
 
+def write_key(path: Path, text: str, mode: int = 0o600) -> Path:
+    """A key file as upload leaves it: mode 0600 whatever the umask."""
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
 BLOCK_PSUTIL = r"""
 import runpy, sys
 
@@ -635,7 +643,7 @@ def test_probe_script_runs_without_psutil(tmp_path: Path) -> None:
     script = tmp_path / "client.py"
     shutil.copy(probe.__file__, script)
     key = envelope.new_key()
-    (tmp_path / "client.py.key").write_text(probe.key_file_text("f4", key))
+    write_key(tmp_path / "client.py.key", probe.key_file_text("f4", key))
     for run in range(2):  # the second run measures rates from the first's state
         challenge = envelope.new_challenge()
         done = subprocess.run(
@@ -677,3 +685,150 @@ def test_probe_source_runs_on_python_36() -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+# ---------------------------------------------------------------- files another user controls (#11)
+
+
+def unsafe_reason(path: Path, secret: bool = False) -> str:
+    """probe.open_private's refusal for ``path`` (the test fails if there is none)."""
+    with pytest.raises(probe.UnsafeFile) as caught:
+        probe.open_private(str(path), secret=secret).close()
+    assert caught.value.path == str(path)
+    assert str(caught.value) == f"{path}: {caught.value.reason}"
+    return caught.value.reason
+
+
+def test_private_files_are_read(tmp_path: Path) -> None:
+    key = envelope.new_key()
+    path = write_key(tmp_path / "client.py.key", probe.key_file_text("f4", key))
+    assert probe.read_key(str(path)) == ("f4", key)
+    state = tmp_path / "client.py.state"
+    state.write_text("{}")
+    state.chmod(0o644)  # readable is fine for the state: it holds counters, not secrets
+    with probe.open_private(str(state)) as handle:
+        assert handle.read() == "{}"
+
+
+@pytest.mark.parametrize(
+    ("mode", "secret", "reason"),
+    [
+        (0o620, False, "writable by group/others (mode 0620)"),
+        (0o602, False, "writable by group/others (mode 0602)"),
+        (0o640, True, "readable or writable by group/others (mode 0640)"),
+        (0o604, True, "readable or writable by group/others (mode 0604)"),
+    ],
+    ids=["state-0620", "state-0602", "key-0640", "key-0604"],
+)
+def test_files_others_can_change_are_refused(
+    tmp_path: Path, mode: int, secret: bool, reason: str
+) -> None:
+    path = tmp_path / "file"
+    path.write_text("{}")
+    path.chmod(mode)
+    assert unsafe_reason(path, secret) == reason
+
+
+def test_files_of_another_user_are_refused(tmp_path: Path, test_user: sshd.User) -> None:
+    """As root the tests own every file: chown one to the unprivileged test user instead."""
+    path = write_key(tmp_path / "client.py.key", probe.key_file_text("f4", envelope.new_key()))
+    os.chown(path, test_user.uid, test_user.gid)
+    expected = f"owned by uid {test_user.uid}, not by uid {os.geteuid()} that runs the probe"
+    assert unsafe_reason(path, secret=True) == expected
+    with pytest.raises(probe.UnsafeFile, match="owned by uid"):
+        probe.read_key(str(path))
+
+
+def test_symlinks_are_refused_not_followed(tmp_path: Path) -> None:
+    target = write_key(tmp_path / "real.key", probe.key_file_text("f4", envelope.new_key()))
+    link = tmp_path / "client.py.key"
+    link.symlink_to(target)
+    assert unsafe_reason(link, secret=True) == "is a symbolic link"
+    with pytest.raises(probe.UnsafeFile, match="is a symbolic link"):
+        probe.check_private_path(str(link))
+
+
+def test_a_planted_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "client.py.state"
+    os.mkfifo(fifo, 0o600)
+    assert unsafe_reason(fifo) == "is not a regular file"  # opening it did not wait for a writer
+
+
+def test_load_files_checks_script_key_and_state(tmp_path: Path, test_user: sshd.User) -> None:
+    script = tmp_path / "client.py"
+    shutil.copy(probe.__file__, script)
+    key = envelope.new_key()
+    write_key(tmp_path / "client.py.key", probe.key_file_text("f4", key))
+    assert probe.load_files(str(script)) == ("f4", key)  # no state yet: a first run
+
+    state = tmp_path / "client.py.state"
+    state.write_text("{}")
+    os.chown(state, test_user.uid, test_user.gid)
+    with pytest.raises(probe.UnsafeFile) as caught:
+        probe.load_files(str(script))
+    assert caught.value.path == str(state)
+    state.unlink()
+
+    script.chmod(0o775)
+    with pytest.raises(probe.UnsafeFile) as caught:
+        probe.load_files(str(script))
+    assert str(caught.value) == f"{script}: writable by group/others (mode 0775)"
+
+
+def test_a_planted_state_gives_no_rates(tmp_path: Path, test_user: sshd.User) -> None:
+    """Even past load_files (a file swapped in between), collect makes up no rates from it."""
+    state = tmp_path / "client.py.state"
+    probe.collect(write_tree(tmp_path / "a", **BEFORE), str(state), now=1000.0)
+    planted = state.read_text()
+    os.chown(state, test_user.uid, test_user.gid)
+    samples, errors = probe.collect(write_tree(tmp_path / "b", **AFTER), str(state), now=1010.0)
+    assert rate_table(samples) == {}
+    assert errors == [
+        f"rates: UnsafeFile: {state}: owned by uid {test_user.uid},"
+        f" not by uid {os.geteuid()} that runs the probe"
+    ]
+    assert state.read_text() == planted  # left alone, not trusted and not overwritten
+
+
+def test_saving_state_replaces_a_symlink_instead_of_writing_through_it(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("not yours")
+    state = tmp_path / "client.py.state"
+    state.symlink_to(target)
+    probe._save_state(str(state), {"v": probe.STATE_VERSION})
+    assert target.read_text() == "not yours"
+    assert not state.is_symlink()
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("attack", ["another user's", "symlink", "group-writable"])
+def test_probe_refuses_a_planted_state_file(
+    tmp_path: Path, test_user: sshd.User, attack: str
+) -> None:
+    script = tmp_path / "client.py"
+    shutil.copy(probe.__file__, script)
+    write_key(tmp_path / "client.py.key", probe.key_file_text("f4", envelope.new_key()))
+    state = tmp_path / "client.py.state"
+    reason = {
+        "another user's": f"owned by uid {test_user.uid}, not by uid {os.geteuid()} that runs"
+        " the probe",
+        "symlink": "is a symbolic link",
+        "group-writable": "writable by group/others (mode 0664)",
+    }[attack]
+    if attack == "symlink":
+        (tmp_path / "forged").write_text("{}")
+        state.symlink_to(tmp_path / "forged")
+    else:
+        state.write_text("{}")
+        state.chmod(0o664 if attack == "group-writable" else 0o644)
+        if attack == "another user's":
+            os.chown(state, test_user.uid, test_user.gid)
+    done = subprocess.run(
+        [sys.executable, str(script), envelope.new_challenge()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (probe.EXIT_UNSAFE, "")
+    assert done.stderr == f"{probe.UNSAFE_PREFIX}{state}: {reason}\n"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import os
 import sqlite3
+import stat
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -675,3 +678,80 @@ def test_switch_to_wal_waits_for_another_connection(tmp_path: Path) -> None:
         assert check.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
         check.close()
+
+
+# ---------------------------------------------------------------- owner-only files (#11)
+
+
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The common umask, under which files would otherwise be created world-readable."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_new_sqlite_store_is_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "netmetrix" / "netmetrix.db"
+    with Store.open(f"sqlite:///{path}") as store:
+        store.add_pending_key("f4", "kid", b"k" * 32)  # a write: the -wal and -shm files exist
+        modes = {p.name: mode_of(p) for p in path.parent.iterdir()}
+        assert modes == {
+            "netmetrix.db": 0o600,
+            "netmetrix.db-wal": 0o600,
+            "netmetrix.db-shm": 0o600,
+        }
+    assert (mode_of(tmp_path / "state"), mode_of(path.parent)) == (0o700, 0o700)
+
+
+@pytest.mark.usefixtures("umask_022")
+def test_existing_directory_is_left_as_it_is(tmp_path: Path) -> None:
+    tmp_path.chmod(0o755)
+    with Store.open(f"sqlite:///{tmp_path}/netmetrix.db"):
+        pass
+    assert (mode_of(tmp_path), mode_of(tmp_path / "netmetrix.db")) == (0o755, 0o600)
+
+
+def test_store_readable_by_others_gets_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "netmetrix.db"
+    files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
+    with Store.open(f"sqlite:///{path}") as holder:
+        holder.add_pending_key("f4", "kid", b"k" * 32)  # holds the -wal and -shm open
+        for file in files:
+            file.chmod(0o644)
+        with caplog.at_level(logging.WARNING, logger="netmetrix.store"):
+            Store.open(f"sqlite:///{path}").close()
+    warnings = [r.getMessage() for r in caplog.records if r.name == "netmetrix.store"]
+    shown = ", ".join(f"{file} (mode 0644)" for file in files)
+    assert warnings == [
+        f"database {shown} can be read by other users, and it holds every host's key:"
+        f" run chmod 600 {' '.join(map(str, files))}"
+    ]
+    assert mode_of(path) == 0o644  # a warning, not a surprise chmod
+
+    caplog.clear()
+    for file in files:
+        if file.exists():  # SQLite removes -wal and -shm when the last connection closes
+            file.chmod(0o600)
+    with caplog.at_level(logging.WARNING, logger="netmetrix.store"):
+        Store.open(f"sqlite:///{path}").close()
+    assert [r for r in caplog.records if r.name == "netmetrix.store"] == []
+
+
+def test_unwritable_store_directory_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    with pytest.raises(StoreError) as caught:
+        Store.open(f"sqlite:///{tmp_path}/file/sub/netmetrix.db")
+    assert str(caught.value) == (
+        f"database sqlite:///{tmp_path}/file/sub/netmetrix.db:"
+        f" cannot create directory '{tmp_path}/file/sub': Not a directory"
+    )

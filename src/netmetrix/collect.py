@@ -36,12 +36,15 @@ def probe_source() -> bytes:
 
 
 def remote_path(host: HostConfig, script: str) -> str:
+    """The probe's path as config.xml spells it (``~/.cache/netmetrix/client.py``), for people."""
     return f"{host.directory.rstrip('/')}/{script}"
 
 
 def probe_command(host: HostConfig, script: str, challenge: str) -> str:
     # `exec` so that killing the channel's process kills the probe, not just a shell.
-    return f"exec {shlex.quote(host.python)} {shlex.quote(remote_path(host, script))} {challenge}"
+    # The path is home-relative, not "~/...": a quoted "~" would reach the shell unexpanded.
+    path = ssh.home_relative(remote_path(host, script))
+    return f"exec {shlex.quote(host.python)} {shlex.quote(path)} {challenge}"
 
 
 def _log_failure(result: HostResult[Any]) -> None:
@@ -177,6 +180,15 @@ def _check_exit(host: HostConfig, script: str, done: ssh.Completed) -> None:
     path = remote_path(host, script)
     if done.exit_status == probe.EXIT_KEY:
         raise HostError(Outcome.PROBE_MISSING, f"probe key {path}.key missing — run upload")
+    if done.exit_status == probe.EXIT_UNSAFE and probe.UNSAFE_PREFIX in done.stderr:
+        # "<file>: owned by uid 0, not by uid 1001 that runs the probe", uncut
+        refused = (done.stderr.rsplit(probe.UNSAFE_PREFIX, 1)[1].splitlines() or [""])[0][:500]
+        raise HostError(
+            Outcome.ERROR,
+            f"probe refused {refused} — another user could plant or change it; remove it,"
+            " keep <host directory> private to the login user (default ~/.cache/netmetrix),"
+            " then run upload",
+        )
     if done.exit_status == 127:
         raise HostError(Outcome.ERROR, f"`{host.python}` not found on the host: {tail}")
     if done.exit_status == 2 and "can't open file" in done.stderr:

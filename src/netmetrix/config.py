@@ -49,7 +49,9 @@ class HostConfig:
     port: int | None = None
     user: str | None = None
     key: Path | None = None  # private key file, "~" expanded
-    directory: str = "/tmp"  # noqa: S108 -- the remote probe's directory (the seed's default)
+    # The remote probe's directory: "~/..." is in the login user's home (private, made 0700),
+    # never a directory other users can write, like the seed's /tmp.
+    directory: str = "~/.cache/netmetrix"
     python: str = "python3"
     line: int = 0  # line of the element in config.xml, for messages
 
@@ -577,7 +579,9 @@ _SCRIPT = _matching(
     'a plain file name of letters, digits, ".", "_", "+", "-" (no "/")',
 )
 _DIRECTORY = _matching(
-    rf"/(?:{_SAFE}|/)*", 'an absolute path ("/...") without spaces or shell metacharacters'
+    rf"(?:/|~/)(?:{_SAFE}|/)*",
+    'an absolute path ("/...") or one in the login\'s home ("~/..."),'
+    " without spaces or shell metacharacters",
 )
 _PYTHON = _matching(
     rf"/(?:{_SAFE}|/)*|[A-Za-z0-9_]{_SAFE}*",

@@ -460,6 +460,7 @@ def _probe_python(bin_dir: Path) -> str:
 
 
 def _write_private(path: Path, data: bytes) -> None:
+    """Write a new file readable by its owner only, whatever the umask."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
@@ -532,8 +533,9 @@ def run(
                 f"temporary directory {workdir}: the demo hosts' directories need a path"
                 " without spaces or shell metacharacters; set TMPDIR to one"
             )
-        files = keep or workdir
-        files.mkdir(parents=True, exist_ok=True)
+        files = keep or workdir  # mkdtemp made workdir 0700
+        if not files.exists():
+            files.mkdir(mode=0o700, parents=True)  # it will hold a private key and the store
         status = _run(hosts, files, workdir, output)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -557,7 +559,7 @@ def _run(count: int, files: Path, workdir: Path, output: _Output) -> ExitStatus:
     names = [f"demo{i}" for i in range(1, count + 1)]
     directories = {name: workdir / "hosts" / name for name in names}
     for directory in directories.values():
-        directory.mkdir(parents=True)
+        directory.mkdir(mode=0o700, parents=True)  # as upload makes a host's directory
     client_key = asyncssh.generate_private_key("ssh-ed25519", comment="netmetrix-demo")
     _write_private(files / "demo_key", client_key.export_private_key("openssh"))
     (files / "demo_key.pub").write_bytes(client_key.export_public_key("openssh"))
@@ -565,7 +567,8 @@ def _run(count: int, files: Path, workdir: Path, output: _Output) -> ExitStatus:
     mailbox = Mailbox()
     with smtp_server(mailbox) as smtp_port, LocalFleet(directories, client_key) as fleet:
         config_path = files / "config.xml"
-        (files / "known_hosts").write_text("".join(h.known_hosts_line + "\n" for h in fleet.hosts))
+        known = "".join(h.known_hosts_line + "\n" for h in fleet.hosts)
+        _write_private(files / "known_hosts", known.encode("ascii"))
         config_path.write_text(config_xml(fleet.hosts, smtp_port=smtp_port, python=python))
         ports = ", ".join(str(h.port) for h in fleet.hosts)
         output.say(

@@ -40,9 +40,10 @@ EXAMPLE_CONFIG = """\
   <hosts>
     <!-- Only name is required.  Whatever is not given here comes from
          ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump), then SSH
-         defaults.  directory (default /tmp) holds the probe; python runs it. -->
+         defaults.  directory holds the probe: the default, ~/.cache/netmetrix, is in
+         the login user's home, made 0700 by upload; python runs it. -->
     <host name="web1" address="192.0.2.10" port="22" user="monitor"
-          key="~/.ssh/netmetrix" directory="/tmp" python="python3"/>
+          key="~/.ssh/netmetrix" directory="~/.cache/netmetrix" python="python3"/>
     <host name="db1"/>
   </hosts>
 

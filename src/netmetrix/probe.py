@@ -4,7 +4,7 @@
 Uploaded by ``netmetrix upload`` as ``<directory>/<script>`` with its key beside
 it in ``<script>.key``; run by ``netmetrix execute`` as::
 
-    python3 /tmp/client.py CHALLENGE
+    python3 .cache/netmetrix/client.py CHALLENGE      (from the login's home)
 
 It must stay ONE self-contained file, standard library only, and run on
 Python 3.6+ (checked by vermin).  psutil is used when importable.
@@ -28,16 +28,25 @@ payload JSON: {"probe": version, "python": "3.x.y", "time": unix seconds,
 
 Key file (JSON, mode 0600): {"v": 1, "host": "f4", "key": "<base64url 32 bytes>"}
 
-Exit status: 0 message printed; 2 bad arguments; 3 key file missing or invalid.
+Exit status: 0 message printed; 2 bad arguments; 3 key file missing or invalid;
+5 refused a file another user could have planted or could change (stderr names it).
+
+The probe trusts its key file, state file and its own file only when they are
+regular files (never a symlink) owned by the user running it that no one else
+can write (nor, for the key, read): in a shared directory another user could
+otherwise plant a state file that makes every run report made-up rates, sealed
+with the host's own key.
 """
 
 import base64
+import errno
 import hashlib
 import hmac
 import json
 import math
 import os
 import re
+import stat
 import sys
 import tempfile
 import threading
@@ -51,6 +60,8 @@ CHALLENGE_HEX = 32  # 16 random bytes, hex
 
 EXIT_USAGE = 2
 EXIT_KEY = 3
+EXIT_UNSAFE = 5
+UNSAFE_PREFIX = "netmetrix probe: refused "  # the collector reads the file and reason after it
 
 
 # ---------------------------------------------------------------- envelope
@@ -126,8 +137,8 @@ def seal(key, host, challenge, payload, now, encrypt=True):
 
 def read_key(path):
     # type: (str) -> tuple[str, bytes]
-    """Return (host, key bytes) from a key file; raises ValueError or OSError."""
-    with open(path, "r") as handle:
+    """Return (host, key bytes) from a key file; raises ValueError, OSError or UnsafeFile."""
+    with open_private(path, secret=True) as handle:
         data = json.load(handle)
     if not isinstance(data, dict) or data.get("v") != 1:
         raise ValueError("unknown key file format")
@@ -141,6 +152,87 @@ def key_file_text(host, key):
     # type: (str, bytes) -> str
     """The key file's content for ``host`` (the collector writes it at upload)."""
     return json.dumps({"v": 1, "host": host, "key": b64e(key)}, sort_keys=True) + "\n"
+
+
+# ---------------------------------------------------------------- file safety
+
+
+class UnsafeFile(Exception):
+    """A key, state or probe file that another user planted or can change."""
+
+    def __init__(self, path, reason):
+        # type: (str, str) -> None
+        Exception.__init__(self, "%s: %s" % (path, reason))
+        self.path = path
+        self.reason = reason
+
+
+def check_private(path, st, secret=False):
+    # type: (str, os.stat_result, bool) -> None
+    """Raise UnsafeFile unless ``st`` (an lstat or fstat of ``path``) is safe to trust.
+
+    Safe: a regular file owned by the user running the probe that no other
+    user can write; a ``secret`` one (the key) no other user can read either.
+    """
+    if stat.S_ISLNK(st.st_mode):
+        raise UnsafeFile(path, "is a symbolic link")
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeFile(path, "is not a regular file")
+    euid = os.geteuid() if hasattr(os, "geteuid") else None
+    if euid is not None and st.st_uid != euid:
+        reason = "owned by uid %d, not by uid %d that runs the probe" % (st.st_uid, euid)
+        raise UnsafeFile(path, reason)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & (0o077 if secret else 0o022):
+        what = "readable or writable" if secret else "writable"
+        raise UnsafeFile(path, "%s by group/others (mode %04o)" % (what, mode))
+
+
+def check_private_path(path, secret=False, missing_ok=False):
+    # type: (str, bool, bool) -> None
+    """check_private on ``path`` itself (lstat: a symlink is refused, never followed)."""
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        if missing_ok and exc.errno == errno.ENOENT:
+            return
+        raise
+    check_private(path, st, secret)
+
+
+def open_private(path, secret=False):
+    """Open ``path`` for reading as text, refusing (UnsafeFile) what check_private refuses.
+
+    O_NOFOLLOW: a symlink fails to open rather than leading elsewhere;
+    O_NONBLOCK: a planted FIFO cannot hang the probe; the checks run on the
+    descriptor that is then read, so the file cannot be swapped in between.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        if os.path.islink(path):  # ELOOP on Linux, EMLINK on FreeBSD
+            raise UnsafeFile(path, "is a symbolic link") from None
+        raise
+    try:
+        check_private(path, os.fstat(fd), secret)
+        return os.fdopen(fd, "r", encoding="utf-8")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def load_files(script):
+    # type: (str) -> tuple[str, bytes]
+    """Check the probe's own file and its state file, and read its key: (host, key).
+
+    Raises UnsafeFile for a file another user could have planted or could
+    change, OSError or ValueError for a missing or broken key file.
+    """
+    check_private_path(script)
+    host, key = read_key(script + ".key")
+    check_private_path(script + ".state", missing_ok=True)
+    return host, key
 
 
 # ---------------------------------------------------------------- metrics
@@ -748,7 +840,8 @@ def _load_state(path, kind, now, uptime):
     if path is None:
         return None
     try:
-        with open(path, encoding="utf-8") as handle:
+        # UnsafeFile is not caught: a planted state would make up every rate
+        with open_private(path) as handle:
             state = json.load(handle)
         then, counters = float(state["time"]), state["counters"]
         old_uptime = state.get("uptime")
@@ -765,9 +858,13 @@ def _load_state(path, kind, now, uptime):
 
 
 def _save_state(path, state):
-    """Write the state atomically (temp file, then rename), readable by its owner only."""
+    """Write the state atomically (temp file, then rename), readable by its owner only.
+
+    The rename replaces whatever ``path`` is, a symlink included, never writing through it.
+    """
     directory, name = os.path.split(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix="." + name + ".", dir=directory)  # mode 0600
+    # O_CREAT | O_EXCL | O_NOFOLLOW, mode 0600, a random name in the same directory
+    fd, temp = tempfile.mkstemp(prefix="." + name + ".", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(state, handle, sort_keys=True, separators=(",", ":"))
@@ -893,7 +990,10 @@ def main(argv=None):
     challenge = argv[0]
     me = os.path.abspath(__file__)
     try:
-        host, key = read_key(me + ".key")
+        host, key = load_files(me)
+    except UnsafeFile as exc:
+        sys.stderr.write("%s%s\n" % (UNSAFE_PREFIX, exc))
+        return EXIT_UNSAFE
     except (OSError, ValueError) as exc:
         sys.stderr.write("netmetrix probe: cannot read key %s.key: %s\n" % (me, exc))
         return EXIT_KEY

@@ -10,9 +10,12 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import random
+import re
 import secrets
 import shlex
+import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +32,7 @@ CONNECT_TRIES = 3  # sshd sheds load (MaxStartups) by dropping fresh connections
 BACKOFF = 0.25  # seconds before the 2nd try; doubled, with jitter, for the 3rd
 STDOUT_CAP = 2 << 20  # bytes of probe output we are willing to hold
 STDERR_CAP = 64 << 10
+PRIVATE_DIR = 0o700  # the probe's directory, when upload creates it
 
 # Exceptions seen when sshd drops a connection before authentication.
 _THROTTLE_ERRORS = (asyncssh.ConnectionLost, ConnectionResetError, BrokenPipeError)
@@ -84,8 +88,10 @@ class HostKeys:
         line = f"{pattern} {algorithm} {blob}"
         if line in self._lines:
             return
-        self._ours.parent.mkdir(parents=True, exist_ok=True)
-        with self._ours.open("a", encoding="ascii") as handle:
+        self._ours.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Owner-only like the store: it lists every host the collector reaches.
+        fd = os.open(self._ours, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        with open(fd, "a", encoding="ascii") as handle:
             handle.write(line + "\n")
         self._lines.append(line)
         self._known = asyncssh.import_known_hosts("\n".join(self._lines) + "\n")
@@ -260,6 +266,18 @@ async def _read_capped(stream: asyncssh.SSHReader[bytes], cap: int) -> bytes:
     return bytes(data)
 
 
+def home_relative(path: str) -> str:
+    """``path`` as SFTP and exec take it: ``~/x`` becomes ``x``.
+
+    Both start in the login user's home, so a relative path lands there
+    without knowing $HOME; a ``~`` would reach the shell quoted (unexpanded)
+    and means nothing to SFTP.
+    """
+    if path in ("~", "~/"):
+        return "."
+    return path[2:] if path.startswith("~/") else path
+
+
 async def upload(
     conn: asyncssh.SSHClientConnection,
     directory: str,
@@ -267,14 +285,21 @@ async def upload(
     *,
     seconds: float,
 ) -> str:
-    """Write ``files`` into ``directory`` atomically; return "sftp" or "exec" (the fallback)."""
+    """Write ``files`` into ``directory`` atomically; return "sftp" or "exec" (the fallback).
+
+    ``directory`` may start with ``~/`` (the login's home).  It is created
+    0700 when missing; an existing one that other users could write (and is
+    not sticky), or that belongs to another user than the login or root, is
+    refused, as is replacing another user's file in a directory the login
+    does not own (a shared one, like /tmp).
+    """
     try:
         async with asyncio.timeout(seconds):
             try:
                 async with conn.start_sftp_client() as sftp:
-                    await sftp.makedirs(directory, exist_ok=True)
+                    place = await _sftp_directory(sftp, directory)
                     for item in files:
-                        await _sftp_put(sftp, directory, item)
+                        await _sftp_put(sftp, directory, place, item)
                 return "sftp"
             except asyncssh.ChannelOpenError:
                 pass  # no SFTP subsystem on this host: pipe the files over exec instead
@@ -287,32 +312,124 @@ async def upload(
         raise HostError(Outcome.ERROR, f"upload to {directory} failed: {exc.reason}") from exc
 
 
-async def _sftp_put(sftp: asyncssh.SFTPClient, directory: str, item: RemoteFile) -> None:
-    final = f"{directory.rstrip('/')}/{item.name}"
-    temp = f"{directory.rstrip('/')}/.{item.name}.{secrets.token_hex(6)}.tmp"
+def _refused(directory: str, problem: str) -> HostError:
+    return HostError(Outcome.ERROR, f"upload to {directory} refused: {problem}")
+
+
+def _directory_problem(mode: int, owner: int | None, me: int | None) -> str | None:
+    """Why the probe must not live in a directory with this mode and owner (None: it may).
+
+    Like OpenSSH's StrictModes: whoever can rename files there can swap the
+    probe for their own code, run as the login user.  A sticky directory
+    (/tmp) lets only a file's owner rename it.
+    """
+    if owner is not None and me is not None and owner not in (me, 0):
+        return _owner_problem(owner, me)
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        return _writable_problem(stat.filemode(mode))
+    return None
+
+
+def _owner_problem(owner: int, me: int) -> str:
+    return f"the directory belongs to uid {owner}, not to the login user (uid {me}) or root"
+
+
+def _writable_problem(mode_text: str) -> str:
+    return (
+        f"the directory is writable by other users ({mode_text}), who could swap the probe"
+        " for their own code; chmod go-w it, or use a private directory (the default"
+        " ~/.cache/netmetrix)"
+    )
+
+
+def _foreign_file_problem(name: str, owner: int, me: int) -> str:
+    return (
+        f"{name} there belongs to uid {owner}, not to the login user (uid {me}), and cannot be"
+        " replaced in a directory shared with other users; remove it, or use a private"
+        " <host directory> (the default ~/.cache/netmetrix)"
+    )
+
+
+async def _sftp_directory(sftp: asyncssh.SFTPClient, directory: str) -> asyncssh.SFTPAttrs:
+    """Create ``directory`` 0700 if missing; refuse one others could write; return its attrs."""
+    path = home_relative(directory)
+    created = not await sftp.exists(path)
+    await sftp.makedirs(path, asyncssh.SFTPAttrs(permissions=PRIVATE_DIR), exist_ok=True)
+    if created:
+        await sftp.chmod(path, PRIVATE_DIR)  # the server's umask may have trimmed the mode
+    attrs = await sftp.stat(path)
+    problem = _directory_problem(attrs.permissions or 0, None, None)
+    if problem is not None:
+        raise _refused(directory, problem)
+    return attrs
+
+
+async def _sftp_put(
+    sftp: asyncssh.SFTPClient, directory: str, place: asyncssh.SFTPAttrs, item: RemoteFile
+) -> None:
+    base = home_relative(directory).rstrip("/") or "/"
+    final = f"{base}/{item.name}"
+    temp = f"{base}/.{item.name}.{secrets.token_hex(6)}.tmp"
     attrs = asyncssh.SFTPAttrs(permissions=item.mode)  # created private: the key is never exposed
     try:
-        async with sftp.open(temp, "wb", attrs) as handle:
+        async with sftp.open(temp, "xb", attrs) as handle:
             await handle.write(item.data)
+            me = (await handle.stat()).uid  # the login user: SFTP has no "id -u"
+        problem = _directory_problem(place.permissions or 0, place.uid, me)
+        if problem is not None:
+            raise _refused(directory, problem)
+        with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+            old = await sftp.lstat(final)
+            if me is not None and old.uid not in (None, me) and place.uid != me:
+                raise _refused(directory, _foreign_file_problem(item.name, old.uid, me))
         await sftp.chmod(temp, item.mode)  # the server's umask may have trimmed the mode
-        await sftp.posix_rename(temp, final)
+        await sftp.posix_rename(temp, final)  # replaces a planted file or symlink, never follows it
     except BaseException:
         with contextlib.suppress(Exception):
             await sftp.remove(temp)
         raise
 
 
+_EXEC_REFUSED = 90  # _exec_put's script: a check failed; stderr has "nmx-upload: WHAT ARGS"
+_EXEC_FACT = re.compile(r"nmx-upload: (dir-mode|dir-owner|file-owner) (\S+) (\d+) (\d+)")
+
+
+def _exec_script(directory: str, item: RemoteFile) -> str:
+    """A POSIX sh script making the same checks as the SFTP path, then writing ``item``.
+
+    ``ls -ldn`` gives mode and numeric owner everywhere (``stat -c`` is GNU only);
+    mkdir -p under umask 077 makes missing directories 0700; ``set -f`` keeps
+    the shell from globbing the ``ls`` words it splits.
+    """
+    q = shlex.quote
+    name, temp = q(item.name), q(f".{item.name}.{secrets.token_hex(6)}.tmp")
+    return (
+        f"set -f && umask 077 && mkdir -p -- {q(home_relative(directory))}"
+        f" && cd -- {q(home_relative(directory))} && me=$(id -u) && set -- $(ls -ldn .)"
+        ' && owner=$3 && case "$1" in d????????[tT]*) ;; d????w*|d???????w*)'
+        f' echo "nmx-upload: dir-mode $1 $owner $me" >&2; exit {_EXEC_REFUSED};; esac'
+        ' && if [ "$owner" != "$me" ] && [ "$owner" != 0 ]; then'
+        f' echo "nmx-upload: dir-owner $1 $owner $me" >&2; exit {_EXEC_REFUSED}; fi'
+        f" && if [ -e {name} ] || [ -h {name} ]; then set -- $(ls -ldn -- {name})"
+        ' && if [ "$3" != "$me" ] && [ "$owner" != "$me" ]; then'
+        f' echo "nmx-upload: file-owner $1 $3 $me" >&2; exit {_EXEC_REFUSED}; fi; fi'
+        f" && cat > {temp} && chmod {item.mode:o} {temp} && mv -f -- {temp} {name}"
+    )
+
+
 async def _exec_put(
     conn: asyncssh.SSHClientConnection, directory: str, item: RemoteFile, seconds: float
 ) -> None:
-    final = f"{directory.rstrip('/')}/{item.name}"
-    temp = f"{directory.rstrip('/')}/.{item.name}.{secrets.token_hex(6)}.tmp"
-    q = shlex.quote
-    command = (
-        f"umask 077 && mkdir -p -- {q(directory)} && cat > {q(temp)} && "
-        f"chmod {item.mode:o} {q(temp)} && mv -f -- {q(temp)} {q(final)}"
-    )
-    done = await run(conn, command, seconds=seconds, stdin=item.data)
-    if done.exit_status != 0:
-        tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.exit_status}"]
-        raise HostError(Outcome.ERROR, f"upload to {directory} failed: {tail[0]}")
+    done = await run(conn, _exec_script(directory, item), seconds=seconds, stdin=item.data)
+    if done.exit_status == 0:
+        return
+    fact = _EXEC_FACT.search(done.stderr) if done.exit_status == _EXEC_REFUSED else None
+    if fact is not None:
+        what, mode_text, owner, me = fact[1], fact[2], int(fact[3]), int(fact[4])
+        if what == "dir-mode":
+            raise _refused(directory, _writable_problem(mode_text))
+        if what == "dir-owner":
+            raise _refused(directory, _owner_problem(owner, me))
+        raise _refused(directory, _foreign_file_problem(item.name, owner, me))
+    tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.exit_status}"]
+    raise HostError(Outcome.ERROR, f"upload to {directory} failed: {tail[0]}")
