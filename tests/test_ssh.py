@@ -106,13 +106,13 @@ def test_default_maxstartups_is_absorbed_by_retries(tmp_path: Path) -> None:
 
         async def job(host: HostConfig) -> int | None:
             async with ssh.connect(host, cfg, keys) as conn:
-                return (await ssh.run(conn, "true", seconds=10)).exit_status
+                return (await ssh.run(conn, "true", seconds=60)).exit_status  # a loaded box
 
         results = asyncio.run(run_fleet(hosts, job, concurrency=40))
     finally:
         server.stop()
     outcomes = {r.outcome for r in results}
-    assert outcomes <= {Outcome.OK, Outcome.THROTTLED}
+    assert outcomes <= {Outcome.OK, Outcome.THROTTLED}, [(r.error, r.seconds) for r in results]
     ok = sum(r.ok for r in results)
     assert ok >= 38, [r.error for r in results if not r.ok]
     assert all(r.value == 0 for r in results if r.ok)
