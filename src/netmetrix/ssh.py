@@ -13,6 +13,7 @@ import logging
 import random
 import secrets
 import shlex
+import socket
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +30,13 @@ log = logging.getLogger(__name__)
 USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 CONNECT_TRIES = 3  # sshd sheds load (MaxStartups) by dropping fresh connections: retry those
 BACKOFF = 0.25  # seconds before the 2nd try; doubled, with jitter, for the 3rd
+BANNER_WAIT = 3.0  # seconds to wait for the server to speak first before we do
 MAX_JUMPS = 8  # ProxyJump hops followed, so that a loop in ~/.ssh/config ends
 STDOUT_CAP = 2 << 20  # bytes of probe output we are willing to hold
 STDERR_CAP = 64 << 10
 
+# sshd's greeting to a connection it drops past MaxStartups (OpenSSH >= 8.2; older ones say nothing)
+_MAXSTARTUPS_NOTICE = b"Exceeded MaxStartups"
 # Plain host key algorithms, to learn a key (not a certificate) under accept-new
 _PLAIN_KEY_ALGS = [alg.decode("ascii") for alg in get_default_public_key_algs()]
 
@@ -269,15 +273,18 @@ class _Hop:
 
 
 class _EarlyClose(Exception):
-    """The server dropped the connection before login (sshd throttling): worth another try."""
+    """The server closed or reset the connection before login: worth another try."""
 
-    def __init__(self, reason: str, label: str = "") -> None:
+    def __init__(self, outcome: Outcome, reason: str, label: str = "") -> None:
         super().__init__(reason)
-        self.reason, self.label = reason, label
+        self.outcome, self.reason, self.label = outcome, reason, label
 
     def final(self, tries: int) -> HostError:
-        what = f"connection dropped before login {tries} times (sshd MaxStartups throttling?)"
-        return HostError(Outcome.THROTTLED, f"{self.label}{what}: {self.reason}")
+        if self.outcome is Outcome.THROTTLED:
+            what = f"connection dropped before login {tries} times (sshd MaxStartups throttling?)"
+        else:
+            what = f"connection reset before login {tries} times"
+        return HostError(self.outcome, f"{self.label}{what}: {self.reason}")
 
 
 @contextlib.asynccontextmanager
@@ -388,17 +395,24 @@ async def _open_hop(
     if keys.accept_new and not keys.knows(hop.key_host, port):
         # Nothing to check a certificate with: learn the plain key, as OpenSSH does.
         extra["server_host_key_algs"] = _PLAIN_KEY_ALGS
+    banner = False
     try:
         async with asyncio.timeout(ssh.connect_timeout):
+            sock = None
+            if tunnel is None and not hop.options.proxy_command:
+                sock, banner = await _open_socket(hop.options)
             conn = await asyncssh.connect(
                 hop.host,
                 port=hop.port,
                 options=hop.options,
                 tunnel=tunnel,
+                sock=sock,
                 known_hosts=keys.lookup,
                 client_factory=lambda: policy,
                 **extra,
             )
+    except _EarlyClose as exc:
+        raise _EarlyClose(exc.outcome, exc.reason, label) from exc
     except TimeoutError as exc:
         raise HostError(
             Outcome.TIMEOUT, f"{label}timeout after {ssh.connect_timeout:g}s (connect)"
@@ -408,8 +422,14 @@ async def _open_hop(
         raise HostError(refusal.outcome, f"{label}{refusal}") from exc
     except asyncssh.PermissionDenied as exc:
         raise HostError(Outcome.AUTH, f"{label}auth failed: {exc.reason}") from exc
-    except (asyncssh.ConnectionLost, ConnectionResetError, BrokenPipeError) as exc:
-        raise _EarlyClose(str(exc), label) from exc
+    except asyncssh.ConnectionLost as exc:
+        # Before sshd's banner, a close is sshd shedding load; after it, something else.
+        if banner:
+            reason = "closed by the server after its SSH banner"
+            raise _EarlyClose(Outcome.RESET, reason, label) from exc
+        raise _EarlyClose(Outcome.THROTTLED, str(exc), label) from exc
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        raise _EarlyClose(Outcome.RESET, str(exc), label) from exc
     except ConnectionRefusedError as exc:
         raise HostError(Outcome.REFUSED, f"{label}connection refused ({real_host}:{port})") from exc
     except OSError as exc:
@@ -430,6 +450,66 @@ async def _close(conn: asyncssh.SSHClientConnection) -> None:
     conn.close()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(conn.wait_closed(), 2)
+
+
+async def _open_socket(options: asyncssh.SSHClientConnectionOptions) -> tuple[socket.socket, bool]:
+    """A TCP connection to the host; True if the server's SSH banner has arrived.
+
+    We wait for the server to speak first (sshd always does) before asyncssh
+    sends our banner: sshd past MaxStartups then closes cleanly, saying
+    "Exceeded MaxStartups", instead of resetting a connection with unread
+    data, so a drop can be told from a reset.
+    """
+    loop = asyncio.get_running_loop()
+    host, port = options.host, options.port
+    infos = await loop.getaddrinfo(host, port, family=options.family, type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"no address found for {host}")
+    for family, kind, proto, _name, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            if options.local_addr:
+                sock.bind(options.local_addr)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        try:
+            return sock, await _first_words(loop, sock)
+        except BaseException:
+            sock.close()
+            raise
+    raise error
+
+
+async def _first_words(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bool:
+    """Peek at what the server says first: a banner (True), nothing yet (False), or a drop."""
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(sock.fileno(), ready)
+    try:
+        async with asyncio.timeout(BANNER_WAIT):
+            await readable
+    except TimeoutError:
+        return False  # a slow server, or one that waits for us: asyncssh goes on
+    finally:
+        loop.remove_reader(sock.fileno())
+    try:
+        first = sock.recv(64, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False
+    except ConnectionResetError as exc:
+        raise _EarlyClose(Outcome.RESET, str(exc)) from exc
+    if not first:
+        raise _EarlyClose(Outcome.THROTTLED, "closed by the server before its SSH banner")
+    if first.startswith(_MAXSTARTUPS_NOTICE):
+        raise _EarlyClose(Outcome.THROTTLED, f'sshd said "{_MAXSTARTUPS_NOTICE.decode()}"')
+    return first.startswith(b"SSH-")
 
 
 async def _options(host: HostConfig, ssh: SSHConfig) -> asyncssh.SSHClientConnectionOptions:
