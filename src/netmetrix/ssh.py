@@ -530,8 +530,7 @@ async def _options(host: HostConfig, ssh: SSHConfig) -> asyncssh.SSHClientConnec
         )
     except (OSError, asyncssh.KeyImportError) as exc:
         what = f"private key {host.key}" if host.key else "~/.ssh/config or default keys"
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise HostError(Outcome.AUTH, f"cannot read {what}: {reason}") from exc
+        raise HostError(Outcome.AUTH, f"cannot read {what}: {_key_error(exc)}") from exc
     except ValueError as exc:  # a bad ~/.ssh/config line, an unknown local user...
         raise HostError(Outcome.ERROR, f"ssh options: {exc}") from exc
     return options
@@ -551,6 +550,29 @@ def _client_keys(path: Path) -> list[asyncssh.SSHKeyPair]:
 @functools.lru_cache(maxsize=16)
 def _load_keypairs(path: str, mtime_ns: int, size: int) -> tuple[asyncssh.SSHKeyPair, ...]:
     return tuple(asyncssh.load_keypairs([path]))
+
+
+def key_file_problem(path: Path) -> str | None:
+    """Why the private key file ``path`` cannot be used for logging in, or None if it can."""
+    try:
+        _client_keys(path)
+    except (OSError, asyncssh.KeyImportError) as exc:
+        return _key_error(exc)
+    return None
+
+
+def _key_error(exc: OSError | asyncssh.KeyImportError) -> str:
+    """A private key's load error, in words that say what to do about it."""
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a private key file"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if "assphrase" in str(exc):  # asyncssh: "Passphrase must be specified to import encrypted..."
+        return (
+            "the key is protected by a passphrase, which netmetrix cannot ask for: "
+            "load it into ssh-agent (ssh-add) and leave out key=, so that the agent is used"
+        )
+    return f"not a private key netmetrix can read: {exc}"
 
 
 async def run(
