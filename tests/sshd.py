@@ -14,7 +14,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,7 +68,12 @@ class Sshd:
 
 
 def _config_text(
-    workdir: Path, port: int, authorized_keys: Path, sftp: bool, max_startups: str
+    workdir: Path,
+    port: int,
+    authorized_keys: Path,
+    sftp: bool,
+    max_startups: str,
+    extra: Sequence[str] = (),
 ) -> str:
     lines = [
         f"Port {port}",
@@ -91,6 +96,7 @@ def _config_text(
     ]
     if sftp:
         lines.append("Subsystem sftp internal-sftp")
+    lines += extra
     return "\n".join(lines) + "\n"
 
 
@@ -101,18 +107,28 @@ def start_sshd(
     sftp: bool = True,
     max_startups: str = "1000:100:1000",
     port: int | None = None,
+    extra_config: Sequence[str] = (),
 ) -> Sshd:
-    """Start one sshd in ``workdir`` and wait until it accepts connections."""
+    """Start one sshd in ``workdir`` and wait until it accepts connections.
+
+    ``extra_config``: more sshd_config lines (``HostCertificate ...``); a
+    ``workdir/host_key`` made beforehand (to certify it) is used as is.
+    """
     if not os.access(SSHD, os.X_OK):
         raise RuntimeError(
             f"{SSHD} not found: run `make system-deps` (apt-get install openssh-server)"
         )
     workdir.mkdir(parents=True, exist_ok=True)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir, needed as root
-    host_key = keygen(workdir / "host_key", "netmetrix-test-host")
+    key_file = workdir / "host_key"
+    host_key = (
+        Path(f"{key_file}.pub").read_text()
+        if key_file.exists()
+        else keygen(key_file, "netmetrix-test-host")
+    )
     port = port or free_port()
     cfg = workdir / "sshd_config"
-    cfg.write_text(_config_text(workdir, port, authorized_keys, sftp, max_startups))
+    cfg.write_text(_config_text(workdir, port, authorized_keys, sftp, max_startups, extra_config))
     server = Sshd(port=port, host_key_line=" ".join(host_key.split()[:2]), workdir=workdir)
     with server.log.open("wb") as log:
         server.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stderr=log)

@@ -465,9 +465,13 @@ def test_history_plot_with_nothing_to_plot(filled: Env) -> None:
 # -- config ---------------------------------------------------------------------
 
 
-def test_config_init_writes_an_example_that_passes_check(tmp_path: Path, netmetrix: Cli) -> None:
+def test_config_init_writes_an_example_that_passes_check(
+    tmp_path: Path, netmetrix: Cli, isolated_home: Path
+) -> None:
     path = tmp_path / "etc" / "config.xml"
     path.parent.mkdir()
+    (isolated_home / ".ssh").mkdir()
+    sshd.keygen(isolated_home / ".ssh" / "netmetrix")  # the example's key=, as the README makes it
     run = netmetrix("config", "init", path)
     assert run.code == 0, run.err
     assert (
@@ -516,6 +520,7 @@ def test_config_init_into_a_missing_directory(tmp_path: Path, netmetrix: Cli) ->
 
 
 def test_config_check_formats(env: Env) -> None:
+    (env.config.parent / "var").mkdir(exist_ok=True)  # else a note says SQLite's will be made
     assert ok(env("config", "check")) == f"{env.config}: OK, 3 hosts, 0 alert rules\n"
     assert json.loads(ok(env("config", "check", "--format", "json"))) == [
         {"config": str(env.config), "ok": True, "hosts": 3, "alert_rules": 0}

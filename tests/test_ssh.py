@@ -1,8 +1,12 @@
-"""The SSH edge on its own: throttling retries, deadlines, the fleet summary."""
+"""The SSH edge on its own: throttling and reset retries, deadlines, the fleet summary."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -106,13 +110,13 @@ def test_default_maxstartups_is_absorbed_by_retries(tmp_path: Path) -> None:
 
         async def job(host: HostConfig) -> int | None:
             async with ssh.connect(host, cfg, keys) as conn:
-                return (await ssh.run(conn, "true", seconds=10)).exit_status
+                return (await ssh.run(conn, "true", seconds=60)).exit_status  # a loaded box
 
         results = asyncio.run(run_fleet(hosts, job, concurrency=40))
     finally:
         server.stop()
     outcomes = {r.outcome for r in results}
-    assert outcomes <= {Outcome.OK, Outcome.THROTTLED}
+    assert outcomes <= {Outcome.OK, Outcome.THROTTLED}, [(r.error, r.seconds) for r in results]
     ok = sum(r.ok for r in results)
     assert ok >= 38, [r.error for r in results if not r.ok]
     assert all(r.value == 0 for r in results if r.ok)
@@ -155,3 +159,123 @@ def test_farm_accepts_the_unprivileged_test_user(farm, test_user, user_dir) -> N
             return str(done.stdout)
 
     assert asyncio.run(go()).split() == ["nmx-test", "1", "ok"]
+
+
+# ---------------------------------------------------------------- drops vs resets (#11)
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """Close with a TCP RST (SO_LINGER 0), as a firewall or a crashing service would."""
+    sock = writer.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.transport.abort()
+
+
+async def _resets_at_once(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    _reset(writer)
+
+
+async def _resets_after_banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"SSH-2.0-OpenSSH_9.2p1 fake\r\n")
+    await writer.drain()
+    await reader.readline()  # the client's banner: the exchange is done
+    _reset(writer)
+
+
+async def _closes_after_banner(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"SSH-2.0-OpenSSH_9.2p1 fake\r\n")
+    await writer.drain()
+    await reader.readline()
+    writer.close()
+
+
+def _connect_to(handler: Handler, tmp_path: Path) -> tuple[HostError, int]:
+    """Connect to a TCP server running ``handler``: the error, and how many connections it saw."""
+    accepted: list[int] = []
+
+    async def counted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        await handler(reader, writer)
+
+    async def scenario() -> HostError:
+        server = await asyncio.start_server(counted, "127.0.0.1", 0)
+        host, cfg = _host(server.sockets[0].getsockname()[1], tmp_path)
+        try:
+            async with ssh.connect(host, cfg, ssh.HostKeys(cfg)):
+                pass
+        except HostError as exc:
+            return exc
+        finally:
+            server.close()
+            await server.wait_closed()
+        raise AssertionError("connect succeeded")
+
+    return asyncio.run(scenario()), len(accepted)
+
+
+@pytest.mark.parametrize("handler", [_resets_at_once, _resets_after_banner, _closes_after_banner])
+def test_a_host_that_resets_is_not_called_throttled(tmp_path: Path, handler: Handler) -> None:
+    """Only a close before sshd's banner is throttling; a reset or a later close is not."""
+    error, accepted = _connect_to(handler, tmp_path)
+    assert error.outcome is Outcome.RESET
+    assert str(error).startswith("connection reset before login 3 times: ")
+    if handler is _resets_at_once:
+        assert str(error).endswith(": [Errno 104] Connection reset by peer")
+    assert accepted == ssh.CONNECT_TRIES
+
+
+@pytest.mark.sshd
+def test_sshd_past_maxstartups_is_throttled_every_time(tmp_path: Path) -> None:
+    """sshd's own drop ("Exceeded MaxStartups") is told apart from a reset, every time.
+
+    With MaxStartups 1:100:1 and one unauthenticated connection held open,
+    sshd drops every new connection.  asyncssh alone saw about 40% of such
+    drops as resets (its banner was unread when sshd closed).
+    """
+    authorized = tmp_path / "authorized_keys"
+    authorized.write_text(sshd.keygen(tmp_path / "client_key") + "\n")
+    server = sshd.start_sshd(tmp_path / "sshd", authorized, max_startups="1:100:1")
+    try:
+        hold = _hold_unauthenticated(server.port)
+        (tmp_path / "known_hosts").write_text(server.known_hosts_line + "\n")
+        cfg = SSHConfig(known_hosts=tmp_path / "known_hosts", connect_timeout=60)
+        keys = ssh.HostKeys(cfg)
+        host = HostConfig(
+            name="h",
+            address="127.0.0.1",
+            port=server.port,
+            user="root",
+            key=tmp_path / "client_key",
+        )
+
+        async def attempt() -> HostError:
+            try:
+                async with ssh.connect(host, cfg, keys):
+                    pass
+            except HostError as exc:
+                return exc
+            raise AssertionError("sshd let a connection in past MaxStartups")
+
+        errors = [asyncio.run(attempt()) for _ in range(4)]
+        hold.close()
+    finally:
+        server.stop()
+    assert {e.outcome for e in errors} == {Outcome.THROTTLED}
+    assert {str(e) for e in errors} == {
+        "connection dropped before login 3 times (sshd MaxStartups throttling?): "
+        'sshd said "Exceeded MaxStartups"'
+    }
+
+
+def _hold_unauthenticated(port: int) -> socket.socket:
+    """A connection that got sshd's banner and stays unauthenticated (LoginGraceTime: 2 min)."""
+    for _ in range(50):  # the listener probe's own connection may still count as a startup
+        sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        if sock.recv(64).startswith(b"SSH-"):
+            return sock
+        sock.close()
+        time.sleep(0.1)
+    raise AssertionError("sshd kept dropping the first connection")

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 import click
 
 from netmetrix.config import Config, HostConfig, load_config, parse_duration
-from netmetrix.errors import NetmetrixError, UsageError
+from netmetrix.errors import ConfigError, NetmetrixError, UsageError
 from netmetrix.render import format_option, iso, labels_text, number, render
 
 if TYPE_CHECKING:
@@ -478,10 +478,14 @@ def init(settings: Settings, path: Path | None, force: bool, fmt: str) -> None:
 @format_option
 @click.pass_obj
 def check(settings: Settings, path: Path | None, fmt: str) -> None:
-    """Validate config.xml without touching any host.
+    """Validate config.xml and the files it names, without touching any host.
 
-    PATH defaults to the --config file.  Exit status 0 when the file is
-    valid; 2 with one `file:line: problem` line per problem on stderr.
+    PATH defaults to the --config file.  Besides the file itself, every
+    host's key= file must exist and be a private key netmetrix can use
+    without a passphrase, and the <database> directory must be a directory
+    (a missing one is noted: it is created on first use).  Exit status 0
+    when all is well; 2 with one `file:line: problem` line per problem on
+    stderr.
 
     \b
     Examples:
@@ -489,8 +493,16 @@ def check(settings: Settings, path: Path | None, fmt: str) -> None:
       netmetrix config check /etc/netmetrix/config.xml
       netmetrix config check --format json
     """
+    from netmetrix.config import check_local_files
+    from netmetrix.ssh import key_file_problem
+
     target = path or settings.config_path
     cfg = load_config(target)
+    local = check_local_files(cfg, str(target), key_file_problem)
+    if local.problems:
+        raise ConfigError(local.problems)
+    for note in local.notes:
+        click.echo(note, err=True)
     rules = len(cfg.alerts.rules)
     row = {"config": str(target), "ok": True, "hosts": len(cfg.hosts), "alert_rules": rules}
     line = f"{target}: OK, {_plural(len(cfg.hosts), 'host')}, {_plural(rules, 'alert rule')}"

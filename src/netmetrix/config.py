@@ -793,3 +793,52 @@ def _check_clear(el: _Element, op: Operator, limit: float, clear: float | None) 
     if not ok:
         got = _show(el.node.attrs["clear"])
         el.problem(f'clear must be {side} limit {limit:g} for op "{op}", got {got}')
+
+
+# ---------------------------------------------------------------- local files (config check)
+
+_SQLITE_PATH_RE = re.compile(r"sqlite(?:\+\w+)?:///([^?]+)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalCheck:
+    """What ``config check`` finds in local files: problems (exit 2) and notes (fine)."""
+
+    problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+def check_local_files(
+    config: Config, shown: str, key_problem: Callable[[Path], str | None]
+) -> LocalCheck:
+    """Check the files a run will need before any host is touched: keys, database directory.
+
+    ``key_problem(path)`` says why a private key cannot be used, or None
+    (``ssh.key_file_problem``; passed in so that this module needs no asyncssh).
+    A key shared by many hosts is checked and reported once, at its first host.
+    """
+    users: dict[Path, list[HostConfig]] = {}
+    for host in config.hosts:
+        if host.key is not None:
+            users.setdefault(host.key, []).append(host)
+    problems = []
+    for key, hosts in users.items():
+        problem = key_problem(key)
+        if problem is not None:
+            others = len(hosts) - 1
+            more = f" (also the key of {others} more host{'s' * (others > 1)})" if others else ""
+            label = f"<host name={_show(hosts[0].name)}>"
+            path = json.dumps(str(key), ensure_ascii=False)  # whole: _show would shorten it
+            problems.append(f"{shown}:{hosts[0].line}: {label}: key {path}: {problem}{more}")
+    notes = []
+    match = _SQLITE_PATH_RE.fullmatch(config.database)
+    if match is not None and match[1] != ":memory:":
+        directory = Path(match[1]).parent
+        if not directory.exists():
+            notes.append(
+                f"{shown}: <database>: directory {directory} does not exist yet; "
+                "netmetrix creates it on first use"
+            )
+        elif not directory.is_dir():
+            problems.append(f"{shown}: <database>: {directory} is not a directory")
+    return LocalCheck(problems=tuple(problems), notes=tuple(notes))

@@ -68,6 +68,7 @@ class Outcome(enum.StrEnum):
     REFUSED = "refused"
     UNREACHABLE = "unreachable"
     THROTTLED = "throttled by sshd"
+    RESET = "reset before login"
     AUTH = "auth failed"
     HOST_KEY = "host key"
     PROBE_MISSING = "probe missing"

@@ -15,12 +15,15 @@ import random
 import re
 import secrets
 import shlex
+import socket
 import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
+from asyncssh.constants import DEFAULT_PORT
+from asyncssh.public_key import get_default_public_key_algs
 
 from netmetrix.config import HostConfig, SSHConfig
 from netmetrix.errors import HostError, Outcome
@@ -30,12 +33,16 @@ log = logging.getLogger(__name__)
 USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 CONNECT_TRIES = 3  # sshd sheds load (MaxStartups) by dropping fresh connections: retry those
 BACKOFF = 0.25  # seconds before the 2nd try; doubled, with jitter, for the 3rd
+BANNER_WAIT = 3.0  # seconds to wait for the server to speak first before we do
+MAX_JUMPS = 8  # ProxyJump hops followed, so that a loop in ~/.ssh/config ends
 STDOUT_CAP = 2 << 20  # bytes of probe output we are willing to hold
 STDERR_CAP = 64 << 10
 PRIVATE_DIR = 0o700  # the probe's directory, when upload creates it
 
-# Exceptions seen when sshd drops a connection before authentication.
-_THROTTLE_ERRORS = (asyncssh.ConnectionLost, ConnectionResetError, BrokenPipeError)
+# sshd's greeting to a connection it drops past MaxStartups (OpenSSH >= 8.2; older ones say nothing)
+_MAXSTARTUPS_NOTICE = b"Exceeded MaxStartups"
+# Plain host key algorithms, to learn a key (not a certificate) under accept-new
+_PLAIN_KEY_ALGS = [alg.decode("ascii") for alg in get_default_public_key_algs()]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,121 +62,460 @@ class RemoteFile:
 class HostKeys:
     """Known host keys: ours (``<ssh known_hosts>``, written under accept-new), then the user's.
 
-    ``strict`` refuses unknown and changed keys; ``accept-new`` records an
-    unknown host's key in our file (like OpenSSH StrictHostKeyChecking=accept-new)
-    but still refuses a key that differs from a recorded one.
+    Both files are read as OpenSSH reads them, markers included: a key marked
+    ``@revoked`` is refused under any policy, and a host certificate signed by
+    a ``@cert-authority`` key is trusted.  ``strict`` refuses unknown and
+    changed keys; ``accept-new`` records an unknown host's key in our file
+    (like OpenSSH StrictHostKeyChecking=accept-new) but still refuses a key
+    that differs from a recorded one.
     """
 
     def __init__(self, ssh: SSHConfig, user_file: Path = USER_KNOWN_HOSTS) -> None:
         self._ours = ssh.known_hosts
         self._policy = ssh.host_key_policy
-        self._user_file = user_file.expanduser()
-        self._lines: list[str] = []
-        for path in (self._ours, self._user_file):
-            with contextlib.suppress(FileNotFoundError):
-                self._lines += path.read_text(encoding="utf-8", errors="replace").splitlines()
-        self._known = asyncssh.import_known_hosts("\n".join(self._lines) + "\n")
+        paths = dict.fromkeys((self._ours, user_file.expanduser()))
+        self._files = {path: _read_lines(path) for path in paths}
+        self._known = _import_known(self._files)
 
-    def known(self, host: str, port: int) -> asyncssh.SSHKnownHosts:
-        return self._known
+    def lookup(self, host: str, addr: str, port: int | None) -> _Entries:
+        """Trusted keys, CA keys and revoked keys for a host, as asyncssh asks (port None: 22).
 
-    def has_keys_for(self, host: str, port: int) -> bool:
-        trusted, ca_keys, *_ = asyncssh.match_known_hosts(self._known, host, host, port)
-        return bool(trusted or ca_keys)
+        Passed to asyncssh as its ``known_hosts``.
+        """
+        return _lookup(self._known, host, addr, port)
 
     @property
     def accept_new(self) -> bool:
         return self._policy == "accept-new"
 
+    def knows(self, host: str, port: int, addr: str = "") -> bool:
+        """Whether a key or CA is trusted for ``host`` (or ``addr``); @revoked lines don't count."""
+        trusted, ca_keys, _ = self.lookup(host, addr, None if port == DEFAULT_PORT else port)
+        return bool(trusted or ca_keys)
+
+    def accepts_unknown(self, host: str, addr: str, port: int) -> bool:
+        """Whether a key known_hosts does not list may be recorded (accept-new, host unknown)."""
+        return self.accept_new and not self.knows(host, port, addr)
+
     def record(self, host: str, port: int, key: asyncssh.SSHKey) -> None:
         """Append ``key`` for ``host:port`` to our known_hosts file (once)."""
-        pattern = host if port == 22 else f"[{host}]:{port}"
         algorithm, blob = key.export_public_key("openssh").decode("ascii").split()[:2]
-        line = f"{pattern} {algorithm} {blob}"
-        if line in self._lines:
+        line = f"{_pattern(host, port)} {algorithm} {blob}"
+        lines = self._files[self._ours]
+        if line in lines:
             return
         self._ours.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Owner-only like the store: it lists every host the collector reaches.
         fd = os.open(self._ours, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         with open(fd, "a", encoding="ascii") as handle:
             handle.write(line + "\n")
-        self._lines.append(line)
-        self._known = asyncssh.import_known_hosts("\n".join(self._lines) + "\n")
+        lines.append(line)
+        self._known = _import_known(self._files)
         log.warning(
             "[%s] Permanently added host key %s to %s", host, key.get_fingerprint(), self._ours
         )
+
+    def refusal(self, host: str, port: int, reason: str) -> HostError:
+        """The error for a host key asyncssh refused (``reason``), with a fix that works."""
+        where = _pattern(host, port)
+        if "revoked" in reason:
+            marks = ", ".join(self._revocations(host, port)) or "known_hosts"
+            whose = "the CA that signed its key" if "CA key" in reason else "its key"
+            return HostError(
+                Outcome.HOST_KEY,
+                f"REVOKED HOST KEY for {where}: {marks} marks {whose} @revoked: "
+                "the key has been revoked; netmetrix refuses it "
+                "(a stolen key may be impersonating the host)",
+            )
+        if "not trusted" not in reason:  # a certificate that is expired, for another host...
+            return HostError(Outcome.HOST_KEY, f"host key not verified for {where}: {reason}")
+        stale = self._holding(host, port)
+        if stale:
+            removes = " and ".join(
+                f"`ssh-keygen -f {shlex.quote(str(path))} -R {shlex.quote(pattern)}`"
+                for path, pattern in stale
+            )
+            then = (
+                "the next run records the new one"
+                if self.accept_new
+                else f"add the new one with {self._keyscan(host, port)}"
+            )
+            return HostError(
+                Outcome.HOST_KEY,
+                f"host key changed: {where} does not match known_hosts (possible "
+                f"man-in-the-middle); if you expect the change, remove the old key with "
+                f"{removes}, then {then}",
+            )
+        if self.knows(host, port):
+            return HostError(
+                Outcome.HOST_KEY,
+                f"host key changed: {where} offered a key that no @cert-authority trusted "
+                "for it in known_hosts has signed (possible man-in-the-middle)",
+            )
+        return HostError(
+            Outcome.HOST_KEY,
+            f"host key unknown: add it with {self._keyscan(host, port)} "
+            'or set <ssh host_key_policy="accept-new"/>',
+        )
+
+    def _keyscan(self, host: str, port: int) -> str:
+        return f"`ssh-keyscan -p {port} {shlex.quote(host)} >> {shlex.quote(str(self._ours))}`"
+
+    def _holding(self, host: str, port: int) -> list[tuple[Path, str]]:
+        """(file, pattern) of every file with a trusted key for the host: what to ``ssh-keygen -R``.
+
+        The pattern is ``[host]:port``, or the bare host that asyncssh falls
+        back to when no entry names the port.
+        """
+        found = []
+        for path, lines in self._files.items():
+            known = _import_known({path: lines})
+            for pattern in dict.fromkeys((_pattern(host, port), host)):
+                if known.match(pattern, "", None)[0]:
+                    found.append((path, pattern))
+                    break
+        return found
+
+    def _revocations(self, host: str, port: int) -> list[str]:
+        """``file:line`` of each @revoked line that applies to the host."""
+        port_arg = None if port == DEFAULT_PORT else port
+        found = []
+        for path, lines in self._files.items():
+            for number, line in enumerate(lines, 1):
+                if not line.lstrip().startswith("@revoked"):
+                    continue
+                with contextlib.suppress(ValueError):
+                    if _lookup(asyncssh.import_known_hosts(line), host, "", port_arg)[2]:
+                        found.append(f"{path}:{number}")
+        return found
+
+
+_Entries = tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]]
+
+
+def _lookup(known: asyncssh.SSHKnownHosts, host: str, addr: str, port: int | None) -> _Entries:
+    """asyncssh's matching, minus a flaw: it keeps the @revoked lines of ``[host]:port``.
+
+    When no key is trusted for ``[host]:port``, asyncssh matches again
+    without the port and forgets the revocations it had found, so an
+    unknown host with a revoked key looked merely unknown (and accept-new
+    trusted it).  Here the revocations of ``[host]:port`` always count.
+    """
+    trusted, ca_keys, found, *_ = known.match(host, addr, port)
+    revoked = list(found)
+    if port is not None:
+        names = [f"[{name}]:{port}" for name in (host, addr) if name]
+        for name in names:  # matched as plain names: no port fallback, no IP parsing
+            revoked += known.match(name, "", None)[2]
+    return list(trusted), list(ca_keys), list(dict.fromkeys(revoked))
+
+
+def _pattern(host: str, port: int) -> str:
+    """How known_hosts names ``host`` on ``port`` (``[host]:port`` unless port 22)."""
+    return host if port == DEFAULT_PORT else f"[{host}]:{port}"
+
+
+def _read_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+
+
+def _import_known(files: dict[Path, list[str]]) -> asyncssh.SSHKnownHosts:
+    """All entries of ``files``; a line asyncssh cannot parse is skipped, as OpenSSH does."""
+    text = "".join(line + "\n" for lines in files.values() for line in lines)
+    try:
+        return asyncssh.import_known_hosts(text)
+    except ValueError:
+        pass
+    good = []
+    for path, lines in files.items():
+        for number, line in enumerate(lines, 1):
+            try:
+                asyncssh.import_known_hosts(line + "\n")
+            except ValueError as exc:
+                log.warning("%s:%d: line ignored: %s", path, number, exc)
+            else:
+                good.append(line + "\n")
+    return asyncssh.import_known_hosts("".join(good))
+
+
+class _KeyPolicy(asyncssh.SSHClient):
+    """Rules on a host key that known_hosts neither lists nor revokes.
+
+    asyncssh has already refused a revoked key and accepted a listed one by
+    then; what is left is an unknown key, which accept-new takes for a host
+    with no trusted key or CA (asyncssh then checks that the server holds
+    the private key before the connection succeeds).
+    """
+
+    def __init__(self, keys: HostKeys) -> None:
+        self._keys = keys
+        self.accepted: tuple[str, int, asyncssh.SSHKey] | None = None
+
+    def validate_host_public_key(
+        self, host: str, addr: str, port: int, key: asyncssh.SSHKey
+    ) -> bool:
+        if not self._keys.accepts_unknown(host, addr, port):
+            return False
+        self.accepted = (host, port, key)
+        return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    """One SSH connection on the way to a host: a jump host, or the host itself."""
+
+    host: str  # as given to asyncssh (an alias that ~/.ssh/config may rewrite)
+    port: int | tuple[()]  # () means: ~/.ssh/config's Port, else 22
+    options: asyncssh.SSHClientConnectionOptions
+    label: str = ""  # "jump host NAME: " to put before a jump host's errors
+
+    @property
+    def key_host(self) -> str:
+        """The name known_hosts has the host's keys under (HostKeyAlias, else HostName)."""
+        return self.options.host_key_alias or self.options.host
+
+
+class _EarlyClose(Exception):
+    """The server closed or reset the connection before login: worth another try."""
+
+    def __init__(self, outcome: Outcome, reason: str, label: str = "") -> None:
+        super().__init__(reason)
+        self.outcome, self.reason, self.label = outcome, reason, label
+
+    def final(self, tries: int) -> HostError:
+        if self.outcome is Outcome.THROTTLED:
+            what = f"connection dropped before login {tries} times (sshd MaxStartups throttling?)"
+        else:
+            what = f"connection reset before login {tries} times"
+        return HostError(self.outcome, f"{self.label}{what}: {self.reason}")
 
 
 @contextlib.asynccontextmanager
 async def connect(
     host: HostConfig, ssh: SSHConfig, keys: HostKeys
 ) -> AsyncIterator[asyncssh.SSHClientConnection]:
-    """Open an SSH connection to ``host``; retry when sshd throttles new connections."""
-    conn = await _connect_with_retry(host, ssh, keys)
-    try:
-        yield conn
-    finally:
-        conn.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(conn.wait_closed(), 2)
+    """Open an SSH connection to ``host``, through its ProxyJump hosts if ~/.ssh/config has any.
+
+    Jump hosts' keys are checked like the host's own; a connection dropped
+    before login (sshd throttling, resets) is retried.
+    """
+    target = _Hop(host.target, host.port or (), await _options(host, ssh))
+    async with contextlib.AsyncExitStack() as opened:
+        yield await _connect_with_retry(target, ssh, keys, opened)
 
 
 async def _connect_with_retry(
-    host: HostConfig, ssh: SSHConfig, keys: HostKeys
+    target: _Hop, ssh: SSHConfig, keys: HostKeys, opened: contextlib.AsyncExitStack
 ) -> asyncssh.SSHClientConnection:
     for attempt in range(1, CONNECT_TRIES + 1):
-        try:
-            return await _connect_once(host, ssh, keys)
-        except _THROTTLE_ERRORS as exc:
-            if attempt == CONNECT_TRIES:
-                raise HostError(
-                    Outcome.THROTTLED,
-                    f"connection dropped before login {CONNECT_TRIES} times "
-                    f"(sshd MaxStartups throttling?): {exc}",
-                ) from exc
-            delay = BACKOFF * 2 ** (attempt - 1) * (1 + random.random())  # noqa: S311 - jitter
-            log.debug(
-                "[%s] connection dropped (%s); retry %d in %.2fs", host.name, exc, attempt, delay
-            )
-            await asyncio.sleep(delay)
+        async with contextlib.AsyncExitStack() as chain:
+            try:
+                conn = await _open_chain(target, ssh, keys, chain, depth=0)
+            except _EarlyClose as exc:
+                if attempt == CONNECT_TRIES:
+                    raise exc.final(CONNECT_TRIES) from exc
+                failure = exc
+            else:
+                opened.push_async_exit(chain.pop_all())
+                return conn
+        delay = BACKOFF * 2 ** (attempt - 1) * (1 + random.random())  # noqa: S311 - jitter
+        log.debug(
+            "[%s] %sconnection closed before login (%s); retry %d in %.2fs",
+            target.host,
+            failure.label,
+            failure.reason,
+            attempt,
+            delay,
+        )
+        await asyncio.sleep(delay)
     raise AssertionError("unreachable")
 
 
-async def _connect_once(
-    host: HostConfig, ssh: SSHConfig, keys: HostKeys
+async def _open_chain(
+    hop: _Hop, ssh: SSHConfig, keys: HostKeys, chain: contextlib.AsyncExitStack, *, depth: int
 ) -> asyncssh.SSHClientConnection:
-    options = await _options(host, ssh)
-    real_host, port = options.host, options.port
-    record = keys.accept_new and not keys.has_keys_for(real_host, port)
+    """Connect to ``hop``, first opening the jump hosts its ProxyJump names (OpenSSH's order)."""
+    tunnel = None
+    if isinstance(hop.options.tunnel, str):
+        tunnel = await _open_jumps(hop.options.tunnel, ssh, keys, chain, depth=depth)
+    return await _open_hop(hop, ssh, keys, tunnel, chain)
+
+
+async def _open_jumps(
+    spec: str, ssh: SSHConfig, keys: HostKeys, chain: contextlib.AsyncExitStack, *, depth: int
+) -> asyncssh.SSHClientConnection:
+    """Connect to each ``[user@]host[:port]`` of a ProxyJump list, each through the one before.
+
+    asyncssh would open these itself, but checking their keys against
+    ~/.ssh/known_hosts only and reporting their failures as the target's.
+    """
+    if depth >= MAX_JUMPS:
+        raise HostError(
+            Outcome.ERROR, f"ProxyJump {spec}: more than {MAX_JUMPS} jump hosts (a loop?)"
+        )
+    conn: asyncssh.SSHClientConnection | None = None
+    for part in spec.split(","):
+        hop = await _jump_hop(part.strip(), ssh)
+        if conn is None:  # the first jump host may have a ProxyJump of its own, as in OpenSSH
+            conn = await _open_chain(hop, ssh, keys, chain, depth=depth + 1)
+        else:
+            conn = await _open_hop(hop, ssh, keys, conn, chain)
+    assert conn is not None  # str.split always yields one part
+    return conn
+
+
+async def _jump_hop(spec: str, ssh: SSHConfig) -> _Hop:
+    """A ProxyJump entry, with ~/.ssh/config applied to it as OpenSSH does."""
+    label = f"jump host {spec}: "
+    user, _, name = spec.rpartition("@")
+    name, colon, port_text = name.partition(":")
+    try:
+        port: int | tuple[()] = int(port_text) if colon else ()
+        options: asyncssh.SSHClientConnectionOptions
+        options = await asyncssh.SSHClientConnectionOptions.construct(
+            config=(),
+            host=name,
+            port=port,
+            username=user or (),
+            connect_timeout=ssh.connect_timeout,
+        )
+    except (OSError, asyncssh.KeyImportError, ValueError) as exc:
+        raise HostError(Outcome.ERROR, f"{label}ssh options: {exc}") from exc
+    return _Hop(name, port, options, label)
+
+
+async def _open_hop(
+    hop: _Hop,
+    ssh: SSHConfig,
+    keys: HostKeys,
+    tunnel: asyncssh.SSHClientConnection | None,
+    chain: contextlib.AsyncExitStack,
+) -> asyncssh.SSHClientConnection:
+    """One SSH connection, its host key checked by ``keys``; failures name the hop."""
+    real_host, port, label = hop.options.host, hop.options.port, hop.label
+    policy = _KeyPolicy(keys)
+    extra: dict[str, object] = {}
+    if keys.accept_new and not keys.knows(hop.key_host, port):
+        # Nothing to check a certificate with: learn the plain key, as OpenSSH does.
+        extra["server_host_key_algs"] = _PLAIN_KEY_ALGS
+    banner = False
     try:
         async with asyncio.timeout(ssh.connect_timeout):
+            sock = None
+            if tunnel is None and not hop.options.proxy_command:
+                sock, banner = await _open_socket(hop.options)
             conn = await asyncssh.connect(
-                host.target,
-                port=host.port or (),
-                options=options,
-                known_hosts=None if record else keys.known(real_host, port),
+                hop.host,
+                port=hop.port,
+                options=hop.options,
+                tunnel=tunnel,
+                sock=sock,
+                known_hosts=keys.lookup,
+                client_factory=lambda: policy,
+                **extra,
             )
+    except _EarlyClose as exc:
+        raise _EarlyClose(exc.outcome, exc.reason, label) from exc
     except TimeoutError as exc:
         raise HostError(
-            Outcome.TIMEOUT, f"timeout after {ssh.connect_timeout:g}s (connect)"
+            Outcome.TIMEOUT, f"{label}timeout after {ssh.connect_timeout:g}s (connect)"
         ) from exc
     except asyncssh.HostKeyNotVerifiable as exc:
-        raise _host_key_error(real_host, port, keys) from exc
+        refusal = keys.refusal(hop.key_host, port, exc.reason)
+        raise HostError(refusal.outcome, f"{label}{refusal}") from exc
     except asyncssh.PermissionDenied as exc:
-        raise HostError(Outcome.AUTH, f"auth failed: {exc.reason}") from exc
+        raise HostError(Outcome.AUTH, f"{label}auth failed: {exc.reason}") from exc
+    except asyncssh.ConnectionLost as exc:
+        # Before sshd's banner, a close is sshd shedding load; after it, something else.
+        if banner:
+            reason = "closed by the server after its SSH banner"
+            raise _EarlyClose(Outcome.RESET, reason, label) from exc
+        raise _EarlyClose(Outcome.THROTTLED, str(exc), label) from exc
+    except (ConnectionResetError, BrokenPipeError) as exc:
+        raise _EarlyClose(Outcome.RESET, str(exc), label) from exc
     except ConnectionRefusedError as exc:
-        raise HostError(Outcome.REFUSED, f"connection refused ({real_host}:{port})") from exc
+        raise HostError(Outcome.REFUSED, f"{label}connection refused ({real_host}:{port})") from exc
     except OSError as exc:
-        if isinstance(exc, _THROTTLE_ERRORS):
-            raise
         raise HostError(
-            Outcome.UNREACHABLE, f"cannot connect to {real_host}:{port}: {exc}"
+            Outcome.UNREACHABLE, f"{label}cannot connect to {real_host}:{port}: {exc}"
         ) from exc
-    if record:
-        server_key = conn.get_server_host_key()
-        if server_key is not None:
-            keys.record(real_host, port, server_key)
+    except asyncssh.ChannelOpenError as exc:  # the jump host would not forward to this hop
+        raise HostError(
+            Outcome.UNREACHABLE, f"{label}cannot connect to {real_host}:{port}: {exc.reason}"
+        ) from exc
+    chain.push_async_callback(_close, conn)
+    if policy.accepted is not None:
+        keys.record(*policy.accepted)
     return conn
+
+
+async def _close(conn: asyncssh.SSHClientConnection) -> None:
+    conn.close()
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(conn.wait_closed(), 2)
+
+
+async def _open_socket(options: asyncssh.SSHClientConnectionOptions) -> tuple[socket.socket, bool]:
+    """A TCP connection to the host; True if the server's SSH banner has arrived.
+
+    We wait for the server to speak first (sshd always does) before asyncssh
+    sends our banner: sshd past MaxStartups then closes cleanly, saying
+    "Exceeded MaxStartups", instead of resetting a connection with unread
+    data, so a drop can be told from a reset.
+    """
+    loop = asyncio.get_running_loop()
+    host, port = options.host, options.port
+    infos = await loop.getaddrinfo(host, port, family=options.family, type=socket.SOCK_STREAM)
+    error: OSError = OSError(f"no address found for {host}")
+    for family, kind, proto, _name, address in infos:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            if options.local_addr:
+                sock.bind(options.local_addr)
+            await loop.sock_connect(sock, address)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        try:
+            return sock, await _first_words(loop, sock)
+        except BaseException:
+            sock.close()
+            raise
+    raise error
+
+
+async def _first_words(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bool:
+    """Peek at what the server says first: a banner (True), nothing yet (False), or a drop."""
+    readable: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not readable.done():
+            readable.set_result(None)
+
+    loop.add_reader(sock.fileno(), ready)
+    try:
+        async with asyncio.timeout(BANNER_WAIT):
+            await readable
+    except TimeoutError:
+        return False  # a slow server, or one that waits for us: asyncssh goes on
+    finally:
+        loop.remove_reader(sock.fileno())
+    try:
+        first = sock.recv(64, socket.MSG_PEEK)
+    except BlockingIOError:
+        return False
+    except ConnectionResetError as exc:
+        raise _EarlyClose(Outcome.RESET, str(exc)) from exc
+    if not first:
+        raise _EarlyClose(Outcome.THROTTLED, "closed by the server before its SSH banner")
+    if first.startswith(_MAXSTARTUPS_NOTICE):
+        raise _EarlyClose(Outcome.THROTTLED, f'sshd said "{_MAXSTARTUPS_NOTICE.decode()}"')
+    return first.startswith(b"SSH-")
 
 
 async def _options(host: HostConfig, ssh: SSHConfig) -> asyncssh.SSHClientConnectionOptions:
@@ -190,8 +536,7 @@ async def _options(host: HostConfig, ssh: SSHConfig) -> asyncssh.SSHClientConnec
         )
     except (OSError, asyncssh.KeyImportError) as exc:
         what = f"private key {host.key}" if host.key else "~/.ssh/config or default keys"
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise HostError(Outcome.AUTH, f"cannot read {what}: {reason}") from exc
+        raise HostError(Outcome.AUTH, f"cannot read {what}: {_key_error(exc)}") from exc
     except ValueError as exc:  # a bad ~/.ssh/config line, an unknown local user...
         raise HostError(Outcome.ERROR, f"ssh options: {exc}") from exc
     return options
@@ -213,19 +558,27 @@ def _load_keypairs(path: str, mtime_ns: int, size: int) -> tuple[asyncssh.SSHKey
     return tuple(asyncssh.load_keypairs([path]))
 
 
-def _host_key_error(host: str, port: int, keys: HostKeys) -> HostError:
-    where = host if port == 22 else f"[{host}]:{port}"
-    if keys.has_keys_for(host, port):
-        return HostError(
-            Outcome.HOST_KEY,
-            f"host key changed: {where} does not match known_hosts "
-            f"(possible man-in-the-middle; if expected, remove it with ssh-keygen -R '{where}')",
+def key_file_problem(path: Path) -> str | None:
+    """Why the private key file ``path`` cannot be used for logging in, or None if it can."""
+    try:
+        _client_keys(path)
+    except (OSError, asyncssh.KeyImportError) as exc:
+        return _key_error(exc)
+    return None
+
+
+def _key_error(exc: OSError | asyncssh.KeyImportError) -> str:
+    """A private key's load error, in words that say what to do about it."""
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a private key file"
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    if "assphrase" in str(exc):  # asyncssh: "Passphrase must be specified to import encrypted..."
+        return (
+            "the key is protected by a passphrase, which netmetrix cannot ask for: "
+            "load it into ssh-agent (ssh-add) and leave out key=, so that the agent is used"
         )
-    return HostError(
-        Outcome.HOST_KEY,
-        f"host key unknown: add it with `ssh-keyscan -p {port} {host} >> known_hosts` "
-        'or set <ssh host_key_policy="accept-new"/>',
-    )
+    return f"not a private key netmetrix can read: {exc}"
 
 
 async def run(
