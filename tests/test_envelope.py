@@ -350,3 +350,14 @@ def test_host_strings_arrive_clean() -> None:
     assert len(message.errors) == envelope.MAX_ERRORS + 1
     assert message.errors[-1] == "(11 more not shown)"
     assert_clean(message)
+
+
+def test_nesting_is_measured_in_linear_time() -> None:
+    """A string of escaped quotes made the first depth scan quadratic (hours for this one)."""
+    import time
+
+    body = '{"probe": "' + '\\"' * 300_000 + '", "samples": []}'
+    started = time.monotonic()
+    message = open_(authentic(body))
+    assert message.probe_version.startswith('"""')
+    assert time.monotonic() - started < 60  # linear: well under a second, even on a loaded box

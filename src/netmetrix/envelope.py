@@ -215,8 +215,9 @@ def _json(data: bytes, what: str) -> Any:
         ) from exc
 
 
-_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
-_BRACKETS = re.compile(r"[\[\]{}]")
+# A string (to its closing quote, or to the end when unterminated, so no position is
+# scanned twice: linear even for '"\\"\\"...'), or a bracket outside strings.
+_TOKENS = re.compile(r'"(?:[^"\\]++|\\.)*+"?|[\[\]{}]')
 
 
 def _depth(text: str) -> int:
@@ -226,8 +227,11 @@ def _depth(text: str) -> int:
     the nesting is bounded before parsing, not caught after.
     """
     level = deepest = 0
-    for bracket in _BRACKETS.finditer(_STRINGS.sub("", text)):
-        level += 1 if bracket.group() in "[{" else -1
+    for token in _TOKENS.finditer(text):
+        mark = text[token.start()]
+        if mark == '"':
+            continue
+        level += 1 if mark in "[{" else -1
         if level > deepest:
             deepest = level
             if deepest > MAX_DEPTH:
