@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import math
 import re
 import secrets
 from collections.abc import Mapping
@@ -215,23 +214,23 @@ def _json(data: bytes, what: str) -> Any:
         ) from exc
 
 
-# A string (to its closing quote, or to the end when unterminated, so no position is
-# scanned twice: linear even for '"\\"\\"...'), or a bracket outside strings.
-_TOKENS = re.compile(r'"(?:[^"\\]++|\\.)*+"?|[\[\]{}]')
+# A JSON string, to its closing quote or to the end when unterminated: every match
+# ends where the next search starts, so this is linear even for '"\\"\\"\\"...'.
+_STRING = re.compile(r'"(?:[^"\\]++|\\.)*+"?')
+_NOT_BRACKETS = re.compile(r"[^\[\]{}]++")
+_DEEPER = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def _depth(text: str) -> int:
     """How deep ``text``'s brackets nest, outside strings; stops counting past MAX_DEPTH.
 
     json.loads recurses once per level: 1000 ``[`` raise RecursionError, so
-    the nesting is bounded before parsing, not caught after.
+    the nesting is bounded before parsing, not caught after.  The regexes
+    leave only the brackets (a few hundred in a real message) to count.
     """
     level = deepest = 0
-    for token in _TOKENS.finditer(text):
-        mark = text[token.start()]
-        if mark == '"':
-            continue
-        level += 1 if mark in "[{" else -1
+    for bracket in _NOT_BRACKETS.sub("", _STRING.sub("", text)):
+        level += _DEEPER[bracket]
         if level > deepest:
             deepest = level
             if deepest > MAX_DEPTH:
@@ -321,40 +320,34 @@ def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], *defa
 
 def _number(value: Any, what: str, low: float, high: float) -> float:
     """``value`` as a float if it is a finite number in [low, high]."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    kind = type(value)  # exact types: bool is an int subclass, and never a number here
+    if kind is not float and kind is not int:
         raise _Malformed(f"{what} is not a number")
-    if isinstance(value, int) and not low <= value <= high:  # float() of a huge int overflows
+    if not low <= value <= high:  # NaN fails too; checked before float() of a huge int
         raise _Malformed(f"{what} out of range")
-    number = float(value)
-    if not (math.isfinite(number) and low <= number <= high):
-        raise _Malformed(f"{what} out of range")
-    return number
+    return float(value)
 
 
 def _sample(item: Any) -> Sample:
-    if not isinstance(item, list) or len(item) != 3:
+    if type(item) is not list or len(item) != 3:
         raise _Malformed("a sample is not [metric, labels, value]")
     metric, labels, value = item
-    if not isinstance(metric, str) or not _METRIC_RE.fullmatch(metric):
+    if type(metric) is not str or not _METRIC_RE.fullmatch(metric):
         raise _Malformed(f"bad metric name {_shown(metric)}")
-    if (
-        not isinstance(labels, dict)
-        or len(labels) > MAX_LABELS
-        or not all(
-            isinstance(k, str)
-            and _LABEL_RE.fullmatch(k)
-            and isinstance(v, str)
-            and len(v) <= MAX_LABEL_VALUE
-            for k, v in labels.items()
-        )
-    ):
+    if type(labels) is not dict or len(labels) > MAX_LABELS:
         raise _Malformed(f"bad labels for {metric}")
-    try:
-        number = _number(value, f"value for {metric}", -MAX_VALUE, MAX_VALUE)
-    except _Malformed:
-        raise _Malformed(f"bad value for {metric}") from None
-    return Sample(
-        metric=metric,
-        labels=tuple(sorted((k, escape(v)) for k, v in labels.items())),
-        value=number,
-    )
+    pairs = []
+    for name, text in labels.items():
+        if (
+            type(text) is not str
+            or len(text) > MAX_LABEL_VALUE
+            or type(name) is not str
+            or not _LABEL_RE.fullmatch(name)
+        ):
+            raise _Malformed(f"bad labels for {metric}")
+        pairs.append((name, escape(text)))
+    kind = type(value)
+    if (kind is not float and kind is not int) or not -MAX_VALUE <= value <= MAX_VALUE:
+        raise _Malformed(f"bad value for {metric}")
+    pairs.sort()
+    return Sample(metric=metric, labels=tuple(pairs), value=float(value))
