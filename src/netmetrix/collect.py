@@ -152,7 +152,7 @@ async def execute(
     recorded = await asyncio.to_thread(
         store.record_runs_with_alerts, runs, config.alerts.rules, now=clock()
     )  # samples, alert state and outbox mail in one transaction (#7)
-    results = _refused(results, recorded.refused)
+    results = _fail_refused(results, recorded.refused)
     _log_saved(runs, {r.host for r in recorded.refused})
     # A host that answered while holding several keys settles on the one it used
     # (an upload crashed before activating it, or activation is simply pending).
@@ -209,7 +209,7 @@ def _stored_error(result: HostResult[Any]) -> str:
     return clean(reason if reason.startswith(prefix) else prefix + reason, 400)
 
 
-def _refused(
+def _fail_refused(
     results: list[HostResult[envelope.Message]], refused: Sequence[Refused]
 ) -> list[HostResult[envelope.Message]]:
     """Hosts whose data the store refused (it stored them as failed) fail here too."""

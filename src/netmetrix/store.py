@@ -215,7 +215,7 @@ class HostRun:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Refused:
-    """A host whose run the database would not take (its other runs' hosts were stored)."""
+    """A host whose data the database would not take; it was stored as a failed run."""
 
     host: str
     reason: str  # one clean line, e.g. "the database refused this host's data: ..."
@@ -963,7 +963,8 @@ def _failed_run(run: HostRun, reason: str) -> HostRun:
 
 
 def _refuse_nan(runs: Sequence[HostRun]) -> tuple[list[HostRun], tuple[Refused, ...]]:
-    """Runs with a NaN sample become failed runs: NaN compares to nothing, stores nowhere."""
+    """Runs with a NaN sample become failed runs: NaN fails every alert comparison, and
+    SQLite would store it as NULL."""
     kept: list[HostRun] = []
     refused: list[Refused] = []
     for run in runs:
