@@ -14,7 +14,7 @@ import pytest
 from conftest import Fleet, Run
 
 from netmetrix import probe
-from netmetrix.store import Store
+from netmetrix.store import HostRow, Store
 
 pytestmark = pytest.mark.sshd
 
@@ -403,3 +403,113 @@ def test_what_the_probe_could_not_read_is_logged(fleet: Fleet, netmetrix: Cli) -
     data = latest_by_host(fleet)["f1"]
     assert ("mem_percent", ()) in data
     assert not any(metric == "disk_percent" for metric, _ in data)
+
+
+# -- whatever one host sends, the others are stored (#10) ------------------------
+
+RECURSION_ENVELOPE = f"NMX1.{probe.b64e(b'[' * 1000)}.AA.AA"  # no key needed: was RecursionError
+HOSTILE = {
+    "recursion": (
+        f"printf '%s\\n' '{RECURSION_ENVELOPE}'",
+        "bad message: malformed header (nested over 8 levels)",
+    ),
+    "nul": (
+        "printf 'oops\\000' >&2; exit 1",
+        "probe exited with status 1: oops\\x00",
+    ),
+    "escapes": (
+        "printf 'boom\\033[2J\\033]0;pwned\\007 now\\033[31m\\n' >&2; exit 1",
+        "probe exited with status 1: boom now",
+    ),
+}
+
+
+def use_database(fleet: Fleet, url: str) -> None:
+    """Point the fleet's config.xml at ``url`` (conftest's ``store_url``: SQLite or PostgreSQL)."""
+    from xml.sax.saxutils import escape
+
+    text = fleet.config.read_text()
+    assert "<database>netmetrix.db</database>" in text
+    fleet.config.write_text(
+        text.replace("<database>netmetrix.db</database>", f"<database>{escape(url)}</database>")
+    )
+
+
+def hostile_fleet(fleet: Fleet, url: str, body: str) -> None:
+    """good1, good2 and hostile (its `python` a shell script printing ``body``), uploaded."""
+    fleet.host("good1", 0)
+    fleet.host("hostile", 1, python=fleet.wrapper("hostile", body))
+    fleet.host("good2", 1)
+    use_database(fleet, url)
+    up = netmetrix_main("--config", fleet.config, "upload")
+    assert up == 0
+
+
+def netmetrix_main(*args: object) -> int:
+    from netmetrix.cli import main
+
+    return main([os.fspath(a) if isinstance(a, Path) else str(a) for a in args])
+
+
+def assert_good_hosts_stored(url: str) -> dict[str, HostRow]:
+    """good1 and good2 have every metric and up 1; returns the host rows by name."""
+    with Store.open(url) as store:
+        latest = store.latest()
+        rows = {row.name: row for row in store.hosts()}
+    for host in ("good1", "good2"):
+        metrics = {s.metric: s.value for s in latest if s.host == host}
+        assert metrics["up"] == 1.0
+        assert {m[0] for m in probe.METRICS} <= set(metrics)
+        assert rows[host].last_error is None
+    assert {s.metric: s.value for s in latest if s.host == "hostile"} == {"up": 0.0}
+    return rows
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_a_hostile_host_fails_alone(
+    fleet: Fleet, netmetrix: Cli, store_url: str, case: str
+) -> None:
+    body, reason = HOSTILE[case]
+    hostile_fleet(fleet, store_url, body)
+
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 1
+    assert "Traceback" not in ran.err
+    assert f"ERROR [hostile] FAILED: {reason}\n" in ran.err
+    assert "[good1] SUCCESS!" in ran.err
+    assert "[good2] SUCCESS!" in ran.err
+    assert "execute: 2 ok, 1 bad message in " in ran.err
+    assert "\x00" not in ran.err
+    assert "\x1b" not in ran.err
+    rows = assert_good_hosts_stored(store_url)
+    stored = reason if reason.startswith("bad message: ") else f"bad message: {reason}"
+    assert rows["hostile"].last_error == stored  # the outcome once, clean, one line
+
+
+def test_a_row_the_store_refuses_fails_that_host_only(
+    fleet: Fleet, netmetrix: Cli, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Defence in depth: were a host string to slip past sanitising, the store still
+    stores the others and reports that host, which execute then fails."""
+    from netmetrix import envelope
+
+    hostile_fleet(fleet, store_url, f'exec "{sys.executable}" "$@"')
+    remote = fleet.remote_dir("hostile") / "client.py"
+    source = remote.read_text()
+    version = f'PROBE_VERSION = "{probe.PROBE_VERSION}"'
+    assert version in source
+    remote.write_text(source.replace(version, 'PROBE_VERSION = "0.1\\udcff"'))  # a lone surrogate
+    monkeypatch.setattr(envelope, "clean", lambda text, limit=200: text[:limit], raising=False)
+
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 1
+    assert "Traceback" not in ran.err
+    reason = (
+        "the database refused this host's data: UnicodeEncodeError: 'utf-8' codec "
+        "can't encode character '\\udcff' in position 3: surrogates not allowed"
+    )
+    assert f"ERROR [hostile] FAILED: {reason}\n" in ran.err
+    assert "execute: 2 ok, 1 bad message in " in ran.err
+    rows = assert_good_hosts_stored(store_url)
+    assert rows["hostile"].last_error == f"bad message: {reason}"
+    assert rows["hostile"].probe_version is None

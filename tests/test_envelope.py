@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from netmetrix import envelope, probe
+from netmetrix import envelope, probe, sanitize
 from netmetrix.errors import EnvelopeError
 
 KEY = bytes(range(32))
@@ -20,7 +22,7 @@ samples = st.lists(
     st.tuples(
         st.from_regex(r"[a-z_][a-z0-9_]{0,20}", fullmatch=True),
         st.dictionaries(label_names, st.text(max_size=30), max_size=3),
-        st.floats(allow_nan=False, allow_infinity=False, width=64),
+        st.floats(min_value=-envelope.MAX_VALUE, max_value=envelope.MAX_VALUE, width=64),
     ),
     max_size=20,
 )
@@ -55,7 +57,7 @@ def test_round_trip(encrypt: bool, items: list[tuple[str, dict[str, str], float]
     message = open_(sealed(encrypt, payload=payload(items)))
     assert message.encrypted is encrypt
     assert [(s.metric, dict(s.labels), s.value) for s in message.samples] == [
-        (m, labels, float(v)) for m, labels, v in items
+        (m, {k: sanitize.escape(v) for k, v in labels.items()}, float(v)) for m, labels, v in items
     ]
 
 
@@ -155,3 +157,207 @@ def test_keys_and_challenges_are_random() -> None:
     challenges = {envelope.new_challenge() for _ in range(50)}
     assert len(challenges) == 50
     assert all(len(c) == 32 and int(c, 16) >= 0 for c in challenges)
+
+
+# -- whatever a host sends is that host's bad message (#10) --------------------
+
+ROBUST = settings(
+    deadline=None,  # a loaded machine must not turn slow examples into failures
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+# Every string kind a host could use against us: NUL, C0/C1 controls, escapes, lone
+# surrogates (what surrogateescape makes of non-UTF-8 bytes), bidi overrides.
+hostile_text = st.text(
+    alphabet=st.one_of(
+        st.characters(codec=None, categories=None),  # anything, surrogates included
+        st.sampled_from('\x00\x1b\x07\x9b\x85\u202e\u2028\ud800\udcff[]{}"\\.\n\r'),
+    ),
+    max_size=40,
+)
+huge_ints = st.integers(min_value=10**300, max_value=10**400) | st.integers(max_value=-(10**300))
+odd_floats = st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -0.0, 5e-324])
+json_scalars = st.none() | st.booleans() | st.integers() | huge_ints | st.floats() | odd_floats
+json_values = st.recursive(
+    json_scalars | hostile_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(hostile_text, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+# hypothesis raises the recursion limit while it runs a test: nest far beyond it
+def deeply_nested(depth: int) -> st.SearchStrategy[Any]:
+    return st.sampled_from(["[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth])
+
+
+def either(valid: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """A field's valid value or arbitrary JSON, so both reach every later check."""
+    return valid | json_values
+
+
+near_samples = st.lists(
+    either(
+        st.tuples(
+            either(st.sampled_from(["cpu_percent", "disk_percent", "cpu\n", "9x"])),
+            either(
+                st.dictionaries(
+                    st.sampled_from(["mount", "a b"]) | hostile_text, either(hostile_text)
+                )
+            ),
+            either(st.floats() | st.integers() | huge_ints),
+        ).map(list)
+    ),
+    max_size=5,
+)
+near_payloads = st.fixed_dictionaries(
+    {},
+    optional={
+        "probe": either(hostile_text),
+        "python": either(hostile_text),
+        "duration": either(st.floats() | huge_ints),
+        "samples": either(near_samples),
+        "errors": either(st.lists(either(hostile_text), max_size=60)),
+    },
+)
+
+
+def assert_clean(message: envelope.Message) -> None:
+    """Every string safe to store, log and show; every number finite."""
+    strings = [message.probe_version, message.python, *message.errors]
+    for s in message.samples:
+        strings += [s.metric, *(k for k, _ in s.labels), *(v for _, v in s.labels)]
+        assert math.isfinite(s.value)
+    for text in strings:
+        assert sanitize.escape(text) == text, text  # nothing left to escape
+        text.encode("utf-8")  # no lone surrogates
+    assert math.isfinite(message.probe_time)
+    assert math.isfinite(message.duration)
+
+
+def opens_cleanly_or_is_a_bad_message(line: str) -> None:
+    outcome: envelope.Message | EnvelopeError
+    try:
+        outcome = open_(line)
+    except EnvelopeError as exc:  # the only exception allowed out
+        outcome = exc
+    if isinstance(outcome, envelope.Message):
+        assert_clean(outcome)
+        return
+    reason = str(outcome)
+    assert reason.startswith("bad message: ")
+    assert sanitize.clean(reason, 10_000) == reason  # one safe line
+
+
+@ROBUST
+@example(text="NMX1." + probe.b64e(b"[" * 100_000) + ".AA.AA")  # no key needed
+@given(text=hostile_text | st.text() | st.text().map(lambda t: "NMX1." + t))
+def test_arbitrary_text_is_only_ever_a_bad_message(text: str) -> None:
+    opens_cleanly_or_is_a_bad_message(text)
+
+
+@ROBUST
+@given(data=st.binary(), codec=st.sampled_from(["latin-1", "utf-8"]), framed=st.booleans())
+def test_arbitrary_bytes_are_only_ever_a_bad_message(data: bytes, codec: str, framed: bool) -> None:
+    text = data.decode(codec, "surrogateescape")
+    # framed: the bytes as a header, which is parsed before any key is needed
+    opens_cleanly_or_is_a_bad_message(f"NMX1.{probe.b64e(data)}.AA.AA" if framed else text)
+
+
+@ROBUST
+@pytest.mark.parametrize("encrypt", [True, False])
+@example(body="[" * 100_000 + "]" * 100_000, now=1.0)
+@example(body={"probe": "1", "samples": [["cpu", {}, 10**400]]}, now=1.0)
+@example(body={"probe": "1", "samples": []}, now=10**29)
+@given(body=json_values | near_payloads | deeply_nested(100_000), now=either(st.floats(0, 2e9)))
+def test_authentic_but_arbitrary_json_is_only_ever_a_bad_message(
+    encrypt: bool, body: Any, now: Any
+) -> None:
+    """Sealed with the right key: the host is compromised or its probe broken."""
+    raw = body if isinstance(body, str) and body[:1] in "[{" else json.dumps(body)
+    line = sealed(encrypt, payload=raw.encode("utf-8", "surrogatepass"), now=now)
+    opens_cleanly_or_is_a_bad_message(line)
+
+
+def authentic(body: str, *, now: object = 1.0) -> str:
+    return sealed(True, payload=body.encode("utf-8", "surrogatepass"), now=now)
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        # no key needed: the header is parsed first (was RecursionError)
+        (
+            "NMX1." + probe.b64e(b"[" * 1000) + ".AA.AA",
+            "bad message: malformed header (nested over 8 levels)",
+        ),
+        # authenticated, huge integers (were OverflowError)
+        (authentic('{"probe": "1", "samples": []}', now=10**400), "integer of 401 digits"),
+        (authentic('{"probe": "1", "samples": []}', now=10**25), "'ts' out of range"),
+        (authentic('{"probe": "1", "samples": []}', now=-1.0), "'ts' out of range"),
+        (authentic('{"probe": "1", "duration": 1' + "0" * 29 + ', "samples": []}'), "'duration'"),
+        (authentic('{"probe": "1", "samples": [["cpu", {}, ' + "9" * 400 + "]]}"), "integer of"),
+        (authentic('{"probe": "1", "samples": [["cpu", {}, ' + "9" * 25 + "]]}"), "bad value"),
+        (authentic('{"probe": "1", "samples": [["cpu", {}, NaN]]}'), "NaN is not a number"),
+        (authentic('{"probe": "1", "samples": [["cpu", {}, -Infinity]]}'), "-Infinity is not"),
+        (authentic('{"probe": "1", "samples": [["cpu", {}, 1e999]]}'), "bad value for cpu"),
+        (authentic('{"probe": "1", "samples": []}', now="1"), "header field 'ts' missing"),
+        (authentic('{"probe": "1", "samples": [' + "[" * 50 + "]" * 50 + "]}"), "nested over 8"),
+        (authentic('{"probe": "1", "samples": [["cpu\\n", {}, 1]]}'), "bad metric name"),
+        (authentic('{"probe": "1", "samples": [["cpu", {}, 1, 2]]}'), "not [metric, labels"),
+        (authentic('{"probe": 1, "samples": []}'), "'probe' is int"),
+        (authentic('{"probe": "1", "samples": {}}'), "'samples' is dict"),
+        (authentic('{"probe": "1", "samples": [], "errors": [1]}'), "not a list of strings"),
+        (authentic('["probe"]'), "malformed payload (not an object)"),
+        (authentic('{"probe": "\\ud800", "samples": []}'.replace("\\ud800", "\udfff")), "UTF-8"),
+    ],
+)
+def test_hostile_messages_are_bad_messages(line: str, reason: str) -> None:
+    with pytest.raises(EnvelopeError) as info:
+        open_(line)
+    assert str(info.value).startswith("bad message: ")
+    assert reason in str(info.value)
+
+
+def test_too_many_samples_are_refused() -> None:
+    rows = [["cpu", {"n": str(i)}, 1] for i in range(envelope.MAX_SAMPLES + 1)]
+    with pytest.raises(EnvelopeError, match=r"10001 samples, over the 10000 limit"):
+        open_(authentic(json.dumps({"probe": "1", "samples": rows})))
+
+
+def test_a_hostile_challenge_string_is_a_stale_challenge() -> None:
+    # hmac.compare_digest raises TypeError on non-ASCII str
+    with pytest.raises(EnvelopeError, match=r"stale challenge"):
+        open_(sealed(challenge="é" * 32))
+
+
+def test_host_strings_arrive_clean() -> None:
+    body = json.dumps(
+        {
+            "probe": "1.0\x1b]0;pwned\x07\x00",
+            "python": "3.\ud800",
+            "samples": [["disk_percent", {"mount": "/mnt/a\x1b[2J\nb\udcff"}, 1.5]],
+            "errors": ["disk /x:\x00 " + "y" * 600, *(f"e{i}" for i in range(60))],
+        }
+    )
+    message = open_(authentic(body))
+    assert message.probe_version == "1.0\\x00"
+    assert message.python == "3.\\ud800"
+    [sample] = message.samples
+    assert sample.labels == (("mount", "/mnt/a\\x1b[2J\\x0ab\\udcff"),)  # kept distinct, visible
+    assert message.errors[0].startswith("disk /x:\\x00 yyy")
+    assert len(message.errors[0]) == 500
+    assert message.errors[0].endswith("…")
+    assert len(message.errors) == envelope.MAX_ERRORS + 1
+    assert message.errors[-1] == "(11 more not shown)"
+    assert_clean(message)
+
+
+def test_nesting_is_measured_in_linear_time() -> None:
+    """A string of escaped quotes made the first depth scan quadratic (hours for this one)."""
+    import time
+
+    body = '{"probe": "' + '\\"' * 300_000 + '", "samples": []}'
+    started = time.monotonic()
+    message = open_(authentic(body))
+    assert message.probe_version.startswith('"""')
+    assert time.monotonic() - started < 60  # linear: well under a second, even on a loaded box

@@ -19,9 +19,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, text
 
+from netmetrix.config import AlertRule
 from netmetrix.envelope import Sample
 from netmetrix.errors import StoreError
-from netmetrix.store import SCHEMA_HEAD, HostRow, HostRun, Store, StoredSample, metadata
+from netmetrix.store import (
+    SCHEMA_HEAD,
+    HostRow,
+    HostRun,
+    Refused,
+    Store,
+    StoredSample,
+    Written,
+    metadata,
+)
 
 
 def sample(metric: str, value: float, **labels: str) -> Sample:
@@ -112,7 +122,7 @@ def test_open_creates_parent_dir_and_schema(sqlite_store: Store, db_path: Path) 
 
 def test_open_twice_keeps_schema_and_data(store_url: str) -> None:
     with Store.open(store_url) as first:
-        assert first.record_runs([run("a", 10.0, sample("load1", 0.5))]) == 2
+        assert first.record_runs([run("a", 10.0, sample("load1", 0.5))]).samples == 2
     with Store.open(store_url) as second:
         assert second.schema_version() == "0002"
         assert second.history("a", "load1") == [stored("a", "load1", 10.0, 0.5)]
@@ -194,7 +204,7 @@ def test_record_runs_stores_samples_and_up(store: Store) -> None:
             run("db1", 100.0, ok=False, error="connect: timed out after 10 s"),
         ]
     )
-    assert written == 4
+    assert written == Written(samples=4)
     assert store.latest() == [
         stored("db1", "up", 100.0, 0.0),
         stored("web1", "cpu_percent", 100.0, 12.5),
@@ -251,7 +261,7 @@ def test_several_runs_of_one_host_in_a_batch_newest_wins(store: Store) -> None:
     written = store.record_runs(
         [run("a", 200.0, ok=False, error="timeout"), run("a", 100.0, sample("load1", 1.0))]
     )
-    assert written == 3
+    assert written.samples == 3
     [row] = store.hosts()
     assert (row.last_seen, row.last_error, row.up) == (100.0, "timeout", 0.0)
     assert [s.value for s in store.history("a", "up")] == [1.0, 0.0]
@@ -263,11 +273,11 @@ def test_failed_run_without_message_still_records_an_error(store: Store) -> None
 
 
 def test_duplicate_timestamps_are_ignored(store: Store) -> None:
-    assert store.record_runs([run("a", 100.0, sample("load1", 1.0))]) == 2
-    assert store.record_runs([run("a", 100.0, sample("load1", 9.0))]) == 0
+    assert store.record_runs([run("a", 100.0, sample("load1", 1.0))]).samples == 2
+    assert store.record_runs([run("a", 100.0, sample("load1", 9.0))]).samples == 0
     # same millisecond inside one batch: the first sample stays, so does the collector's `up`
     batch = run("a", 100.5, sample("load1", 2.0), sample("load1", 3.0), sample("up", 5.0))
-    assert store.record_runs([batch]) == 2
+    assert store.record_runs([batch]).samples == 2
     assert store.history("a", "load1") == [
         stored("a", "load1", 100.0, 1.0),
         stored("a", "load1", 100.5, 2.0),
@@ -276,10 +286,16 @@ def test_duplicate_timestamps_are_ignored(store: Store) -> None:
 
 
 def test_record_runs_empty_and_nan(store: Store) -> None:
-    assert store.record_runs([]) == 0
-    with pytest.raises(StoreError, match=r'^host "a": load1 is NaN, not stored$'):
-        store.record_runs([run("a", 1.0, sample("load1", float("nan")))])
-    assert store.hosts() == []
+    assert store.record_runs([]) == Written(samples=0)
+    # NaN compares to nothing: that host's run fails, the others are stored (#10)
+    written = store.record_runs(
+        [run("a", 1.0, sample("load1", float("nan")), sample("load5", 2.0)), run("b", 1.0)]
+    )
+    assert written == Written(
+        samples=2, refused=(Refused(host="a", reason="load1 is NaN, not stored"),)
+    )
+    assert store.latest() == [stored("a", "up", 1.0, 0.0), stored("b", "up", 1.0, 1.0)]
+    assert store.hosts()[0].last_error == "bad message: load1 is NaN, not stored"
 
 
 def test_record_runs_batches_statements_for_a_large_fleet(store: Store) -> None:
@@ -298,7 +314,7 @@ def test_record_runs_batches_statements_for_a_large_fleet(store: Store) -> None:
 
     event.listen(store.engine, "before_cursor_execute", count)
     try:
-        assert store.record_runs(runs) == 41_000
+        assert store.record_runs(runs) == Written(samples=41_000)
     finally:
         event.remove(store.engine, "before_cursor_execute", count)
     # executemany in pages of rows, not a statement per host or per sample
@@ -502,7 +518,7 @@ def test_locked_database_is_a_one_line_store_error(db_path: Path, db_url: str) -
             f"database {db_url} is locked: another process held its write lock "
             "for over 0.05 s (the busy timeout); cannot store 1 host run(s)"
         )
-        assert store.record_runs([run("a", 2.0)]) == 1
+        assert store.record_runs([run("a", 2.0)]).samples == 1
 
 
 # -- round trip -----------------------------------------------------------------
@@ -639,11 +655,11 @@ def test_history_uses_the_primary_key(big: Store) -> None:
 
 def test_store_opened_in_one_thread_works_in_another(store: Store) -> None:
     # collect.py calls record_runs through asyncio.to_thread
-    result: list[int] = []
+    result: list[Written] = []
     worker = threading.Thread(target=lambda: result.append(store.record_runs([run("a", 1.0)])))
     worker.start()
     worker.join()
-    assert result == [1]
+    assert result == [Written(samples=1)]
     assert store.latest() == [stored("a", "up", 1.0, 1.0)]
 
 
@@ -754,4 +770,86 @@ def test_unwritable_store_directory_is_a_one_line_error(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"database sqlite:///{tmp_path}/file/sub/netmetrix.db:"
         f" cannot create directory '{tmp_path}/file/sub': Not a directory"
+    )
+
+
+# -- one host's unwritable row fails that host only (#10) -------------------------
+
+BAD_RUNS = {
+    # what a host could send before sanitising, or what a future field might carry
+    "surrogate version": run("bad", 50.0, sample("load1", 7.0), version="1.0\ud800"),
+    "surrogate metric": run("bad", 50.0, sample("load1\udcff", 7.0)),
+    "NUL in the error": run("bad", 50.0, ok=False, error="bad message: oops\x00", version=None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RUNS))
+def test_one_hosts_unwritable_row_fails_that_host_only(store: Store, case: str) -> None:
+    good = [run(h, 50.0, sample("cpu_percent", 90.0)) for h in ("a", "c")]
+    dialect = store.engine.dialect.name
+    written = store.record_runs([good[0], BAD_RUNS[case], good[1]])
+    refused = case != "NUL in the error" or dialect == "postgresql"  # SQLite stores a NUL
+    latest = {(s.host, s.metric): s.value for s in store.latest()}
+    for host in ("a", "c"):  # the others are stored: samples and up
+        assert latest[(host, "cpu_percent")] == 90.0
+        assert latest[(host, "up")] == 1.0
+    assert latest[("bad", "up")] == 0.0  # refused, or failed in the first place
+    if not refused:
+        assert written.refused == ()
+        return
+    [failure] = written.refused
+    assert failure.host == "bad"
+    assert failure.reason.startswith("the database refused this host's data: ")
+    assert "\n" not in failure.reason
+    assert "\x00" not in failure.reason
+    failure.reason.encode("utf-8")  # clean: no surrogate either
+    assert written.samples == 5  # a, c: cpu_percent + up; bad: up 0 only
+    rows = {row.name: row for row in store.hosts()}
+    assert rows["bad"].last_error == f"bad message: {failure.reason}"
+    assert rows["bad"].probe_version is None
+    assert rows["bad"].last_seen is None
+    assert not any(s.host == "bad" and s.metric != "up" for s in store.latest())
+
+
+def test_an_unwritable_row_does_not_stop_alerts(store: Store) -> None:
+    rules = [
+        AlertRule(metric="cpu_percent", op=">", limit=50.0, email=("ops@example.com",)),
+        AlertRule(metric="up", op="==", limit=0.0, email=("ops@example.com",)),
+    ]
+    runs = [
+        run("a", 60.0, sample("cpu_percent", 90.0)),
+        run("bad", 60.0, sample("cpu_percent", 95.0), version="\ud800"),
+    ]
+    recorded = store.record_runs_with_alerts(runs, rules, now=60.0)
+    assert [r.host for r in recorded.refused] == ["bad"]
+    # a's cpu fires; bad's refused cpu sample does not, its up == 0 does
+    fired = sorted((a.host, a.metric) for a in store.alerts_active())
+    assert fired == [("a", "cpu_percent"), ("bad", "up")]
+    assert (recorded.events, recorded.queued) == (2, 2)
+    assert len(store.outbox()) == 2
+
+
+def test_a_locked_database_is_not_retried_host_by_host(db_path: Path, db_url: str) -> None:
+    with Store.open(db_url, busy_timeout=0.05) as store:
+        store.record_runs([run("a", 1.0)])
+        locker = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            locker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(StoreError, match=r" is locked: "):
+                store.record_runs([run("a", 2.0), run("b", 2.0)])
+        finally:
+            locker.rollback()
+            locker.close()
+        assert store.latest() == [stored("a", "up", 1.0, 1.0)]  # nothing half-written
+
+
+def test_driver_errors_outside_sqlalchemy_are_store_errors(
+    sqlite_store: Store, db_url: str
+) -> None:
+    # sqlite3 raises UnicodeEncodeError itself, unwrapped by SQLAlchemy
+    with pytest.raises(StoreError) as info:
+        sqlite_store.add_pending_keys([("h\ud800", "kid", b"k" * 32)])
+    assert str(info.value) == (
+        f"database {db_url}: cannot add host keys: UnicodeEncodeError: 'utf-8' codec can't "
+        "encode character '\\ud800' in position 1: surrogates not allowed"
     )

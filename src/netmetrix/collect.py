@@ -11,6 +11,7 @@ host uses it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shlex
 import time
@@ -23,7 +24,8 @@ from netmetrix.config import Config, HostConfig
 from netmetrix.errors import HostError, Outcome
 from netmetrix.fleet import HostResult, run_fleet
 from netmetrix.render import number
-from netmetrix.store import HostRun, Store
+from netmetrix.sanitize import clean
+from netmetrix.store import HostRun, Refused, Store
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +152,11 @@ async def execute(
 
     results = await run_fleet(hosts, job, concurrency=config.concurrency, on_result=done)
     runs = [_host_run(r, finished[r.host.name]) for r in results]
-    await asyncio.to_thread(
+    recorded = await asyncio.to_thread(
         store.record_runs_with_alerts, runs, config.alerts.rules, now=clock()
     )  # samples, alert state and outbox mail in one transaction (#7)
-    _log_saved(runs)
+    results = _fail_refused(results, recorded.refused)
+    _log_saved(runs, {r.host for r in recorded.refused})
     # A host that answered while holding several keys settles on the one it used
     # (an upload crashed before activating it, or activation is simply pending).
     store.activate_keys(
@@ -176,7 +179,8 @@ async def execute(
 def _check_exit(host: HostConfig, script: str, done: ssh.Completed) -> None:
     if done.exit_status == 0:
         return
-    tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
+    # the host's own words: no NUL, escapes or forged lines in our logs and store (#10)
+    tail = clean((done.stderr.strip().splitlines() or [""])[-1], 200)
     path = remote_path(host, script)
     if done.exit_status == probe.EXIT_KEY:
         raise HostError(Outcome.PROBE_MISSING, f"probe key {path}.key missing — run upload")
@@ -203,16 +207,43 @@ def _host_run(result: HostResult[envelope.Message], ts: float) -> HostRun:
         address=result.host.target,
         ts=ts,
         ok=result.ok,
-        error=None if result.ok else f"{result.outcome.value}: {result.error}",
+        error=None if result.ok else _stored_error(result),
         probe_version=message.probe_version if message else None,
         samples=message.samples if message else (),
     )
 
 
-def _log_saved(runs: Sequence[HostRun]) -> None:
+def _stored_error(result: HostResult[Any]) -> str:
+    """``outcome: reason`` for the host's row, once (an EnvelopeError already says
+    "bad message: ..."), cleaned again so a HostRun is safe whoever built the result."""
+    reason = result.error or "failed"
+    prefix = f"{result.outcome.value}: "
+    return clean(reason if reason.startswith(prefix) else prefix + reason, 400)
+
+
+def _fail_refused(
+    results: list[HostResult[envelope.Message]], refused: Sequence[Refused]
+) -> list[HostResult[envelope.Message]]:
+    """Hosts whose data the store refused (it stored them as failed) fail here too."""
+    reasons = {r.host: r.reason for r in refused}
+    changed = []
+    for result in results:
+        reason = reasons.get(result.host.name)
+        if reason is not None and result.ok:
+            result = dataclasses.replace(
+                result, outcome=Outcome.BAD_MESSAGE, error=reason, value=None
+            )
+            _log_failure(result)
+        changed.append(result)
+    return changed
+
+
+def _log_saved(runs: Sequence[HostRun], refused: set[str]) -> None:
     if not log.isEnabledFor(logging.DEBUG):
         return
     for run in runs:
+        if run.host in refused:
+            continue
         for sample in run.samples:
             labels = ",".join(f'{k}="{v}"' for k, v in sample.labels)
             name = f"{sample.metric}{{{labels}}}" if labels else sample.metric

@@ -1,4 +1,11 @@
-"""Run one async job per host under a concurrency limit; never let one host stop the others."""
+"""Run one async job per host under a concurrency limit; never let one host stop the others.
+
+Every per-host error becomes that host's ``HostResult``: the expected ones
+(``OSError``, ``asyncssh.Error``, ``TimeoutError``, ``NetmetrixError``) by
+``classify``, and any other ``Exception`` too (a bug, or host data a check
+missed), as ``error`` with its traceback logged at DEBUG.  Cancellation and
+Ctrl-C are never caught here.  Reasons are sanitised: they may quote the host.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +22,11 @@ import asyncssh
 
 from netmetrix.config import HostConfig
 from netmetrix.errors import EnvelopeError, HostError, NetmetrixError, Outcome
+from netmetrix.sanitize import clean
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+REASON_LIMIT = 300  # characters of a one-line reason
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +55,12 @@ def classify(exc: BaseException) -> tuple[Outcome, str]:
     return Outcome.ERROR, f"{type(exc).__name__}: {exc}"
 
 
+def _unexpected(exc: Exception) -> tuple[Outcome, str]:
+    """An exception no job should raise: this host fails, with a hint to find the bug."""
+    detail = str(exc).strip() or "no detail"
+    return Outcome.ERROR, f"unexpected {type(exc).__name__}: {detail} (-v logs the traceback)"
+
+
 _EXPECTED = (OSError, asyncssh.Error, TimeoutError, NetmetrixError)
 
 
@@ -64,8 +79,9 @@ async def run_fleet(
             started = time.monotonic()
             try:
                 value = await job(host)
-            except _EXPECTED as exc:
-                outcome, reason = classify(exc)
+            except Exception as exc:  # any: one host's failure stays its own (module docstring)
+                outcome, reason = classify(exc) if isinstance(exc, _EXPECTED) else _unexpected(exc)
+                reason = clean(reason, REASON_LIMIT)
                 log.debug("[%s] %s", host.name, reason, exc_info=True)
                 result: HostResult[T] = HostResult(
                     host=host, outcome=outcome, error=reason, seconds=time.monotonic() - started

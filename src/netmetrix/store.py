@@ -18,6 +18,7 @@ another one for at most the busy timeout and then fails cleanly with a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -67,7 +68,10 @@ from sqlalchemy.sql.elements import Label
 from netmetrix import alerts
 from netmetrix.config import AlertRule
 from netmetrix.envelope import Sample
-from netmetrix.errors import StoreError
+from netmetrix.errors import Outcome, StoreError
+from netmetrix.sanitize import clean
+
+log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
@@ -211,6 +215,22 @@ class HostRun:
     error: str | None = None
     probe_version: str | None = None
     samples: tuple[Sample, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refused:
+    """A host whose data the database would not take; it was stored as a failed run."""
+
+    host: str
+    reason: str  # one clean line, e.g. "the database refused this host's data: ..."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Written:
+    """What ``record_runs`` stored."""
+
+    samples: int
+    refused: tuple[Refused, ...] = ()  # stored as failed runs (up 0, last_error) instead
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -401,49 +421,45 @@ class Store:
     # -- runs ----------------------------------------------------------------
 
     def record_runs(
-        self, runs: Sequence[HostRun], *, then: Callable[[Connection], None] | None = None
-    ) -> int:
-        """Store a batch of host runs in one transaction; return the samples written.
+        self,
+        runs: Sequence[HostRun],
+        *,
+        then: Callable[[Connection, Sequence[HostRun]], None] | None = None,
+    ) -> Written:
+        """Store a batch of host runs in one transaction; report what was written.
 
         Each run updates its host's row and adds its samples plus ``up`` (1.0
         ok, 0.0 failed) at the run's time.  A sample whose series already has
         one at that millisecond is ignored (the first one stays).  ``then`` runs
-        last inside the same transaction (alerting: ``record_runs_with_alerts``).
+        last inside the same transaction, with the runs as stored (alerting:
+        ``record_runs_with_alerts``).
+
+        One host's unwritable data fails that host only: a NaN sample, or a
+        row the database refuses (a data error, not a lock or a lost
+        connection), makes the batch be written host by host, each in its own
+        savepoint; a refused host is stored as a failed run (``up`` 0, the
+        reason as ``last_error``) and reported in ``Written.refused``.
         """
         if not runs:
-            return 0
-        host_rows = _host_rows(runs, _now_ms())
-        points: dict[tuple[SeriesKey, int], float] = {}
-        for run in runs:
-            ts_ms = _ms(run.ts)
-            points.setdefault(((run.host, UP, NO_LABELS), ts_ms), 1.0 if run.ok else 0.0)
-            for sample in run.samples:
-                if math.isnan(sample.value):
-                    raise StoreError(f'host "{run.host}": {sample.metric} is NaN, not stored')
-                key = (run.host, sample.metric, _sample_labels_json(sample.labels))
-                points.setdefault((key, ts_ms), sample.value)
-        keys = sorted({key for key, _ in points})
-        with self._guard(f"store {len(runs)} host run(s)"), self._writer.begin() as conn:
-            dialect = conn.dialect.name
-            conn.execute(_upsert_hosts(dialect), host_rows)
-            conn.execute(
-                _insert(dialect, series_table).on_conflict_do_nothing(
-                    index_elements=["host", "metric", "labels"]
-                ),
-                [{"host": h, "metric": m, "labels": lb} for h, m, lb in keys],
-            )
-            ids = _series_ids(conn, keys)
-            rows = sorted((ids[key], ts_ms, value) for (key, ts_ms), value in points.items())
-            written = conn.execute(
-                _insert(dialect, samples_table)
-                .on_conflict_do_nothing(index_elements=["series_id", "ts_ms"])
-                .returning(samples_table.c.series_id),
-                [{"series_id": sid, "ts_ms": ts_ms, "value": value} for sid, ts_ms, value in rows],
-            )
-            count = len(written.all())
-            if then is not None:
-                then(conn)
-            return count
+            return Written(samples=0)
+        runs, refused = _refuse_nan(runs)
+        doing = f"store {len(runs)} host run(s)"
+        with self._guard(doing):
+            try:
+                with self._writer.begin() as conn:
+                    count = _write_runs(conn, runs)
+                    if then is not None:
+                        then(conn, runs)
+                    return Written(samples=count, refused=refused)
+            except _ROW_ERRORS as err:
+                if not _is_data_error(err):
+                    raise
+                log.debug("a row was refused; storing host by host", exc_info=True)
+            with self._writer.begin() as conn:
+                count, runs, more = _write_each_host(conn, runs)
+                if then is not None:
+                    then(conn, runs)
+                return Written(samples=count, refused=refused + more)
 
     # -- queries -------------------------------------------------------------
 
@@ -605,21 +621,24 @@ class Store:
 
     @contextmanager
     def _guard(self, doing: str) -> Iterator[None]:
-        """Turn database errors into a one-line StoreError naming the database."""
+        """Turn database errors into a one-line StoreError naming the database.
+
+        Drivers raise some data errors as plain Python exceptions (sqlite3:
+        UnicodeEncodeError for a lone surrogate, OverflowError for a huge int).
+        """
         try:
             yield
-        except exc.SQLAlchemyError as err:
+        except (exc.SQLAlchemyError, UnicodeError, ValueError, OverflowError) as err:
             raise self._error(doing, err) from err
 
-    def _error(self, doing: str, err: exc.SQLAlchemyError) -> StoreError:
+    def _error(self, doing: str, err: Exception) -> StoreError:
         orig = err.orig if isinstance(err, exc.DBAPIError) else err
-        detail = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
-        if isinstance(orig, sqlite3.OperationalError) and "locked" in detail:
+        if isinstance(orig, sqlite3.OperationalError) and "locked" in str(orig):
             return StoreError(
                 f"database {self.url_display} is locked: another process held its write lock "
                 f"for over {self._busy_timeout:g} s (the busy timeout); cannot {doing}"
             )
-        return StoreError(f"database {self.url_display}: cannot {doing}: {detail}")
+        return StoreError(f"database {self.url_display}: cannot {doing}: {_detail(err)}")
 
     # -- alerts (#7) ---------------------------------------------------------
 
@@ -635,12 +654,14 @@ class Store:
         """
         found: list[tuple[int, int]] = []
 
-        def alerting(conn: Connection) -> None:
-            found.append(_apply_alerts(conn, runs, rules, _ms(now)))
+        def alerting(conn: Connection, stored: Sequence[HostRun]) -> None:
+            found[:] = [_apply_alerts(conn, stored, rules, _ms(now))]  # the last try counts
 
         written = self.record_runs(runs, then=alerting)
         events, queued = found[0] if found else (0, 0)
-        return Recorded(samples=written, events=events, queued=queued)
+        return Recorded(
+            samples=written.samples, events=events, queued=queued, refused=written.refused
+        )
 
     def alerts_active(self, hosts: Sequence[str] = ()) -> list[ActiveAlert]:
         """Every (rule, series) pending or firing: firing first, then by host, series, rule."""
@@ -966,6 +987,117 @@ def _host_rows(runs: Sequence[HostRun], now_ms: int) -> list[dict[str, Any]]:
     return [rows[name] for name in sorted(rows)]
 
 
+def _write_runs(conn: Connection, runs: Sequence[HostRun]) -> int:
+    """Write host rows, series and samples of ``runs``; return the samples written."""
+    points: dict[tuple[SeriesKey, int], float] = {}
+    for run in runs:
+        ts_ms = _ms(run.ts)
+        points.setdefault(((run.host, UP, NO_LABELS), ts_ms), 1.0 if run.ok else 0.0)
+        for sample in run.samples:
+            key = (run.host, sample.metric, _sample_labels_json(sample.labels))
+            points.setdefault((key, ts_ms), sample.value)
+    keys = sorted({key for key, _ in points})
+    dialect = conn.dialect.name
+    conn.execute(_upsert_hosts(dialect), _host_rows(runs, _now_ms()))
+    conn.execute(
+        _insert(dialect, series_table).on_conflict_do_nothing(
+            index_elements=["host", "metric", "labels"]
+        ),
+        [{"host": h, "metric": m, "labels": lb} for h, m, lb in keys],
+    )
+    ids = _series_ids(conn, keys)
+    rows = sorted((ids[key], ts_ms, value) for (key, ts_ms), value in points.items())
+    written = conn.execute(
+        _insert(dialect, samples_table)
+        .on_conflict_do_nothing(index_elements=["series_id", "ts_ms"])
+        .returning(samples_table.c.series_id),
+        [{"series_id": sid, "ts_ms": ts_ms, "value": value} for sid, ts_ms, value in rows],
+    )
+    return len(written.all())
+
+
+# Errors a row's data can cause: SQLAlchemy's, and the driver's own Python exceptions.
+_ROW_ERRORS = (exc.SQLAlchemyError, UnicodeError, ValueError, OverflowError)
+
+
+def _is_data_error(err: Exception) -> bool:
+    """Would this error go away without that one row (not: locked, gone, disk full)?"""
+    if isinstance(err, exc.DBAPIError):
+        return not err.connection_invalidated and isinstance(
+            err, exc.DataError | exc.IntegrityError
+        )
+    return isinstance(err, exc.StatementError | UnicodeError | ValueError | OverflowError)
+
+
+def _detail(err: BaseException) -> str:
+    """The first line of what the driver said, made safe to show (it may quote host data)."""
+    orig: BaseException = err
+    if isinstance(err, exc.StatementError) and err.orig is not None:
+        orig = err.orig
+    text = (str(orig).strip().splitlines() or [""])[0]
+    if not isinstance(err, exc.DBAPIError):  # a Python error, e.g. UnicodeEncodeError: say so
+        text = f"{type(orig).__name__}: {text}" if text else type(orig).__name__
+    return clean(text or type(orig).__name__, 300)
+
+
+def _failed_run(run: HostRun, reason: str) -> HostRun:
+    """``run`` as a failed run that stores: no samples, no version, ``reason`` as the error."""
+    return dataclasses.replace(
+        run,
+        ok=False,
+        error=f"{Outcome.BAD_MESSAGE.value}: {reason}",
+        probe_version=None,
+        samples=(),
+    )
+
+
+def _refuse_nan(runs: Sequence[HostRun]) -> tuple[list[HostRun], tuple[Refused, ...]]:
+    """Runs with a NaN sample become failed runs: NaN fails every alert comparison, and
+    SQLite would store it as NULL."""
+    kept: list[HostRun] = []
+    refused: list[Refused] = []
+    for run in runs:
+        nan = next((s.metric for s in run.samples if math.isnan(s.value)), None)
+        if nan is None:
+            kept.append(run)
+            continue
+        reason = f"{nan} is NaN, not stored"
+        refused.append(Refused(host=run.host, reason=reason))
+        kept.append(_failed_run(run, reason))
+    return kept, tuple(refused)
+
+
+def _write_each_host(
+    conn: Connection, runs: Sequence[HostRun]
+) -> tuple[int, list[HostRun], tuple[Refused, ...]]:
+    """Write ``runs`` one host at a time, each in a savepoint; a refused host is stored
+    as a failed run.  Returns (samples written, the runs as stored, the refused)."""
+    by_host: dict[str, list[HostRun]] = {}
+    for run in runs:
+        by_host.setdefault(run.host, []).append(run)
+    count = 0
+    stored: list[HostRun] = []
+    refused: list[Refused] = []
+    for host, host_runs in by_host.items():
+        try:
+            with conn.begin_nested():
+                count += _write_runs(conn, host_runs)
+            stored += host_runs
+            continue
+        except _ROW_ERRORS as err:
+            if not _is_data_error(err):
+                raise
+            reason = f"the database refused this host's data: {_detail(err)}"
+            log.debug("[%s] %s", host, reason, exc_info=True)
+        refused.append(Refused(host=host, reason=reason))
+        newest = max(host_runs, key=lambda r: r.ts)
+        failed = _failed_run(newest, reason)
+        with conn.begin_nested():  # a host name the database refuses is a bug: let it raise
+            count += _write_runs(conn, [failed])
+        stored.append(failed)
+    return count, stored, tuple(refused)
+
+
 def _series_ids(conn: Connection, keys: Sequence[SeriesKey]) -> dict[SeriesKey, int]:
     """Ids of the (host, metric, labels) series in ``keys``, which all exist."""
     s = series_table
@@ -1032,6 +1164,7 @@ class Recorded:
     samples: int
     events: int  # alert history entries (fired, repeated, resolved)
     queued: int  # outbox mails (one per recipient of an event)
+    refused: tuple[Refused, ...] = ()  # hosts stored as failed runs instead (see record_runs)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
