@@ -192,11 +192,65 @@ def test_hosts_before_any_run_lists_the_configured_hosts(env: Env) -> None:
 def test_latest_table(filled: Env) -> None:
     assert ok(filled("metrics", "latest", "-h", "f4")) == (
         "host  metric        labels      ts                        value\n"
-        f"f4    disk_percent  mount=/     {ISO0}  38.5\n"
-        f"f4    disk_percent  mount=/var  {ISO0}  72\n"
+        f"f4    disk_percent  mount=/     {ISO0}  38.5%\n"
+        f"f4    disk_percent  mount=/var  {ISO0}  72.0%\n"
         f"f4    load1                     {ISO0}  1.25\n"
         f"f4    up                        {ISO0}  1\n"
     )
+
+
+EXACT = {
+    "cpu_percent": 74.93908382066277,
+    "mem_total_bytes": 8373223424.0,
+    "net_rx_bytes_per_sec": 1258291.2,
+    "uptime_sec": 1234567.89,
+    "probe_duration_sec": 0.0523,
+    "load1": 0.84,
+    "procs_total": 82.0,
+}
+
+
+def test_tables_show_units_and_raw_json_csv_keep_exact_values(env: Env) -> None:
+    with env.store() as store:
+        store.record_runs([host_run("f4", T0, *(sample(m, v) for m, v in EXACT.items()))])
+    shown = {
+        line.split()[1]: line.split(maxsplit=3)[3]
+        for line in ok(env("metrics", "latest", "-h", "f4")).splitlines()[1:]
+    }
+    assert shown == {
+        "cpu_percent": "74.9%",
+        "load1": "0.84",
+        "mem_total_bytes": "7.8 GiB",
+        "net_rx_bytes_per_sec": "1.2 MiB/s",
+        "probe_duration_sec": "52.3 ms",
+        "procs_total": "82",
+        "up": "1",
+        "uptime_sec": "14d 6h",
+    }
+    raw = ok(env("metrics", "latest", "-h", "f4", "--raw")).splitlines()
+    assert {line.split()[1]: line.split()[3] for line in raw[1:]} == {
+        **{m: str(v) for m, v in EXACT.items()},
+        "mem_total_bytes": "8373223424",
+        "procs_total": "82",
+        "up": "1",
+    }
+    by_metric = {
+        r["metric"]: r["value"]
+        for r in json.loads(ok(env("metrics", "latest", "--format", "json")))
+    }
+    assert by_metric == {**EXACT, "up": 1.0}
+    for fmt in ("csv", "json"):  # --raw changes nothing there
+        assert ok(env("metrics", "latest", "--format", fmt, "--raw")) == ok(
+            env("metrics", "latest", "--format", fmt)
+        )
+    rows = csv_rows(
+        ok(env("metrics", "history", "-h", "f4", "-m", "cpu_percent", "--format", "csv"))
+    )
+    assert rows[1][-1] == "74.93908382066277"
+    table = ok(env("metrics", "history", "-h", "f4", "-m", "net_rx_bytes_per_sec"))
+    assert table.splitlines()[1].endswith(f"{ISO0}  1.2 MiB/s")
+    table = ok(env("metrics", "history", "-h", "f4", "-m", "net_rx_bytes_per_sec", "--raw"))
+    assert table.splitlines()[1].endswith(f"{ISO0}  1258291.2")
 
 
 def test_latest_json_is_the_documented_sample_shape(filled: Env) -> None:
@@ -301,8 +355,8 @@ def test_history_table_of_one_series(filled: Env) -> None:
     out = ok(filled("metrics", "history", "-h", "f4", "-m", "disk_percent", "--labels", "mount=/"))
     assert out == (
         "host  metric        labels   ts                        value\n"
-        f"f4    disk_percent  mount=/  {ISO1}  38.25\n"
-        f"f4    disk_percent  mount=/  {ISO0}  38.5\n"
+        f"f4    disk_percent  mount=/  {ISO1}  38.2%\n"
+        f"f4    disk_percent  mount=/  {ISO0}  38.5%\n"
     )
 
 

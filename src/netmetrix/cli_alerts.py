@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netmetrix.errors import ExitStatus
-from netmetrix.render import format_option, iso, render
+from netmetrix.render import format_option, iso, raw_option, render, value_cells
 
 if TYPE_CHECKING:
     from netmetrix.cli import Settings
@@ -80,8 +80,9 @@ def alerts() -> None:
 @alerts.command()
 @_host_option
 @format_option
+@raw_option
 @click.pass_obj
-def active(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
+def active(settings: Settings, hosts: tuple[str, ...], fmt: str, raw: bool) -> None:
     """List every alert that is firing or pending, firing first.
 
     One row per rule and series: its state (pending: past the limit for fewer
@@ -112,7 +113,7 @@ def active(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
         }
         for a in found
     ]
-    render(rows, ACTIVE_COLUMNS, fmt, sys.stdout)
+    render(rows, ACTIVE_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
 def _limit_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -131,8 +132,9 @@ def _limit_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[...
 @_host_option
 @_limit_option("Show at most this many events, the newest.")
 @format_option
+@raw_option
 @click.pass_obj
-def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str) -> None:
+def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str, raw: bool) -> None:
     """List alert events, newest first: fired, repeated (reminder) and resolved.
 
     Each event is recorded once, however many addresses were mailed about it,
@@ -161,7 +163,7 @@ def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str) ->
         }
         for e in events
     ]
-    render(rows, HISTORY_COLUMNS, fmt, sys.stdout)
+    render(rows, HISTORY_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
 @alerts.command()

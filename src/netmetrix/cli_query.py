@@ -26,7 +26,15 @@ import click
 
 from netmetrix.config import Config, HostConfig, load_config, parse_duration
 from netmetrix.errors import NetmetrixError, UsageError
-from netmetrix.render import format_option, iso, labels_text, number, render
+from netmetrix.render import (
+    format_option,
+    iso,
+    labels_text,
+    number,
+    raw_option,
+    render,
+    value_cells,
+)
 
 if TYPE_CHECKING:
     import asyncssh
@@ -289,9 +297,14 @@ def metrics() -> None:
     help="Only this metric (repeatable), e.g. disk_percent or up. Default: every metric.",
 )
 @format_option
+@raw_option
 @click.pass_obj
 def latest(
-    settings: Settings, host_names: tuple[str, ...], metric_names: tuple[str, ...], fmt: str
+    settings: Settings,
+    host_names: tuple[str, ...],
+    metric_names: tuple[str, ...],
+    fmt: str,
+    raw: bool,
 ) -> None:
     """Show the newest sample of every matching series.
 
@@ -310,7 +323,8 @@ def latest(
     with _open_store(cfg) as store:
         _check_names(store, cfg, host_names, metric_names)
         samples = store.latest(host_names, metric_names)
-    render([sample_row(s) for s in samples], SAMPLE_COLUMNS, fmt, sys.stdout)
+    rows = [sample_row(s) for s in samples]
+    render(rows, SAMPLE_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
 @metrics.command()
@@ -331,6 +345,7 @@ def latest(
 @click.option("--until", type=WHEN, default=None, help="Up to this time (inclusive). Default: now.")
 @click.option("--plot", is_flag=True, help="Draw a chart in the terminal instead of the table.")
 @format_option
+@raw_option
 @click.pass_context
 def history(
     ctx: click.Context,
@@ -341,6 +356,7 @@ def history(
     until: float | None,
     plot: bool,
     fmt: str,
+    raw: bool,
 ) -> None:
     """Show the samples of one metric of one host, oldest first.
 
@@ -371,7 +387,8 @@ def history(
         title = f"{host_name} {metric_name}" + (f"{{{labels_text(labels)}}}" if labels else "")
         _plot(samples, title, sys.stdout)
     else:
-        render([sample_row(s) for s in samples], SAMPLE_COLUMNS, fmt, sys.stdout)
+        rows = [sample_row(s) for s in samples]
+        render(rows, SAMPLE_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
 def _hint_label_sets(store: Store, host: str, metric: str, labels: Mapping[str, str]) -> None:
