@@ -516,6 +516,42 @@ def test_history_plot_with_nothing_to_plot(filled: Env) -> None:
     assert (run.code, run.out, run.err) == (0, "", "no samples in that range: nothing to plot\n")
 
 
+# -- alerts history --------------------------------------------------------------
+
+
+def test_alerts_history_is_newest_first_across_runs(env: Env) -> None:
+    from netmetrix.config import AlertRule
+
+    rules = [
+        AlertRule(metric="load1", op=">", limit=20.0, email=("ops@example.com",)),
+        AlertRule(metric="load1", op=">", limit=25.0, email=("ops@example.com",)),
+    ]
+    # In one execute every host has its own time (when it answered), and a batch
+    # is evaluated host by host: here f4 answered after f5 in both runs.
+    with env.store() as store:
+        for start, value in ((T0, 30.0), (T0 + 60, 5.0)):
+            runs = [
+                host_run("f4", start + 2, sample("load1", value)),
+                host_run("f5", start + 1, sample("load1", value)),
+            ]
+            store.record_runs_with_alerts(runs, rules, now=start + 3)
+    got = json.loads(ok(env("alerts", "history", "--format", "json")))
+    assert [(row["ts"][11:19], row["host"], row["event"], row["rule"]) for row in got] == [
+        ("21:55:56", "f4", "resolved", "load1 > 25"),  # one sample, two rules: newest id first
+        ("21:55:56", "f4", "resolved", "load1 > 20"),
+        ("21:55:55", "f5", "resolved", "load1 > 25"),
+        ("21:55:55", "f5", "resolved", "load1 > 20"),
+        ("21:54:56", "f4", "firing", "load1 > 25"),
+        ("21:54:56", "f4", "firing", "load1 > 20"),
+        ("21:54:55", "f5", "firing", "load1 > 25"),
+        ("21:54:55", "f5", "firing", "load1 > 20"),
+    ]
+    newest = json.loads(ok(env("alerts", "history", "-n", "3", "--format", "json")))
+    assert newest == got[:3]
+    only_f5 = json.loads(ok(env("alerts", "history", "-h", "f5", "--format", "json")))
+    assert only_f5 == [row for row in got if row["host"] == "f5"]
+
+
 # -- config ---------------------------------------------------------------------
 
 

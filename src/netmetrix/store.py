@@ -666,9 +666,14 @@ class Store:
     def alert_history(
         self, hosts: Sequence[str] = (), limit: int | None = None
     ) -> list[AlertHistoryRow]:
-        """Alert events (fired, repeated, resolved), newest first; ``limit`` caps them."""
+        """Alert events (fired, repeated, resolved), newest first; ``limit`` caps them.
+
+        Newest by the sample's time: ids follow the order a batch was evaluated
+        in (by host), not when each host answered; ties (one sample, several
+        rules) newest-inserted first.
+        """
         t = alert_events_table
-        query = select(t).order_by(t.c.id.desc())
+        query = select(t).order_by(t.c.ts_ms.desc(), t.c.id.desc())
         if hosts:
             query = query.where(t.c.host.in_(sorted(set(hosts))))
         if limit is not None:
