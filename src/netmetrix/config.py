@@ -52,6 +52,8 @@ class HostConfig:
     directory: str = "/tmp"  # noqa: S108 -- the remote probe's directory (the seed's default)
     python: str = "python3"
     line: int = 0  # line of the element in config.xml, for messages
+    # The attributes written in config.xml: `config show` says "default" for the others.
+    given: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def target(self) -> str:
@@ -121,6 +123,8 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     hosts: tuple[HostConfig, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    # Settings written in config.xml ("script", "ssh.connect_timeout", ...), not defaulted.
+    given: frozenset[str] = field(default=frozenset(), compare=False)
 
     def select(self, names: tuple[str, ...]) -> tuple[HostConfig, ...]:
         """Hosts named on the command line (all when none); unknown names: UsageError."""
@@ -589,7 +593,17 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         retention=_retention(ctx, el.one("retention")),
         hosts=_hosts(ctx, el, hosts_node),
         alerts=_alerts(ctx, el.one("alerts"), host_names),
+        given=_given(el),
     )
+
+
+def _given(el: _Element) -> frozenset[str]:
+    """The settings written in the file: ``script`` for <script>, ``smtp.port`` for <smtp port>."""
+    given = {tag for tag in ("script", "concurrency", "database") if el.all(tag)}
+    for tag in ("ssh", "smtp", "security", "retention", "alerts"):
+        for node in el.all(tag)[:1]:  # a repeat is already a problem
+            given.update(f"{tag}.{name}" for name in node.attrs)
+    return frozenset(given)
 
 
 def _text(ctx: _Ctx, node: _Node | None, conv: _Conv[T], default: T) -> T:
@@ -677,6 +691,7 @@ def _host(ctx: _Ctx, node: _Node) -> HostConfig | None:
         directory=el.get("directory", _DIRECTORY, default.directory),
         python=el.get("python", _PYTHON, default.python),
         line=node.line,
+        given=frozenset(node.attrs),
     )
     return host if name else None
 
