@@ -680,6 +680,41 @@ def test_config_show_redacts_secrets_and_names_sources(
     )
 
 
+def test_config_show_says_default_only_for_what_the_file_leaves_out(
+    tmp_path: Path, netmetrix: Cli
+) -> None:
+    path = tmp_path / "config.xml"
+    path.write_text(  # values spelled out equal to the defaults, and some left out
+        "<netmetrix>\n"
+        "  <concurrency>50</concurrency>\n"
+        '  <ssh connect_timeout="10"/>\n'
+        '  <smtp port="25"/>\n'
+        '  <retention days="30"/>\n'
+        "  <hosts>\n"
+        '    <host name="a" directory="/tmp" python="python3"/>\n'
+        '    <host name="b"/>\n'
+        "  </hosts>\n"
+        "</netmetrix>\n"
+    )
+    got = settings_of(ok(netmetrix("--config", path, "config", "show", "--format", "json")))
+    written = sorted(name for name, (_, source) in got.items() if source.startswith("config.xml"))
+    assert written == [
+        "concurrency",
+        "host.a.directory",
+        "host.a.python",
+        "retention.days",
+        "smtp.port",
+        "ssh.connect_timeout",
+    ]
+    assert got["concurrency"] == ("50", "config.xml")
+    assert got["ssh.connect_timeout"] == ("10s", "config.xml")
+    assert got["ssh.command_timeout"] == ("30s", "default")
+    assert got["script"] == ("client.py", "default")
+    assert got["host.a.directory"] == ("/tmp", "config.xml:7")
+    assert got["host.b.directory"][1] == "default"
+    assert got["host.b.python"] == ("python3", "default")
+
+
 def test_config_show_applies_ssh_config_fallbacks(env: Env, isolated_home: Path) -> None:
     (isolated_home / ".ssh").mkdir()
     sshd.keygen(isolated_home / ".ssh" / "fleet_key")

@@ -532,7 +532,7 @@ def show(settings: Settings, host_names: tuple[str, ...], fmt: str) -> None:
     resolves them: from ~/.ssh/config (HostName, Port, User, IdentityFile,
     ProxyJump), then SSH defaults.  Secrets are never shown: for the SMTP and
     PostgreSQL passwords only the environment variable and whether it is set.
-    A source "default" means the built-in default value.
+    A source "default" means config.xml does not set it (the built-in value applies).
 
     \b
     Examples:
@@ -556,35 +556,11 @@ def _global_settings(cfg: Config) -> list[dict[str, str]]:
     """Every setting but the hosts', in config.xml's order."""
     from sqlalchemy import make_url
 
-    from netmetrix.config import (
-        AlertsConfig,
-        RetentionConfig,
-        SecurityConfig,
-        SMTPConfig,
-        SSHConfig,
-    )
-
     file = cfg.path.name
-    defaults: dict[str, object] = {
-        "script": "client.py",
-        "concurrency": 50,
-        "database": f"sqlite:///{cfg.path.parent / 'netmetrix.db'}",
-        "ssh.known_hosts": cfg.path.parent / "known_hosts",
-    }
-    for prefix, default in (
-        ("ssh", SSHConfig(known_hosts=cfg.path.parent / "known_hosts")),
-        ("smtp", SMTPConfig()),
-        ("security", SecurityConfig()),
-        ("retention", RetentionConfig()),
-        ("alerts", AlertsConfig()),
-    ):
-        for name in type(default).__dataclass_fields__:
-            defaults.setdefault(f"{prefix}.{name}", getattr(default, name))
-
     rows: list[dict[str, str]] = [_setting("config", cfg.path, "--config")]
 
     def add(setting: str, value: object, shown: object = None) -> None:
-        source = "default" if defaults.get(setting) == value else file
+        source = file if setting in cfg.given else "default"  # written, even if equal to it
         rows.append(_setting(setting, value if shown is None else shown, source))
 
     add("script", cfg.script)
@@ -675,11 +651,9 @@ async def _host_settings(cfg: Config, selected: Sequence[HostConfig]) -> list[di
         pick("key", host.key, "IdentityFile", host.key or keys or "~/.ssh/id_* and ssh-agent")
         if found("ProxyJump") is not None:
             rows.append(_setting(f"{prefix}.proxy_jump", found("ProxyJump"), SSH_CONFIG))
-        default = HostConfig(name=host.name)
         for name in ("directory", "python"):
-            value = getattr(host, name)
-            source = "default" if value == getattr(default, name) else where
-            rows.append(_setting(f"{prefix}.{name}", value, source))
+            source = where if name in host.given else "default"
+            rows.append(_setting(f"{prefix}.{name}", getattr(host, name), source))
         return rows
 
     groups = await asyncio.gather(*(one(h) for h in selected))
