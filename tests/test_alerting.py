@@ -468,7 +468,7 @@ def test_alerts_commands_when_empty_and_with_bad_arguments(tmp_path: Path, netme
         assert done.out.count("\n") == 1  # the header only
     unknown = netmetrix("--config", config, "alerts", "active", "-h", "f9")
     assert unknown.code == 2
-    assert unknown.err.strip() == "config.xml: unknown host 'f9'; known hosts: f4"
+    assert unknown.err.strip() == 'unknown host "f9"; known hosts: f4'
     bad = netmetrix("--config", config, "alerts", "history", "--limit", "0")
     assert bad.code == 2
     assert "Invalid value for '-n' / '--limit'" in bad.err

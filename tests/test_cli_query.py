@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import pytest
 import sshd
-from conftest import Run
+from conftest import Fleet, Run
 
 from netmetrix.cli import cli
 from netmetrix.config import load_config
@@ -473,6 +473,10 @@ def test_history_of_a_label_set_that_does_not_exist_names_the_ones_that_do(fille
     [
         (["-h", "f4"], "Missing option '-m' / '--metric'"),
         (["-m", "load1"], "Missing option '-h' / '--host'"),
+        (
+            ["-h", "f*", "-h", "x*", "-m", "load1"],
+            'no host matches "x*"; known hosts: f4, f5, never',
+        ),
         (["-h", "f9", "-m", "load1"], 'unknown host "f9"; known hosts: f4, f5, never'),
         (["-h", "f4", "-m", "loadavg"], 'unknown metric "loadavg"'),
         (
@@ -514,6 +518,153 @@ def test_history_plot_draws_a_chart(filled: Env) -> None:
 def test_history_plot_with_nothing_to_plot(filled: Env) -> None:
     run = filled("metrics", "history", "-h", "never", "-m", "load1", "--plot")
     assert (run.code, run.out, run.err) == (0, "", "no samples in that range: nothing to plot\n")
+
+
+# -- -h: names and globs, in every command -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("patterns", "names", "problems"),
+    [
+        (["web2", "web1", "web2"], ["web2", "web1"], []),  # as asked, each once
+        (["web*"], ["web1", "web2", "web10"], []),  # a glob: in the known order
+        (["db?", "web1*"], ["db1", "web1", "web10"], []),
+        (["web[12]"], ["web1", "web2"], []),
+        (["*"], ["web1", "web2", "db1", "web10", "Web3"], []),
+        (["Web*"], ["Web3"], []),  # case matters, as in host names
+        (["web*", "web1"], ["web1", "web2", "web10"], []),
+        (["wbe1"], [], ['unknown host "wbe1", did you mean "web1"?']),
+        (["x*"], [], ['no host matches "x*"; known hosts: Web3, db1, web1, web10, web2']),
+        (
+            ["web1", "mail*", "zz"],
+            ["web1"],
+            [
+                'no host matches "mail*"; known hosts: Web3, db1, web1, web10, web2',
+                'unknown host "zz"; known hosts: Web3, db1, web1, web10, web2',
+            ],
+        ),
+    ],
+)
+def test_select_names(patterns: list[str], names: list[str], problems: list[str]) -> None:
+    from netmetrix.config import select_names
+
+    known = ["web1", "web2", "db1", "web10", "Web3"]
+    assert select_names(patterns, known) == (tuple(names), problems)
+
+
+def test_select_names_lists_at_most_ten_known_hosts() -> None:
+    from netmetrix.config import select_names
+
+    known = [f"h{i:02}" for i in range(12)]
+    assert select_names(["x*"], known)[1] == [
+        'no host matches "x*"; known hosts: h00, h01, h02, h03, h04, h05, h06, h07, h08, h09,'
+        " ... (12 in all)"
+    ]
+
+
+def test_hosts_and_config_show_take_globs(filled: Env) -> None:
+    assert [line.split()[0] for line in ok(filled("hosts", "-h", "f*")).splitlines()] == [
+        "host",
+        "f4",
+        "f5",
+    ]
+    shown = {
+        row["setting"].split(".")[1]
+        for row in json.loads(ok(filled("config", "show", "-h", "f?", "--format", "json")))
+    }
+    assert shown == {"f4", "f5"}
+    assert usage_error(filled("hosts", "-h", "f*", "-h", "db*")) == (
+        'config.xml: no host matches "db*"; known hosts: f4, f5, never\n'
+    )
+    assert usage_error(filled("config", "show", "-h", "db*")) == (
+        'config.xml: no host matches "db*"; known hosts: f4, f5, never\n'
+    )
+
+
+def test_metrics_take_globs_and_repeated_hosts(filled: Env) -> None:
+    with filled.store() as store:  # a host no longer in config.xml is still known
+        store.record_runs([host_run("retired", T0, sample("load1", 9.0))])
+    latest = json.loads(
+        ok(filled("metrics", "latest", "-h", "f*", "-m", "load1", "--format", "json"))
+    )
+    assert [(r["host"], r["value"]) for r in latest] == [("f4", 1.25), ("f5", 2.0)]
+    latest = json.loads(
+        ok(filled("metrics", "latest", "-h", "r*", "-m", "load1", "--format", "json"))
+    )
+    assert [(r["host"], r["value"]) for r in latest] == [("retired", 9.0)]
+    history = ("metrics", "history", "-m", "load1", "--format", "json")
+    both = json.loads(ok(filled(*history, "-h", "f4", "-h", "f5")))
+    assert [(r["ts"], r["host"], r["value"]) for r in both] == [
+        (ISO1, "f4", 0.5),  # interleaved by time, then host
+        (ISO1, "f5", 2.0),
+        (ISO0, "f4", 1.25),
+    ]
+    assert json.loads(ok(filled(*history, "-h", "f?"))) == both
+    assert json.loads(ok(filled(*history, "-h", "f5", "-h", "f4", "-h", "f5"))) == both
+    every = json.loads(ok(filled(*history, "-h", "*")))
+    assert [r["host"] for r in every] == ["f4", "f5", "f4", "retired"]
+    assert usage_error(filled("metrics", "latest", "-h", "g*", "-m", "lod1")) == (
+        'no host matches "g*"; known hosts: f4, f5, never, retired\n'
+        'unknown metric "lod1", did you mean "load1"?\n'
+    )
+
+
+def test_history_plot_of_several_hosts_names_each(filled: Env) -> None:
+    out = ok(filled("metrics", "history", "-h", "f*", "-m", "load1", "--plot"))
+    assert "f4,f5 load1 (UTC)" in out.splitlines()[0]
+    assert any("f4" in line for line in out.splitlines()[1:])  # the legend
+    assert any("f5" in line for line in out.splitlines()[1:])
+
+
+def test_alerts_queries_take_globs(env: Env) -> None:
+    from netmetrix.config import AlertRule
+
+    rule = AlertRule(metric="load1", op=">", limit=20.0, email=("ops@example.com",))
+    with env.store() as store:
+        runs = [host_run(h, T0, sample("load1", 30.0)) for h in ("f4", "f5", "retired")]
+        store.record_runs_with_alerts(runs, [rule], now=T0)
+
+    def hosts_of(*args: str) -> list[str]:
+        return [r["host"] for r in json.loads(ok(env("alerts", *args, "--format", "json")))]
+
+    assert hosts_of("active", "-h", "f*") == ["f4", "f5"]
+    assert hosts_of("history", "-h", "f*") == ["f5", "f4"]  # one time: newest row first
+    assert sorted(hosts_of("history", "-h", "f4", "-h", "retired")) == ["f4", "retired"]
+    subjects = [
+        r["subject"]
+        for r in json.loads(
+            ok(env("alerts", "outbox", "-h", "f5", "-h", "re*", "--format", "json"))
+        )
+    ]
+    assert subjects == ["ALERT [f5] load1 is 30>20", "ALERT [retired] load1 is 30>20"]
+    assert len(json.loads(ok(env("alerts", "outbox", "--all", "--format", "json")))) == 3
+    for command in ("active", "history", "outbox"):
+        assert usage_error(env("alerts", command, "-h", "db*")) == (
+            'no host matches "db*"; known hosts: f4, f5, never, retired\n'
+        )
+
+
+@pytest.mark.sshd
+def test_upload_and_execute_take_globs(
+    fleet: Fleet, netmetrix: Cli, test_user: sshd.User, user_dir: Path
+) -> None:
+    for name in ("web1", "web2", "db1"):
+        fleet.host(
+            name, 0, user=test_user.name, directory=str(user_dir / name), python=test_user.python
+        )
+    for verb in ("upload", "execute"):
+        ran = netmetrix("--config", fleet.config, verb, "-h", "web*")
+        assert ran.code == 0, ran.err
+        assert ran.err.count("SUCCESS!") == 2
+        assert "[db1]" not in ran.err
+        assert f"{verb}: 2 ok in " in ran.err
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        assert store.host_names() == {"web1", "web2"}
+    ran = netmetrix("--config", fleet.config, "execute", "-h", "web*", "-h", "mail*")
+    assert (ran.code, ran.err) == (
+        2,
+        'config.xml: no host matches "mail*"; known hosts: db1, web1, web2\n',
+    )
 
 
 # -- alerts history --------------------------------------------------------------
@@ -752,7 +903,7 @@ def test_config_show_csv_and_unknown_host(env: Env) -> None:
     assert rows[0] == ["setting", "value", "source"]
     assert ["host.never.address", "192.0.2.9", "config.xml:7"] in rows
     assert usage_error(env("config", "show", "-h", "f6")) == (
-        "config.xml: unknown host 'f6'; known hosts: f4, f5, never\n"
+        'config.xml: unknown host "f6"; known hosts: f4, f5, never\n'
     )
 
 

@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import difflib
 import os
 import shutil
 import sys
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from netmetrix.config import Config, HostConfig, load_config, parse_duration
+from netmetrix.cli_common import host_option, required_host_option, stored_hosts
+from netmetrix.config import Config, HostConfig, load_config, parse_duration, unknown_name
 from netmetrix.errors import NetmetrixError, UsageError
 from netmetrix.render import (
     format_option,
@@ -50,7 +50,6 @@ DB_INFO_COLUMNS = (
     *("series", "samples", "size_bytes", "oldest", "newest"),
 )
 SSH_CONFIG = "~/.ssh/config"
-_SHOWN_NAMES = 10  # known names listed in an "unknown name" error
 
 
 def register(group: click.Group) -> None:
@@ -153,40 +152,25 @@ def _one(row: Mapping[str, Any], columns: Sequence[str], fmt: str, line: str) ->
         render([row], columns, fmt, sys.stdout)
 
 
-def _some(names: Collection[str]) -> str:
-    shown = sorted(names)[:_SHOWN_NAMES]
-    more = f", ... ({len(names)} in all)" if len(names) > _SHOWN_NAMES else ""
-    return ", ".join(shown) + more if shown else "(none)"
+def _select(
+    store: Store, cfg: Config, host_patterns: Sequence[str], metric_names: Sequence[str]
+) -> tuple[str, ...]:
+    """The hosts ``-h`` selects (none: no filter); UsageError naming every unknown host/metric.
 
-
-def _unknown(kind: str, asked: Iterable[str], known: Collection[str]) -> list[str]:
-    """One message per name in ``asked`` that is not in ``known``."""
-    problems = []
-    for name in dict.fromkeys(asked):
-        if name in known:
-            continue
-        near = difflib.get_close_matches(name, sorted(known), n=1)
-        hint = f', did you mean "{near[0]}"?' if near else f"; known {kind}s: {_some(known)}"
-        problems.append(f'unknown {kind} "{name}"{hint}')
-    return problems
-
-
-def _check_names(
-    store: Store, cfg: Config, host_names: Sequence[str], metric_names: Sequence[str]
-) -> None:
-    """UsageError unless every host is configured or stored and every metric known or stored."""
-    problems = []
-    if host_names:
-        known = {h.name for h in cfg.hosts} | store.host_names()
-        problems += _unknown("host", host_names, known)
+    Hosts are those of config.xml and those the store knows (removed from the
+    config, still stored); metrics those of the catalogue, ``up`` and the stored ones.
+    """
+    hosts, problems = stored_hosts(cfg, store, host_patterns)
     if metric_names:
         from netmetrix.probe import METRICS
         from netmetrix.store import UP
 
         known = {name for name, *_ in METRICS} | {UP} | store.metric_names()
-        problems += _unknown("metric", metric_names, known)
+        asked = dict.fromkeys(metric_names)
+        problems += [unknown_name("metric", m, known) for m in asked if m not in known]
     if problems:
         raise UsageError("\n".join(problems))
+    return hosts
 
 
 def sample_row(sample: StoredSample) -> dict[str, Any]:
@@ -227,9 +211,10 @@ def _plural(n: int, word: str) -> str:
 
 
 @click.command()
+@host_option
 @format_option
 @click.pass_obj
-def hosts(settings: Settings, fmt: str) -> None:
+def hosts(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
     """List every configured host with the outcome of its last run.
 
     One row per host of config.xml, in its order, collected or not: the
@@ -240,14 +225,16 @@ def hosts(settings: Settings, fmt: str) -> None:
     \b
     Examples:
       netmetrix hosts
+      netmetrix hosts -h 'db*'
       netmetrix hosts --format json | jq -r '.[] | select(.up == 0) | .host'
       netmetrix hosts --format csv > hosts.csv
     """
     cfg = settings.load()
+    selected = cfg.select(hosts)
     with _open_store(cfg) as store:
         stored = {row.name: row for row in store.hosts()}
     rows = []
-    for host in cfg.hosts:
+    for host in selected:
         row = stored.get(host.name)
         rows.append(
             {
@@ -280,14 +267,7 @@ def metrics() -> None:
 
 
 @metrics.command()
-@click.option(
-    "-h",
-    "--host",
-    "host_names",
-    multiple=True,
-    metavar="NAME",
-    help="Only this host (repeatable). Default: every host.",
-)
+@host_option
 @click.option(
     "-m",
     "--metric",
@@ -301,7 +281,7 @@ def metrics() -> None:
 @click.pass_obj
 def latest(
     settings: Settings,
-    host_names: tuple[str, ...],
+    hosts: tuple[str, ...],
     metric_names: tuple[str, ...],
     fmt: str,
     raw: bool,
@@ -316,19 +296,19 @@ def latest(
     Examples:
       netmetrix metrics latest
       netmetrix metrics latest -h f4 -h f5 -m disk_percent
+      netmetrix metrics latest -h 'web*' -m load1
       netmetrix metrics latest -m up --format csv
       netmetrix metrics latest -m cpu_percent --format json | jq 'max_by(.value)'
     """
     cfg = settings.load()
     with _open_store(cfg) as store:
-        _check_names(store, cfg, host_names, metric_names)
-        samples = store.latest(host_names, metric_names)
+        samples = store.latest(_select(store, cfg, hosts, metric_names), metric_names)
     rows = [sample_row(s) for s in samples]
     render(rows, SAMPLE_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
 @metrics.command()
-@click.option("-h", "--host", "host_name", required=True, metavar="NAME", help="The host.")
+@required_host_option
 @click.option("-m", "--metric", "metric_name", required=True, metavar="NAME", help="The metric.")
 @click.option(
     "--labels",
@@ -349,7 +329,7 @@ def latest(
 @click.pass_context
 def history(
     ctx: click.Context,
-    host_name: str,
+    hosts: tuple[str, ...],
     metric_name: str,
     labels: dict[str, str] | None,
     since: float | None,
@@ -358,18 +338,22 @@ def history(
     fmt: str,
     raw: bool,
 ) -> None:
-    """Show the samples of one metric of one host, oldest first.
+    """Show the samples of one metric of some hosts, oldest first.
 
-    Every series of the metric (each label set), or with --labels exactly
-    one.  --since and --until take a duration ago (30m, 1h, 2d) or an ISO
-    8601 time (2026-11-24T10:00Z; UTC when no zone is given); both are
-    inclusive.  --plot draws the samples as a chart in the terminal.
+    Every series of the metric (each label set) of every host that -h
+    names or matches, or with --labels one per host; the rows of several
+    hosts are interleaved by time.  --since and --until take a duration ago
+    (30m, 1h, 2d) or an ISO 8601 time (2026-11-24T10:00Z; UTC when no zone
+    is given); both are inclusive.  --plot draws the samples as a chart in
+    the terminal, one line per host and label set.
 
     \b
     Examples:
       netmetrix metrics history -h f4 -m disk_percent --labels mount=/ --since 1d
       netmetrix metrics history -h f4 -m cpu_percent --since 2026-11-24T10:00Z --until 2h
       netmetrix metrics history -h f4 -m load1 --since 6h --plot
+      netmetrix metrics history -h f4 -h f5 -m load1 --since 1h
+      netmetrix metrics history -h 'web*' -m cpu_percent --since 30m --plot
       netmetrix metrics history -h f4 -m up --format csv > f4-up.csv
     """
     settings: Settings = ctx.obj
@@ -379,13 +363,18 @@ def history(
         raise UsageError(f"--since {iso(since)} is after --until {iso(until)}")
     cfg = settings.load()
     with _open_store(cfg) as store:
-        _check_names(store, cfg, [host_name], [metric_name])
-        samples = store.history(host_name, metric_name, labels, since, until)
-        if not samples and labels is not None:
-            _hint_label_sets(store, host_name, metric_name, labels)
+        names = _select(store, cfg, hosts, [metric_name])
+        samples: list[StoredSample] = []
+        for name in names:
+            found = store.history(name, metric_name, labels, since, until)
+            if not found and labels is not None:
+                _hint_label_sets(store, name, metric_name, labels)
+            samples += found
+    samples.sort(key=lambda s: (s.ts, s.host, labels_text(s.labels)))
     if plot:
-        title = f"{host_name} {metric_name}" + (f"{{{labels_text(labels)}}}" if labels else "")
-        _plot(samples, title, sys.stdout)
+        shown = ",".join(names) if len(names) <= 3 else f"{len(names)} hosts"
+        title = f"{shown} {metric_name}" + (f"{{{labels_text(labels)}}}" if labels else "")
+        _plot(samples, title, sys.stdout, by_host=len(names) > 1)
     else:
         rows = [sample_row(s) for s in samples]
         render(rows, SAMPLE_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
@@ -403,8 +392,8 @@ def _hint_label_sets(store: Store, host: str, metric: str, labels: Mapping[str, 
         )
 
 
-def _plot(samples: Sequence[StoredSample], title: str, out: IO[str]) -> None:
-    """Draw ``samples`` with plotext, one line per label set; plain text unless on a terminal."""
+def _plot(samples: Sequence[StoredSample], title: str, out: IO[str], *, by_host: bool) -> None:
+    """Draw ``samples`` with plotext, one line per (host and) label set; no colour off a tty."""
     if not samples:
         click.echo("no samples in that range: nothing to plot", err=True)
         return
@@ -418,7 +407,8 @@ def _plot(samples: Sequence[StoredSample], title: str, out: IO[str]) -> None:
     form = "%Y-%m-%d %H:%M"
     series: dict[str, tuple[list[str], list[float]]] = {}
     for s in samples:
-        xs, ys = series.setdefault(labels_text(s.labels), ([], []))
+        name = f"{s.host} {labels_text(s.labels)}".strip() if by_host else labels_text(s.labels)
+        xs, ys = series.setdefault(name, ([], []))
         xs.append(dt.datetime.fromtimestamp(s.ts, tz=dt.UTC).strftime(form))
         ys.append(s.value)
     plotext.terminal.limit(False, False)  # the size is ours: see above
@@ -515,17 +505,10 @@ def check(settings: Settings, path: Path | None, fmt: str) -> None:
 
 
 @config.command()
-@click.option(
-    "-h",
-    "--host",
-    "host_names",
-    multiple=True,
-    metavar="NAME",
-    help="Only this host's settings (repeatable). Default: everything.",
-)
+@host_option
 @format_option
 @click.pass_obj
-def show(settings: Settings, host_names: tuple[str, ...], fmt: str) -> None:
+def show(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
     """Show the settings in effect, with where each one comes from.
 
     Host fields missing from config.xml are resolved the way `execute`
@@ -541,8 +524,8 @@ def show(settings: Settings, host_names: tuple[str, ...], fmt: str) -> None:
       netmetrix config show --format json | jq -r '.[] | select(.source == "~/.ssh/config")'
     """
     cfg = settings.load()
-    selected = cfg.select(host_names)
-    rows = [] if host_names else _global_settings(cfg)
+    selected = cfg.select(hosts)
+    rows = [] if hosts else _global_settings(cfg)
     rows += asyncio.run(_host_settings(cfg, selected))
     render(rows, SETTING_COLUMNS, fmt, sys.stdout)
 

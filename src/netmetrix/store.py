@@ -696,10 +696,13 @@ class Store:
             for r in rows
         ]
 
-    def outbox(self, *, undelivered: bool = True, limit: int | None = None) -> list[OutboxItem]:
+    def outbox(
+        self, *, undelivered: bool = True, limit: int | None = None, hosts: Sequence[str] = ()
+    ) -> list[OutboxItem]:
         """Outbox mail, oldest first: only the undelivered, or (``undelivered=False``) all.
 
         With ``limit`` and all mail, the newest ``limit`` (still oldest first).
+        ``hosts``: only mail about those hosts' alerts (empty: every host).
         """
         o, e = outbox_table, alert_events_table
         query = select(
@@ -707,6 +710,8 @@ class Store:
         ).select_from(o.join(e, e.c.id == o.c.event_id))
         if undelivered:
             query = query.where(o.c.delivered_ms.is_(None))
+        if hosts:
+            query = query.where(e.c.host.in_(sorted(set(hosts))))
         query = query.order_by(o.c.id.desc() if limit is not None else o.c.id)
         if limit is not None:
             query = query.limit(limit)
