@@ -1071,3 +1071,13 @@ def test_every_command_has_summary_paragraph_and_examples(path: list[str], netme
     assert "\n  Examples:\n    netmetrix " in run.out
     if not isinstance(command, click.Group):
         assert "--format [table|json|csv]" in run.out
+
+
+@pytest.mark.parametrize("group", [[], ["metrics"], ["config"], ["db"], ["alerts"]], ids=str)
+def test_a_group_without_arguments_prints_its_help_and_exits_0(
+    group: list[str], netmetrix: Cli
+) -> None:
+    bare = netmetrix(*group)
+    assert (bare.code, bare.err) == (0, "")
+    assert bare.out == netmetrix(*group, "--help").out
+    assert bare.out.startswith(f"Usage: netmetrix {' '.join(group)}".rstrip() + " [OPTIONS] ")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netmetrix import __version__
-from netmetrix.cli_common import host_option
+from netmetrix.cli_common import HelpGroup, host_option
 from netmetrix.errors import ExitStatus, NetmetrixError
 
 if TYPE_CHECKING:
@@ -54,7 +54,10 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         logging.getLogger(name).setLevel(chatty)
 
 
-@click.group(context_settings={"help_option_names": ["--help"], "max_content_width": 100})
+@click.group(
+    cls=HelpGroup,  # `netmetrix` alone prints this help and exits 0
+    context_settings={"help_option_names": ["--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     "config_path",

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from netmetrix.cli_common import host_option, stored_hosts
+from netmetrix.cli_common import HelpGroup, host_option, stored_hosts
 from netmetrix.errors import ExitStatus, UsageError
 from netmetrix.render import format_option, iso, raw_option, render, value_cells
 
@@ -53,7 +53,7 @@ def _host_filter(config: Config, store: Store, patterns: tuple[str, ...]) -> tup
     return names
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def alerts() -> None:
     """Alert state, alert history and the mail outbox; deliver waiting mail.
 

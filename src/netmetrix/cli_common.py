@@ -1,4 +1,4 @@
-"""What every command module shares: the ``-h`` option and host selection.
+"""What every command module shares: the ``-h`` option, host selection, groups' no-args help.
 
 Imported by cli.py, cli_query.py and cli_alerts.py; it imports none of them.
 Which hosts a pattern names is decided in one place, ``config.select_names``
@@ -60,3 +60,13 @@ def stored_hosts(
     configured = [h.name for h in config.hosts]
     known = configured + sorted(store.host_names().difference(configured))
     return select_names(patterns, known)
+
+
+class HelpGroup(click.Group):
+    """A group that, given no arguments at all, prints its help on stdout and exits 0."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)

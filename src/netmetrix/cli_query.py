@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from netmetrix.cli_common import host_option, required_host_option, stored_hosts
+from netmetrix.cli_common import HelpGroup, host_option, required_host_option, stored_hosts
 from netmetrix.config import Config, HostConfig, load_config, parse_duration, unknown_name
 from netmetrix.errors import NetmetrixError, UsageError
 from netmetrix.render import (
@@ -252,7 +252,7 @@ def hosts(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
 # ---------------------------------------------------------------- metrics
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def metrics() -> None:
     """Read stored samples: the latest of every series, or one metric's history.
 
@@ -430,7 +430,7 @@ def _plot(samples: Sequence[StoredSample], title: str, out: IO[str], *, by_host:
 # ---------------------------------------------------------------- config
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def config() -> None:
     """Write, check and show config.xml.
 
@@ -646,7 +646,7 @@ async def _host_settings(cfg: Config, selected: Sequence[HostConfig]) -> list[di
 # ---------------------------------------------------------------- db
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def db() -> None:
     """Inspect and maintain the database.
 
