@@ -126,11 +126,11 @@ def csv_rows(text: str) -> list[list[str]]:
 
 def test_hosts_table(filled: Env) -> None:
     assert ok(filled("hosts")) == (
-        "host   address    last_seen                 last_error"
+        "host   address    port  last_seen                 last_error"
         "                   probe_version  up\n"
-        f"f4     192.0.2.4  {ISO0}                               1.0            1\n"
-        f"f5     f5         {ISO1}  timeout after 10s (connect)  1.0            0\n"
-        "never  192.0.2.9\n"
+        f"f4     192.0.2.4  22    {ISO0}                               1.0            1\n"
+        f"f5     f5         22    {ISO1}  timeout after 10s (connect)  1.0            0\n"
+        "never  192.0.2.9  22\n"
     )
 
 
@@ -139,6 +139,7 @@ def test_hosts_json_and_csv(filled: Env) -> None:
         {
             "host": "f4",
             "address": "192.0.2.4",
+            "port": 22,
             "last_seen": ISO0,
             "last_error": None,
             "probe_version": "1.0",
@@ -147,6 +148,7 @@ def test_hosts_json_and_csv(filled: Env) -> None:
         {
             "host": "f5",
             "address": "f5",
+            "port": 22,
             "last_seen": ISO1,
             "last_error": "timeout after 10s (connect)",
             "probe_version": "1.0",
@@ -155,6 +157,7 @@ def test_hosts_json_and_csv(filled: Env) -> None:
         {
             "host": "never",
             "address": "192.0.2.9",
+            "port": 22,
             "last_seen": None,
             "last_error": None,
             "probe_version": None,
@@ -163,10 +166,10 @@ def test_hosts_json_and_csv(filled: Env) -> None:
     ]
     assert json.loads(ok(filled("hosts", "--format", "json"))) == expected
     assert csv_rows(ok(filled("hosts", "--format", "csv"))) == [
-        ["host", "address", "last_seen", "last_error", "probe_version", "up"],
-        ["f4", "192.0.2.4", ISO0, "", "1.0", "1"],
-        ["f5", "f5", ISO1, "timeout after 10s (connect)", "1.0", "0"],
-        ["never", "192.0.2.9", "", "", "", ""],
+        ["host", "address", "port", "last_seen", "last_error", "probe_version", "up"],
+        ["f4", "192.0.2.4", "22", ISO0, "", "1.0", "1"],
+        ["f5", "f5", "22", ISO1, "timeout after 10s (connect)", "1.0", "0"],
+        ["never", "192.0.2.9", "22", "", "", "", ""],
     ]
 
 
@@ -174,16 +177,52 @@ def test_hosts_before_any_run_lists_the_configured_hosts(env: Env) -> None:
     assert json.loads(ok(env("hosts", "--format", "json")))[1] == {
         "host": "f5",
         "address": "f5",
+        "port": 22,
         "last_seen": None,
         "last_error": None,
         "probe_version": None,
         "up": None,
     }
     assert ok(env("hosts")).splitlines()[1:] == [
-        "f4     192.0.2.4",
-        "f5     f5",
-        "never  192.0.2.9",
+        "f4     192.0.2.4  22",
+        "f5     f5         22",
+        "never  192.0.2.9  22",
     ]
+
+
+def test_hosts_port_is_config_xml_then_ssh_config_then_22(env: Env, isolated_home: Path) -> None:
+    env.config.write_text(CONFIG.format(database=env.url).replace('user="monitor"', 'port="2200"'))
+    (isolated_home / ".ssh").mkdir()
+    (isolated_home / ".ssh" / "config").write_text(
+        "Host f4 f5\n  Port 2222\n"  # f4's port="2200" in config.xml wins
+    )
+    ports = {r["host"]: r["port"] for r in json.loads(ok(env("hosts", "--format", "json")))}
+    assert ports == {"f4": 2200, "f5": 2222, "never": 22}
+    (isolated_home / ".ssh" / "config").write_text("Host f5\n  Port nope\n")
+    ports = {r["host"]: r["port"] for r in json.loads(ok(env("hosts", "--format", "json")))}
+    assert ports == {"f4": 2200, "f5": None, "never": 22}  # f5 unknown: not made up
+
+
+@pytest.mark.sshd
+def test_hosts_shows_the_port_execute_uses(
+    fleet: Fleet, netmetrix: Cli, test_user: sshd.User, user_dir: Path, isolated_home: Path
+) -> None:
+    port = fleet.farm.servers[1].port
+    (isolated_home / ".ssh").mkdir()
+    (isolated_home / ".ssh" / "config").write_text(
+        f"Host farmhost\n  HostName 127.0.0.1\n  Port {port}\n  User {test_user.name}\n"
+    )
+    entry = fleet.host("farmhost", 1, directory=str(user_dir / "p"), python=test_user.python)
+    for attr in ("address", "port", "user"):
+        del entry[attr]  # all from ~/.ssh/config
+    fleet.write()
+    [row] = json.loads(ok(netmetrix("--config", fleet.config, "hosts", "--format", "json")))
+    assert (row["address"], row["port"]) == ("farmhost", port)
+    for verb in ("upload", "execute"):
+        ran = netmetrix("--config", fleet.config, verb)
+        assert ran.code == 0, ran.err
+    [row] = json.loads(ok(netmetrix("--config", fleet.config, "hosts", "--format", "json")))
+    assert (row["port"], row["up"]) == (port, 1)
 
 
 # -- metrics latest ---------------------------------------------------------------

@@ -43,13 +43,14 @@ if TYPE_CHECKING:
     from netmetrix.store import Store, StoredSample
 
 SAMPLE_COLUMNS = ("host", "metric", "labels", "ts", "value")
-HOST_COLUMNS = ("host", "address", "last_seen", "last_error", "probe_version", "up")
+HOST_COLUMNS = ("host", "address", "port", "last_seen", "last_error", "probe_version", "up")
 SETTING_COLUMNS = ("setting", "value", "source")
 DB_INFO_COLUMNS = (
     *("url", "backend", "schema_version", "schema_head"),
     *("series", "samples", "size_bytes", "oldest", "newest"),
 )
 SSH_CONFIG = "~/.ssh/config"
+SSH_PORT = 22  # when neither config.xml nor ~/.ssh/config gives one
 
 
 def register(group: click.Group) -> None:
@@ -218,9 +219,10 @@ def hosts(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
     """List every configured host with the outcome of its last run.
 
     One row per host of config.xml, in its order, collected or not: the
-    address, when it last answered (last_seen, ISO 8601 UTC), the error of its
-    last run if that failed, the probe version, and up (1 answered and
-    verified on its last run, 0 not, empty before its first run).
+    address, the SSH port (config.xml's, else ~/.ssh/config's, else 22),
+    when it last answered (last_seen, ISO 8601 UTC), the error of its last
+    run if that failed, the probe version, and up (1 answered and verified
+    on its last run, 0 not, empty before its first run).
 
     \b
     Examples:
@@ -233,6 +235,7 @@ def hosts(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
     selected = cfg.select(hosts)
     with _open_store(cfg) as store:
         stored = {row.name: row for row in store.hosts()}
+    ports = _ports(selected)
     rows = []
     for host in selected:
         row = stored.get(host.name)
@@ -240,6 +243,7 @@ def hosts(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
             {
                 "host": host.name,
                 "address": host.target,
+                "port": ports[host.name],
                 "last_seen": iso(row.last_seen) if row else None,
                 "last_error": row.last_error if row else None,
                 "probe_version": row.probe_version if row else None,
@@ -247,6 +251,22 @@ def hosts(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
             }
         )
     render(rows, HOST_COLUMNS, fmt, sys.stdout)
+
+
+def _ports(selected: Sequence[HostConfig]) -> dict[str, int | None]:
+    """The port execute connects each host on; None when ~/.ssh/config cannot be read."""
+    ports: dict[str, int | None] = {h.name: h.port for h in selected}
+    ask = [h for h in selected if h.port is None]
+    # asyncssh reads only ~/.ssh/config; without one, skip building options per host
+    if not ask or not os.access(Path(SSH_CONFIG).expanduser(), os.R_OK):
+        return {name: port or SSH_PORT for name, port in ports.items()}
+
+    async def resolve() -> list[asyncssh.SSHClientConnectionOptions | None]:
+        return await asyncio.gather(*(_options_without_keys(h) for h in ask))
+
+    for host, options in zip(ask, asyncio.run(resolve()), strict=True):
+        ports[host.name] = None if options is None else options.port
+    return ports
 
 
 # ---------------------------------------------------------------- metrics
