@@ -544,14 +544,44 @@ def test_history_bad_arguments_exit_2(filled: Env, args: list[str], message: str
 def test_history_plot_draws_a_chart(filled: Env) -> None:
     out = ok(filled("metrics", "history", "-h", "f4", "-m", "disk_percent", "--plot"))
     lines = out.splitlines()
-    assert "f4 disk_percent (UTC)" in lines[0]
+    assert "f4 disk_percent (UTC, 2026-11-24)" in lines[0]  # one day: its date once
     assert "\x1b[" not in out  # no colour codes when stdout is not a terminal
     assert any("mount=/var" in line for line in lines)  # the legend names each series
     assert any(line.startswith("72.0┤") for line in lines)  # y axis spans the values
     assert any(line.startswith("38.2┤") for line in lines)
-    assert "2026-11-24 21:53" in out  # x axis in UTC dates
+    ticks = lines[-1].split()  # x axis: UTC times from the first sample to the last
+    assert (ticks[0], ticks[1], ticks[-1]) == ("21:53:54", "21:54:04", "21:54:54")
     assert len(lines) == 24
     assert max(len(line) for line in lines) <= 100
+
+
+def _plotted_columns(chart: str) -> set[int]:
+    """The columns inside the frame where the chart drew something."""
+    inside = [line.split("│", 1)[1] if "│" in line else "" for line in chart.splitlines()]
+    inside += [line.split("┤", 1)[1] for line in chart.splitlines() if "┤" in line]
+    return {i for line in inside for i, char in enumerate(line) if char not in " │"}
+
+
+def test_history_plot_keeps_seconds_apart(env: Env) -> None:
+    minute = T0 - T0 % 60  # 2026-11-24T21:54:00Z: three samples inside one minute
+    with env.store() as store:
+        for offset, value in ((5.0, 1.0), (25.0, 5.0), (45.0, 9.0)):
+            store.record_runs([host_run("f4", minute + offset, sample("load1", value))])
+    chart = ok(env("metrics", "history", "-h", "f4", "-m", "load1", "--plot"))
+    columns = _plotted_columns(chart)
+    assert max(columns) - min(columns) > 60, chart  # a slope across the width, not one column
+    assert chart.splitlines()[-1].split()[::3] == ["21:54:05", "21:54:25", "21:54:45"]
+
+
+def test_history_plot_over_days_dates_every_tick(env: Env) -> None:
+    with env.store() as store:
+        for day in range(3):
+            store.record_runs([host_run("f4", T0 + day * 86400, sample("load1", day))])
+    chart = ok(env("metrics", "history", "-h", "f4", "-m", "load1", "--plot"))
+    assert "f4 load1 (UTC)" in chart.splitlines()[0]
+    ticks = chart.splitlines()[-1].split()
+    assert ticks[:2] == ["2026-11-24", "21:54:54"]
+    assert ticks[-2:] == ["2026-11-26", "21:54:54"]
 
 
 def test_history_plot_with_nothing_to_plot(filled: Env) -> None:
@@ -650,7 +680,7 @@ def test_metrics_take_globs_and_repeated_hosts(filled: Env) -> None:
 
 def test_history_plot_of_several_hosts_names_each(filled: Env) -> None:
     out = ok(filled("metrics", "history", "-h", "f*", "-m", "load1", "--plot"))
-    assert "f4,f5 load1 (UTC)" in out.splitlines()[0]
+    assert "f4,f5 load1 (UTC, 2026-11-24)" in out.splitlines()[0]
     assert any("f4" in line for line in out.splitlines()[1:])  # the legend
     assert any("f5" in line for line in out.splitlines()[1:])
 

@@ -424,27 +424,46 @@ def _plot(samples: Sequence[StoredSample], title: str, out: IO[str], *, by_host:
     if tty:
         columns, lines = shutil.get_terminal_size()
         width, height = min(columns, 200), max(12, min(lines - 2, 40))
-    form = "%Y-%m-%d %H:%M"
-    series: dict[str, tuple[list[str], list[float]]] = {}
+    series: dict[str, tuple[list[dt.datetime], list[float]]] = {}
     for s in samples:
         name = f"{s.host} {labels_text(s.labels)}".strip() if by_host else labels_text(s.labels)
         xs, ys = series.setdefault(name, ([], []))
-        xs.append(dt.datetime.fromtimestamp(s.ts, tz=dt.UTC).strftime(form))
+        # datetimes, not text: samples seconds apart (or closer) never share one x
+        xs.append(dt.datetime.fromtimestamp(s.ts, tz=dt.UTC))
         ys.append(s.value)
+    first, last = samples[0].ts, samples[-1].ts
+    day = _day(first) if _day(first) == _day(last) else None
+    form = "%H:%M:%S" if day else "%Y-%m-%d %H:%M:%S"  # the date goes in the title
     plotext.terminal.limit(False, False)  # the size is ours: see above
     fig = plotext.figure
     fig.clear()
     fig.plot_size(width, height)
-    fig.date().activate(form=form, origin="1970-01-01 00:00", zone=0)
+    fig.date().activate(form=form, origin=dt.datetime(1970, 1, 1, tzinfo=dt.UTC), zone=0)
     for name, (xs, ys) in series.items():
         signal = fig.signal(xs, ys).lines()
         if name and len(series) > 1:
             signal.label(name)
         fig.draw(signal)
-    fig.title(f"{title} (UTC)")
+    fig.ruler("x").ticks(*_time_ticks(first, last, form, width))
+    fig.title(f"{title} (UTC, {day})" if day else f"{title} (UTC)")
     chart = str(fig.build())
     fig.clear()
     out.write((chart if tty else plotext.uncolorize(chart)).rstrip("\n") + "\n")
+
+
+def _day(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d")
+
+
+def _time_ticks(
+    first: float, last: float, form: str, width: int
+) -> tuple[list[dt.datetime], list[str]]:
+    """Evenly spaced x ticks from the first sample to the last, as many as their labels fit."""
+    size = len(dt.datetime.fromtimestamp(first, tz=dt.UTC).strftime(form)) + 4
+    count = 1 if last <= first else max(2, min(8, (width - 10) // size))
+    step = (last - first) / max(1, count - 1)
+    stamps = [dt.datetime.fromtimestamp(first + i * step, tz=dt.UTC) for i in range(count)]
+    return stamps, [stamp.strftime(form) for stamp in stamps]
 
 
 # ---------------------------------------------------------------- config
