@@ -120,13 +120,29 @@ def test_a_crossing_mails_once_with_the_spec_subject_then_resolves(
 
     dial.set(12.0)
     ran = execute(fleet, netmetrix)
-    assert "INFO Mail `RESOLVED [f4] load1 is 12.0 (was >20)` sent to `ops@example.com`" in ran.err
-    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20", "RESOLVED [f4] load1 is 12.0 (was >20)"]
+    assert "INFO Mail `RESOLVED [f4] load1 is 12 (was >20)` sent to `ops@example.com`" in ran.err
+    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20", "RESOLVED [f4] load1 is 12 (was >20)"]
     assert query(fleet, netmetrix, "active") == []
     assert [(e["event"], e["value"]) for e in query(fleet, netmetrix, "history")] == [
         ("resolved", 12.0),
         ("firing", 38.5),
     ]
+
+
+@pytest.mark.sshd
+def test_mail_shows_a_short_value_and_the_store_keeps_the_exact_one(
+    fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    exact = 74.93908382066277
+    dial_host(fleet, "f4", 0, exact)
+    configure(fleet, smtp, LOAD_OVER_20.replace('"20"', '"50"'))
+    upload(fleet, netmetrix)
+    execute(fleet, netmetrix)
+    assert smtp.subjects == ["ALERT [f4] load1 is 74.9>50"]
+    assert "load1 on f4 is 74.9, past the limit > 50.\n" in smtp.messages[0].body
+    assert [e["value"] for e in query(fleet, netmetrix, "history")] == [exact]
+    latest = netmetrix("--config", fleet.config, "metrics", "latest", "-m", "load1", "--format=csv")
+    assert latest.out.splitlines()[1].endswith(f",{exact}")
 
 
 @pytest.mark.sshd
@@ -160,10 +176,10 @@ def test_clear_holds_the_alert_between_clear_and_limit(
     for value in (85.0, 89.0, 80.5):  # under the limit, still past clear: no flapping
         dial.set(value)
         execute(fleet, netmetrix)
-    assert smtp.subjects == ["ALERT [f4] load1 is 95.0>90"]
+    assert smtp.subjects == ["ALERT [f4] load1 is 95>90"]
     dial.set(75.0)
     execute(fleet, netmetrix)
-    assert smtp.subjects == ["ALERT [f4] load1 is 95.0>90", "RESOLVED [f4] load1 is 75.0 (was >90)"]
+    assert smtp.subjects == ["ALERT [f4] load1 is 95>90", "RESOLVED [f4] load1 is 75 (was >90)"]
 
 
 @pytest.mark.sshd
@@ -259,9 +275,9 @@ def test_many_alerts_for_one_recipient_go_as_one_digest(
     assert digest.recipients == ("ops@example.com",)
     table = [line.split(None, 3)[1:] for line in digest.body.splitlines()[3:6]]
     assert sorted(table) == [
-        ["f1", "warning", "ALERT [f1] load1 is 30.0>20"],
-        ["f2", "warning", "ALERT [f2] load1 is 31.0>20"],
-        ["f3", "warning", "ALERT [f3] load1 is 32.0>20"],
+        ["f1", "warning", "ALERT [f1] load1 is 30>20"],
+        ["f2", "warning", "ALERT [f2] load1 is 31>20"],
+        ["f3", "warning", "ALERT [f3] load1 is 32>20"],
     ]
 
 
@@ -296,15 +312,15 @@ def test_a_host_that_stops_answering_fires_only_its_up_rule(
     configure(fleet, smtp, LOAD_OVER_20, UP_IS_0)
     ran = execute(fleet, netmetrix, code=1)
     assert "ERROR [f4] FAILED: connection refused" in ran.err
-    assert "INFO Mail `ALERT [f4] up is 0.0==0` sent to `dba@example.com`" in ran.err
-    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20", "ALERT [f4] up is 0.0==0"]
+    assert "INFO Mail `ALERT [f4] up is 0==0` sent to `dba@example.com`" in ran.err
+    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20", "ALERT [f4] up is 0==0"]
     active = {(r["metric"], r["state"]) for r in query(fleet, netmetrix, "active")}
     assert active == {("load1", "firing"), ("up", "firing")}  # load1 neither resolved nor re-sent
 
     fleet.hosts[0]["port"] = port
     configure(fleet, smtp, LOAD_OVER_20, UP_IS_0)
     execute(fleet, netmetrix)
-    assert smtp.subjects[2:] == ["RESOLVED [f4] up is 1.0 (was ==0)"]
+    assert smtp.subjects[2:] == ["RESOLVED [f4] up is 1 (was ==0)"]
     assert [r["metric"] for r in query(fleet, netmetrix, "active")] == ["load1"]
 
 
@@ -379,9 +395,9 @@ def test_alerts_active_in_every_format(alerting_db: Path, netmetrix: Cli) -> Non
     assert table.out == (
         "host  metric        labels   state    value  rule                           severity"
         "  since                     ts\n"
-        "f4    cpu_percent            firing   38.5   cpu_percent > 20               warning "
+        "f4    cpu_percent            firing   38.5%  cpu_percent > 20               warning "
         "  2026-09-21T14:13:20.000Z  2026-09-21T14:13:20.000Z\n"
-        'f4    disk_percent  mount=/  pending  91.2   disk_percent{mount="/"} >= 90  critical'
+        'f4    disk_percent  mount=/  pending  91.2%  disk_percent{mount="/"} >= 90  critical'
         "  2026-09-21T14:13:20.000Z  2026-09-21T14:13:20.000Z\n"
     )
     rows = json.loads(
@@ -452,7 +468,7 @@ def test_alerts_commands_when_empty_and_with_bad_arguments(tmp_path: Path, netme
         assert done.out.count("\n") == 1  # the header only
     unknown = netmetrix("--config", config, "alerts", "active", "-h", "f9")
     assert unknown.code == 2
-    assert unknown.err.strip() == "config.xml: unknown host 'f9'; known hosts: f4"
+    assert unknown.err.strip() == 'unknown host "f9"; known hosts: f4'
     bad = netmetrix("--config", config, "alerts", "history", "--limit", "0")
     assert bad.code == 2
     assert "Invalid value for '-n' / '--limit'" in bad.err

@@ -278,7 +278,17 @@ def event(kind: Any = "firing", **overrides: Any) -> Event:
     [
         (event(), "ALERT [f4] cpu_percent is 38.5>20"),
         (event("repeat"), "ALERT [f4] cpu_percent is 38.5>20"),
-        (event("resolved", value=12.0), "RESOLVED [f4] cpu_percent is 12.0 (was >20)"),
+        (event("resolved", value=12.0), "RESOLVED [f4] cpu_percent is 12 (was >20)"),
+        (
+            event(rule=rule(limit=50.0), value=74.93908382066277),
+            "ALERT [f4] cpu_percent is 74.9>50",
+        ),
+        # more digits rather than a subject that reads as not past the limit
+        (event(rule=rule(limit=50.0), value=50.0004), "ALERT [f4] cpu_percent is 50.0004>50"),
+        (
+            event("resolved", rule=rule(op=">=", limit=50.0), value=49.9996),
+            "RESOLVED [f4] cpu_percent is 49.9996 (was >=50)",
+        ),
         (
             event(
                 rule=rule(metric="disk_percent", op=">", limit=90.0, labels=(("mount", "/"),)),
@@ -295,17 +305,34 @@ def event(kind: Any = "firing", **overrides: Any) -> Event:
                 labels=(("device", "sda"), ("mode", "x")),
                 value=2128130.0,
             ),
-            'ALERT [f4] disk_read_bytes_per_sec{device="sda",mode="x"} is 2128130.0>=1500000000',
+            'ALERT [f4] disk_read_bytes_per_sec{device="sda",mode="x"} is 2128130>=1500000000',
         ),
         (
             event(rule=rule(metric="up", op="==", limit=0.0), metric="up", value=0.0),
-            "ALERT [f4] up is 0.0==0",
+            "ALERT [f4] up is 0==0",
         ),
         (event(rule=rule(op="<", limit=0.25), value=0.1), "ALERT [f4] cpu_percent is 0.1<0.25"),
     ],
 )
 def test_subjects(made: Event, subject: str) -> None:
     assert alerts.subject(made) == subject
+
+
+def test_body_values_are_short_too() -> None:
+    body = alerts.body(
+        event(
+            rule=rule(limit=50.0),
+            value=74.93908382066277,
+            recent=((T0, 12.345678), (T0 + 60, 50.000001), (T0 + 120, 74.93908382066277)),
+        )
+    )
+    assert body.startswith("cpu_percent on f4 is 74.9, past the limit > 50.\n")
+    assert "Value:     74.9 at 2026-09-21T14:15:20.000Z\n" in body
+    assert (
+        "  2026-09-21T14:13:20.000Z  12.3\n"
+        "  2026-09-21T14:14:20.000Z  50.000001\n"  # past 50, so not written as 50
+        "  2026-09-21T14:15:20.000Z  74.9\n"
+    ) in body
 
 
 def test_firing_body_says_what_where_since_when_and_recent_values() -> None:
@@ -355,7 +382,7 @@ def test_firing_body_says_what_where_since_when_and_recent_values() -> None:
 
 def test_resolved_and_reminder_bodies() -> None:
     resolved = alerts.body(event("resolved", value=12.0, rule=rule(resolved=True)))
-    assert resolved.startswith("cpu_percent on f4 is 12.0: no longer past the limit > 20.\n")
+    assert resolved.startswith("cpu_percent on f4 is 12: no longer past the limit > 20.\n")
     assert "Labels:    (none)\n" in resolved
     assert "Started:   2026-09-21T14:13:20.000Z\nResolved:  2026-09-21T14:15:20.000Z\n" in resolved
     assert "Recent values" not in resolved
@@ -425,6 +452,6 @@ def test_digest_body_is_a_table_of_every_notification() -> None:
 def test_equality_rules_read_as_matching() -> None:
     up = rule(metric="up", op="==", limit=0.0)
     fired = alerts.body(event(rule=up, metric="up", value=0.0))
-    assert fired.startswith("up on f4 is 0.0, matching == 0.\n")
+    assert fired.startswith("up on f4 is 0, matching == 0.\n")
     back = alerts.body(event("resolved", rule=up, metric="up", value=1.0))
-    assert back.startswith("up on f4 is 1.0: no longer matching == 0.\n")
+    assert back.startswith("up on f4 is 1: no longer matching == 0.\n")

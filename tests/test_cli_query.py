@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import pytest
 import sshd
-from conftest import Run
+from conftest import Fleet, Run
 
 from netmetrix.cli import cli
 from netmetrix.config import load_config
@@ -126,11 +126,11 @@ def csv_rows(text: str) -> list[list[str]]:
 
 def test_hosts_table(filled: Env) -> None:
     assert ok(filled("hosts")) == (
-        "host   address    last_seen                 last_error"
+        "host   address    port  last_seen                 last_error"
         "                   probe_version  up\n"
-        f"f4     192.0.2.4  {ISO0}                               1.0            1\n"
-        f"f5     f5         {ISO1}  timeout after 10s (connect)  1.0            0\n"
-        "never  192.0.2.9\n"
+        f"f4     192.0.2.4  22    {ISO0}                               1.0            1\n"
+        f"f5     f5         22    {ISO1}  timeout after 10s (connect)  1.0            0\n"
+        "never  192.0.2.9  22\n"
     )
 
 
@@ -139,6 +139,7 @@ def test_hosts_json_and_csv(filled: Env) -> None:
         {
             "host": "f4",
             "address": "192.0.2.4",
+            "port": 22,
             "last_seen": ISO0,
             "last_error": None,
             "probe_version": "1.0",
@@ -147,6 +148,7 @@ def test_hosts_json_and_csv(filled: Env) -> None:
         {
             "host": "f5",
             "address": "f5",
+            "port": 22,
             "last_seen": ISO1,
             "last_error": "timeout after 10s (connect)",
             "probe_version": "1.0",
@@ -155,6 +157,7 @@ def test_hosts_json_and_csv(filled: Env) -> None:
         {
             "host": "never",
             "address": "192.0.2.9",
+            "port": 22,
             "last_seen": None,
             "last_error": None,
             "probe_version": None,
@@ -163,10 +166,10 @@ def test_hosts_json_and_csv(filled: Env) -> None:
     ]
     assert json.loads(ok(filled("hosts", "--format", "json"))) == expected
     assert csv_rows(ok(filled("hosts", "--format", "csv"))) == [
-        ["host", "address", "last_seen", "last_error", "probe_version", "up"],
-        ["f4", "192.0.2.4", ISO0, "", "1.0", "1"],
-        ["f5", "f5", ISO1, "timeout after 10s (connect)", "1.0", "0"],
-        ["never", "192.0.2.9", "", "", "", ""],
+        ["host", "address", "port", "last_seen", "last_error", "probe_version", "up"],
+        ["f4", "192.0.2.4", "22", ISO0, "", "1.0", "1"],
+        ["f5", "f5", "22", ISO1, "timeout after 10s (connect)", "1.0", "0"],
+        ["never", "192.0.2.9", "22", "", "", "", ""],
     ]
 
 
@@ -174,16 +177,52 @@ def test_hosts_before_any_run_lists_the_configured_hosts(env: Env) -> None:
     assert json.loads(ok(env("hosts", "--format", "json")))[1] == {
         "host": "f5",
         "address": "f5",
+        "port": 22,
         "last_seen": None,
         "last_error": None,
         "probe_version": None,
         "up": None,
     }
     assert ok(env("hosts")).splitlines()[1:] == [
-        "f4     192.0.2.4",
-        "f5     f5",
-        "never  192.0.2.9",
+        "f4     192.0.2.4  22",
+        "f5     f5         22",
+        "never  192.0.2.9  22",
     ]
+
+
+def test_hosts_port_is_config_xml_then_ssh_config_then_22(env: Env, isolated_home: Path) -> None:
+    env.config.write_text(CONFIG.format(database=env.url).replace('user="monitor"', 'port="2200"'))
+    (isolated_home / ".ssh").mkdir()
+    (isolated_home / ".ssh" / "config").write_text(
+        "Host f4 f5\n  Port 2222\n"  # f4's port="2200" in config.xml wins
+    )
+    ports = {r["host"]: r["port"] for r in json.loads(ok(env("hosts", "--format", "json")))}
+    assert ports == {"f4": 2200, "f5": 2222, "never": 22}
+    (isolated_home / ".ssh" / "config").write_text("Host f5\n  Port nope\n")
+    ports = {r["host"]: r["port"] for r in json.loads(ok(env("hosts", "--format", "json")))}
+    assert ports == {"f4": 2200, "f5": None, "never": 22}  # f5 unknown: not made up
+
+
+@pytest.mark.sshd
+def test_hosts_shows_the_port_execute_uses(
+    fleet: Fleet, netmetrix: Cli, test_user: sshd.User, user_dir: Path, isolated_home: Path
+) -> None:
+    port = fleet.farm.servers[1].port
+    (isolated_home / ".ssh").mkdir()
+    (isolated_home / ".ssh" / "config").write_text(
+        f"Host farmhost\n  HostName 127.0.0.1\n  Port {port}\n  User {test_user.name}\n"
+    )
+    entry = fleet.host("farmhost", 1, directory=str(user_dir / "p"), python=test_user.python)
+    for attr in ("address", "port", "user"):
+        del entry[attr]  # all from ~/.ssh/config
+    fleet.write()
+    [row] = json.loads(ok(netmetrix("--config", fleet.config, "hosts", "--format", "json")))
+    assert (row["address"], row["port"]) == ("farmhost", port)
+    for verb in ("upload", "execute"):
+        ran = netmetrix("--config", fleet.config, verb)
+        assert ran.code == 0, ran.err
+    [row] = json.loads(ok(netmetrix("--config", fleet.config, "hosts", "--format", "json")))
+    assert (row["port"], row["up"]) == (port, 1)
 
 
 # -- metrics latest ---------------------------------------------------------------
@@ -192,11 +231,65 @@ def test_hosts_before_any_run_lists_the_configured_hosts(env: Env) -> None:
 def test_latest_table(filled: Env) -> None:
     assert ok(filled("metrics", "latest", "-h", "f4")) == (
         "host  metric        labels      ts                        value\n"
-        f"f4    disk_percent  mount=/     {ISO0}  38.5\n"
-        f"f4    disk_percent  mount=/var  {ISO0}  72\n"
+        f"f4    disk_percent  mount=/     {ISO0}  38.5%\n"
+        f"f4    disk_percent  mount=/var  {ISO0}  72.0%\n"
         f"f4    load1                     {ISO0}  1.25\n"
         f"f4    up                        {ISO0}  1\n"
     )
+
+
+EXACT = {
+    "cpu_percent": 74.93908382066277,
+    "mem_total_bytes": 8373223424.0,
+    "net_rx_bytes_per_sec": 1258291.2,
+    "uptime_sec": 1234567.89,
+    "probe_duration_sec": 0.0523,
+    "load1": 0.84,
+    "procs_total": 82.0,
+}
+
+
+def test_tables_show_units_and_raw_json_csv_keep_exact_values(env: Env) -> None:
+    with env.store() as store:
+        store.record_runs([host_run("f4", T0, *(sample(m, v) for m, v in EXACT.items()))])
+    shown = {
+        line.split()[1]: line.split(maxsplit=3)[3]
+        for line in ok(env("metrics", "latest", "-h", "f4")).splitlines()[1:]
+    }
+    assert shown == {
+        "cpu_percent": "74.9%",
+        "load1": "0.84",
+        "mem_total_bytes": "7.8 GiB",
+        "net_rx_bytes_per_sec": "1.2 MiB/s",
+        "probe_duration_sec": "52.3 ms",
+        "procs_total": "82",
+        "up": "1",
+        "uptime_sec": "14d 6h",
+    }
+    raw = ok(env("metrics", "latest", "-h", "f4", "--raw")).splitlines()
+    assert {line.split()[1]: line.split()[3] for line in raw[1:]} == {
+        **{m: str(v) for m, v in EXACT.items()},
+        "mem_total_bytes": "8373223424",
+        "procs_total": "82",
+        "up": "1",
+    }
+    by_metric = {
+        r["metric"]: r["value"]
+        for r in json.loads(ok(env("metrics", "latest", "--format", "json")))
+    }
+    assert by_metric == {**EXACT, "up": 1.0}
+    for fmt in ("csv", "json"):  # --raw changes nothing there
+        assert ok(env("metrics", "latest", "--format", fmt, "--raw")) == ok(
+            env("metrics", "latest", "--format", fmt)
+        )
+    rows = csv_rows(
+        ok(env("metrics", "history", "-h", "f4", "-m", "cpu_percent", "--format", "csv"))
+    )
+    assert rows[1][-1] == "74.93908382066277"
+    table = ok(env("metrics", "history", "-h", "f4", "-m", "net_rx_bytes_per_sec"))
+    assert table.splitlines()[1].endswith(f"{ISO0}  1.2 MiB/s")
+    table = ok(env("metrics", "history", "-h", "f4", "-m", "net_rx_bytes_per_sec", "--raw"))
+    assert table.splitlines()[1].endswith(f"{ISO0}  1258291.2")
 
 
 def test_latest_json_is_the_documented_sample_shape(filled: Env) -> None:
@@ -301,8 +394,8 @@ def test_history_table_of_one_series(filled: Env) -> None:
     out = ok(filled("metrics", "history", "-h", "f4", "-m", "disk_percent", "--labels", "mount=/"))
     assert out == (
         "host  metric        labels   ts                        value\n"
-        f"f4    disk_percent  mount=/  {ISO1}  38.25\n"
-        f"f4    disk_percent  mount=/  {ISO0}  38.5\n"
+        f"f4    disk_percent  mount=/  {ISO1}  38.2%\n"
+        f"f4    disk_percent  mount=/  {ISO0}  38.5%\n"
     )
 
 
@@ -419,6 +512,10 @@ def test_history_of_a_label_set_that_does_not_exist_names_the_ones_that_do(fille
     [
         (["-h", "f4"], "Missing option '-m' / '--metric'"),
         (["-m", "load1"], "Missing option '-h' / '--host'"),
+        (
+            ["-h", "f*", "-h", "x*", "-m", "load1"],
+            'no host matches "x*"; known hosts: f4, f5, never',
+        ),
         (["-h", "f9", "-m", "load1"], 'unknown host "f9"; known hosts: f4, f5, never'),
         (["-h", "f4", "-m", "loadavg"], 'unknown metric "loadavg"'),
         (
@@ -447,19 +544,232 @@ def test_history_bad_arguments_exit_2(filled: Env, args: list[str], message: str
 def test_history_plot_draws_a_chart(filled: Env) -> None:
     out = ok(filled("metrics", "history", "-h", "f4", "-m", "disk_percent", "--plot"))
     lines = out.splitlines()
-    assert "f4 disk_percent (UTC)" in lines[0]
+    assert "f4 disk_percent (UTC, 2026-11-24)" in lines[0]  # one day: its date once
     assert "\x1b[" not in out  # no colour codes when stdout is not a terminal
     assert any("mount=/var" in line for line in lines)  # the legend names each series
     assert any(line.startswith("72.0┤") for line in lines)  # y axis spans the values
     assert any(line.startswith("38.2┤") for line in lines)
-    assert "2026-11-24 21:53" in out  # x axis in UTC dates
+    ticks = lines[-1].split()  # x axis: UTC times from the first sample to the last
+    assert (ticks[0], ticks[1], ticks[-1]) == ("21:53:54", "21:54:04", "21:54:54")
     assert len(lines) == 24
     assert max(len(line) for line in lines) <= 100
+
+
+def _plotted_columns(chart: str) -> set[int]:
+    """The columns inside the frame where the chart drew something."""
+    inside = [line.split("│", 1)[1] if "│" in line else "" for line in chart.splitlines()]
+    inside += [line.split("┤", 1)[1] for line in chart.splitlines() if "┤" in line]
+    return {i for line in inside for i, char in enumerate(line) if char not in " │"}
+
+
+def test_history_plot_keeps_seconds_apart(env: Env) -> None:
+    minute = T0 - T0 % 60  # 2026-11-24T21:54:00Z: three samples inside one minute
+    with env.store() as store:
+        for offset, value in ((5.0, 1.0), (25.0, 5.0), (45.0, 9.0)):
+            store.record_runs([host_run("f4", minute + offset, sample("load1", value))])
+    chart = ok(env("metrics", "history", "-h", "f4", "-m", "load1", "--plot"))
+    columns = _plotted_columns(chart)
+    assert max(columns) - min(columns) > 60, chart  # a slope across the width, not one column
+    assert chart.splitlines()[-1].split()[::3] == ["21:54:05", "21:54:25", "21:54:45"]
+
+
+def test_history_plot_over_days_dates_every_tick(env: Env) -> None:
+    with env.store() as store:
+        for day in range(3):
+            store.record_runs([host_run("f4", T0 + day * 86400, sample("load1", day))])
+    chart = ok(env("metrics", "history", "-h", "f4", "-m", "load1", "--plot"))
+    assert "f4 load1 (UTC)" in chart.splitlines()[0]
+    ticks = chart.splitlines()[-1].split()
+    assert ticks[:2] == ["2026-11-24", "21:54:54"]
+    assert ticks[-2:] == ["2026-11-26", "21:54:54"]
 
 
 def test_history_plot_with_nothing_to_plot(filled: Env) -> None:
     run = filled("metrics", "history", "-h", "never", "-m", "load1", "--plot")
     assert (run.code, run.out, run.err) == (0, "", "no samples in that range: nothing to plot\n")
+
+
+# -- -h: names and globs, in every command -------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("patterns", "names", "problems"),
+    [
+        (["web2", "web1", "web2"], ["web2", "web1"], []),  # as asked, each once
+        (["web*"], ["web1", "web2", "web10"], []),  # a glob: in the known order
+        (["db?", "web1*"], ["db1", "web1", "web10"], []),
+        (["web[12]"], ["web1", "web2"], []),
+        (["*"], ["web1", "web2", "db1", "web10", "Web3"], []),
+        (["Web*"], ["Web3"], []),  # case matters, as in host names
+        (["web*", "web1"], ["web1", "web2", "web10"], []),
+        (["wbe1"], [], ['unknown host "wbe1", did you mean "web1"?']),
+        (["x*"], [], ['no host matches "x*"; known hosts: Web3, db1, web1, web10, web2']),
+        (
+            ["web1", "mail*", "zz"],
+            ["web1"],
+            [
+                'no host matches "mail*"; known hosts: Web3, db1, web1, web10, web2',
+                'unknown host "zz"; known hosts: Web3, db1, web1, web10, web2',
+            ],
+        ),
+    ],
+)
+def test_select_names(patterns: list[str], names: list[str], problems: list[str]) -> None:
+    from netmetrix.config import select_names
+
+    known = ["web1", "web2", "db1", "web10", "Web3"]
+    assert select_names(patterns, known) == (tuple(names), problems)
+
+
+def test_select_names_lists_at_most_ten_known_hosts() -> None:
+    from netmetrix.config import select_names
+
+    known = [f"h{i:02}" for i in range(12)]
+    assert select_names(["x*"], known)[1] == [
+        'no host matches "x*"; known hosts: h00, h01, h02, h03, h04, h05, h06, h07, h08, h09,'
+        " ... (12 in all)"
+    ]
+
+
+def test_hosts_and_config_show_take_globs(filled: Env) -> None:
+    assert [line.split()[0] for line in ok(filled("hosts", "-h", "f*")).splitlines()] == [
+        "host",
+        "f4",
+        "f5",
+    ]
+    shown = {
+        row["setting"].split(".")[1]
+        for row in json.loads(ok(filled("config", "show", "-h", "f?", "--format", "json")))
+    }
+    assert shown == {"f4", "f5"}
+    assert usage_error(filled("hosts", "-h", "f*", "-h", "db*")) == (
+        'config.xml: no host matches "db*"; known hosts: f4, f5, never\n'
+    )
+    assert usage_error(filled("config", "show", "-h", "db*")) == (
+        'config.xml: no host matches "db*"; known hosts: f4, f5, never\n'
+    )
+
+
+def test_metrics_take_globs_and_repeated_hosts(filled: Env) -> None:
+    with filled.store() as store:  # a host no longer in config.xml is still known
+        store.record_runs([host_run("retired", T0, sample("load1", 9.0))])
+    latest = json.loads(
+        ok(filled("metrics", "latest", "-h", "f*", "-m", "load1", "--format", "json"))
+    )
+    assert [(r["host"], r["value"]) for r in latest] == [("f4", 1.25), ("f5", 2.0)]
+    latest = json.loads(
+        ok(filled("metrics", "latest", "-h", "r*", "-m", "load1", "--format", "json"))
+    )
+    assert [(r["host"], r["value"]) for r in latest] == [("retired", 9.0)]
+    history = ("metrics", "history", "-m", "load1", "--format", "json")
+    both = json.loads(ok(filled(*history, "-h", "f4", "-h", "f5")))
+    assert [(r["ts"], r["host"], r["value"]) for r in both] == [
+        (ISO1, "f4", 0.5),  # interleaved by time, then host
+        (ISO1, "f5", 2.0),
+        (ISO0, "f4", 1.25),
+    ]
+    assert json.loads(ok(filled(*history, "-h", "f?"))) == both
+    assert json.loads(ok(filled(*history, "-h", "f5", "-h", "f4", "-h", "f5"))) == both
+    every = json.loads(ok(filled(*history, "-h", "*")))
+    assert [r["host"] for r in every] == ["f4", "f5", "f4", "retired"]
+    assert usage_error(filled("metrics", "latest", "-h", "g*", "-m", "lod1")) == (
+        'no host matches "g*"; known hosts: f4, f5, never, retired\n'
+        'unknown metric "lod1", did you mean "load1"?\n'
+    )
+
+
+def test_history_plot_of_several_hosts_names_each(filled: Env) -> None:
+    out = ok(filled("metrics", "history", "-h", "f*", "-m", "load1", "--plot"))
+    assert "f4,f5 load1 (UTC, 2026-11-24)" in out.splitlines()[0]
+    assert any("f4" in line for line in out.splitlines()[1:])  # the legend
+    assert any("f5" in line for line in out.splitlines()[1:])
+
+
+def test_alerts_queries_take_globs(env: Env) -> None:
+    from netmetrix.config import AlertRule
+
+    rule = AlertRule(metric="load1", op=">", limit=20.0, email=("ops@example.com",))
+    with env.store() as store:
+        runs = [host_run(h, T0, sample("load1", 30.0)) for h in ("f4", "f5", "retired")]
+        store.record_runs_with_alerts(runs, [rule], now=T0)
+
+    def hosts_of(*args: str) -> list[str]:
+        return [r["host"] for r in json.loads(ok(env("alerts", *args, "--format", "json")))]
+
+    assert hosts_of("active", "-h", "f*") == ["f4", "f5"]
+    assert hosts_of("history", "-h", "f*") == ["f5", "f4"]  # one time: newest row first
+    assert sorted(hosts_of("history", "-h", "f4", "-h", "retired")) == ["f4", "retired"]
+    subjects = [
+        r["subject"]
+        for r in json.loads(
+            ok(env("alerts", "outbox", "-h", "f5", "-h", "re*", "--format", "json"))
+        )
+    ]
+    assert subjects == ["ALERT [f5] load1 is 30>20", "ALERT [retired] load1 is 30>20"]
+    assert len(json.loads(ok(env("alerts", "outbox", "--all", "--format", "json")))) == 3
+    for command in ("active", "history", "outbox"):
+        assert usage_error(env("alerts", command, "-h", "db*")) == (
+            'no host matches "db*"; known hosts: f4, f5, never, retired\n'
+        )
+
+
+@pytest.mark.sshd
+def test_upload_and_execute_take_globs(
+    fleet: Fleet, netmetrix: Cli, test_user: sshd.User, user_dir: Path
+) -> None:
+    for name in ("web1", "web2", "db1"):
+        fleet.host(
+            name, 0, user=test_user.name, directory=str(user_dir / name), python=test_user.python
+        )
+    for verb in ("upload", "execute"):
+        ran = netmetrix("--config", fleet.config, verb, "-h", "web*")
+        assert ran.code == 0, ran.err
+        assert ran.err.count("SUCCESS!") == 2
+        assert "[db1]" not in ran.err
+        assert f"{verb}: 2 ok in " in ran.err
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        assert store.host_names() == {"web1", "web2"}
+    ran = netmetrix("--config", fleet.config, "execute", "-h", "web*", "-h", "mail*")
+    assert (ran.code, ran.err) == (
+        2,
+        'config.xml: no host matches "mail*"; known hosts: db1, web1, web2\n',
+    )
+
+
+# -- alerts history --------------------------------------------------------------
+
+
+def test_alerts_history_is_newest_first_across_runs(env: Env) -> None:
+    from netmetrix.config import AlertRule
+
+    rules = [
+        AlertRule(metric="load1", op=">", limit=20.0, email=("ops@example.com",)),
+        AlertRule(metric="load1", op=">", limit=25.0, email=("ops@example.com",)),
+    ]
+    # In one execute every host has its own time (when it answered), and a batch
+    # is evaluated host by host: here f4 answered after f5 in both runs.
+    with env.store() as store:
+        for start, value in ((T0, 30.0), (T0 + 60, 5.0)):
+            runs = [
+                host_run("f4", start + 2, sample("load1", value)),
+                host_run("f5", start + 1, sample("load1", value)),
+            ]
+            store.record_runs_with_alerts(runs, rules, now=start + 3)
+    got = json.loads(ok(env("alerts", "history", "--format", "json")))
+    assert [(row["ts"][11:19], row["host"], row["event"], row["rule"]) for row in got] == [
+        ("21:55:56", "f4", "resolved", "load1 > 25"),  # one sample, two rules: newest id first
+        ("21:55:56", "f4", "resolved", "load1 > 20"),
+        ("21:55:55", "f5", "resolved", "load1 > 25"),
+        ("21:55:55", "f5", "resolved", "load1 > 20"),
+        ("21:54:56", "f4", "firing", "load1 > 25"),
+        ("21:54:56", "f4", "firing", "load1 > 20"),
+        ("21:54:55", "f5", "firing", "load1 > 25"),
+        ("21:54:55", "f5", "firing", "load1 > 20"),
+    ]
+    newest = json.loads(ok(env("alerts", "history", "-n", "3", "--format", "json")))
+    assert newest == got[:3]
+    only_f5 = json.loads(ok(env("alerts", "history", "-h", "f5", "--format", "json")))
+    assert only_f5 == [row for row in got if row["host"] == "f5"]
 
 
 # -- config ---------------------------------------------------------------------
@@ -595,6 +905,41 @@ def test_config_show_redacts_secrets_and_names_sources(
     )
 
 
+def test_config_show_says_default_only_for_what_the_file_leaves_out(
+    tmp_path: Path, netmetrix: Cli
+) -> None:
+    path = tmp_path / "config.xml"
+    path.write_text(  # values spelled out equal to the defaults, and some left out
+        "<netmetrix>\n"
+        "  <concurrency>50</concurrency>\n"
+        '  <ssh connect_timeout="10"/>\n'
+        '  <smtp port="25"/>\n'
+        '  <retention days="30"/>\n'
+        "  <hosts>\n"
+        '    <host name="a" directory="/tmp" python="python3"/>\n'
+        '    <host name="b"/>\n'
+        "  </hosts>\n"
+        "</netmetrix>\n"
+    )
+    got = settings_of(ok(netmetrix("--config", path, "config", "show", "--format", "json")))
+    written = sorted(name for name, (_, source) in got.items() if source.startswith("config.xml"))
+    assert written == [
+        "concurrency",
+        "host.a.directory",
+        "host.a.python",
+        "retention.days",
+        "smtp.port",
+        "ssh.connect_timeout",
+    ]
+    assert got["concurrency"] == ("50", "config.xml")
+    assert got["ssh.connect_timeout"] == ("10s", "config.xml")
+    assert got["ssh.command_timeout"] == ("30s", "default")
+    assert got["script"] == ("client.py", "default")
+    assert got["host.a.directory"] == ("/tmp", "config.xml:7")
+    assert got["host.b.directory"][1] == "default"
+    assert got["host.b.python"] == ("python3", "default")
+
+
 def test_config_show_applies_ssh_config_fallbacks(env: Env, isolated_home: Path) -> None:
     (isolated_home / ".ssh").mkdir()
     sshd.keygen(isolated_home / ".ssh" / "fleet_key")
@@ -632,7 +977,7 @@ def test_config_show_csv_and_unknown_host(env: Env) -> None:
     assert rows[0] == ["setting", "value", "source"]
     assert ["host.never.address", "192.0.2.9", "config.xml:7"] in rows
     assert usage_error(env("config", "show", "-h", "f6")) == (
-        "config.xml: unknown host 'f6'; known hosts: f4, f5, never\n"
+        'config.xml: unknown host "f6"; known hosts: f4, f5, never\n'
     )
 
 
@@ -800,3 +1145,13 @@ def test_every_command_has_summary_paragraph_and_examples(path: list[str], netme
     assert "\n  Examples:\n    netmetrix " in run.out
     if not isinstance(command, click.Group):
         assert "--format [table|json|csv]" in run.out
+
+
+@pytest.mark.parametrize("group", [[], ["metrics"], ["config"], ["db"], ["alerts"]], ids=str)
+def test_a_group_without_arguments_prints_its_help_and_exits_0(
+    group: list[str], netmetrix: Cli
+) -> None:
+    bare = netmetrix(*group)
+    assert (bare.code, bare.err) == (0, "")
+    assert bare.out == netmetrix(*group, "--help").out
+    assert bare.out.startswith(f"Usage: netmetrix {' '.join(group)}".rstrip() + " [OPTIONS] ")

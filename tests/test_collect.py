@@ -319,7 +319,7 @@ def test_unknown_host_name_lists_known_ones(fleet: Fleet, netmetrix: Cli) -> Non
     fleet.host("f2", 0)
     ran = netmetrix("--config", fleet.config, "execute", "-h", "f9")
     assert ran.code == 2
-    assert ran.err.strip() == "config.xml: unknown host 'f9'; known hosts: f1, f2"
+    assert ran.err.strip() == 'config.xml: unknown host "f9"; known hosts: f1, f2'
 
 
 def test_broken_config_exits_2_with_file_and_line(fleet: Fleet, netmetrix: Cli) -> None:

@@ -244,7 +244,10 @@ def test_select(here: Path) -> None:
     assert [h.name for h in config.select(("c", "a", "c"))] == ["c", "a"]
     with pytest.raises(UsageError) as caught:
         config.select(("a", "zz", "f9"))
-    assert str(caught.value) == "config.xml: unknown host 'zz', 'f9'; known hosts: a, b, c"
+    assert str(caught.value) == (
+        'config.xml: unknown host "zz"; known hosts: a, b, c\n'
+        'config.xml: unknown host "f9"; known hosts: a, b, c'
+    )
 
 
 # ---------------------------------------------------------------- one problem each

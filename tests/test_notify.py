@@ -141,7 +141,7 @@ def test_state_lives_in_the_store_so_a_new_process_neither_resends_nor_forgets(
         assert record(second, rules, T0 + 120, {"f4": [sample("cpu_percent", 12.0)]}).queued == 1
         assert [i.subject for i in second.outbox()] == [
             "ALERT [f4] cpu_percent is 38.5>20",
-            "RESOLVED [f4] cpu_percent is 12.0 (was >20)",
+            "RESOLVED [f4] cpu_percent is 12 (was >20)",
         ]
         assert second.alerts_active() == []
 
@@ -195,8 +195,8 @@ def test_labels_each_series_its_own_state_and_recent_values_in_the_body(store: S
     assert item.subject == 'ALERT [f4] disk_percent{mount="/"} is 91.2>90'
     assert item.body.endswith(
         "Recent values (UTC, oldest first):\n"
-        "  2026-09-21T14:13:20.000Z  85.0\n"
-        "  2026-09-21T14:14:20.000Z  89.0\n"
+        "  2026-09-21T14:13:20.000Z  85\n"
+        "  2026-09-21T14:14:20.000Z  89\n"
         "  2026-09-21T14:15:20.000Z  91.2\n"
         "\n-- \nnetmetrix\n"
     )
@@ -213,7 +213,7 @@ def test_a_host_that_does_not_answer_raises_only_its_up_rule(store: Store) -> No
     ok = [sample("cpu_percent", 38.5), sample("mem_percent", 50.0)]
     record(store, rules, T0, {"f4": ok})
     assert record(store, rules, T0 + 60, {"f4": None}) == Recorded(samples=1, events=1, queued=1)
-    assert [i.subject for i in store.outbox()][-1] == "ALERT [f4] up is 0.0==0"
+    assert [i.subject for i in store.outbox()][-1] == "ALERT [f4] up is 0==0"
     active = {(a.metric, a.state, a.ts) for a in store.alerts_active()}
     assert active == {  # the others keep their state: no new sample, nothing to decide
         ("cpu_percent", "firing", T0),
@@ -223,9 +223,9 @@ def test_a_host_that_does_not_answer_raises_only_its_up_rule(store: Store) -> No
     record(store, rules, T0 + 120, {"f4": ok})
     assert [i.subject for i in store.outbox()] == [
         "ALERT [f4] cpu_percent is 38.5>20",
-        "ALERT [f4] mem_percent is 50.0<101",
-        "ALERT [f4] up is 0.0==0",
-        "RESOLVED [f4] up is 1.0 (was ==0)",
+        "ALERT [f4] mem_percent is 50<101",
+        "ALERT [f4] up is 0==0",
+        "RESOLVED [f4] up is 1 (was ==0)",
     ]
 
 
@@ -294,14 +294,14 @@ def test_more_mail_for_one_recipient_than_digest_over_goes_as_one_digest(
         "3 notifications for ops@example.com in one mail (more than digest_over=2).",
         "",
         "TIME (UTC)                HOST  SEVERITY  NOTIFICATION",
-        "2026-09-21T14:13:20.000Z  h1    warning   ALERT [h1] up is 1.0==1",
-        "2026-09-21T14:13:20.000Z  h2    warning   ALERT [h2] up is 1.0==1",
-        "2026-09-21T14:13:20.000Z  h3    warning   ALERT [h3] up is 1.0==1",
+        "2026-09-21T14:13:20.000Z  h1    warning   ALERT [h1] up is 1==1",
+        "2026-09-21T14:13:20.000Z  h2    warning   ALERT [h2] up is 1==1",
+        "2026-09-21T14:13:20.000Z  h3    warning   ALERT [h3] up is 1==1",
     ]
-    assert by_rcpt[("dba@example.com",)].subject == "ALERT [h1] cpu_percent is 50.0>20"
+    assert by_rcpt[("dba@example.com",)].subject == "ALERT [h1] cpu_percent is 50>20"
     assert sorted(mail_log()) == [
         "INFO Mail `ALERT 3 alerts on 3 hosts` sent to `ops@example.com`",
-        "INFO Mail `ALERT [h1] cpu_percent is 50.0>20` sent to `dba@example.com`",
+        "INFO Mail `ALERT [h1] cpu_percent is 50>20` sent to `dba@example.com`",
     ]
     assert store.outbox() == []
 

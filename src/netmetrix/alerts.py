@@ -30,13 +30,14 @@ from fnmatch import fnmatchcase
 from typing import Literal
 
 from netmetrix.config import AlertRule, Operator
-from netmetrix.render import iso
+from netmetrix.format import iso, significant
 
 Phase = Literal["pending", "firing"]
 EventKind = Literal["firing", "repeat", "resolved"]
 Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
 
 RECENT = 6  # values of the series shown in a mail body
+DIGITS = 3  # significant digits of a value in mail: 74.9, not 74.93908382066277
 
 _COMPARE: Mapping[Operator, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -188,8 +189,19 @@ def recipients(rule: AlertRule, kind: EventKind) -> tuple[str, ...]:
 # ---------------------------------------------------------------- text
 
 
-def value_text(value: float) -> str:
-    """A sample value as stored: Python's shortest round-trip form (``38.5``, ``12.0``)."""
+def value_text(value: float, rule: AlertRule | None = None) -> str:
+    """A sample value for mail: ``74.9`` for 74.93908382066277, ``12`` for 12.0.
+
+    With ``rule``, more digits when the short form would read as on the other
+    side of the limit than the value is (``50.0004 > 50`` stays ``50.0004``,
+    never ``50>50``).  The store keeps the exact value.
+    """
+    for digits in range(DIGITS, 18):  # 17 significant digits always round-trip
+        text = significant(value, digits)
+        if rule is None or breaches(rule.op, float(text), rule.limit) == breaches(
+            rule.op, value, rule.limit
+        ):
+            return text
     return repr(float(value))
 
 
@@ -211,7 +223,8 @@ def series_name(metric: str, labels: Labels) -> str:
 def subject(event: Event) -> str:
     """``ALERT [f4] cpu_percent is 38.5>20`` / ``RESOLVED [f4] cpu_percent is 12.0 (was >20)``."""
     rule = event.rule
-    head = f"[{event.host}] {series_name(event.metric, event.labels)} is {value_text(event.value)}"
+    shown = value_text(event.value, rule)
+    head = f"[{event.host}] {series_name(event.metric, event.labels)} is {shown}"
     limit = f"{rule.op}{limit_text(rule.limit)}"
     if event.kind == "resolved":
         return f"RESOLVED {head} (was {limit})"
@@ -222,7 +235,7 @@ def body(event: Event) -> str:
     """The plain-text mail body: what, where, since when, the recent values."""
     rule = event.rule
     name = series_name(event.metric, event.labels)
-    value = value_text(event.value)
+    value = value_text(event.value, rule)
     verb = "matching" if rule.op in ("==", "!=") else "past the limit"
     condition = f"{verb} {rule.op} {limit_text(rule.limit)}"
     if event.kind == "firing":
@@ -248,7 +261,7 @@ def body(event: Event) -> str:
     lines += [f"{label + ':':<10} {text}" for label, text in fields]
     if event.recent:
         lines += ["", "Recent values (UTC, oldest first):"]
-        lines += [f"  {iso(ts)}  {value_text(v)}" for ts, v in event.recent]
+        lines += [f"  {iso(ts)}  {value_text(v, rule)}" for ts, v in event.recent]
     lines += ["", "-- ", "netmetrix"]
     return "\n".join(lines) + "\n"
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netmetrix import __version__
+from netmetrix.cli_common import HelpGroup, host_option
 from netmetrix.errors import ExitStatus, NetmetrixError
 
 if TYPE_CHECKING:
@@ -54,7 +55,10 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         logging.getLogger(name).setLevel(chatty)
 
 
-@click.group(context_settings={"help_option_names": ["--help"], "max_content_width": 100})
+@click.group(
+    cls=HelpGroup,  # `netmetrix` alone prints this help and exits 0
+    context_settings={"help_option_names": ["--help"], "max_content_width": 100},
+)
 @click.option(
     "--config",
     "config_path",
@@ -81,21 +85,11 @@ def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool, debug:
       netmetrix upload                 # probe + fresh key on every host
       netmetrix execute                # collect from every host
       netmetrix execute -h f4 -h f5    # only these hosts
+      netmetrix execute -h 'web*'      # hosts whose name starts with web
       netmetrix --config /etc/netmetrix/config.xml -q execute
     """
     _setup_logging(verbose, quiet)
     ctx.obj = Settings(config_path=config_path, debug=debug)
-
-
-def host_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option(
-        "-h",
-        "--host",
-        "hosts",
-        multiple=True,
-        metavar="NAME",
-        help="Only this host, as named in config.xml (repeatable). Default: every host.",
-    )(func)
 
 
 @cli.command()

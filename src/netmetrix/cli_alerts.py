@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from netmetrix.errors import ExitStatus
-from netmetrix.render import format_option, iso, render
+from netmetrix.cli_common import HelpGroup, host_option, stored_hosts
+from netmetrix.errors import ExitStatus, UsageError
+from netmetrix.render import format_option, iso, raw_option, render, value_cells
 
 if TYPE_CHECKING:
     from netmetrix.cli import Settings
@@ -44,22 +45,15 @@ def _open_store(config: Config) -> Iterator[Store]:
         yield store
 
 
-def _host_filter(config: Config, names: tuple[str, ...]) -> tuple[str, ...]:
-    """The ``--host`` names, checked against config.xml (unknown: exit 2)."""
-    return tuple(h.name for h in config.select(names)) if names else ()
+def _host_filter(config: Config, store: Store, patterns: tuple[str, ...]) -> tuple[str, ...]:
+    """The hosts ``-h`` names or matches, configured or stored (none given: no filter)."""
+    names, problems = stored_hosts(config, store, patterns)
+    if problems:
+        raise UsageError("\n".join(problems))
+    return names
 
 
-_host_option = click.option(
-    "-h",
-    "--host",
-    "hosts",
-    multiple=True,
-    metavar="NAME",
-    help="Only this host, as named in config.xml (repeatable). Default: every host.",
-)
-
-
-@click.group()
+@click.group(cls=HelpGroup)
 def alerts() -> None:
     """Alert state, alert history and the mail outbox; deliver waiting mail.
 
@@ -78,10 +72,11 @@ def alerts() -> None:
 
 
 @alerts.command()
-@_host_option
+@host_option
 @format_option
+@raw_option
 @click.pass_obj
-def active(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
+def active(settings: Settings, hosts: tuple[str, ...], fmt: str, raw: bool) -> None:
     """List every alert that is firing or pending, firing first.
 
     One row per rule and series: its state (pending: past the limit for fewer
@@ -92,12 +87,12 @@ def active(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
     \b
     Examples:
       netmetrix alerts active
+      netmetrix alerts active -h 'web*'
       netmetrix alerts active --format json | jq -r '.[] | select(.state == "firing") | .host'
     """
     config = settings.load()
-    names = _host_filter(config, hosts)
     with _open_store(config) as store:
-        found = store.alerts_active(names)
+        found = store.alerts_active(_host_filter(config, store, hosts))
     rows = [
         {
             "host": a.host,
@@ -112,7 +107,7 @@ def active(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
         }
         for a in found
     ]
-    render(rows, ACTIVE_COLUMNS, fmt, sys.stdout)
+    render(rows, ACTIVE_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
 def _limit_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -128,11 +123,12 @@ def _limit_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[...
 
 
 @alerts.command()
-@_host_option
+@host_option
 @_limit_option("Show at most this many events, the newest.")
 @format_option
+@raw_option
 @click.pass_obj
-def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str) -> None:
+def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str, raw: bool) -> None:
     """List alert events, newest first: fired, repeated (reminder) and resolved.
 
     Each event is recorded once, however many addresses were mailed about it,
@@ -144,9 +140,8 @@ def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str) ->
       netmetrix alerts history -h f4 -n 20 --format csv
     """
     config = settings.load()
-    names = _host_filter(config, hosts)
     with _open_store(config) as store:
-        events = store.alert_history(names, limit)
+        events = store.alert_history(_host_filter(config, store, hosts), limit)
     rows = [
         {
             "ts": iso(e.ts),
@@ -161,15 +156,18 @@ def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str) ->
         }
         for e in events
     ]
-    render(rows, HISTORY_COLUMNS, fmt, sys.stdout)
+    render(rows, HISTORY_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
 @alerts.command()
+@host_option
 @click.option("--all", "show_all", is_flag=True, help="Also list delivered mail.")
 @_limit_option("With --all: at most this many mails, the newest.")
 @format_option
 @click.pass_obj
-def outbox(settings: Settings, show_all: bool, limit: int, fmt: str) -> None:
+def outbox(
+    settings: Settings, hosts: tuple[str, ...], show_all: bool, limit: int, fmt: str
+) -> None:
     """List mail waiting in the outbox (with --all, delivered mail too), oldest first.
 
     One row per mail and recipient: status (pending; sending while another
@@ -179,13 +177,18 @@ def outbox(settings: Settings, show_all: bool, limit: int, fmt: str) -> None:
     \b
     Examples:
       netmetrix alerts outbox
+      netmetrix alerts outbox -h 'db*'
       netmetrix alerts outbox --all -n 20 --format json
     """
     import time
 
     config = settings.load()
     with _open_store(config) as store:
-        items = store.outbox(undelivered=not show_all, limit=limit if show_all else None)
+        items = store.outbox(
+            undelivered=not show_all,
+            limit=limit if show_all else None,
+            hosts=_host_filter(config, store, hosts),
+        )
     now = time.time()
     rows: list[dict[str, Any]] = [
         {

@@ -12,21 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import difflib
 import os
 import shutil
 import sys
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from netmetrix.config import Config, HostConfig, load_config, parse_duration
+from netmetrix.cli_common import HelpGroup, host_option, required_host_option, stored_hosts
+from netmetrix.config import Config, HostConfig, load_config, parse_duration, unknown_name
 from netmetrix.errors import ConfigError, NetmetrixError, UsageError
-from netmetrix.render import format_option, iso, labels_text, number, render
+from netmetrix.render import (
+    format_option,
+    iso,
+    labels_text,
+    number,
+    raw_option,
+    render,
+    value_cells,
+)
 
 if TYPE_CHECKING:
     import asyncssh
@@ -35,14 +43,14 @@ if TYPE_CHECKING:
     from netmetrix.store import Store, StoredSample
 
 SAMPLE_COLUMNS = ("host", "metric", "labels", "ts", "value")
-HOST_COLUMNS = ("host", "address", "last_seen", "last_error", "probe_version", "up")
+HOST_COLUMNS = ("host", "address", "port", "last_seen", "last_error", "probe_version", "up")
 SETTING_COLUMNS = ("setting", "value", "source")
 DB_INFO_COLUMNS = (
     *("url", "backend", "schema_version", "schema_head"),
     *("series", "samples", "size_bytes", "oldest", "newest"),
 )
 SSH_CONFIG = "~/.ssh/config"
-_SHOWN_NAMES = 10  # known names listed in an "unknown name" error
+SSH_PORT = 22  # when neither config.xml nor ~/.ssh/config gives one
 
 
 def register(group: click.Group) -> None:
@@ -145,40 +153,25 @@ def _one(row: Mapping[str, Any], columns: Sequence[str], fmt: str, line: str) ->
         render([row], columns, fmt, sys.stdout)
 
 
-def _some(names: Collection[str]) -> str:
-    shown = sorted(names)[:_SHOWN_NAMES]
-    more = f", ... ({len(names)} in all)" if len(names) > _SHOWN_NAMES else ""
-    return ", ".join(shown) + more if shown else "(none)"
+def _select(
+    store: Store, cfg: Config, host_patterns: Sequence[str], metric_names: Sequence[str]
+) -> tuple[str, ...]:
+    """The hosts ``-h`` selects (none: no filter); UsageError naming every unknown host/metric.
 
-
-def _unknown(kind: str, asked: Iterable[str], known: Collection[str]) -> list[str]:
-    """One message per name in ``asked`` that is not in ``known``."""
-    problems = []
-    for name in dict.fromkeys(asked):
-        if name in known:
-            continue
-        near = difflib.get_close_matches(name, sorted(known), n=1)
-        hint = f', did you mean "{near[0]}"?' if near else f"; known {kind}s: {_some(known)}"
-        problems.append(f'unknown {kind} "{name}"{hint}')
-    return problems
-
-
-def _check_names(
-    store: Store, cfg: Config, host_names: Sequence[str], metric_names: Sequence[str]
-) -> None:
-    """UsageError unless every host is configured or stored and every metric known or stored."""
-    problems = []
-    if host_names:
-        known = {h.name for h in cfg.hosts} | store.host_names()
-        problems += _unknown("host", host_names, known)
+    Hosts are those of config.xml and those the store knows (removed from the
+    config, still stored); metrics those of the catalogue, ``up`` and the stored ones.
+    """
+    hosts, problems = stored_hosts(cfg, store, host_patterns)
     if metric_names:
         from netmetrix.probe import METRICS
         from netmetrix.store import UP
 
         known = {name for name, *_ in METRICS} | {UP} | store.metric_names()
-        problems += _unknown("metric", metric_names, known)
+        asked = dict.fromkeys(metric_names)
+        problems += [unknown_name("metric", m, known) for m in asked if m not in known]
     if problems:
         raise UsageError("\n".join(problems))
+    return hosts
 
 
 def sample_row(sample: StoredSample) -> dict[str, Any]:
@@ -219,32 +212,38 @@ def _plural(n: int, word: str) -> str:
 
 
 @click.command()
+@host_option
 @format_option
 @click.pass_obj
-def hosts(settings: Settings, fmt: str) -> None:
+def hosts(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
     """List every configured host with the outcome of its last run.
 
     One row per host of config.xml, in its order, collected or not: the
-    address, when it last answered (last_seen, ISO 8601 UTC), the error of its
-    last run if that failed, the probe version, and up (1 answered and
-    verified on its last run, 0 not, empty before its first run).
+    address, the SSH port (config.xml's, else ~/.ssh/config's, else 22),
+    when it last answered (last_seen, ISO 8601 UTC), the error of its last
+    run if that failed, the probe version, and up (1 answered and verified
+    on its last run, 0 not, empty before its first run).
 
     \b
     Examples:
       netmetrix hosts
+      netmetrix hosts -h 'db*'
       netmetrix hosts --format json | jq -r '.[] | select(.up == 0) | .host'
       netmetrix hosts --format csv > hosts.csv
     """
     cfg = settings.load()
+    selected = cfg.select(hosts)
     with _open_store(cfg) as store:
         stored = {row.name: row for row in store.hosts()}
+    ports = _ports(selected)
     rows = []
-    for host in cfg.hosts:
+    for host in selected:
         row = stored.get(host.name)
         rows.append(
             {
                 "host": host.name,
                 "address": host.target,
+                "port": ports[host.name],
                 "last_seen": iso(row.last_seen) if row else None,
                 "last_error": row.last_error if row else None,
                 "probe_version": row.probe_version if row else None,
@@ -254,10 +253,26 @@ def hosts(settings: Settings, fmt: str) -> None:
     render(rows, HOST_COLUMNS, fmt, sys.stdout)
 
 
+def _ports(selected: Sequence[HostConfig]) -> dict[str, int | None]:
+    """The port execute connects each host on; None when ~/.ssh/config cannot be read."""
+    ports: dict[str, int | None] = {h.name: h.port for h in selected}
+    ask = [h for h in selected if h.port is None]
+    # asyncssh reads only ~/.ssh/config; without one, skip building options per host
+    if not ask or not os.access(Path(SSH_CONFIG).expanduser(), os.R_OK):
+        return {name: port or SSH_PORT for name, port in ports.items()}
+
+    async def resolve() -> list[asyncssh.SSHClientConnectionOptions | None]:
+        return await asyncio.gather(*(_options_without_keys(h) for h in ask))
+
+    for host, options in zip(ask, asyncio.run(resolve()), strict=True):
+        ports[host.name] = None if options is None else options.port
+    return ports
+
+
 # ---------------------------------------------------------------- metrics
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def metrics() -> None:
     """Read stored samples: the latest of every series, or one metric's history.
 
@@ -272,14 +287,7 @@ def metrics() -> None:
 
 
 @metrics.command()
-@click.option(
-    "-h",
-    "--host",
-    "host_names",
-    multiple=True,
-    metavar="NAME",
-    help="Only this host (repeatable). Default: every host.",
-)
+@host_option
 @click.option(
     "-m",
     "--metric",
@@ -289,9 +297,14 @@ def metrics() -> None:
     help="Only this metric (repeatable), e.g. disk_percent or up. Default: every metric.",
 )
 @format_option
+@raw_option
 @click.pass_obj
 def latest(
-    settings: Settings, host_names: tuple[str, ...], metric_names: tuple[str, ...], fmt: str
+    settings: Settings,
+    hosts: tuple[str, ...],
+    metric_names: tuple[str, ...],
+    fmt: str,
+    raw: bool,
 ) -> None:
     """Show the newest sample of every matching series.
 
@@ -303,18 +316,19 @@ def latest(
     Examples:
       netmetrix metrics latest
       netmetrix metrics latest -h f4 -h f5 -m disk_percent
+      netmetrix metrics latest -h 'web*' -m load1
       netmetrix metrics latest -m up --format csv
       netmetrix metrics latest -m cpu_percent --format json | jq 'max_by(.value)'
     """
     cfg = settings.load()
     with _open_store(cfg) as store:
-        _check_names(store, cfg, host_names, metric_names)
-        samples = store.latest(host_names, metric_names)
-    render([sample_row(s) for s in samples], SAMPLE_COLUMNS, fmt, sys.stdout)
+        samples = store.latest(_select(store, cfg, hosts, metric_names), metric_names)
+    rows = [sample_row(s) for s in samples]
+    render(rows, SAMPLE_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
 @metrics.command()
-@click.option("-h", "--host", "host_name", required=True, metavar="NAME", help="The host.")
+@required_host_option
 @click.option("-m", "--metric", "metric_name", required=True, metavar="NAME", help="The metric.")
 @click.option(
     "--labels",
@@ -331,29 +345,35 @@ def latest(
 @click.option("--until", type=WHEN, default=None, help="Up to this time (inclusive). Default: now.")
 @click.option("--plot", is_flag=True, help="Draw a chart in the terminal instead of the table.")
 @format_option
+@raw_option
 @click.pass_context
 def history(
     ctx: click.Context,
-    host_name: str,
+    hosts: tuple[str, ...],
     metric_name: str,
     labels: dict[str, str] | None,
     since: float | None,
     until: float | None,
     plot: bool,
     fmt: str,
+    raw: bool,
 ) -> None:
-    """Show the samples of one metric of one host, oldest first.
+    """Show the samples of one metric of some hosts, oldest first.
 
-    Every series of the metric (each label set), or with --labels exactly
-    one.  --since and --until take a duration ago (30m, 1h, 2d) or an ISO
-    8601 time (2026-11-24T10:00Z; UTC when no zone is given); both are
-    inclusive.  --plot draws the samples as a chart in the terminal.
+    Every series of the metric (each label set) of every host that -h
+    names or matches, or with --labels one per host; the rows of several
+    hosts are interleaved by time.  --since and --until take a duration ago
+    (30m, 1h, 2d) or an ISO 8601 time (2026-11-24T10:00Z; UTC when no zone
+    is given); both are inclusive.  --plot draws the samples as a chart in
+    the terminal, one line per host and label set.
 
     \b
     Examples:
       netmetrix metrics history -h f4 -m disk_percent --labels mount=/ --since 1d
       netmetrix metrics history -h f4 -m cpu_percent --since 2026-11-24T10:00Z --until 2h
       netmetrix metrics history -h f4 -m load1 --since 6h --plot
+      netmetrix metrics history -h f4 -h f5 -m load1 --since 1h
+      netmetrix metrics history -h 'web*' -m cpu_percent --since 30m --plot
       netmetrix metrics history -h f4 -m up --format csv > f4-up.csv
     """
     settings: Settings = ctx.obj
@@ -363,15 +383,21 @@ def history(
         raise UsageError(f"--since {iso(since)} is after --until {iso(until)}")
     cfg = settings.load()
     with _open_store(cfg) as store:
-        _check_names(store, cfg, [host_name], [metric_name])
-        samples = store.history(host_name, metric_name, labels, since, until)
-        if not samples and labels is not None:
-            _hint_label_sets(store, host_name, metric_name, labels)
+        names = _select(store, cfg, hosts, [metric_name])
+        samples: list[StoredSample] = []
+        for name in names:
+            found = store.history(name, metric_name, labels, since, until)
+            if not found and labels is not None:
+                _hint_label_sets(store, name, metric_name, labels)
+            samples += found
+    samples.sort(key=lambda s: (s.ts, s.host, labels_text(s.labels)))
     if plot:
-        title = f"{host_name} {metric_name}" + (f"{{{labels_text(labels)}}}" if labels else "")
-        _plot(samples, title, sys.stdout)
+        shown = ",".join(names) if len(names) <= 3 else f"{len(names)} hosts"
+        title = f"{shown} {metric_name}" + (f"{{{labels_text(labels)}}}" if labels else "")
+        _plot(samples, title, sys.stdout, by_host=len(names) > 1)
     else:
-        render([sample_row(s) for s in samples], SAMPLE_COLUMNS, fmt, sys.stdout)
+        rows = [sample_row(s) for s in samples]
+        render(rows, SAMPLE_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
 def _hint_label_sets(store: Store, host: str, metric: str, labels: Mapping[str, str]) -> None:
@@ -386,8 +412,8 @@ def _hint_label_sets(store: Store, host: str, metric: str, labels: Mapping[str, 
         )
 
 
-def _plot(samples: Sequence[StoredSample], title: str, out: IO[str]) -> None:
-    """Draw ``samples`` with plotext, one line per label set; plain text unless on a terminal."""
+def _plot(samples: Sequence[StoredSample], title: str, out: IO[str], *, by_host: bool) -> None:
+    """Draw ``samples`` with plotext, one line per (host and) label set; no colour off a tty."""
     if not samples:
         click.echo("no samples in that range: nothing to plot", err=True)
         return
@@ -398,32 +424,52 @@ def _plot(samples: Sequence[StoredSample], title: str, out: IO[str]) -> None:
     if tty:
         columns, lines = shutil.get_terminal_size()
         width, height = min(columns, 200), max(12, min(lines - 2, 40))
-    form = "%Y-%m-%d %H:%M"
-    series: dict[str, tuple[list[str], list[float]]] = {}
+    series: dict[str, tuple[list[dt.datetime], list[float]]] = {}
     for s in samples:
-        xs, ys = series.setdefault(labels_text(s.labels), ([], []))
-        xs.append(dt.datetime.fromtimestamp(s.ts, tz=dt.UTC).strftime(form))
+        name = f"{s.host} {labels_text(s.labels)}".strip() if by_host else labels_text(s.labels)
+        xs, ys = series.setdefault(name, ([], []))
+        # datetimes, not text: samples seconds apart (or closer) never share one x
+        xs.append(dt.datetime.fromtimestamp(s.ts, tz=dt.UTC))
         ys.append(s.value)
+    first, last = samples[0].ts, samples[-1].ts
+    day = _day(first) if _day(first) == _day(last) else None
+    form = "%H:%M:%S" if day else "%Y-%m-%d %H:%M:%S"  # the date goes in the title
     plotext.terminal.limit(False, False)  # the size is ours: see above
     fig = plotext.figure
     fig.clear()
     fig.plot_size(width, height)
-    fig.date().activate(form=form, origin="1970-01-01 00:00", zone=0)
+    fig.date().activate(form=form, origin=dt.datetime(1970, 1, 1, tzinfo=dt.UTC), zone=0)
     for name, (xs, ys) in series.items():
         signal = fig.signal(xs, ys).lines()
         if name and len(series) > 1:
             signal.label(name)
         fig.draw(signal)
-    fig.title(f"{title} (UTC)")
+    fig.ruler("x").ticks(*_time_ticks(first, last, form, width))
+    fig.title(f"{title} (UTC, {day})" if day else f"{title} (UTC)")
     chart = str(fig.build())
     fig.clear()
     out.write((chart if tty else plotext.uncolorize(chart)).rstrip("\n") + "\n")
 
 
+def _day(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts, tz=dt.UTC).strftime("%Y-%m-%d")
+
+
+def _time_ticks(
+    first: float, last: float, form: str, width: int
+) -> tuple[list[dt.datetime], list[str]]:
+    """Evenly spaced x ticks from the first sample to the last, as many as their labels fit."""
+    size = len(dt.datetime.fromtimestamp(first, tz=dt.UTC).strftime(form)) + 4
+    count = 1 if last <= first else max(2, min(8, (width - 10) // size))
+    step = (last - first) / max(1, count - 1)
+    stamps = [dt.datetime.fromtimestamp(first + i * step, tz=dt.UTC) for i in range(count)]
+    return stamps, [stamp.strftime(form) for stamp in stamps]
+
+
 # ---------------------------------------------------------------- config
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def config() -> None:
     """Write, check and show config.xml.
 
@@ -510,24 +556,17 @@ def check(settings: Settings, path: Path | None, fmt: str) -> None:
 
 
 @config.command()
-@click.option(
-    "-h",
-    "--host",
-    "host_names",
-    multiple=True,
-    metavar="NAME",
-    help="Only this host's settings (repeatable). Default: everything.",
-)
+@host_option
 @format_option
 @click.pass_obj
-def show(settings: Settings, host_names: tuple[str, ...], fmt: str) -> None:
+def show(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
     """Show the settings in effect, with where each one comes from.
 
     Host fields missing from config.xml are resolved the way `execute`
     resolves them: from ~/.ssh/config (HostName, Port, User, IdentityFile,
     ProxyJump), then SSH defaults.  Secrets are never shown: for the SMTP and
     PostgreSQL passwords only the environment variable and whether it is set.
-    A source "default" means the built-in default value.
+    A source "default" means config.xml does not set it (the built-in value applies).
 
     \b
     Examples:
@@ -536,8 +575,8 @@ def show(settings: Settings, host_names: tuple[str, ...], fmt: str) -> None:
       netmetrix config show --format json | jq -r '.[] | select(.source == "~/.ssh/config")'
     """
     cfg = settings.load()
-    selected = cfg.select(host_names)
-    rows = [] if host_names else _global_settings(cfg)
+    selected = cfg.select(hosts)
+    rows = [] if hosts else _global_settings(cfg)
     rows += asyncio.run(_host_settings(cfg, selected))
     render(rows, SETTING_COLUMNS, fmt, sys.stdout)
 
@@ -551,35 +590,11 @@ def _global_settings(cfg: Config) -> list[dict[str, str]]:
     """Every setting but the hosts', in config.xml's order."""
     from sqlalchemy import make_url
 
-    from netmetrix.config import (
-        AlertsConfig,
-        RetentionConfig,
-        SecurityConfig,
-        SMTPConfig,
-        SSHConfig,
-    )
-
     file = cfg.path.name
-    defaults: dict[str, object] = {
-        "script": "client.py",
-        "concurrency": 50,
-        "database": f"sqlite:///{cfg.path.parent / 'netmetrix.db'}",
-        "ssh.known_hosts": cfg.path.parent / "known_hosts",
-    }
-    for prefix, default in (
-        ("ssh", SSHConfig(known_hosts=cfg.path.parent / "known_hosts")),
-        ("smtp", SMTPConfig()),
-        ("security", SecurityConfig()),
-        ("retention", RetentionConfig()),
-        ("alerts", AlertsConfig()),
-    ):
-        for name in type(default).__dataclass_fields__:
-            defaults.setdefault(f"{prefix}.{name}", getattr(default, name))
-
     rows: list[dict[str, str]] = [_setting("config", cfg.path, "--config")]
 
     def add(setting: str, value: object, shown: object = None) -> None:
-        source = "default" if defaults.get(setting) == value else file
+        source = file if setting in cfg.given else "default"  # written, even if equal to it
         rows.append(_setting(setting, value if shown is None else shown, source))
 
     add("script", cfg.script)
@@ -670,11 +685,9 @@ async def _host_settings(cfg: Config, selected: Sequence[HostConfig]) -> list[di
         pick("key", host.key, "IdentityFile", host.key or keys or "~/.ssh/id_* and ssh-agent")
         if found("ProxyJump") is not None:
             rows.append(_setting(f"{prefix}.proxy_jump", found("ProxyJump"), SSH_CONFIG))
-        default = HostConfig(name=host.name)
         for name in ("directory", "python"):
-            value = getattr(host, name)
-            source = "default" if value == getattr(default, name) else where
-            rows.append(_setting(f"{prefix}.{name}", value, source))
+            source = where if name in host.given else "default"
+            rows.append(_setting(f"{prefix}.{name}", getattr(host, name), source))
         return rows
 
     groups = await asyncio.gather(*(one(h) for h in selected))
@@ -684,7 +697,7 @@ async def _host_settings(cfg: Config, selected: Sequence[HostConfig]) -> list[di
 # ---------------------------------------------------------------- db
 
 
-@click.group()
+@click.group(cls=HelpGroup)
 def db() -> None:
     """Inspect and maintain the database.
 

@@ -17,8 +17,9 @@ import re
 import xml.sax
 import xml.sax.handler
 import xml.sax.xmlreader
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from types import MappingProxyType
 from typing import Generic, Literal, TypeVar
@@ -54,6 +55,8 @@ class HostConfig:
     directory: str = "~/.cache/netmetrix"
     python: str = "python3"
     line: int = 0  # line of the element in config.xml, for messages
+    # The attributes written in config.xml: `config show` says "default" for the others.
+    given: frozenset[str] = field(default=frozenset(), compare=False)
 
     @property
     def target(self) -> str:
@@ -123,20 +126,65 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     hosts: tuple[HostConfig, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    # Settings written in config.xml ("script", "ssh.connect_timeout", ...), not defaulted.
+    given: frozenset[str] = field(default=frozenset(), compare=False)
 
-    def select(self, names: tuple[str, ...]) -> tuple[HostConfig, ...]:
-        """Hosts named on the command line (all when none); unknown names: UsageError."""
+    def select(self, patterns: Sequence[str]) -> tuple[HostConfig, ...]:
+        """The hosts that ``-h`` names or globs match (all when none); see ``select_names``.
+
+        Raises UsageError, one line per pattern that matches no configured host.
+        """
         from netmetrix.errors import UsageError
 
-        if not names:
+        if not patterns:
             return self.hosts
         by_name = {h.name: h for h in self.hosts}
-        unknown = [n for n in names if n not in by_name]
-        if unknown:
-            known = ", ".join(sorted(by_name)) or "(none)"
-            asked = ", ".join(map(repr, unknown))
-            raise UsageError(f"{self.path.name}: unknown host {asked}; known hosts: {known}")
-        return tuple(by_name[n] for n in dict.fromkeys(names))
+        names, problems = select_names(patterns, list(by_name))
+        if problems:
+            raise UsageError("\n".join(f"{self.path.name}: {p}" for p in problems))
+        return tuple(by_name[n] for n in names)
+
+
+_SHOWN_NAMES = 10  # known names listed in an "unknown name" message
+
+
+def unknown_name(kind: str, name: str, known: Collection[str]) -> str:
+    """``unknown host "f44", did you mean "f4"?``, or the known names when none is close."""
+    near = difflib.get_close_matches(name, sorted(known), n=1)
+    if near:
+        return f'unknown {kind} "{name}", did you mean "{near[0]}"?'
+    return f'unknown {kind} "{name}"; known {kind}s: {_some(known)}'
+
+
+def _some(names: Collection[str]) -> str:
+    shown = sorted(names)[:_SHOWN_NAMES]
+    more = f", ... ({len(names)} in all)" if len(names) > _SHOWN_NAMES else ""
+    return ", ".join(shown) + more if shown else "(none)"
+
+
+def select_names(
+    patterns: Sequence[str], known: Sequence[str], kind: str = "host"
+) -> tuple[tuple[str, ...], list[str]]:
+    """(the names in ``known`` that ``patterns`` match, one problem per pattern matching none).
+
+    A pattern is a name or a shell glob (``web*``, ``db[12]``, ``f?``; case
+    matters, as in host names).  The names come pattern by pattern, a glob's
+    in the order of ``known``, each once.
+    """
+    selected: dict[str, None] = {}
+    problems: list[str] = []
+    for pattern in dict.fromkeys(patterns):
+        if _GLOB_CHARS.isdisjoint(pattern):
+            found = [pattern] if pattern in known else []
+        else:
+            found = [name for name in known if fnmatchcase(name, pattern)]
+        if found:
+            selected.update(dict.fromkeys(found))
+        elif _GLOB_CHARS.isdisjoint(pattern):
+            problems.append(unknown_name(kind, pattern, known))
+        else:
+            problems.append(f'no {kind} matches "{pattern}"; known {kind}s: {_some(known)}')
+    return tuple(selected), problems
 
 
 def resolve_config_path(option: str | None, environ: dict[str, str]) -> Path:
@@ -616,7 +664,17 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         retention=_retention(ctx, el.one("retention")),
         hosts=_hosts(ctx, el, hosts_node),
         alerts=_alerts(ctx, el.one("alerts"), host_names),
+        given=_given(el),
     )
+
+
+def _given(el: _Element) -> frozenset[str]:
+    """The settings written in the file: ``script`` for <script>, ``smtp.port`` for <smtp port>."""
+    given = {tag for tag in ("script", "concurrency", "database") if el.all(tag)}
+    for tag in ("ssh", "smtp", "security", "retention", "alerts"):
+        for node in el.all(tag)[:1]:  # a repeat is already a problem
+            given.update(f"{tag}.{name}" for name in node.attrs)
+    return frozenset(given)
 
 
 def _text(ctx: _Ctx, node: _Node | None, conv: _Conv[T], default: T) -> T:
@@ -704,6 +762,7 @@ def _host(ctx: _Ctx, node: _Node) -> HostConfig | None:
         directory=el.get("directory", _DIRECTORY, default.directory),
         python=el.get("python", _PYTHON, default.python),
         line=node.line,
+        given=frozenset(node.attrs),
     )
     return host if name else None
 

@@ -692,9 +692,14 @@ class Store:
     def alert_history(
         self, hosts: Sequence[str] = (), limit: int | None = None
     ) -> list[AlertHistoryRow]:
-        """Alert events (fired, repeated, resolved), newest first; ``limit`` caps them."""
+        """Alert events (fired, repeated, resolved), newest first; ``limit`` caps them.
+
+        Newest by the sample's time: ids follow the order a batch was evaluated
+        in (by host), not when each host answered; ties (one sample, several
+        rules) newest-inserted first.
+        """
         t = alert_events_table
-        query = select(t).order_by(t.c.id.desc())
+        query = select(t).order_by(t.c.ts_ms.desc(), t.c.id.desc())
         if hosts:
             query = query.where(t.c.host.in_(sorted(set(hosts))))
         if limit is not None:
@@ -717,10 +722,13 @@ class Store:
             for r in rows
         ]
 
-    def outbox(self, *, undelivered: bool = True, limit: int | None = None) -> list[OutboxItem]:
+    def outbox(
+        self, *, undelivered: bool = True, limit: int | None = None, hosts: Sequence[str] = ()
+    ) -> list[OutboxItem]:
         """Outbox mail, oldest first: only the undelivered, or (``undelivered=False``) all.
 
         With ``limit`` and all mail, the newest ``limit`` (still oldest first).
+        ``hosts``: only mail about those hosts' alerts (empty: every host).
         """
         o, e = outbox_table, alert_events_table
         query = select(
@@ -728,6 +736,8 @@ class Store:
         ).select_from(o.join(e, e.c.id == o.c.event_id))
         if undelivered:
             query = query.where(o.c.delivered_ms.is_(None))
+        if hosts:
+            query = query.where(e.c.host.in_(sorted(set(hosts))))
         query = query.order_by(o.c.id.desc() if limit is not None else o.c.id)
         if limit is not None:
             query = query.limit(limit)
