@@ -15,6 +15,7 @@ import logging
 import shlex
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -39,9 +40,65 @@ def remote_path(host: HostConfig, script: str) -> str:
     return f"{host.directory.rstrip('/')}/{script}"
 
 
-def probe_command(host: HostConfig, script: str, challenge: str) -> str:
-    # `exec` so that killing the channel's process kills the probe, not just a shell.
-    return f"exec {shlex.quote(host.python)} {shlex.quote(remote_path(host, script))} {challenge}"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostDeadlines:
+    """When a probe run ends itself on the host, in seconds after it started there."""
+
+    probe: float  # the probe's own watchdog kills the run's process group
+    group: float  # the shell around it does, whatever the probe became
+
+
+def host_deadlines(command_timeout: float) -> HostDeadlines:
+    """Deadlines a little shorter than the collector's ``command_timeout``.
+
+    The host ends the run by itself because the collector cannot: OpenSSH
+    refuses channel signals for root logins, and closing the channel signals
+    nothing.  Ending it first, rather than at the same moment, lets the
+    collector hear how it ended (the probe's last stderr line, the KILL) before
+    its own deadline, whose KILL and close stay as the backup.  The probe goes
+    first so that its watchdog, not the shell, says what happened.  With the
+    default 30 s: probe 27 s, shell 28 s, collector 30 s; steps shrink for
+    short timeouts (2 s: 1.25 s, 1.5 s, 2 s).  The host's clock starts after
+    the login shell's startup files: behind a slow .bashrc the collector may
+    give up first, and the host still ends the run at its own deadline.
+    """
+    step = min(1.0, command_timeout / 8)
+    return HostDeadlines(probe=command_timeout - 3 * step, group=command_timeout - 2 * step)
+
+
+# The run's supervisor, in POSIX sh: `sh -c _SUPERVISOR netmetrix GROUP PROBE PYTHON SCRIPT
+# CHALLENGE`.  sshd starts every exec channel in a session of its own, so process group
+# 0 is this run and nothing else.  A background watchdog kills the whole group (this
+# shell included) when GROUP seconds pass, whatever runs in it: a hung or replaced probe,
+# its children.  The probe runs in the foreground (keeping stdin); when it ends, the shell,
+# immune itself, TERMs what is left (the watchdog, a stray child holding stdout, which
+# would keep the channel open) and exits with the probe's status.  `&&`: a sleep that
+# cannot parse a fraction must not kill the run at once.
+_SUPERVISOR = (
+    "export NETMETRIX_DEADLINE=$2; (sleep $1 && kill -s KILL 0) </dev/null >/dev/null 2>&1 & "
+    'shift 2; "$@"; s=$?; trap "" TERM; kill -s TERM 0; exit $s'
+)
+
+
+def probe_command(host: HostConfig, script: str, challenge: str, command_timeout: float) -> str:
+    """The command line that runs the probe under deadlines enforced on the host itself.
+
+    Any login shell runs it (sh, bash, csh, fish: `exec` and single quotes);
+    the supervisor itself is POSIX sh, so nothing but /bin/sh and sleep is needed.
+    """
+    deadlines = host_deadlines(command_timeout)
+    words = [
+        "/bin/sh",
+        "-c",
+        _SUPERVISOR,
+        "netmetrix",
+        f"{deadlines.group:g}",
+        f"{deadlines.probe:g}",
+        host.python,
+        remote_path(host, script),
+        challenge,
+    ]
+    return "exec " + " ".join(shlex.quote(word) for word in words)
 
 
 def _log_failure(result: HostResult[Any]) -> None:
@@ -114,6 +171,7 @@ async def execute(
     stored_keys = store.host_keys([h.name for h in hosts])
     known = ssh.HostKeys(config.ssh)
     required = config.security.encryption == "required"
+    limit = config.ssh.command_timeout
     finished: dict[str, float] = {}
 
     async def job(host: HostConfig) -> envelope.Message:
@@ -122,11 +180,11 @@ async def execute(
             raise HostError(Outcome.PROBE_MISSING, "no key stored for this host — run upload")
         challenge = envelope.new_challenge()
         async with ssh.connect(host, config.ssh, known) as conn:
+            started = time.monotonic()
             done = await ssh.run(
-                conn,
-                probe_command(host, config.script, challenge),
-                seconds=config.ssh.command_timeout,
+                conn, probe_command(host, config.script, challenge, limit), seconds=limit
             )
+            _check_host_deadline(done, time.monotonic() - started, limit)
         _check_exit(host, config.script, done)
         line = envelope.find_envelope(done.stdout)
         return envelope.open_envelope(
@@ -168,6 +226,15 @@ async def execute(
     # <retention days>: old samples go in small batches; a failure is only logged (#4)
     await asyncio.to_thread(dbadmin.apply_retention, store, config.retention.days)
     return results
+
+
+def _check_host_deadline(done: ssh.Completed, seconds: float, command_timeout: float) -> None:
+    """A run that the host ended at its own deadline is a timeout, as if we had ended it."""
+    killed = done.exit_signal is not None and seconds >= host_deadlines(command_timeout).probe
+    if killed or done.exit_status == probe.EXIT_DEADLINE:
+        raise HostError(
+            Outcome.TIMEOUT, f"timeout after {command_timeout:g}s (run; ended on the host)"
+        )
 
 
 def _check_exit(host: HostConfig, script: str, done: ssh.Completed) -> None:
