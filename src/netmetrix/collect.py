@@ -21,7 +21,7 @@ from typing import Any
 
 from netmetrix import dbadmin, envelope, notify, probe, ssh
 from netmetrix.config import Config, HostConfig
-from netmetrix.errors import HostError, Outcome
+from netmetrix.errors import HostError, Outcome, StoreError
 from netmetrix.fleet import HostResult, run_fleet
 from netmetrix.render import number
 from netmetrix.store import HostRun, Store
@@ -29,6 +29,7 @@ from netmetrix.store import HostRun, Store
 log = logging.getLogger(__name__)
 
 Progress = Callable[[HostResult[Any]], None]
+INTERRUPTED = "interrupted"  # a host's last_error when Ctrl-C stopped its run
 
 
 def probe_source() -> bytes:
@@ -166,13 +167,16 @@ async def execute(
 
     Alert rules are evaluated and their mail queued in the transaction that
     stores the samples; then the outbox is delivered.  Mail the SMTP server
-    did not take stays queued and is appended to ``undelivered``.
+    did not take stays queued and is appended to ``undelivered``.  Cancelled
+    (Ctrl-C), it stores the hosts that finished, marks the others interrupted
+    and re-raises, without delivering.
     """
     stored_keys = store.host_keys([h.name for h in hosts])
     known = ssh.HostKeys(config.ssh)
     required = config.security.encryption == "required"
     limit = config.ssh.command_timeout
     finished: dict[str, float] = {}
+    arrived: list[HostResult[envelope.Message]] = []
 
     async def job(host: HostConfig) -> envelope.Message:
         keys = stored_keys.get(host.name)
@@ -193,6 +197,7 @@ async def execute(
 
     def done(result: HostResult[envelope.Message]) -> None:
         finished[result.host.name] = clock()
+        arrived.append(result)
         if result.ok:
             path = remote_path(result.host, config.script)
             log.info("[%s] SUCCESS! Script `%s` executed", result.host.name, path)
@@ -203,21 +208,12 @@ async def execute(
         if progress is not None:
             progress(result)
 
-    results = await run_fleet(hosts, job, concurrency=config.concurrency, on_result=done)
-    runs = [_host_run(r, finished[r.host.name]) for r in results]
-    await asyncio.to_thread(
-        store.record_runs_with_alerts, runs, config.alerts.rules, now=clock()
-    )  # samples, alert state and outbox mail in one transaction (#7)
-    _log_saved(runs)
-    # A host that answered while holding several keys settles on the one it used
-    # (an upload crashed before activating it, or activation is simply pending).
-    store.activate_keys(
-        [
-            (r.host.name, r.value.kid)
-            for r in results
-            if r.value is not None and len(stored_keys.get(r.host.name, {})) > 1
-        ]
-    )
+    try:
+        results = await run_fleet(hosts, job, concurrency=config.concurrency, on_result=done)
+    except asyncio.CancelledError:
+        await _keep_what_arrived(config, store, hosts, arrived, finished, stored_keys, clock)
+        raise
+    await _record(config, store, results, finished, stored_keys, clock)
     delivery = await asyncio.to_thread(
         notify.deliver, store, config.smtp, digest_over=config.alerts.digest_over, clock=clock
     )
@@ -226,6 +222,63 @@ async def execute(
     # <retention days>: old samples go in small batches; a failure is only logged (#4)
     await asyncio.to_thread(dbadmin.apply_retention, store, config.retention.days)
     return results
+
+
+async def _record(
+    config: Config,
+    store: Store,
+    results: Sequence[HostResult[envelope.Message]],
+    finished: dict[str, float],
+    stored_keys: dict[str, dict[str, bytes]],
+    clock: Callable[[], float],
+) -> None:
+    """Store the results: samples, `up`, alert state and outbox mail in one transaction (#7)."""
+    runs = [_host_run(r, finished[r.host.name]) for r in results]
+    await asyncio.to_thread(store.record_runs_with_alerts, runs, config.alerts.rules, now=clock())
+    _log_saved(runs)
+    # A host that answered while holding several keys settles on the one it used
+    # (an upload crashed before activating it, or activation is simply pending).
+    settled = [
+        (r.host.name, r.value.kid)
+        for r in results
+        if r.value is not None and len(stored_keys.get(r.host.name, {})) > 1
+    ]
+    await asyncio.to_thread(store.activate_keys, settled)
+
+
+async def _keep_what_arrived(
+    config: Config,
+    store: Store,
+    hosts: Sequence[HostConfig],
+    arrived: Sequence[HostResult[envelope.Message]],
+    finished: dict[str, float],
+    stored_keys: dict[str, dict[str, bytes]],
+    clock: Callable[[], float],
+) -> None:
+    """After Ctrl-C: store the hosts that finished; mark the others interrupted.
+
+    An interrupted host gets its row's last_error only: no `up` = 0 (a Ctrl-C
+    is not an outage, and it would page someone) and no alert evaluation.
+    Each write is one transaction, run in a worker thread: a second Ctrl-C
+    ends the process only after it has committed (asyncio waits for the thread).
+    """
+    answered = {r.host.name for r in arrived}
+    cut = [h for h in hosts if h.name not in answered]
+    more = f" and {len(cut) - 20} more" if len(cut) > 20 else ""
+    log.warning(
+        "execute interrupted: storing the %d host(s) that finished; interrupted: %s",
+        len(arrived),
+        ", ".join(h.name for h in cut[:20]) + more or "none",
+    )
+    now = clock()
+    marks = [
+        HostRun(host=h.name, address=h.target, ts=now, ok=False, error=INTERRUPTED) for h in cut
+    ]
+    try:
+        await _record(config, store, arrived, finished, stored_keys, clock)
+        await asyncio.to_thread(store.update_hosts, marks)
+    except StoreError as exc:  # said, but the run still ends as interrupted
+        log.error("%s", exc)
 
 
 def _check_host_deadline(done: ssh.Completed, seconds: float, command_timeout: float) -> None:
