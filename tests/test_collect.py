@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -141,7 +144,7 @@ def test_hung_probe_times_out_without_slowing_others(fleet: Fleet, netmetrix: Cl
     ran = netmetrix("--config", fleet.config, "execute")
     elapsed = time.monotonic() - started
     assert ran.code == 1
-    assert "ERROR [hung] FAILED: timeout after 8s (run)" in ran.err
+    assert "ERROR [hung] FAILED: timeout after 8s (run; ended on the host)" in ran.err
     assert "[fast] SUCCESS!" in ran.err
     assert elapsed < 40  # bounded by the 8 s deadline, not by the 60 s sleep
     assert latest_by_host(fleet)["hung"] == {("up", ()): 0.0}
@@ -513,3 +516,137 @@ def test_a_row_the_store_refuses_fails_that_host_only(
     rows = assert_good_hosts_stored(store_url)
     assert rows["hostile"].last_error == f"bad message: {reason}"
     assert rows["hostile"].probe_version is None
+
+
+# ------------------------------------------- nothing of a run lingers on the host (#10)
+
+
+def _marked(marker: str) -> list[psutil.Process]:
+    """The processes whose command line carries ``marker`` (this test's own)."""
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(process.info["cmdline"] or ()):
+            found.append(process)
+    return found
+
+
+def _wait_gone(marker: str, budget: float = 20.0) -> list[str]:
+    """Wait (bounded) until no process carries ``marker``; describe those that remain."""
+    deadline = time.monotonic() + budget
+    left = _marked(marker)
+    while left and time.monotonic() < deadline:
+        psutil.wait_procs(left, timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+        left = _marked(marker)
+    return [f"pid {p.pid}: {' '.join(p.info['cmdline'] or ())}" for p in left]
+
+
+def _wait_for_pids(path: Path, count: int, budget: float = 20.0) -> None:
+    """Wait (bounded) until the host's wrapper has written ``count`` PIDs to ``path``.
+
+    After a collector-side timeout the login shell may still be starting the wrapper.
+    """
+    deadline = time.monotonic() + budget
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_text().split()) >= count:
+            break
+        time.sleep(0.1)
+    assert path.exists(), f"the host's wrapper never ran ({path} missing)"
+    assert len(path.read_text().split()) == count
+
+
+def _kill_marked(marker: str) -> None:
+    """Clean up after a failed test: kill, by PID, what carries this test's marker."""
+    for process in _marked(marker):
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+
+
+@dataclass
+class Login:
+    """Where a lingering-process test logs in: as root, or as the unprivileged test user."""
+
+    user: str
+    python: str  # the host's real interpreter
+    bin: Path  # where the host's wrapper scripts go (the login user must run them)
+    directory: Path  # the probe's directory
+    owner: tuple[int, int] | None = None  # chown wrappers to (uid, gid)
+
+    def wrapper(self, name: str, body: str) -> str:
+        """An executable shell script to use as the host's `python`."""
+        path = self.bin / name
+        path.write_text("#!/bin/sh\n" + body + "\n")
+        path.chmod(0o700)
+        if self.owner is not None:
+            os.chown(path, *self.owner)
+        return str(path)
+
+
+@pytest.fixture(params=["root", "user"])
+def login(request: pytest.FixtureRequest, fleet: Fleet) -> Login:
+    if request.param == "root":
+        (fleet.root / "bin").mkdir(exist_ok=True)
+        return Login("root", sys.executable, fleet.root / "bin", fleet.remote_dir("h"))
+    test_user = request.getfixturevalue("test_user")
+    user_dir: Path = request.getfixturevalue("user_dir")
+    return Login(
+        test_user.name,
+        test_user.python,
+        user_dir,
+        user_dir / "probe",
+        owner=(test_user.uid, test_user.gid),
+    )
+
+
+# Host `python` wrappers: each process they start sleeps with the test's marker on its
+# command line and writes its PID to a file first (so the test knows they did run).
+LINGERING = {
+    "hung": "echo $$ >> {pids}; exec {sleeper}",
+    "hung-with-child": "{sleeper} & echo $! >> {pids}; echo $$ >> {pids}; exec {sleeper}",
+    "hung-detached-child": "({sleeper} & echo $! >> {pids}); echo $$ >> {pids}; exec {sleeper}",
+}
+
+
+@pytest.mark.parametrize("case", sorted(LINGERING))
+def test_timeout_leaves_no_process_on_the_host(
+    fleet: Fleet, netmetrix: Cli, login: Login, case: str
+) -> None:
+    """The host ends the run itself: OpenSSH ignores the collector's KILL for root logins."""
+    marker = f"nmx-linger-{secrets.token_hex(6)}"
+    pids = login.bin / f"{marker}.pids"
+    sleeper = f'"{login.python}" -c "import time; time.sleep(1000)" {marker}'
+    python = login.wrapper("hang", LINGERING[case].format(pids=pids, sleeper=sleeper))
+    fleet.settings["command_timeout"] = "3"
+    fleet.host("h", 0, user=login.user, directory=str(login.directory), python=python)
+    try:
+        assert netmetrix("--config", fleet.config, "upload").code == 0
+        ran = netmetrix("--config", fleet.config, "execute")
+        assert ran.code == 1
+        # "(run; ended on the host)" when the host was first; a slow login shell (root's
+        # .bashrc here runs pyenv) can delay the host's clock past the collector's.
+        assert "ERROR [h] FAILED: timeout after 3s (run" in ran.err
+        _wait_for_pids(pids, 1 if case == "hung" else 2)  # they did run
+        assert _wait_gone(marker) == []
+    finally:
+        _kill_marked(marker)
+
+
+def test_a_stray_child_holding_stdout_neither_delays_nor_outlives_the_run(
+    fleet: Fleet, netmetrix: Cli, login: Login
+) -> None:
+    """The probe answers, but a child of the host's python wrapper keeps stdout open."""
+    marker = f"nmx-stray-{secrets.token_hex(6)}"
+    pids = login.bin / f"{marker}.pids"
+    sleeper = f'"{login.python}" -c "import time; time.sleep(1000)" {marker}'
+    body = f'({sleeper} & echo $! >> {pids}); exec "{login.python}" "$@"'
+    fleet.host("h", 0, user=login.user, directory=str(login.directory))
+    fleet.hosts[0]["python"] = login.wrapper("stray", body)
+    fleet.write()
+    try:
+        assert netmetrix("--config", fleet.config, "upload").code == 0
+        ran = netmetrix("--config", fleet.config, "execute")
+        assert ran.code == 0, ran.err  # not a timeout: the channel closed once the probe ended
+        assert "[h] SUCCESS!" in ran.err
+        _wait_for_pids(pids, 1)
+        assert _wait_gone(marker) == []
+    finally:
+        _kill_marked(marker)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -832,3 +834,102 @@ def test_probe_refuses_a_planted_state_file(
     )
     assert (done.returncode, done.stdout) == (probe.EXIT_UNSAFE, "")
     assert done.stderr == f"{probe.UNSAFE_PREFIX}{state}: {reason}\n"
+
+
+# ---------------------------------------------------------------- deadline (#10)
+
+HUNG = """\
+import os, subprocess, sys, time
+# A child holding the probe's stdout, as a stray child of a host's python wrapper would
+# (-I: without this hook, or it would start a child of its own).
+subprocess.Popen([sys.executable, "-I", "-c", "import time; time.sleep(1000)", {marker!r}])
+def _hung(path):
+    time.sleep(1000)  # a local mount whose disk or server no longer answers
+os.statvfs = _hung
+"""
+
+
+def _hung_probe(tmp_path: Path, marker: str) -> tuple[list[str], dict[str, str]]:
+    """The probe, with a sitecustomize that hangs its statvfs: (command, environment)."""
+    script = tmp_path / "client.py"
+    shutil.copy(probe.__file__, script)
+    script.chmod(0o700)  # private, as upload makes them: the probe refuses anything else
+    key = tmp_path / "client.py.key"
+    key.write_text(probe.key_file_text("f4", envelope.new_key()))
+    key.chmod(0o600)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HUNG.format(marker=marker))
+    env = {**os.environ, "PYTHONPATH": str(hook), probe.DEADLINE_ENV: "1"}
+    return [sys.executable, str(script), envelope.new_challenge()], env
+
+
+def _marked(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(process.info["cmdline"] or ()):
+            found.append(process)
+    return found
+
+
+def _kill(process: subprocess.Popen[str], marker: str) -> None:
+    """Clean up by PID what the test started, even when it failed."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+    for child in _marked(marker):
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+
+
+def test_watchdog_ends_a_hung_probe_and_its_process_group(tmp_path: Path) -> None:
+    marker = f"nmx-hung-probe-{os.getpid()}-{time.monotonic_ns()}"
+    command, env = _hung_probe(tmp_path, marker)
+    hung = subprocess.Popen(  # a session of its own, as sshd gives every exec channel
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        # Returns only once nothing holds stdout: the child went with the probe.
+        out, err = hung.communicate(timeout=60)
+    finally:
+        _kill(hung, marker)
+    assert hung.returncode == -signal.SIGKILL
+    assert (out, err) == ("", "netmetrix probe: still running after its 1s deadline; ending\n")
+    assert _marked(marker) == []
+
+
+def test_watchdog_run_by_hand_ends_only_the_probe(tmp_path: Path) -> None:
+    """In a process group that is not its session's (a shell's job), the group is spared."""
+    marker = f"nmx-hand-probe-{os.getpid()}-{time.monotonic_ns()}"
+    command, env = _hung_probe(tmp_path, marker)
+    with (tmp_path / "out").open("w") as out, (tmp_path / "err").open("w") as err:
+        hung = subprocess.Popen(command, env=env, stdout=out, stderr=err, process_group=0)
+    try:
+        assert hung.wait(timeout=60) == probe.EXIT_DEADLINE
+        assert len(_marked(marker)) == 1  # not the watchdog's to kill
+    finally:
+        _kill(hung, marker)
+    assert (tmp_path / "err").read_text().endswith("after its 1s deadline; ending\n")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("27", 27.0),
+        ("1.25", 1.25),
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("0", None),
+        ("-3", None),
+        ("nan", None),
+        ("inf", None),
+    ],
+)
+def test_deadline_from_the_environment(text: str | None, seconds: float | None) -> None:
+    assert probe.deadline_seconds(text) == seconds

@@ -16,12 +16,13 @@ import logging
 import shlex
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from netmetrix import dbadmin, envelope, notify, probe, ssh
 from netmetrix.config import Config, HostConfig
-from netmetrix.errors import HostError, Outcome
+from netmetrix.errors import HostError, Outcome, StoreError
 from netmetrix.fleet import HostResult, run_fleet
 from netmetrix.render import number
 from netmetrix.sanitize import clean
@@ -30,6 +31,7 @@ from netmetrix.store import HostRun, Refused, Store
 log = logging.getLogger(__name__)
 
 Progress = Callable[[HostResult[Any]], None]
+INTERRUPTED = "interrupted"  # a host's last_error when Ctrl-C stopped its run
 
 
 def probe_source() -> bytes:
@@ -42,11 +44,66 @@ def remote_path(host: HostConfig, script: str) -> str:
     return f"{host.directory.rstrip('/')}/{script}"
 
 
-def probe_command(host: HostConfig, script: str, challenge: str) -> str:
-    # `exec` so that killing the channel's process kills the probe, not just a shell.
-    # The path is home-relative, not "~/...": a quoted "~" would reach the shell unexpanded.
-    path = ssh.home_relative(remote_path(host, script))
-    return f"exec {shlex.quote(host.python)} {shlex.quote(path)} {challenge}"
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HostDeadlines:
+    """When a probe run ends itself on the host, in seconds after it started there."""
+
+    probe: float  # the probe's own watchdog kills the run's process group
+    group: float  # the shell around it does, whatever the probe became
+
+
+def host_deadlines(command_timeout: float) -> HostDeadlines:
+    """Deadlines a little shorter than the collector's ``command_timeout``.
+
+    The host ends the run by itself because the collector cannot: OpenSSH
+    refuses channel signals for root logins, and closing the channel signals
+    nothing.  Ending it first, rather than at the same moment, lets the
+    collector hear how it ended (the probe's last stderr line, the KILL) before
+    its own deadline, whose KILL and close stay as the backup.  The probe goes
+    first so that its watchdog, not the shell, says what happened.  With the
+    default 30 s: probe 27 s, shell 28 s, collector 30 s; steps shrink for
+    short timeouts (2 s: 1.25 s, 1.5 s, 2 s).  The host's clock starts after
+    the login shell's startup files: behind a slow .bashrc the collector may
+    give up first, and the host still ends the run at its own deadline.
+    """
+    step = min(1.0, command_timeout / 8)
+    return HostDeadlines(probe=command_timeout - 3 * step, group=command_timeout - 2 * step)
+
+
+# The run's supervisor, in POSIX sh: `sh -c _SUPERVISOR netmetrix GROUP PROBE PYTHON SCRIPT
+# CHALLENGE`.  sshd starts every exec channel in a session of its own, so process group
+# 0 is this run and nothing else.  A background watchdog kills the whole group (this
+# shell included) when GROUP seconds pass, whatever runs in it: a hung or replaced probe,
+# its children.  The probe runs in the foreground (keeping stdin); when it ends, the shell,
+# immune itself, TERMs what is left (the watchdog, a stray child holding stdout, which
+# would keep the channel open) and exits with the probe's status.  `&&`: a sleep that
+# cannot parse a fraction must not kill the run at once.
+_SUPERVISOR = (
+    "export NETMETRIX_DEADLINE=$2; (sleep $1 && kill -s KILL 0) </dev/null >/dev/null 2>&1 & "
+    'shift 2; "$@"; s=$?; trap "" TERM; kill -s TERM 0; exit $s'
+)
+
+
+def probe_command(host: HostConfig, script: str, challenge: str, command_timeout: float) -> str:
+    """The command line that runs the probe under deadlines enforced on the host itself.
+
+    Any login shell runs it (sh, bash, csh, fish: `exec` and single quotes);
+    the supervisor itself is POSIX sh, so nothing but /bin/sh and sleep is needed.
+    """
+    deadlines = host_deadlines(command_timeout)
+    words = [
+        "/bin/sh",
+        "-c",
+        _SUPERVISOR,
+        "netmetrix",
+        f"{deadlines.group:g}",
+        f"{deadlines.probe:g}",
+        host.python,
+        # home-relative, not "~/...": a quoted "~" would reach the shell unexpanded
+        ssh.home_relative(remote_path(host, script)),
+        challenge,
+    ]
+    return "exec " + " ".join(shlex.quote(word) for word in words)
 
 
 def _log_failure(result: HostResult[Any]) -> None:
@@ -114,12 +171,16 @@ async def execute(
 
     Alert rules are evaluated and their mail queued in the transaction that
     stores the samples; then the outbox is delivered.  Mail the SMTP server
-    did not take stays queued and is appended to ``undelivered``.
+    did not take stays queued and is appended to ``undelivered``.  Cancelled
+    (Ctrl-C), it stores the hosts that finished, marks the others interrupted
+    and re-raises, without delivering.
     """
     stored_keys = store.host_keys([h.name for h in hosts])
     known = ssh.HostKeys(config.ssh)
     required = config.security.encryption == "required"
+    limit = config.ssh.command_timeout
     finished: dict[str, float] = {}
+    arrived: list[HostResult[envelope.Message]] = []
 
     async def job(host: HostConfig) -> envelope.Message:
         keys = stored_keys.get(host.name)
@@ -127,11 +188,11 @@ async def execute(
             raise HostError(Outcome.PROBE_MISSING, "no key stored for this host — run upload")
         challenge = envelope.new_challenge()
         async with ssh.connect(host, config.ssh, known) as conn:
+            started = time.monotonic()
             done = await ssh.run(
-                conn,
-                probe_command(host, config.script, challenge),
-                seconds=config.ssh.command_timeout,
+                conn, probe_command(host, config.script, challenge, limit), seconds=limit
             )
+            _check_host_deadline(done, time.monotonic() - started, limit)
         _check_exit(host, config.script, done)
         line = envelope.find_envelope(done.stdout)
         return envelope.open_envelope(
@@ -140,6 +201,7 @@ async def execute(
 
     def done(result: HostResult[envelope.Message]) -> None:
         finished[result.host.name] = clock()
+        arrived.append(result)
         if result.ok:
             path = remote_path(result.host, config.script)
             log.info("[%s] SUCCESS! Script `%s` executed", result.host.name, path)
@@ -150,22 +212,12 @@ async def execute(
         if progress is not None:
             progress(result)
 
-    results = await run_fleet(hosts, job, concurrency=config.concurrency, on_result=done)
-    runs = [_host_run(r, finished[r.host.name]) for r in results]
-    recorded = await asyncio.to_thread(
-        store.record_runs_with_alerts, runs, config.alerts.rules, now=clock()
-    )  # samples, alert state and outbox mail in one transaction (#7)
-    results = _fail_refused(results, recorded.refused)
-    _log_saved(runs, {r.host for r in recorded.refused})
-    # A host that answered while holding several keys settles on the one it used
-    # (an upload crashed before activating it, or activation is simply pending).
-    store.activate_keys(
-        [
-            (r.host.name, r.value.kid)
-            for r in results
-            if r.value is not None and len(stored_keys.get(r.host.name, {})) > 1
-        ]
-    )
+    try:
+        results = await run_fleet(hosts, job, concurrency=config.concurrency, on_result=done)
+    except asyncio.CancelledError:
+        await _keep_what_arrived(config, store, hosts, arrived, finished, stored_keys, clock)
+        raise
+    results = await _record(config, store, results, finished, stored_keys, clock)
     delivery = await asyncio.to_thread(
         notify.deliver, store, config.smtp, digest_over=config.alerts.digest_over, clock=clock
     )
@@ -174,6 +226,79 @@ async def execute(
     # <retention days>: old samples go in small batches; a failure is only logged (#4)
     await asyncio.to_thread(dbadmin.apply_retention, store, config.retention.days)
     return results
+
+
+async def _record(
+    config: Config,
+    store: Store,
+    results: Sequence[HostResult[envelope.Message]],
+    finished: dict[str, float],
+    stored_keys: dict[str, dict[str, bytes]],
+    clock: Callable[[], float],
+) -> list[HostResult[envelope.Message]]:
+    """Store the results: samples, `up`, alert state and outbox mail in one transaction (#7).
+
+    Returns the results with every host the store refused (#10) turned into a failure.
+    """
+    runs = [_host_run(r, finished[r.host.name]) for r in results]
+    recorded = await asyncio.to_thread(
+        store.record_runs_with_alerts, runs, config.alerts.rules, now=clock()
+    )
+    results = _fail_refused(results, recorded.refused)
+    _log_saved(runs, {r.host for r in recorded.refused})
+    # A host that answered while holding several keys settles on the one it used
+    # (an upload crashed before activating it, or activation is simply pending).
+    settled = [
+        (r.host.name, r.value.kid)
+        for r in results
+        if r.value is not None and len(stored_keys.get(r.host.name, {})) > 1
+    ]
+    await asyncio.to_thread(store.activate_keys, settled)
+    return results
+
+
+async def _keep_what_arrived(
+    config: Config,
+    store: Store,
+    hosts: Sequence[HostConfig],
+    arrived: Sequence[HostResult[envelope.Message]],
+    finished: dict[str, float],
+    stored_keys: dict[str, dict[str, bytes]],
+    clock: Callable[[], float],
+) -> None:
+    """After Ctrl-C: store the hosts that finished; mark the others interrupted.
+
+    An interrupted host gets its row's last_error only: no `up` = 0 (a Ctrl-C
+    is not an outage, and it would page someone) and no alert evaluation.
+    Each write is one transaction, run in a worker thread: a second Ctrl-C
+    ends the process only after it has committed (asyncio waits for the thread).
+    """
+    answered = {r.host.name for r in arrived}
+    cut = [h for h in hosts if h.name not in answered]
+    more = f" and {len(cut) - 20} more" if len(cut) > 20 else ""
+    log.warning(
+        "execute interrupted: storing the %d host(s) that finished; interrupted: %s",
+        len(arrived),
+        ", ".join(h.name for h in cut[:20]) + more or "none",
+    )
+    now = clock()
+    marks = [
+        HostRun(host=h.name, address=h.target, ts=now, ok=False, error=INTERRUPTED) for h in cut
+    ]
+    try:
+        await _record(config, store, arrived, finished, stored_keys, clock)
+        await asyncio.to_thread(store.update_hosts, marks)
+    except StoreError as exc:  # said, but the run still ends as interrupted
+        log.error("%s", exc)
+
+
+def _check_host_deadline(done: ssh.Completed, seconds: float, command_timeout: float) -> None:
+    """A run that the host ended at its own deadline is a timeout, as if we had ended it."""
+    killed = done.exit_signal is not None and seconds >= host_deadlines(command_timeout).probe
+    if killed or done.exit_status == probe.EXIT_DEADLINE:
+        raise HostError(
+            Outcome.TIMEOUT, f"timeout after {command_timeout:g}s (run; ended on the host)"
+        )
 
 
 def _check_exit(host: HostConfig, script: str, done: ssh.Completed) -> None:
@@ -222,7 +347,7 @@ def _stored_error(result: HostResult[Any]) -> str:
 
 
 def _fail_refused(
-    results: list[HostResult[envelope.Message]], refused: Sequence[Refused]
+    results: Sequence[HostResult[envelope.Message]], refused: Sequence[Refused]
 ) -> list[HostResult[envelope.Message]]:
     """Hosts whose data the store refused (it stored them as failed) fail here too."""
     reasons = {r.host: r.reason for r in refused}

@@ -29,16 +29,24 @@ payload JSON: {"probe": version, "python": "3.x.y", "time": unix seconds,
 Key file (JSON, mode 0600): {"v": 1, "host": "f4", "key": "<base64url 32 bytes>"}
 
 Exit status: 0 message printed; 2 bad arguments; 3 key file missing or invalid;
-5 refused a file another user could have planted or could change (stderr names it).
+5 refused a file another user could have planted or could change (stderr names it);
+124 its deadline passed (see below).
 
 The probe trusts its key file, state file and its own file only when they are
 regular files (never a symlink) owned by the user running it that no one else
 can write (nor, for the key, read): in a shared directory another user could
 otherwise plant a state file that makes every run report made-up rates, sealed
 with the host's own key.
+
+Deadline: ``netmetrix execute`` sets NETMETRIX_DEADLINE to the seconds this run
+may take (an environment variable, so that probes uploaded by an older
+netmetrix still run).  When they pass, a watchdog thread kills the probe's
+process group, which sshd made for this run alone, whatever the main thread is
+stuck in; run by hand from an interactive shell, only the probe itself ends.
 """
 
 import base64
+import contextlib
 import errno
 import hashlib
 import hmac
@@ -46,6 +54,7 @@ import json
 import math
 import os
 import re
+import signal
 import stat
 import sys
 import tempfile
@@ -62,6 +71,8 @@ EXIT_USAGE = 2
 EXIT_KEY = 3
 EXIT_UNSAFE = 5
 UNSAFE_PREFIX = "netmetrix probe: refused "  # the collector reads the file and reason after it
+EXIT_DEADLINE = 124  # as timeout(1)
+DEADLINE_ENV = "NETMETRIX_DEADLINE"
 
 
 # ---------------------------------------------------------------- envelope
@@ -981,9 +992,47 @@ def build_payload(samples, errors, started, now):
     ).encode("utf-8")
 
 
+def deadline_seconds(text):
+    # type: (str | None) -> float | None
+    """The deadline in ``text`` (NETMETRIX_DEADLINE) as float seconds, or None if unusable."""
+    try:
+        seconds = float(text or "")
+    except ValueError:
+        return None
+    return seconds if 0 < seconds < float("inf") else None
+
+
+def start_watchdog(seconds):
+    # type: (float) -> threading.Timer
+    """End this run when ``seconds`` have passed, even if the main thread never returns.
+
+    A daemon thread, not SIGALRM: a signal handler runs only when the main
+    thread gets back to Python code, which a hung statvfs never does.
+    """
+    timer = threading.Timer(seconds, _deadline_passed, args=(seconds,))
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def _deadline_passed(seconds):
+    # type: (float) -> None
+    with contextlib.suppress(OSError):  # os.write: the stuck main thread may hold sys.stderr
+        os.write(2, b"netmetrix probe: still running after its %gs deadline; ending\n" % seconds)
+    with contextlib.suppress(OSError):
+        # Our group is this run's alone when it is our session's (sshd starts one per
+        # channel); under an interactive shell it is a job that may hold more.
+        if os.getpgrp() == os.getsid(0):
+            os.killpg(0, signal.SIGKILL)  # background children holding stdout too
+    os._exit(EXIT_DEADLINE)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     started = time.time()
+    deadline = deadline_seconds(os.environ.get(DEADLINE_ENV))
+    if deadline is not None:
+        start_watchdog(deadline)
     if len(argv) != 1 or len(argv[0]) != CHALLENGE_HEX:
         sys.stderr.write("usage: %s CHALLENGE (32 hex digits from the collector)\n" % sys.argv[0])
         return EXIT_USAGE

@@ -47,9 +47,10 @@ _PLAIN_KEY_ALGS = [alg.decode("ascii") for alg in get_default_public_key_algs()]
 
 @dataclass(frozen=True, slots=True)
 class Completed:
-    exit_status: int | None
+    exit_status: int | None  # -1 when the command was killed by a signal
     stdout: str
     stderr: str
+    exit_signal: str | None = None  # e.g. "KILL", when the command was killed by one
 
 
 @dataclass(frozen=True, slots=True)
@@ -598,16 +599,24 @@ async def run(
             out, err = await asyncio.gather(
                 _read_capped(proc.stdout, STDOUT_CAP), _read_capped(proc.stderr, STDERR_CAP)
             )
-            status = (await proc.wait(check=False)).exit_status
+            finished = await proc.wait(check=False)
     except TimeoutError as exc:
         raise HostError(Outcome.TIMEOUT, f"timeout after {seconds:g}s (run)") from exc
     finally:
         if proc.exit_status is None:
-            # OpenSSH >= 7.9 delivers the signal; closing the channel covers older servers.
+            # OpenSSH >= 7.9 delivers the signal, but not to root's sessions; closing the
+            # channel signals nothing.  So the command must end itself on the host (the
+            # deadline in collect.probe_command); this is only the backup.
             with contextlib.suppress(Exception):
                 proc.send_signal("KILL")
         proc.close()
-    return Completed(status, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"))
+    by_signal = finished.exit_signal[0] if finished.exit_signal else None
+    return Completed(
+        finished.exit_status,
+        out.decode("utf-8", "replace"),
+        err.decode("utf-8", "replace"),
+        exit_signal=by_signal,
+    )
 
 
 async def _read_capped(stream: asyncssh.SSHReader[bytes], cap: int) -> bytes:

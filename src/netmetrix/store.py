@@ -461,6 +461,17 @@ class Store:
                     then(conn, runs)
                 return Written(samples=count, refused=refused + more)
 
+    def update_hosts(self, runs: Sequence[HostRun]) -> None:
+        """Update only the host rows of ``runs`` (address, last error), in one transaction.
+
+        For runs that were cut short (Ctrl-C): no sample, so no `up` = 0 that
+        would page someone, and nothing for the alert rules to see.
+        """
+        if not runs:
+            return
+        with self._guard(f"update {len(runs)} host(s)"), self._writer.begin() as conn:
+            conn.execute(_upsert_hosts(conn.dialect.name), _host_rows(runs, _now_ms()))
+
     # -- queries -------------------------------------------------------------
 
     def latest(self, hosts: Sequence[str] = (), metrics: Sequence[str] = ()) -> list[StoredSample]:

@@ -1,0 +1,253 @@
+"""Ctrl-C during execute: what arrived is stored, the rest is marked interrupted, exit 130 (#10).
+
+The end-to-end tests run `netmetrix execute` as a real process over two fast
+hosts and one that hangs, on the real sshd farm, and send it SIGINT by PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import Fleet, Run
+
+from netmetrix.collect import INTERRUPTED
+from netmetrix.envelope import Sample
+from netmetrix.store import HostRun, Store
+
+pytestmark = pytest.mark.sshd
+
+Cli = Callable[..., Run]
+UP_RULE = '<alerts><alert metric="up" op="==" limit="0" email="ops@example.com"/></alerts>\n'
+
+
+class Execute:
+    """`netmetrix execute` running in the background, its stderr read line by line."""
+
+    def __init__(self, config: Path) -> None:
+        exe = Path(sys.executable).with_name("netmetrix")
+        self.process = subprocess.Popen(
+            [str(exe), "--config", str(config), "execute"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append("")  # EOF
+            self._changed.notify_all()
+
+    @property
+    def err(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, *texts: str, budget: float = 60.0) -> None:
+        """Wait (bounded) until stderr holds every one of ``texts``."""
+        deadline = time.monotonic() + budget
+        with self._changed:
+            while not all(text in self.err for text in texts):
+                left = deadline - time.monotonic()
+                assert left > 0, f"never logged {texts}:\n{self.err}"
+                assert "" not in self.lines, f"execute ended first:\n{self.err}"
+                self._changed.wait(left)
+
+    def interrupt(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+
+    def finish(self, budget: float = 60.0) -> int:
+        code = self.process.wait(timeout=budget)
+        self._reader.join(budget)
+        return code
+
+    def stop(self) -> None:
+        """Clean up, even when the test failed."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(10)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[[Path], Execute]]:
+    started: list[Execute] = []
+
+    def run(config: Path) -> Execute:
+        started.append(Execute(config))
+        return started[-1]
+
+    try:
+        yield run
+    finally:
+        for execute in started:
+            execute.stop()
+
+
+def _marked(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(process.info["cmdline"] or ()):
+            found.append(process)
+    return found
+
+
+def _wait_gone(marker: str, budget: float) -> list[str]:
+    """Wait (bounded) until no process carries ``marker``; describe those that remain."""
+    deadline = time.monotonic() + budget
+    left = _marked(marker)
+    while left and time.monotonic() < deadline:
+        psutil.wait_procs(left, timeout=max(0.1, min(1.0, deadline - time.monotonic())))
+        left = _marked(marker)
+    return [f"pid {p.pid}: {' '.join(p.info['cmdline'] or ())}" for p in left]
+
+
+@pytest.fixture
+def marker() -> Iterator[str]:
+    """A word on the command line of every process the slow host starts; killed at the end."""
+    word = f"nmx-slow-{secrets.token_hex(6)}"
+    try:
+        yield word
+    finally:
+        for process in _marked(word):
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+
+def _slow_fleet(fleet: Fleet, netmetrix: Cli, slow: dict[str, str], marker: str) -> Path:
+    """fast1, fast2 and `slow` (whose `python` hangs), uploaded; returns the PID file."""
+    bin_dir = Path(slow.pop("bin"))
+    python = slow.pop("python")
+    pids = bin_dir / f"{marker}.pids"
+    wrapper = bin_dir / "hang"
+    sleep = f'exec "{python}" -c "import time; time.sleep(1000)" {marker}'
+    wrapper.write_text(f"#!/bin/sh\necho $$ >> {pids}\n{sleep}\n")
+    wrapper.chmod(0o755)
+    fleet.host("fast1", 0)
+    fleet.host("fast2", 1)
+    fleet.host("slow", 2, python=str(wrapper), **slow)
+    fleet.write(UP_RULE)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    return pids
+
+
+@pytest.fixture(params=["root", "user"])
+def slow_login(request: pytest.FixtureRequest, fleet: Fleet) -> dict[str, str]:
+    """Where the slow host logs in: root (sshd ignores signals) or the unprivileged user."""
+    if request.param == "root":
+        (fleet.root / "bin").mkdir(exist_ok=True)
+        return {"bin": str(fleet.root / "bin"), "python": sys.executable}
+    test_user = request.getfixturevalue("test_user")
+    user_dir: Path = request.getfixturevalue("user_dir")
+    bin_dir = test_user.make_dir(user_dir / "bin")
+    return {
+        "bin": str(bin_dir),
+        "python": test_user.python,
+        "user": test_user.name,
+        "directory": str(user_dir / "probe"),
+    }
+
+
+def test_ctrl_c_stores_what_arrived_and_marks_the_rest_interrupted(
+    fleet: Fleet,
+    netmetrix: Cli,
+    start: Callable[[Path], Execute],
+    slow_login: dict[str, str],
+    marker: str,
+) -> None:
+    pids = _slow_fleet(fleet, netmetrix, slow_login, marker)
+    execute = start(fleet.config)
+    execute.wait_for("[fast1] SUCCESS!", "[fast2] SUCCESS!")
+    execute.interrupt()
+    code = execute.finish()
+
+    assert code == 130, execute.err
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        for name in ("fast1", "fast2"):
+            assert [s.value for s in store.history(name, "up")] == [1.0]
+            assert len(store.history(name, "mem_percent")) == 1
+        assert store.history("slow", "up") == []  # not up=0: nobody is paged for a Ctrl-C
+        rows = {row.name: row for row in store.hosts()}
+        assert rows["slow"].last_error == INTERRUPTED
+        assert rows["slow"].last_seen is None
+        assert rows["fast1"].last_error is None
+        assert store.alerts_active() == []  # the up == 0 rule saw nothing of slow
+        assert store.outbox() == []
+    assert "[slow]" not in execute.err  # neither a success nor a failure
+    assert (
+        "WARNING execute interrupted: storing the 2 host(s) that finished; interrupted: slow\n"
+        in execute.err
+    )
+    assert execute.err.endswith("Aborted.\n")
+    # It did run; whatever it started ends: at once when sshd passes on the collector's
+    # KILL (the unprivileged login), at the host's own deadline for root.
+    assert pids.read_text().split()
+    assert _wait_gone(marker, budget=60) == []
+
+
+def test_second_ctrl_c_while_storing_leaves_a_sound_database(
+    fleet: Fleet, netmetrix: Cli, start: Callable[[Path], Execute], marker: str
+) -> None:
+    (fleet.root / "bin").mkdir()
+    _slow_fleet(
+        fleet, netmetrix, {"bin": str(fleet.root / "bin"), "python": sys.executable}, marker
+    )
+    execute = start(fleet.config)
+    execute.wait_for("[fast1] SUCCESS!", "[fast2] SUCCESS!")
+    execute.interrupt()
+    execute.wait_for("execute interrupted: storing")
+    execute.interrupt()
+    assert execute.finish() == 130, execute.err
+
+    with contextlib.closing(sqlite3.connect(fleet.database)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        stored = {name: len(store.history(name, "up")) for name in ("fast1", "fast2", "slow")}
+        # One transaction: both answers or neither, and never an up sample for slow.
+        assert stored in ({"fast1": 1, "fast2": 1, "slow": 0}, {"fast1": 0, "fast2": 0, "slow": 0})
+    fleet.hosts[2]["python"] = sys.executable
+    fleet.write(UP_RULE)
+    after = netmetrix("--config", fleet.config, "execute")  # the store is not locked or broken
+    assert after.code == 0, after.err
+
+
+def test_an_interrupted_host_keeps_its_last_good_run(store_url: str) -> None:
+    """Store.update_hosts: the host row's error only; no sample, so no `up` = 0."""
+    good = HostRun(
+        host="a",
+        address="a.example",
+        ts=100.0,
+        ok=True,
+        samples=(Sample(metric="load1", labels=(), value=0.5),),
+    )
+    cut = HostRun(host="a", address="a.example", ts=200.0, ok=False, error=INTERRUPTED)
+    with Store.open(store_url) as store:
+        store.record_runs([good])
+        store.update_hosts([cut])
+        store.update_hosts([])  # nothing to do
+        (row,) = store.hosts()
+        assert (row.last_seen, row.last_error, row.up) == (100.0, INTERRUPTED, 1.0)
+        assert [s.value for s in store.history("a", "up")] == [1.0]
+        assert len(store.history("a", "load1")) == 1
