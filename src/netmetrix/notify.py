@@ -519,7 +519,7 @@ class _Connection:
         smtp = self._smtp
         assert smtp is not None, "open() first"
         try:
-            refused = smtp.send_message(message)
+            refused = self._send_or_deadline(smtp, message)
         except smtplib.SMTPRecipientsRefused as err:
             self._forget_if_closed()
             code, reason = next(iter(err.recipients.values()))
@@ -534,8 +534,6 @@ class _Connection:
             ) from None
         except (smtplib.SMTPException, OSError) as err:
             self._close(polite=False)  # the next mail reconnects once
-            if self.expired:
-                raise self._deadline_error("sending") from None
             raise SMTPFailure(f"connection to {self._where} lost: {_why(err)}") from None
         except BaseException:
             self._close(polite=False)  # state unknown (or Ctrl-C): never reuse it
@@ -545,6 +543,27 @@ class _Connection:
             raise SMTPFailure(
                 f"recipient refused: {_reply(code, reason)}", permanent=_permanent(code)
             )
+
+    def _send_or_deadline(self, smtp: _SMTP, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        """``smtp.send_message``; _DeadlineReached for any outcome once the deadline passed.
+
+        The watchdog's shutdown can cut a reply short, and smtplib takes a cut
+        line for a whole one: "25" of "250" as a refusal, "250" of
+        "250-wait..." as the acceptance.  Neither is the server's word, so the
+        mail counts as not sent: the next pass sends it again (twice only if
+        the server really accepted it in the very moment the deadline passed).
+        """
+        try:
+            refused = smtp.send_message(message)
+        except (smtplib.SMTPException, OSError):
+            if not self.expired:
+                raise
+            self._close(polite=False)
+            raise self._deadline_error("sending") from None
+        if self.expired:
+            self._close(polite=False)
+            raise self._deadline_error("sending")
+        return refused
 
     @property
     def _where(self) -> str:
