@@ -5,7 +5,12 @@ implicit TLS, optionally requiring a login.  ``start`` returns once the server
 answers (aiosmtpd waits on its ready event and re-raises errors of the server
 thread); ``stop`` closes it, and ``start`` again reopens the same port, so a
 test can take the mail server down and bring it back.  Every accepted message
-is kept in ``messages``.
+is kept in ``messages``; ``Mailbox.refuse`` and ``refuse_data`` make it answer
+RCPT or DATA with a reply of the test's choosing (a 550, a 450).
+
+``DripServer`` is an SMTP server that stalls, one byte every so often, and
+``HoldingProxy`` sits in front of a real one and holds its answer at one point
+until the test lets it go (plain sockets and threads).
 
 ``make_tls`` writes a throwaway CA and a server certificate for 127.0.0.1 and
 localhost with ``cryptography``; clients trust the CA through SSL_CERT_FILE.
@@ -13,10 +18,12 @@ localhost with ``cryptography``; clients trust the CA through SSL_CERT_FILE.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
 import email.policy
 import ipaddress
+import socket
 import threading
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -59,6 +66,7 @@ class Mailbox:
         self._lock = threading.Lock()
         self._messages: list[Received] = []
         self.refuse: dict[str, str] = {}  # address -> SMTP reply, e.g. "550 no such user"
+        self.refuse_data: str | None = None  # a reply to DATA instead of accepting it
         self.logins: list[str] = []
 
     async def handle_RCPT(
@@ -70,6 +78,8 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.refuse_data is not None:
+            return self.refuse_data
         message = email.message_from_bytes(
             envelope.original_content or b"", policy=email.policy.default
         )
@@ -261,3 +271,158 @@ class SMTPServer:
         if isinstance(data, LoginPassword):
             self.mailbox.logins.append(data.login.decode())
         return AuthResult(success=ok, handled=False)
+
+
+# ---------------------------------------------------------------- misbehaving servers (#10)
+
+
+class _Threads:
+    """A listening socket on 127.0.0.1 whose connections are served by threads.
+
+    ``stop`` closes the listener and shuts every connection down, then joins
+    the threads, so a test never leaves one behind even when it fails.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self.stopping = threading.Event()
+        self.connected = threading.Event()  # a client connected
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._threads: list[threading.Thread] = []
+        self._spawn(self._accept)
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with self._lock:
+            sockets = [self._listener, *self._sockets]
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in list(self._threads):
+            thread.join(timeout=30)
+
+    def serve(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def track(self, sock: socket.socket) -> socket.socket:
+        with self._lock:
+            self._sockets.append(sock)
+        return sock
+
+    def _spawn(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return  # stopped
+            self.track(conn)
+            self.connected.set()
+            self._spawn(self._serve_quietly, conn)
+
+    def _serve_quietly(self, conn: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # the client went away, or stop()
+            self.serve(conn)
+
+
+class DripServer(_Threads):
+    """An SMTP server that stalls: one byte of a never-ending reply every ``interval`` s.
+
+    ``drip_at="greeting"`` stalls from the first byte (a socket timeout never
+    fires: a byte keeps arriving); ``"data"`` speaks plain SMTP up to the
+    message's final dot and then stalls instead of saying 250.  Nothing is
+    ever accepted; ``dripping`` is set once it stalls.
+    """
+
+    def __init__(self, drip_at: str = "greeting", interval: float = 0.2) -> None:
+        self.drip_at = drip_at
+        self.interval = interval
+        self.dripping = threading.Event()
+        super().__init__()
+
+    def serve(self, conn: socket.socket) -> None:
+        if self.drip_at == "greeting":
+            self._drip(conn)
+            return
+        conn.sendall(b"220 slow ESMTP\r\n")
+        lines = conn.makefile("rb")
+        while not self.stopping.is_set():
+            line = lines.readline()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                conn.sendall(b"354 go ahead\r\n")
+                while lines.readline() not in (b".\r\n", b""):
+                    pass
+                self._drip(conn)
+                return
+            conn.sendall(b"221 bye\r\n" if verb == b"QUIT" else b"250 OK\r\n")
+
+    def _drip(self, conn: socket.socket) -> None:
+        self.dripping.set()
+        reply = b"250-still thinking\r\n"
+        while not self.stopping.wait(self.interval):  # bounded by stop()
+            for byte in reply:
+                conn.sendall(bytes([byte]))
+                if self.stopping.wait(self.interval):
+                    return
+
+
+class HoldingProxy(_Threads):
+    """Forwards to a real server on 127.0.0.1:``target``, holding its bytes at one point.
+
+    ``hold="greeting"`` holds the server's first bytes; ``"data-reply"`` holds
+    its reply to the end of a message (so the message is already accepted).
+    ``held`` is set when the proxy starts holding; bytes flow again once the
+    test sets ``release``.
+    """
+
+    def __init__(self, target: int, hold: str) -> None:
+        self.target = target
+        self.hold = hold
+        self.held = threading.Event()
+        self.release = threading.Event()
+        super().__init__()
+
+    def serve(self, conn: socket.socket) -> None:
+        upstream = self.track(socket.create_connection(("127.0.0.1", self.target), timeout=30))
+        upstream.settimeout(None)  # stop() shuts it down
+        sent_message = threading.Event()  # the client sent a message's final dot
+        self._spawn(self._pump_up, conn, upstream, sent_message)
+        while True:
+            data = upstream.recv(65536)
+            if not data:
+                conn.shutdown(socket.SHUT_WR)
+                return
+            must_hold = self.hold == "greeting" or sent_message.is_set()
+            if must_hold and not self.release.is_set():
+                self.held.set()
+                if not self.release.wait(timeout=120) or self.stopping.is_set():
+                    return
+            conn.sendall(data)
+
+    def _pump_up(
+        self, conn: socket.socket, upstream: socket.socket, sent_message: threading.Event
+    ) -> None:
+        tail = b""
+        with contextlib.suppress(OSError):
+            while data := conn.recv(65536):
+                tail = (tail + data)[-5:]
+                if tail == b"\r\n.\r\n":
+                    sent_message.set()  # before the server can answer it
+                upstream.sendall(data)
+            upstream.shutdown(socket.SHUT_WR)

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,9 +22,9 @@ from pathlib import Path
 import pytest
 import sshd
 from conftest import Fleet, Run
-from smtpserver import SMTPServer
+from smtpserver import DripServer, SMTPServer
 
-from netmetrix import collect
+from netmetrix import collect, notify
 from netmetrix.config import AlertRule, load_config
 from netmetrix.envelope import Sample
 from netmetrix.store import HostRun, Store
@@ -339,6 +341,7 @@ def test_repeat_re_sends_after_its_interval_by_the_injected_clock(
         for offset in (0, H, 4 * H - 1, 4 * H, 5 * H, 8 * H):
             now[0] = base + offset
             asyncio.run(collect.execute(config, store, config.hosts, clock=lambda: now[0]))
+            notify.deliver(store, config.smtp, digest_over=10, clock=lambda: now[0])
             sent.append(len(smtp.messages))
         history = store.alert_history()
     assert sent == [1, 1, 1, 2, 2, 3]
@@ -472,7 +475,239 @@ def test_alerts_commands_when_empty_and_with_bad_arguments(tmp_path: Path, netme
     bad = netmetrix("--config", config, "alerts", "history", "--limit", "0")
     assert bad.code == 2
     assert "Invalid value for '-n' / '--limit'" in bad.err
-    for command in ("active", "history", "outbox", "flush"):
+    for command in ("active", "history", "outbox", "flush", "retry", "drop"):
         helped = netmetrix("--config", config, "alerts", command, "--help")
         assert helped.code == 0
         assert "Examples:" in helped.out
+
+
+# ---------------------------------------------------------------- delivery faults (#10)
+
+
+def queued_mail(tmp_path: Path, smtp_xml: str, *recipients: str, mount: str = "/") -> Path:
+    """A config.xml with ``smtp_xml`` and a store holding one alert mailed to ``recipients``."""
+    config = tmp_path / "config.xml"
+    config.write_text(
+        "<netmetrix>\n  <database>netmetrix.db</database>\n"
+        f'{smtp_xml}  <hosts><host name="f4"/></hosts>\n</netmetrix>\n'
+    )
+    rule = AlertRule(metric="disk_percent", op=">=", limit=90.0, email=recipients)
+    disk = Sample(metric="disk_percent", labels=(("mount", mount),), value=91.2)
+    with Store.open(f"sqlite:///{tmp_path}/netmetrix.db") as store:
+        run = HostRun(host="f4", address="192.0.2.4", ts=T0, ok=True, samples=(disk,))
+        assert store.record_runs_with_alerts([run], [rule], now=T0).queued == len(recipients)
+    return config
+
+
+def outbox_rows(config: Path, netmetrix: Cli, *args: str) -> list[tuple[object, ...]]:
+    done = netmetrix("--config", config, "alerts", "outbox", *args, "--format", "json")
+    assert done.code == 0, done.err
+    return [(r["id"], r["recipient"], r["status"], r["attempts"]) for r in json.loads(done.out)]
+
+
+def test_a_poisoned_subject_neither_crashes_flush_nor_holds_back_other_mail(
+    tmp_path: Path, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    config = queued_mail(
+        tmp_path, smtp.smtp_xml(), "ops@example.com", "dba@example.com", mount="/\r\nBcc: x@evil"
+    )
+    flushed = netmetrix("--config", config, "alerts", "flush")
+    assert flushed.code == 0, flushed.err
+    assert flushed.err.endswith("flush: 2 delivered in 2 mail(s)\n")
+    assert sorted(m.recipients for m in smtp.messages) == [
+        ("dba@example.com",),
+        ("ops@example.com",),
+    ]
+    assert {m.subject for m in smtp.messages} == {
+        'ALERT [f4] disk_percent{mount="/ Bcc: x@evil"} is 91.2>=90'
+    }
+    assert all(m.message["Bcc"] is None for m in smtp.messages)
+
+
+def test_flush_stops_at_the_delivery_deadline_and_keeps_the_mail(
+    tmp_path: Path, netmetrix: Cli
+) -> None:
+    with DripServer("greeting") as slow:
+        smtp_xml = f'  <smtp host="127.0.0.1" port="{slow.port}" timeout="30s" deadline="1s"/>\n'
+        config = queued_mail(tmp_path, smtp_xml, "ops@example.com")
+        flushed = netmetrix("--config", config, "alerts", "flush")
+    assert flushed.code == 1
+    assert (
+        f" WARNING SMTP delivery deadline of 1s reached (127.0.0.1:{slow.port}): 1 mail(s) left"
+        " in the outbox for the next execute or `netmetrix alerts flush`\n"
+    ) in flushed.err
+    assert flushed.err.endswith(
+        "flush: 0 delivered in 0 mail(s), 1 not tried (the delivery deadline of 1s came first;"
+        " kept in the outbox)\n"
+    )
+    assert outbox_rows(config, netmetrix) == [(1, "ops@example.com", "pending", 0)]
+
+
+def interrupt(argv: list[str], env: dict[str, str], ready: threading.Event) -> Run:
+    """Run ``argv``, send it SIGINT (by PID) once ``ready`` is set; it must end within 60 s."""
+    proc = subprocess.Popen(
+        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        if not ready.wait(timeout=120):
+            proc.kill()
+            pytest.fail(f"never reached the SMTP server: {proc.communicate()[1]}")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)  # generous: it takes well under a second
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return Run(proc.returncode, out, err)
+
+
+def test_ctrl_c_while_flush_waits_on_the_server_exits_130_and_releases_the_mail(
+    tmp_path: Path, netmetrix: Cli
+) -> None:
+    exe = str(Path(sys.executable).with_name("netmetrix"))
+    with DripServer("data") as slow:  # the mail is claimed and sent; the 250 never comes
+        smtp_xml = f'  <smtp host="127.0.0.1" port="{slow.port}" deadline="10m"/>\n'
+        config = queued_mail(tmp_path, smtp_xml, "ops@example.com")
+        env = {**os.environ, "NETMETRIX_CONFIG": str(config)}
+        done = interrupt([exe, "alerts", "flush"], env, slow.dripping)
+    assert done.code == 130, done.err
+    assert done.err.endswith("Aborted.\n")
+    assert "Traceback" not in done.err
+    assert outbox_rows(config, netmetrix) == [(1, "ops@example.com", "pending", 0)]
+
+
+@pytest.mark.sshd
+def test_ctrl_c_while_execute_delivers_to_a_dripping_server_exits_130_at_once(
+    fleet: Fleet, netmetrix: Cli
+) -> None:
+    """The issue's server: one byte every few seconds kept execute alive for 12 minutes."""
+    dial_host(fleet, "f4", 0, 38.5)
+    exe = str(Path(sys.executable).with_name("netmetrix"))
+    with DripServer("greeting", interval=3.0) as slow:
+        smtp_xml = f'  <smtp host="127.0.0.1" port="{slow.port}" deadline="10m"/>\n'
+        fleet.write(smtp_xml + f"  <alerts>\n    {LOAD_OVER_20}\n  </alerts>\n")
+        upload(fleet, netmetrix)
+        env = {**os.environ, "NETMETRIX_CONFIG": str(fleet.config)}
+        done = interrupt([exe, "execute"], env, slow.connected)
+    assert done.code == 130, done.err
+    assert done.err.endswith("Aborted.\n")
+    assert "execute: 1 ok in " in done.err  # the run itself was complete
+    assert [(r["status"], r["attempts"]) for r in query(fleet, netmetrix, "outbox")] == [
+        ("pending", 0)
+    ]
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        assert [s.value for s in store.history("f4", "load1")] == [38.5]
+
+
+@pytest.mark.sshd
+def test_a_poisoned_mail_left_in_the_outbox_does_not_break_execute(
+    fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    dial_host(fleet, "f4", 0, 38.5)
+    configure(fleet, smtp, LOAD_OVER_20)
+    upload(fleet, netmetrix)
+    rule = AlertRule(metric="disk_percent", op=">", limit=90.0, email=("ops@example.com",))
+    disk = Sample(metric="disk_percent", labels=(("mount", "/\r\nBcc: x@evil"),), value=95.0)
+    with Store.open(f"sqlite:///{fleet.database}") as store:  # e.g. queued by an older version
+        old = HostRun(host="gone", address="192.0.2.9", ts=T0, ok=True, samples=(disk,))
+        store.record_runs_with_alerts([old], [rule], now=T0)
+    ran = execute(fleet, netmetrix)
+    assert sorted(smtp.subjects) == [
+        "ALERT [f4] load1 is 38.5>20",
+        'ALERT [gone] disk_percent{mount="/ Bcc: x@evil"} is 95.0>90',
+    ]
+    assert all(m.message["Bcc"] is None for m in smtp.messages)
+    assert "Traceback" not in ran.err
+    assert query(fleet, netmetrix, "outbox") == []
+
+
+@pytest.mark.sshd
+def test_a_dead_letter_fails_the_run_that_made_it_only_then_can_be_retried(
+    fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    refusal = "550 5.1.1 <ops@example.com>: no such user"
+    smtp.mailbox.refuse["ops@example.com"] = refusal
+    dial_host(fleet, "f4", 0, 38.5)
+    configure(fleet, smtp, LOAD_OVER_20)
+    upload(fleet, netmetrix)
+
+    ran = execute(fleet, netmetrix, code=1)
+    error = f"recipient refused: {refusal}"
+    assert (
+        f" ERROR Mail `ALERT [f4] load1 is 38.5>20` to `ops@example.com` failed for good: {error}"
+        " (attempt 1; a dead letter now, outbox id 1: `netmetrix alerts retry ID` or"
+        " `netmetrix alerts drop ID`)\n"
+    ) in ran.err
+    assert ran.err.endswith(
+        "execute: 1 mail(s) to ops@example.com refused for good; dead letters now, not retried:"
+        " see `netmetrix alerts outbox --failed`\n"
+    )
+    ran = execute(fleet, netmetrix)  # reported once: the next run does not count it
+    assert "Mail" not in ran.err
+    assert [
+        (r["status"], r["attempts"], r["last_error"]) for r in query(fleet, netmetrix, "outbox")
+    ] == [("failed", 1, error)]
+    flushed = netmetrix("--config", fleet.config, "alerts", "flush")
+    assert (flushed.code, flushed.err) == (
+        0,
+        "flush: nothing to send; 1 dead letter(s) kept (`netmetrix alerts outbox --failed`)\n",
+    )
+
+    smtp.mailbox.refuse.clear()  # the address was fixed on the server
+    retried = netmetrix("--config", fleet.config, "alerts", "retry", "1")
+    assert (retried.code, retried.out) == (0, "")
+    assert retried.err == "retry: mail 1 pending again; `netmetrix alerts flush` sends it now\n"
+    execute(fleet, netmetrix)
+    assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20"]
+    assert query(fleet, netmetrix, "outbox") == []
+
+
+def test_alerts_outbox_failed_retry_and_drop(
+    tmp_path: Path, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    smtp.mailbox.refuse["a@example.com"] = "550 5.1.1 no such user"
+    smtp.mailbox.refuse["b@example.com"] = "450 4.2.1 try again later"
+    config = queued_mail(
+        tmp_path, smtp.smtp_xml(), "a@example.com", "b@example.com", "c@example.com"
+    )
+    flushed = netmetrix("--config", config, "alerts", "flush")
+    assert flushed.code == 1
+    assert flushed.err.endswith(
+        "flush: 1 delivered in 1 mail(s), 1 not delivered (kept in the outbox), 1 refused for"
+        " good (dead letters: `netmetrix alerts outbox --failed`)\n"
+    )
+    assert outbox_rows(config, netmetrix) == [
+        (1, "a@example.com", "failed", 1),
+        (2, "b@example.com", "pending", 1),
+    ]
+    assert outbox_rows(config, netmetrix, "--failed") == [(1, "a@example.com", "failed", 1)]
+    assert [row[2] for row in outbox_rows(config, netmetrix, "--all")] == [
+        "failed",
+        "pending",
+        "delivered",
+    ]
+    both = netmetrix("--config", config, "alerts", "outbox", "--all", "--failed")
+    assert both.code == 2
+    assert "--all and --failed cannot be combined" in both.err
+
+    for verb, consequence in (("retry", "nothing changed"), ("drop", "nothing dropped")):
+        unknown = netmetrix("--config", config, "alerts", verb, "1", "3", "99")
+        assert (unknown.code, unknown.out) == (2, "")
+        assert unknown.err == (
+            f"alerts {verb}: no undelivered mail with id 3, 99 in the outbox; {consequence}"
+            " (see `netmetrix alerts outbox`)\n"
+        )
+    assert [row[2] for row in outbox_rows(config, netmetrix)] == ["failed", "pending"]
+    retried = netmetrix("--config", config, "alerts", "retry", "1", "2")
+    assert retried.err == (
+        "retry: mail 1 pending again, mail 2 already pending; `netmetrix alerts flush` sends it"
+        " now\n"
+    )
+    dropped = netmetrix("--config", config, "alerts", "drop", "2", "1")
+    assert (dropped.code, dropped.out) == (0, "")
+    assert dropped.err == "drop: deleted mail 1, 2 from the outbox\n"
+    assert outbox_rows(config, netmetrix) == []
+    assert netmetrix("--config", config, "alerts", "drop").code == 2  # IDs are required
+    flushed = netmetrix("--config", config, "alerts", "flush")
+    assert (flushed.code, flushed.err) == (0, "flush: the outbox is empty\n")
+    assert [m.recipients for m in smtp.messages] == [("c@example.com",)]

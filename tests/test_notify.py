@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import SMTP_PASSWORD_ENV
-from smtpserver import SMTPServer
+from smtpserver import DripServer, HoldingProxy, SMTPServer
+from sqlalchemy import text
 
 from netmetrix import notify
 from netmetrix import store as store_module
-from netmetrix.config import AlertRule, SMTPConfig
+from netmetrix.config import AlertRule, SMTPConfig, load_config
 from netmetrix.envelope import Sample
-from netmetrix.store import HostRun, Recorded, Store
+from netmetrix.errors import ConfigError
+from netmetrix.store import HostRun, OutboxChange, Recorded, Store
 
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 SENDER = "netmetrix@example.com"
@@ -448,3 +452,384 @@ def test_starttls_against_a_server_without_it(store: Store, smtp: SMTPServer) ->
         f"cannot connect to SMTP server 127.0.0.1:{smtp.port} (starttls):"
         " STARTTLS extension not supported by server."
     )
+
+
+# ---------------------------------------------------------------- one mail fails alone (#10)
+
+CRLF_MOUNT = "/\r\nBcc: x@evil.example"
+
+
+def test_a_label_with_crlf_cannot_add_a_header_and_the_other_mail_goes_too(
+    store: Store, smtp: SMTPServer, mail_log: Callable[[], list[str]]
+) -> None:
+    rules = [rule(metric="disk_percent", limit=90.0), rule(email=("dba@example.com",))]
+    samples = [sample("disk_percent", 95.0, mount=CRLF_MOUNT), sample("cpu_percent", 38.5)]
+    assert record(store, rules, T0, {"f4": samples}).queued == 2
+    done = deliver(store, smtp)
+    assert (len(done.sent), done.failed) == (2, [])
+    by_rcpt = {m.recipients: m for m in smtp.messages}
+    assert set(by_rcpt) == {("ops@example.com",), ("dba@example.com",)}
+    poisoned = by_rcpt[("ops@example.com",)]
+    assert poisoned.subject == 'ALERT [f4] disk_percent{mount="/ Bcc: x@evil.example"} is 95.0>90'
+    for mail in smtp.messages:
+        assert mail.message["Bcc"] is None
+        assert all("\r" not in v and "\n" not in v for v in mail.message.values())
+    assert by_rcpt[("dba@example.com",)].subject == "ALERT [f4] cpu_percent is 38.5>20"
+    assert all("\r" not in line and "\n" not in line for line in mail_log())
+    assert store.outbox() == []
+
+
+def test_header_text_is_one_clean_line() -> None:
+    assert notify.header_text("a\r\nBcc: b\x00\x1b[2J\x85c\u2028d  e\t") == "a Bcc: b [2J c d e"
+    assert notify.header_text("surrogate \ud800 here") == "surrogate ? here"
+    assert notify.header_text("x" * 300) == "x" * 247 + "..."
+    assert notify.body_text("a\r\nb\rc\x00d\te\x1b") == "a\nb\nc?d\te?"
+
+
+def test_a_mail_that_cannot_be_built_is_a_dead_letter_and_the_rest_go(
+    store: Store, smtp: SMTPServer, mail_log: Callable[[], list[str]]
+) -> None:
+    """A row whose recipient holds CRLF (a damaged or hand-edited store) fails alone."""
+    rules = [rule(email=("ops@example.com", "dba@example.com"))]
+    record(store, rules, T0, {"f4": [sample("cpu_percent", 38.5)]})
+    bad = "ops@example.com\r\nBcc: x@evil.example"
+    with store.engine.begin() as conn:
+        conn.execute(
+            store_module.outbox_table.update()
+            .where(store_module.outbox_table.c.recipient == "ops@example.com")
+            .values(recipient=bad)
+        )
+    done = deliver(store, smtp, clock=lambda: T0 + 1)
+    assert [m.recipients for m in smtp.messages] == [("dba@example.com",)]
+    error = (
+        f"cannot build the mail: ValueError: address {bad!r} contains a space or control character"
+    )
+    assert [(f.error, f.permanent) for f in done.failed] == [(error, True)]
+    [left] = store.outbox()
+    assert (left.attempts, left.last_error, left.failed, left.claimed_until) == (
+        1,
+        error,
+        T0 + 1,
+        None,
+    )
+    assert [line.split(" outbox id")[0] for line in mail_log() if line.startswith("ERROR")] == [
+        "ERROR Mail `ALERT [f4] cpu_percent is 38.5>20` to `ops@example.com Bcc: x@evil.example`"
+        f" failed for good: {error}"
+        " (attempt 1; a dead letter now,"
+    ]
+    assert not deliver(store, smtp).failed  # a dead letter is not tried again
+
+
+def test_any_error_while_sending_one_mail_fails_that_mail_only(
+    store: Store, smtp: SMTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fault injection: smtplib raising something unforeseen for one message."""
+    rules = [rule(), rule(metric="mem_percent", email=("dba@example.com",))]
+    record(store, rules, T0, {"f4": [sample("cpu_percent", 38.5), sample("mem_percent", 50.0)]})
+    real = notify._SMTP.send_message
+
+    def send_message(self: Any, message: Any, *args: Any, **kw: Any) -> Any:
+        if "cpu_percent" in str(message["Subject"]):
+            raise RuntimeError("simulated bug\r\nin the mail library")
+        return real(self, message, *args, **kw)
+
+    monkeypatch.setattr(notify._SMTP, "send_message", send_message)
+    done = deliver(store, smtp, clock=lambda: T0 + 1)
+    assert smtp.subjects == ["ALERT [f4] mem_percent is 50.0>20"]
+    error = "cannot send the mail: RuntimeError: simulated bug in the mail library"
+    assert [(f.recipient, f.error, f.permanent) for f in done.failed] == [
+        ("ops@example.com", error, False)
+    ]
+    [left] = store.outbox()
+    assert (left.attempts, left.last_error, left.failed, left.claimed_until) == (
+        1,
+        error,
+        None,
+        None,
+    )
+    monkeypatch.undo()
+    assert len(deliver(store, smtp).sent) == 1  # retried, and it goes
+    assert store.outbox() == []
+
+
+# ---------------------------------------------------------------- deadline, claims (#10)
+
+
+def two_mails(store: Store) -> None:
+    record(
+        store,
+        [rule(email=("ops@example.com", "dba@example.com"))],
+        T0,
+        {"f4": [sample("cpu_percent", 38.5)]},
+    )
+
+
+def deliver_in_thread(store: Store, config: SMTPConfig, **kw: Any) -> Any:
+    """``notify.deliver`` in a thread, so a hang fails the test instead of blocking it."""
+    results: list[Any] = []
+
+    def run() -> None:
+        try:
+            results.append(notify.deliver(store, config, digest_over=10, **kw))
+        except BaseException as err:  # shown by the assert below
+            results.append(err)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=120)  # the deadlines under test are seconds; generous for a loaded machine
+    assert not thread.is_alive(), "deliver() ignored its deadline"
+    [result] = results
+    assert isinstance(result, notify.Delivery), result
+    return result
+
+
+def test_a_server_dripping_its_greeting_cannot_hold_delivery_past_the_deadline(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    two_mails(store)
+    with DripServer("greeting") as slow:
+        config = SMTPConfig(host="127.0.0.1", port=slow.port, timeout=10.0, deadline=1.5)
+        done = deliver_in_thread(store, config, clock=lambda: T0 + 1)
+        assert slow.dripping.is_set()
+    assert (done.sent, done.failed, done.deferred, done.deadline) == ([], [], 2, 1.5)
+    assert not done.ok
+    assert [(i.attempts, i.last_error, i.claimed_until) for i in store.outbox()] == [
+        (0, None, None)
+    ] * 2  # not counted as an attempt: they were not tried
+    assert (
+        f"SMTP delivery deadline of 1.5s reached (127.0.0.1:{slow.port}): 2 mail(s) left in the"
+        " outbox for the next execute or `netmetrix alerts flush`"
+    ) in caplog.messages
+    assert done.problems("execute") == [
+        "execute: 2 mail(s) not tried, the SMTP delivery deadline (1.5s) came first; kept in"
+        " the outbox for the next execute or `netmetrix alerts flush`"
+    ]
+
+
+def test_the_deadline_fails_the_mail_in_flight_and_leaves_the_rest_untried(store: Store) -> None:
+    two_mails(store)
+    with DripServer("data") as slow:
+        # The deadline must outlast reaching DATA (milliseconds) on a loaded machine too.
+        config = SMTPConfig(host="127.0.0.1", port=slow.port, timeout=10.0, deadline=8.0)
+        done = deliver_in_thread(store, config, clock=lambda: T0 + 1)
+    error = (
+        f"SMTP server 127.0.0.1:{slow.port} still busy sending when the delivery deadline"
+        " of 8s passed"
+    )
+    assert [(f.recipient, f.error, f.permanent) for f in done.failed] == [
+        ("ops@example.com", error, False)
+    ]
+    assert done.deferred == 1
+    by_rcpt = {i.recipient: i for i in store.outbox()}
+    assert (by_rcpt["ops@example.com"].attempts, by_rcpt["ops@example.com"].last_error) == (
+        1,
+        error,
+    )
+    assert (by_rcpt["dba@example.com"].attempts, by_rcpt["dba@example.com"].last_error) == (0, None)
+    assert all(i.claimed_until is None for i in store.outbox())
+
+
+def test_two_deliverers_never_send_a_mail_twice_when_a_greeting_outlasts_the_lease(
+    store_url: str, smtp: SMTPServer
+) -> None:
+    """A's server greets only after B, whose clock says A's lease ran out, sent the mail."""
+    with Store.open(store_url) as s:
+        record(s, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    with HoldingProxy(smtp.port, hold="greeting") as proxy, Store.open(store_url) as a_store:
+        results: list[Any] = []  # A's deadline: as long as the proxy holds it, on any machine
+        a = threading.Thread(
+            target=lambda: results.append(
+                notify.deliver(
+                    a_store, smtp_config(smtp, port=proxy.port, deadline=600.0), digest_over=10
+                )
+            ),
+            daemon=True,
+        )
+        a.start()
+        try:
+            assert proxy.held.wait(timeout=60), "deliverer A never connected"
+            with Store.open(store_url) as b_store:
+                b = deliver(b_store, smtp, clock=lambda: time.time() + 3600)
+        finally:
+            proxy.release.set()
+            a.join(timeout=120)
+        assert not a.is_alive()
+    assert len(b.sent) == 1
+    [a_done] = results
+    assert (a_done.sent, a_done.failed, a_done.busy) == ([], [], 1)
+    ids = [m.message["Message-ID"] for m in smtp.messages]
+    assert len(ids) == 1, ids
+
+
+def test_a_claim_taken_over_while_sending_is_not_marked_delivered_by_us(
+    store: Store, smtp: SMTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    [item] = store.outbox()
+    results: list[Any] = []  # A's deadline: as long as the proxy holds it, on any machine
+    with HoldingProxy(smtp.port, hold="data-reply") as proxy:
+        a = threading.Thread(
+            target=lambda: results.append(
+                deliver(store, smtp_config(smtp, port=proxy.port, deadline=600.0))
+            ),
+            daemon=True,
+        )
+        a.start()
+        try:
+            assert proxy.held.wait(timeout=60), "the mail never reached the server"
+            # Another collector whose clock says our lease ran out takes the mail over.
+            assert store.claim_mail([item.id], "thief", now=time.time() + 3600, lease=60)
+        finally:
+            proxy.release.set()
+            a.join(timeout=120)
+        assert not a.is_alive()
+    [done] = results
+    assert (done.sent, done.failed, done.lost) == ([], [], 1)
+    assert (
+        "Mail `ALERT [f4] cpu_percent is 38.5>20` sent to `ops@example.com`, but our claim on it"
+        " had run out: another netmetrix took it over and may send it too"
+    ) in caplog.messages
+    [left] = store.outbox()
+    assert left.delivered is None  # the thief's to settle
+    assert left.claimed_until is not None
+    assert len(smtp.messages) == 1
+
+
+def test_mail_delivered_counts_only_for_the_claim_still_held(store: Store) -> None:
+    record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    [item] = store.outbox()
+    assert store.claim_mail([item.id], "first", now=T0, lease=60)
+    assert store.claim_mail([item.id], "second", now=T0 + 61, lease=60)  # first's ran out
+    assert not store.mail_delivered([item.id], "first", now=T0 + 62)
+    assert store.outbox()[0].delivered is None
+    store.release_mail([item.id], "first")  # not ours any more: left alone
+    assert store.outbox()[0].claimed_until == T0 + 121
+    assert store.mail_delivered([item.id], "second", now=T0 + 63)
+    assert store.outbox(undelivered=False)[0].delivered == T0 + 63
+
+
+def test_smtp_timeout_and_deadline_come_from_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "config.xml"
+    path.write_text(
+        '<netmetrix><smtp timeout="5s" deadline="1m"/><hosts><host name="a"/></hosts></netmetrix>\n'
+    )
+    smtp = load_config(path).smtp
+    assert (smtp.timeout, smtp.deadline) == (5.0, 60.0)
+    assert (SMTPConfig().timeout, SMTPConfig().deadline) == (10.0, 30.0)
+    path.write_text(
+        '<netmetrix>\n<smtp deadline="2h" timeout="0"/>'
+        '<hosts><host name="a"/></hosts></netmetrix>\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert caught.value.problems == (
+        f'{path}:2: <smtp>: timeout must be a duration > 0 and at most 3600 s ("10s", "1m"),'
+        ' got "0"',
+        f'{path}:2: <smtp>: deadline must be a duration > 0 and at most 3600 s ("10s", "1m"),'
+        ' got "2h"',
+    )
+
+
+# ---------------------------------------------------------------- dead letters (#10)
+
+
+@pytest.mark.parametrize(
+    ("where", "reply", "permanent"),
+    [
+        ("RCPT", "550 5.1.1 <ops@example.com>: no such user", True),
+        ("RCPT", "553 5.1.3 bad address syntax", True),
+        ("DATA", "554 5.6.0 message content rejected", True),
+        ("RCPT", "450 4.2.1 mailbox busy, try later", False),
+        ("DATA", "451 4.3.0 local error, try later", False),
+        ("RCPT", "530 5.7.0 Authentication required", False),  # our setup, not the mail
+    ],
+)
+def test_a_5xx_refusal_is_a_dead_letter_and_a_4xx_is_retried(
+    store: Store, smtp: SMTPServer, where: str, reply: str, permanent: bool
+) -> None:
+    record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+    if where == "RCPT":
+        smtp.mailbox.refuse["ops@example.com"] = reply
+    else:
+        smtp.mailbox.refuse_data = reply
+    done = deliver(store, smtp, clock=lambda: T0 + 1)
+    kind = "recipient refused" if where == "RCPT" else "server refused the message"
+    [failed] = done.failed
+    assert (failed.error, failed.permanent) == (f"{kind}: {reply}", permanent)
+    assert (done.dead == [failed]) is permanent
+    [item] = store.outbox()
+    assert (item.attempts, item.last_error) == (1, failed.error)
+    assert item.failed == (T0 + 1 if permanent else None)
+    assert store.outbox(failed=True) == ([item] if permanent else [])
+
+    smtp.mailbox.refuse.clear()
+    smtp.mailbox.refuse_data = None
+    again = deliver(store, smtp)
+    if permanent:  # left alone, and not counted against this pass
+        assert (again.sent, again.failed, again.dead_letters, again.ok) == ([], [], 1, True)
+        assert smtp.messages == []
+        assert store.retry_mail([item.id]).changed == (item.id,)
+        again = deliver(store, smtp)
+    assert len(again.sent) == 1
+    assert smtp.subjects == ["ALERT [f4] cpu_percent is 38.5>20"]
+    [sent] = store.outbox(undelivered=False)
+    assert (sent.attempts, sent.failed) == (2, None)
+
+
+def test_drop_and_retry_act_on_undelivered_mail_all_or_nothing(
+    store: Store, smtp: SMTPServer
+) -> None:
+    rules = [rule(email=("a@example.com", "b@example.com", "c@example.com"))]
+    record(store, rules, T0, {"f4": [sample("cpu_percent", 38.5)]})
+    smtp.mailbox.refuse["a@example.com"] = "550 5.1.1 no such user"
+    smtp.mailbox.refuse["b@example.com"] = "450 4.2.1 try later"
+    deliver(store, smtp)
+    ids = {i.recipient: i.id for i in store.outbox(undelivered=False)}
+    dead, waiting, sent = ids["a@example.com"], ids["b@example.com"], ids["c@example.com"]
+
+    unknown = OutboxChange(unknown=(sent, 999))
+    assert store.retry_mail([dead, sent, 999]) == unknown
+    assert store.drop_mail([dead, waiting, 999, sent]) == unknown
+    assert store.outbox(failed=True)[0].id == dead  # nothing changed
+    assert store.retry_mail([waiting, dead]) == OutboxChange(changed=(dead,), unchanged=(waiting,))
+    assert store.outbox(failed=True) == []
+    assert store.drop_mail([dead, waiting]) == OutboxChange(changed=(dead, waiting))
+    assert store.outbox() == []
+    assert [i.id for i in store.outbox(undelivered=False)] == [sent]
+
+
+def test_migration_0003_keeps_the_outbox_and_its_ids(store_url: str) -> None:
+    from alembic import command
+
+    with Store.open(store_url, upgrade=False) as old:
+        with old.writing("migrate to 0002") as conn:
+            cfg = store_module._alembic_config()
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "0002")
+        assert old.schema_version() == "0002"
+        with old.writing("fill the 0002 outbox") as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO alert_events (ts_ms, kind, rule_id, rule, severity, host, metric,"
+                    " labels, value, since_ms) VALUES (1, 'firing', 'r', 'cpu > 1', 'warning',"
+                    " 'f4', 'cpu', '{}', 2.0, 1)"
+                )
+            )
+            for recipient in ("a@example.com", "b@example.com", "c@example.com"):
+                conn.execute(
+                    text(
+                        "INSERT INTO outbox (event_id, recipient, subject, body, created_ms,"
+                        " attempts, last_error) VALUES (1, :r, 's', 'b', 5, 3, 'refused')"
+                    ),
+                    {"r": recipient},
+                )
+            conn.execute(text("DELETE FROM outbox WHERE recipient = 'c@example.com'"))
+    with Store.open(store_url) as new:
+        assert new.schema_version() == "0003"
+        items = new.outbox()
+        assert [(i.id, i.recipient, i.attempts, i.last_error, i.failed) for i in items] == [
+            (1, "a@example.com", 3, "refused", None),
+            (2, "b@example.com", 3, "refused", None),
+        ]
+        record(new, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
+        assert [i.id for i in new.outbox()] == [1, 2, 4]  # 3 was dropped: never reused

@@ -27,6 +27,7 @@ from netmetrix.errors import ExitStatus, NetmetrixError
 if TYPE_CHECKING:
     from netmetrix.config import Config
     from netmetrix.fleet import HostResult
+    from netmetrix.store import Store
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 
@@ -121,35 +122,40 @@ def execute(settings: Settings, hosts: tuple[str, ...]) -> int:
     Every run sends a fresh challenge; a host whose answer does not verify is
     reported and nothing of it is stored.  Each host also gets an `up` sample
     (1 answered and verified, 0 not).  Then the <alert> rules are evaluated
-    and their mail sent (see `netmetrix alerts --help`).  Exit status 1 when
-    any host failed or some mail stayed undelivered (it is kept and retried).
+    and their mail sent, for at most <smtp deadline> (see `netmetrix alerts
+    --help`).  Exit status 1 when any host failed, some mail stayed
+    undelivered (it is kept and retried) or was refused for good (a dead
+    letter, counted by this run only).
 
     \b
     Examples:
       netmetrix execute
       netmetrix -v execute -h f4      # also log every metric saved
     """
-    import functools
+    from netmetrix import collect
 
-    from netmetrix import collect, notify
+    return _fleet_command(settings, hosts, "execute", collect.execute, then=_deliver)
 
-    undelivered: list[notify.Failure] = []
-    job = functools.partial(collect.execute, undelivered=undelivered)
-    status = _fleet_command(settings, hosts, "execute", job)
-    if not undelivered:
-        return status
-    to = ", ".join(sorted({failure.recipient for failure in undelivered}))
-    click.echo(
-        f"execute: {len(undelivered)} mail(s) to {to} not delivered; kept in the outbox for"
-        " the next execute or `netmetrix alerts flush`",
-        err=True,
-    )
-    return ExitStatus.HOST_FAILED
+
+def _deliver(config: Config, store: Store) -> int:
+    """Send the mail the run queued: here in the main thread, where Ctrl-C can stop it."""
+    from netmetrix import notify
+
+    done = notify.deliver(store, config.smtp, digest_over=config.alerts.digest_over)
+    for line in done.problems("execute"):
+        click.echo(line, err=True)
+    return ExitStatus.OK if done.ok else ExitStatus.HOST_FAILED
 
 
 def _fleet_command(
-    settings: Settings, names: tuple[str, ...], verb: str, job: Callable[..., Any]
+    settings: Settings,
+    names: tuple[str, ...],
+    verb: str,
+    job: Callable[..., Any],
+    *,
+    then: Callable[[Config, Store], int] | None = None,
 ) -> int:
+    """Run ``job`` over the selected hosts, then ``then`` (after the fan-out) if given."""
     from netmetrix.fleet import summarize
     from netmetrix.store import Store
 
@@ -159,11 +165,15 @@ def _fleet_command(
     # rescanning them while a fleet churns through short-lived ones (bench/RESULTS.md).
     gc.freeze()
     started = time.monotonic()
-    with Store.open(config.database) as store, _progress(verb, len(selected)) as advance:
-        results = asyncio.run(job(config, store, selected, progress=advance))
-    summary = summarize(results, time.monotonic() - started)
-    click.echo(summary.line(verb), err=True)
-    return ExitStatus.OK if summary.all_ok else ExitStatus.HOST_FAILED
+    with Store.open(config.database) as store:
+        with _progress(verb, len(selected)) as advance:
+            results = asyncio.run(job(config, store, selected, progress=advance))
+        summary = summarize(results, time.monotonic() - started)
+        click.echo(summary.line(verb), err=True)
+        status: int = ExitStatus.OK if summary.all_ok else ExitStatus.HOST_FAILED
+        if then is not None:
+            status = max(status, then(config, store))
+    return status
 
 
 @contextmanager
@@ -186,7 +196,7 @@ from netmetrix import cli_alerts, cli_query  # noqa: E402
 from netmetrix.cli_demo import demo  # noqa: E402
 
 cli_query.register(cli)  # hosts, metrics, config, db
-cli_alerts.register(cli)  # alerts active|history|outbox|flush
+cli_alerts.register(cli)  # alerts active|history|outbox|flush|retry|drop
 cli.add_command(demo)
 
 

@@ -22,7 +22,7 @@ from netmetrix.render import format_option, iso, raw_option, render, value_cells
 if TYPE_CHECKING:
     from netmetrix.cli import Settings
     from netmetrix.config import Config
-    from netmetrix.store import Store
+    from netmetrix.store import OutboxItem, Store
 
 ACTIVE_COLUMNS = ("host", "metric", "labels", "state", "value", "rule", "severity", "since", "ts")
 HISTORY_COLUMNS = ("ts", "event", "host", "metric", "labels", "value", "rule", "severity", "since")
@@ -60,7 +60,8 @@ def alerts() -> None:
     `execute` evaluates the <alert> rules of config.xml on every new sample and
     queues mail in the outbox in the same transaction as the samples; it then
     delivers the outbox.  Mail the SMTP server did not take stays there until
-    the next `execute` or `alerts flush`.
+    the next `execute` or `alerts flush`; mail it refused for good (a 5xx reply)
+    becomes a dead letter, kept until `alerts retry` or `alerts drop`.
 
     \b
     Examples:
@@ -68,6 +69,9 @@ def alerts() -> None:
       netmetrix alerts history -h f4           # what fired and resolved on f4
       netmetrix alerts outbox                  # mail not delivered yet
       netmetrix alerts flush                   # try to deliver it now
+      netmetrix alerts outbox --failed         # mail refused for good (5xx)
+      netmetrix alerts retry 17                # ... back in the queue, or:
+      netmetrix alerts drop 17                 # ... deleted
     """
 
 
@@ -162,30 +166,47 @@ def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str, ra
 @alerts.command()
 @host_option
 @click.option("--all", "show_all", is_flag=True, help="Also list delivered mail.")
+@click.option(
+    "--failed",
+    "only_failed",
+    is_flag=True,
+    help="Only dead letters: mail the SMTP server refused for good.",
+)
 @_limit_option("With --all: at most this many mails, the newest.")
 @format_option
 @click.pass_obj
 def outbox(
-    settings: Settings, hosts: tuple[str, ...], show_all: bool, limit: int, fmt: str
+    settings: Settings,
+    hosts: tuple[str, ...],
+    show_all: bool,
+    only_failed: bool,
+    limit: int,
+    fmt: str,
 ) -> None:
-    """List mail waiting in the outbox (with --all, delivered mail too), oldest first.
+    """List mail not delivered yet (with --all, delivered mail too), oldest first.
 
-    One row per mail and recipient: status (pending; sending while another
-    process holds it; delivered), how many attempts failed or succeeded, the
-    last error, and when the SMTP server accepted it.
+    One row per mail and recipient: status (pending; sending while a netmetrix
+    holds it; failed: a dead letter the SMTP server refused for good, e.g. 550
+    unknown recipient, never retried until `alerts retry`; delivered), how
+    many attempts failed or succeeded, the last error, and when the SMTP
+    server accepted it.
 
     \b
     Examples:
       netmetrix alerts outbox
       netmetrix alerts outbox -h 'db*'
+      netmetrix alerts outbox --failed        # dead letters: then alerts retry or drop
       netmetrix alerts outbox --all -n 20 --format json
     """
     import time
 
+    if show_all and only_failed:
+        raise click.UsageError("--all and --failed cannot be combined")
     config = settings.load()
     with _open_store(config) as store:
         items = store.outbox(
             undelivered=not show_all,
+            failed=True if only_failed else None,
             limit=limit if show_all else None,
             hosts=_host_filter(config, store, hosts),
         )
@@ -194,13 +215,7 @@ def outbox(
         {
             "id": item.id,
             "created": iso(item.created),
-            "status": (
-                "delivered"
-                if item.delivered is not None
-                else "sending"
-                if item.claimed_until is not None and item.claimed_until > now
-                else "pending"
-            ),
+            "status": _status(item, now),
             "recipient": item.recipient,
             "subject": item.subject,
             "attempts": item.attempts,
@@ -213,15 +228,27 @@ def outbox(
     render(rows, OUTBOX_COLUMNS, fmt, sys.stdout)
 
 
+def _status(item: OutboxItem, now: float) -> str:
+    if item.delivered is not None:
+        return "delivered"
+    if item.failed is not None:
+        return "failed"
+    if item.claimed_until is not None and item.claimed_until > now:
+        return "sending"
+    return "pending"
+
+
 @alerts.command()
 @click.pass_obj
 def flush(settings: Settings) -> int:
     """Deliver the mail waiting in the outbox now.
 
     Uses the <smtp> settings of config.xml (the password from the environment
-    variable that password_env names).  More waiting mail for one address
-    than <alerts digest_over> goes as one digest.  Exit status 1 when some mail
-    is still undelivered.
+    variable that password_env names), for at most <smtp deadline> (30s by
+    default); what is left then waits for the next flush or execute.  More
+    waiting mail for one address than <alerts digest_over> goes as one digest.
+    Dead letters are not retried (see `alerts retry`).  Exit status 1 when some
+    mail is still undelivered or was refused for good.
 
     \b
     Examples:
@@ -233,14 +260,99 @@ def flush(settings: Settings) -> int:
     with _open_store(config) as store:
         done = notify.deliver(store, config.smtp, digest_over=config.alerts.digest_over)
     sent = sum(len(mail.ids) for mail in done.sent)
-    failed = sum(f.notifications for f in done.failed)
-    if not (sent or failed or done.busy):
-        click.echo("flush: the outbox is empty", err=True)
+    retrying = sum(f.notifications for f in done.retrying)
+    dead = sum(f.notifications for f in done.dead)
+    if not (sent or done.failed or done.busy or done.deferred or done.lost):
+        kept = done.dead_letters
+        click.echo(
+            f"flush: nothing to send; {kept} dead letter(s) kept"
+            " (`netmetrix alerts outbox --failed`)"
+            if kept
+            else "flush: the outbox is empty",
+            err=True,
+        )
         return ExitStatus.OK
     parts = [f"{sent} delivered in {len(done.sent)} mail(s)"]
-    if failed:
-        parts.append(f"{failed} not delivered (kept in the outbox)")
+    if retrying:
+        parts.append(f"{retrying} not delivered (kept in the outbox)")
+    if dead:
+        parts.append(f"{dead} refused for good (dead letters: `netmetrix alerts outbox --failed`)")
+    if done.deferred:
+        parts.append(
+            f"{done.deferred} not tried (the delivery deadline of {done.deadline:g}s came first;"
+            " kept in the outbox)"
+        )
     if done.busy:
         parts.append(f"{done.busy} being delivered by another netmetrix")
+    if done.lost:
+        parts.append(f"{done.lost} sent after another netmetrix took them over")
     click.echo("flush: " + ", ".join(parts), err=True)
-    return ExitStatus.HOST_FAILED if failed else ExitStatus.OK
+    return ExitStatus.OK if done.ok else ExitStatus.HOST_FAILED
+
+
+_ids_argument = click.argument("ids", nargs=-1, required=True, type=click.IntRange(min=1))
+
+
+@alerts.command()
+@_ids_argument
+@click.pass_obj
+def drop(settings: Settings, ids: tuple[int, ...]) -> None:
+    """Delete undelivered mail from the outbox, for good: it is never sent.
+
+    IDS are outbox ids, as `alerts outbox` lists them: dead letters (status
+    failed) or any mail not delivered yet.  Nothing is deleted when one of them
+    names no undelivered mail (exit status 2).  The alert history keeps the
+    events.
+
+    \b
+    Examples:
+      netmetrix alerts outbox --failed
+      netmetrix alerts drop 17 18
+    """
+    config = settings.load()
+    with _open_store(config) as store:
+        done = store.drop_mail(ids)
+    _check_ids("drop", done.unknown, "nothing dropped")
+    click.echo(f"drop: deleted {_ids(done.changed)} from the outbox", err=True)
+
+
+@alerts.command()
+@_ids_argument
+@click.pass_obj
+def retry(settings: Settings, ids: tuple[int, ...]) -> None:
+    """Put dead letters back in the queue, for the next execute or `alerts flush`.
+
+    IDS are outbox ids, as `alerts outbox --failed` lists them: mail the SMTP
+    server refused for good (fix the address or the server first).  Mail that
+    is still pending is left as it is.  Nothing changes when one of them names
+    no undelivered mail (exit status 2).
+
+    \b
+    Examples:
+      netmetrix alerts retry 17 && netmetrix alerts flush
+    """
+    config = settings.load()
+    with _open_store(config) as store:
+        done = store.retry_mail(ids)
+    _check_ids("retry", done.unknown, "nothing changed")
+    parts = []
+    if done.changed:
+        parts.append(f"{_ids(done.changed)} pending again")
+    if done.unchanged:
+        parts.append(f"{_ids(done.unchanged)} already pending")
+    click.echo(f"retry: {', '.join(parts)}; `netmetrix alerts flush` sends it now", err=True)
+
+
+def _check_ids(verb: str, unknown: tuple[int, ...], consequence: str) -> None:
+    """Exit 2 naming ``unknown`` outbox ids, if any."""
+    if not unknown:
+        return
+    raise UsageError(
+        f"alerts {verb}: no undelivered mail with {_ids(unknown, 'id')} in the outbox;"
+        f" {consequence} (see `netmetrix alerts outbox`)"
+    )
+
+
+def _ids(ids: tuple[int, ...], noun: str = "mail") -> str:
+    """``mail 3`` / ``mail 3, 4``; ``id 7``."""
+    return f"{noun} {', '.join(str(i) for i in ids)}"

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from netmetrix import dbadmin, envelope, notify, probe, ssh
+from netmetrix import dbadmin, envelope, probe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import HostError, Outcome, StoreError
 from netmetrix.fleet import HostResult, run_fleet
@@ -165,15 +165,14 @@ async def execute(
     *,
     progress: Progress | None = None,
     clock: Callable[[], float] = time.time,
-    undelivered: list[notify.Failure] | None = None,
 ) -> list[HostResult[envelope.Message]]:
     """Run the probe on every host, verify each message, store samples and `up`.
 
     Alert rules are evaluated and their mail queued in the transaction that
-    stores the samples; then the outbox is delivered.  Mail the SMTP server
-    did not take stays queued and is appended to ``undelivered``.  Cancelled
-    (Ctrl-C), it stores the hosts that finished, marks the others interrupted
-    and re-raises, without delivering.
+    stores the samples; ``notify.deliver`` sends it, after this returns (the
+    caller runs it in the main thread, where Ctrl-C can interrupt it).
+    Cancelled (Ctrl-C), it stores the hosts that finished, marks the others
+    interrupted and re-raises.
     """
     stored_keys = store.host_keys([h.name for h in hosts])
     known = ssh.HostKeys(config.ssh)
@@ -218,11 +217,6 @@ async def execute(
         await _keep_what_arrived(config, store, hosts, arrived, finished, stored_keys, clock)
         raise
     results = await _record(config, store, results, finished, stored_keys, clock)
-    delivery = await asyncio.to_thread(
-        notify.deliver, store, config.smtp, digest_over=config.alerts.digest_over, clock=clock
-    )
-    if undelivered is not None:
-        undelivered.extend(delivery.failed)
     # <retention days>: old samples go in small batches; a failure is only logged (#4)
     await asyncio.to_thread(dbadmin.apply_retention, store, config.retention.days)
     return results

@@ -80,6 +80,8 @@ class SMTPConfig:
     sender: str = "netmetrix@localhost"
     user: str = ""
     password_env: str = "SMTP_PASSWORD"  # noqa: S105 -- the variable's name, never the secret
+    timeout: float = 10.0  # seconds for the connection and each SMTP reply
+    deadline: float = 30.0  # seconds for a whole delivery pass; the rest waits for the next
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -208,7 +210,10 @@ _ROOT_CHILDREN = (
     *("security", "retention", "hosts", "alerts"),
 )
 _SSH_ATTRS = ("known_hosts", "host_key_policy", "connect_timeout", "command_timeout")
-_SMTP_ATTRS = ("host", "port", "security", "sender", "user", "password_env")
+_SMTP_ATTRS = (
+    *("host", "port", "security", "sender", "user", "password_env"),
+    *("timeout", "deadline"),
+)
 _HOST_ATTRS = ("name", "address", "port", "user", "key", "directory", "python")
 _ALERT_ATTRS = (
     *("metric", "op", "limit", "email", "labels", "hosts"),
@@ -698,6 +703,21 @@ def _ssh(ctx: _Ctx, node: _Node | None) -> SSHConfig:
     )
 
 
+def _seconds_up_to(high: float) -> _Conv[float]:
+    """A duration > 0 and at most ``high`` seconds."""
+
+    def parse(raw: str) -> float:
+        seconds = parse_duration(raw)
+        if seconds > high:
+            raise ValueError(raw)
+        return seconds
+
+    return _Conv(f'a duration > 0 and at most {high:g} s ("10s", "1m")', parse)
+
+
+_SMTP_SECONDS = _seconds_up_to(3600)  # a pass longer than an hour would delay the next run
+
+
 def _smtp(ctx: _Ctx, node: _Node | None) -> SMTPConfig:
     default = SMTPConfig()
     if node is None:
@@ -710,6 +730,8 @@ def _smtp(ctx: _Ctx, node: _Node | None) -> SMTPConfig:
         sender=el.get("sender", _EMAIL_ONE, default.sender),
         user=el.node.attrs.get("user", default.user),  # any text; "" means no login
         password_env=el.get("password_env", _ENV_NAME, default.password_env),
+        timeout=el.get("timeout", _SMTP_SECONDS, default.timeout),
+        deadline=el.get("deadline", _SMTP_SECONDS, default.deadline),
     )
 
 

@@ -585,7 +585,7 @@ def _run(count: int, files: Path, workdir: Path, output: _Output) -> ExitStatus:
 
 def _collect(config_path: Path, mailbox: Mailbox, output: _Output) -> bool:
     """upload, execute, execute: as the CLI runs them; True when every host succeeded."""
-    from netmetrix import collect
+    from netmetrix import collect, notify
     from netmetrix.config import load_config
     from netmetrix.fleet import summarize
     from netmetrix.store import Store
@@ -604,6 +604,8 @@ def _collect(config_path: Path, mailbox: Mailbox, output: _Output) -> bool:
         began = time.monotonic()
         with Store.open(config.database) as store:
             results = asyncio.run(job(config, store, config.hosts))
+            if verb == "execute":  # as the CLI does: after the fan-out
+                notify.deliver(store, config.smtp, digest_over=config.alerts.digest_over)
         summary = summarize(results, time.monotonic() - began)
         output.summary(summary.line(verb))
         all_ok = all_ok and summary.all_ok

@@ -199,6 +199,7 @@ outbox_table = Table(
     Column("delivered_ms", BigInteger, index=True),  # NULL until the server accepted it
     Column("claim", Text),  # the delivering process's token, while it sends
     Column("claim_until_ms", BigInteger),
+    Column("failed_ms", BigInteger),  # a dead letter: the server refused it for good (#10)
     PrimaryKeyConstraint("id"),
     sqlite_autoincrement=True,
 )
@@ -263,7 +264,7 @@ def _sample_labels_json(labels: tuple[tuple[str, str], ...]) -> str:
     return labels_json(labels)
 
 
-SCHEMA_HEAD = "0002"  # the head migration; a test keeps the two equal
+SCHEMA_HEAD = "0003"  # the head migration; a test keeps the two equal
 
 
 def _alembic_config() -> Any:
@@ -734,12 +735,19 @@ class Store:
         ]
 
     def outbox(
-        self, *, undelivered: bool = True, limit: int | None = None, hosts: Sequence[str] = ()
+        self,
+        *,
+        undelivered: bool = True,
+        failed: bool | None = None,
+        limit: int | None = None,
+        hosts: Sequence[str] = (),
     ) -> list[OutboxItem]:
         """Outbox mail, oldest first: only the undelivered, or (``undelivered=False``) all.
 
-        With ``limit`` and all mail, the newest ``limit`` (still oldest first).
-        ``hosts``: only mail about those hosts' alerts (empty: every host).
+        ``failed`` True keeps only dead letters (mail the server refused for
+        good), False leaves them out, None keeps both.  With ``limit`` and all
+        mail, the newest ``limit`` (still oldest first).  ``hosts``: only mail
+        about those hosts' alerts (empty: every host).
         """
         o, e = outbox_table, alert_events_table
         query = select(
@@ -749,6 +757,8 @@ class Store:
             query = query.where(o.c.delivered_ms.is_(None))
         if hosts:
             query = query.where(e.c.host.in_(sorted(set(hosts))))
+        if failed is not None:
+            query = query.where(o.c.failed_ms.is_not(None) if failed else o.c.failed_ms.is_(None))
         query = query.order_by(o.c.id.desc() if limit is not None else o.c.id)
         if limit is not None:
             query = query.limit(limit)
@@ -765,6 +775,7 @@ class Store:
                 last_attempt=None if r.last_attempt_ms is None else r.last_attempt_ms / 1000,
                 last_error=r.last_error,
                 delivered=None if r.delivered_ms is None else r.delivered_ms / 1000,
+                failed=None if r.failed_ms is None else r.failed_ms / 1000,
                 claimed_until=None if r.claim_until_ms is None else r.claim_until_ms / 1000,
                 kind=r.kind,
                 host=r.host,
@@ -776,15 +787,16 @@ class Store:
         return sorted(items, key=lambda item: item.id)
 
     def claim_mail(self, ids: Sequence[int], token: str, *, now: float, lease: float) -> bool:
-        """Claim undelivered outbox rows ``ids`` for ``lease`` seconds, all or none.
+        """Claim waiting outbox rows ``ids`` for ``lease`` seconds, all or none.
 
-        False when any of them is delivered or claimed by another sender whose
-        lease has not run out: that sender is delivering it.  Two collectors
-        flushing one outbox therefore never send the same mail.
+        False when any of them is delivered, a dead letter, or claimed by another
+        sender whose lease has not run out: that sender is delivering it.  Two
+        collectors flushing one outbox therefore never send the same mail.
         """
         o, now_ms = outbox_table, _ms(now)
         claimable = and_(
             o.c.delivered_ms.is_(None),
+            o.c.failed_ms.is_(None),
             or_(o.c.claim_until_ms.is_(None), o.c.claim_until_ms < now_ms),
         )
         with self._guard("claim outbox mail"), self._writer.begin() as conn:
@@ -802,14 +814,19 @@ class Store:
                 )
             return True
 
-    def mail_delivered(self, ids: Sequence[int], *, now: float) -> None:
-        """Mark outbox rows delivered (the SMTP server accepted them) and release them."""
+    def mail_delivered(self, ids: Sequence[int], token: str, *, now: float) -> bool:
+        """Mark outbox rows delivered (the SMTP server accepted them) and release them.
+
+        Only rows still claimed with ``token`` count: False when another sender
+        took any of them over (our lease ran out), which is then left to it.
+        """
         o, now_ms = outbox_table, _ms(now)
+        marked = 0
         with self._guard("mark outbox mail delivered"), self._writer.begin() as conn:
             for chunk in _id_chunks(ids):
-                conn.execute(
+                marked += conn.execute(
                     o.update()
-                    .where(o.c.id.in_(chunk), o.c.delivered_ms.is_(None))
+                    .where(o.c.id.in_(chunk), o.c.delivered_ms.is_(None), o.c.claim == token)
                     .values(
                         delivered_ms=now_ms,
                         attempts=o.c.attempts + 1,
@@ -817,28 +834,89 @@ class Store:
                         claim=None,
                         claim_until_ms=None,
                     )
-                )
+                ).rowcount
+        return marked == len(ids)
 
-    def mail_failed(self, ids: Sequence[int], token: str, *, now: float, error: str) -> None:
+    def mail_failed(
+        self,
+        ids: Sequence[int],
+        token: str,
+        *,
+        now: float,
+        error: str,
+        permanent: bool = False,
+    ) -> bool:
         """Record a failed attempt on outbox rows: one more attempt, ``error``, released.
 
-        Rows another sender holds a live claim on are left alone.
+        ``permanent`` makes them dead letters (``failed``): never tried again
+        until ``retry_mail``.  Rows another sender holds a live claim on are
+        left alone; False when that left any row out.
         """
         o, now_ms = outbox_table, _ms(now)
         ours = or_(o.c.claim == token, o.c.claim_until_ms.is_(None), o.c.claim_until_ms < now_ms)
+        values: dict[str, Any] = {
+            "attempts": o.c.attempts + 1,
+            "last_attempt_ms": now_ms,
+            "last_error": error,
+            "claim": None,
+            "claim_until_ms": None,
+        }
+        if permanent:
+            values["failed_ms"] = now_ms
+        marked = 0
         with self._guard("record a failed mail"), self._writer.begin() as conn:
+            for chunk in _id_chunks(ids):
+                marked += conn.execute(
+                    o.update()
+                    .where(o.c.id.in_(chunk), o.c.delivered_ms.is_(None), ours)
+                    .values(**values)
+                ).rowcount
+        return marked == len(ids)
+
+    def release_mail(self, ids: Sequence[int], token: str) -> None:
+        """Give up our claim on outbox rows without counting an attempt (interrupted)."""
+        o = outbox_table
+        with self._guard("release outbox mail"), self._writer.begin() as conn:
             for chunk in _id_chunks(ids):
                 conn.execute(
                     o.update()
-                    .where(o.c.id.in_(chunk), o.c.delivered_ms.is_(None), ours)
-                    .values(
-                        attempts=o.c.attempts + 1,
-                        last_attempt_ms=now_ms,
-                        last_error=error,
-                        claim=None,
-                        claim_until_ms=None,
-                    )
+                    .where(o.c.id.in_(chunk), o.c.claim == token)
+                    .values(claim=None, claim_until_ms=None)
                 )
+
+    def drop_mail(self, ids: Sequence[int]) -> OutboxChange:
+        """Delete undelivered outbox rows ``ids``, all or none.
+
+        When any id names no undelivered mail, nothing is deleted and
+        ``unknown`` lists those ids.
+        """
+        o = outbox_table
+        with self._guard("drop outbox mail"), self._writer.begin() as conn:
+            found = _undelivered_ids(conn, ids)
+            unknown = tuple(sorted(set(ids) - set(found)))
+            if unknown:
+                return OutboxChange(unknown=unknown)
+            for chunk in _id_chunks(sorted(found)):
+                conn.execute(o.delete().where(o.c.id.in_(chunk)))
+        return OutboxChange(changed=tuple(sorted(found)))
+
+    def retry_mail(self, ids: Sequence[int]) -> OutboxChange:
+        """Put dead letters ``ids`` back in the queue, all or none (see ``drop_mail``).
+
+        ``changed`` are the dead letters made pending again; ``unchanged`` the
+        ids that were waiting already.
+        """
+        o = outbox_table
+        with self._guard("retry outbox mail"), self._writer.begin() as conn:
+            found = _undelivered_ids(conn, ids)
+            unknown = tuple(sorted(set(ids) - set(found)))
+            if unknown:
+                return OutboxChange(unknown=unknown)
+            dead = sorted(i for i, failed in found.items() if failed)
+            for chunk in _id_chunks(dead):
+                conn.execute(o.update().where(o.c.id.in_(chunk)).values(failed_ms=None))
+        waiting = sorted(i for i, failed in found.items() if not failed)
+        return OutboxChange(changed=tuple(dead), unchanged=tuple(waiting))
 
 
 def _use_wal(cursor: sqlite3.Cursor, busy_timeout: float) -> None:
@@ -1229,11 +1307,21 @@ class OutboxItem:
     last_attempt: float | None
     last_error: str | None
     delivered: float | None
+    failed: float | None  # when it became a dead letter (refused for good)
     claimed_until: float | None  # a sender holds it until then
     kind: str  # of its alert event
     host: str
     severity: str
     ts: float  # of its alert event
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxChange:
+    """What ``drop_mail`` / ``retry_mail`` did; nothing at all when ``unknown`` is set."""
+
+    changed: tuple[int, ...] = ()
+    unchanged: tuple[int, ...] = ()  # already in the state asked for
+    unknown: tuple[int, ...] = ()  # no undelivered mail has this id
 
 
 _StateKey = tuple[str, str, str, str]  # rule_id, host, metric, labels JSON
@@ -1471,3 +1559,17 @@ def _recent(conn: Connection, key: SeriesKey, until_ms: int) -> tuple[tuple[floa
 def _id_chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterator[Sequence[int]]:
     for start in range(0, len(ids), size):
         yield ids[start : start + size]
+
+
+def _undelivered_ids(conn: Connection, ids: Sequence[int]) -> dict[int, bool]:
+    """Which of ``ids`` are undelivered outbox rows: id -> is a dead letter; locked (PostgreSQL)."""
+    o = outbox_table
+    found: dict[int, bool] = {}
+    for chunk in _id_chunks(sorted(set(ids))):
+        query = (
+            select(o.c.id, o.c.failed_ms)
+            .where(o.c.id.in_(chunk), o.c.delivered_ms.is_(None))
+            .with_for_update()
+        )
+        found.update((row.id, row.failed_ms is not None) for row in conn.execute(query))
+    return found
