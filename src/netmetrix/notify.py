@@ -19,9 +19,10 @@ the fan-out, in the main thread (so Ctrl-C interrupts it).  One pass:
 Whatever goes wrong with one mail (a refusal, bad data, a bug) fails that mail
 only.  When the deadline passes, the mails not tried yet stay queued as they
 were; Ctrl-C releases the mail being sent.  Only a crash between the server's
-250 and the commit that follows could send a mail twice; nothing is ever
-dropped.  Mail waiting for one recipient goes as one digest when there is more
-of it than ``<alerts digest_over>``.
+250 and the commit that follows (or a 250 in the very moment the deadline
+passes) could send a mail twice; nothing is ever dropped.  Mail waiting for
+one recipient goes as one digest when there is more of it than
+``<alerts digest_over>``.
 
 Header values (host names, label values) are made one clean line before they
 go into a header, so nothing a host reports can add a header.  The password is
