@@ -614,7 +614,7 @@ def test_a_poisoned_mail_left_in_the_outbox_does_not_break_execute(
     ran = execute(fleet, netmetrix)
     assert sorted(smtp.subjects) == [
         "ALERT [f4] load1 is 38.5>20",
-        'ALERT [gone] disk_percent{mount="/ Bcc: x@evil"} is 95.0>90',
+        'ALERT [gone] disk_percent{mount="/ Bcc: x@evil"} is 95>90',
     ]
     assert all(m.message["Bcc"] is None for m in smtp.messages)
     assert "Traceback" not in ran.err

@@ -470,7 +470,7 @@ def test_a_label_with_crlf_cannot_add_a_header_and_the_other_mail_goes_too(
     by_rcpt = {m.recipients: m for m in smtp.messages}
     assert set(by_rcpt) == {("ops@example.com",), ("dba@example.com",)}
     poisoned = by_rcpt[("ops@example.com",)]
-    assert poisoned.subject == 'ALERT [f4] disk_percent{mount="/ Bcc: x@evil.example"} is 95.0>90'
+    assert poisoned.subject == 'ALERT [f4] disk_percent{mount="/ Bcc: x@evil.example"} is 95>90'
     for mail in smtp.messages:
         assert mail.message["Bcc"] is None
         assert all("\r" not in v and "\n" not in v for v in mail.message.values())
@@ -535,7 +535,7 @@ def test_any_error_while_sending_one_mail_fails_that_mail_only(
 
     monkeypatch.setattr(notify._SMTP, "send_message", send_message)
     done = deliver(store, smtp, clock=lambda: T0 + 1)
-    assert smtp.subjects == ["ALERT [f4] mem_percent is 50.0>20"]
+    assert smtp.subjects == ["ALERT [f4] mem_percent is 50>20"]
     error = "cannot send the mail: RuntimeError: simulated bug in the mail library"
     assert [(f.recipient, f.error, f.permanent) for f in done.failed] == [
         ("ops@example.com", error, False)
