@@ -33,7 +33,7 @@ def _host(port: int, tmp_path: Path) -> tuple[HostConfig, SSHConfig]:
     return host, SSHConfig(known_hosts=tmp_path / "known_hosts", connect_timeout=3)
 
 
-def test_throttled_connections_are_retried_three_times(tmp_path: Path) -> None:
+def test_throttled_connections_are_retried_five_times(tmp_path: Path) -> None:
     accepted: list[int] = []
 
     async def scenario() -> HostError:
@@ -52,8 +52,8 @@ def test_throttled_connections_are_retried_three_times(tmp_path: Path) -> None:
 
     error = asyncio.run(scenario())
     assert error.outcome is Outcome.THROTTLED
-    assert str(error).startswith("connection dropped before login 3 times")
-    assert len(accepted) == ssh.CONNECT_TRIES
+    assert str(error).startswith("connection dropped before login 5 times")
+    assert len(accepted) == ssh.THROTTLED_TRIES == 5
 
 
 def test_silent_server_hits_the_connect_deadline(tmp_path: Path) -> None:
@@ -224,7 +224,7 @@ def test_a_host_that_resets_is_not_called_throttled(tmp_path: Path, handler: Han
     assert str(error).startswith("connection reset before login 3 times: ")
     if handler is _resets_at_once:
         assert str(error).endswith(": [Errno 104] Connection reset by peer")
-    assert accepted == ssh.CONNECT_TRIES
+    assert accepted == ssh.RESET_TRIES == 3
 
 
 @pytest.mark.sshd
@@ -265,7 +265,7 @@ def test_sshd_past_maxstartups_is_throttled_every_time(tmp_path: Path) -> None:
         server.stop()
     assert {e.outcome for e in errors} == {Outcome.THROTTLED}
     assert {str(e) for e in errors} == {
-        "connection dropped before login 3 times (sshd MaxStartups throttling?): "
+        "connection dropped before login 5 times (sshd MaxStartups throttling?): "
         'sshd said "Exceeded MaxStartups"'
     }
 

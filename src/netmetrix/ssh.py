@@ -31,8 +31,13 @@ from netmetrix.errors import HostError, Outcome
 log = logging.getLogger(__name__)
 
 USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
-CONNECT_TRIES = 3  # sshd sheds load (MaxStartups) by dropping fresh connections: retry those
-BACKOFF = 0.25  # seconds before the 2nd try; doubled, with jitter, for the 3rd
+# sshd sheds load (MaxStartups) by dropping fresh connections: retry those, more patiently
+# than resets (a firewall, a wrong port), which another try rarely cures.  Five tries wait
+# up to 7.5 s in all: under load, sshd keeps connections unauthenticated for longer and so
+# drops more of them (three tries lost hosts on a 2-core box at load average 20).
+THROTTLED_TRIES = 5
+RESET_TRIES = 3
+BACKOFF = 0.25  # seconds before the 2nd try; doubled, with jitter, for each next one
 BANNER_WAIT = 3.0  # seconds to wait for the server to speak first before we do
 MAX_JUMPS = 8  # ProxyJump hops followed, so that a loop in ~/.ssh/config ends
 STDOUT_CAP = 2 << 20  # bytes of probe output we are willing to hold
@@ -311,13 +316,16 @@ async def connect(
 async def _connect_with_retry(
     target: _Hop, ssh: SSHConfig, keys: HostKeys, opened: contextlib.AsyncExitStack
 ) -> asyncssh.SSHClientConnection:
-    for attempt in range(1, CONNECT_TRIES + 1):
+    attempt = 0
+    while True:
+        attempt += 1
         async with contextlib.AsyncExitStack() as chain:
             try:
                 conn = await _open_chain(target, ssh, keys, chain, depth=0)
             except _EarlyClose as exc:
-                if attempt == CONNECT_TRIES:
-                    raise exc.final(CONNECT_TRIES) from exc
+                tries = THROTTLED_TRIES if exc.outcome is Outcome.THROTTLED else RESET_TRIES
+                if attempt >= tries:
+                    raise exc.final(attempt) from exc
                 failure = exc
             else:
                 opened.push_async_exit(chain.pop_all())
@@ -332,7 +340,6 @@ async def _connect_with_retry(
             delay,
         )
         await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 async def _open_chain(
