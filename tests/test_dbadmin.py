@@ -218,9 +218,9 @@ def test_retention_never_raises_even_on_absurd_input(
             assert dbadmin.apply_retention(store, 999_999_999_999, now=10 * DAY) == 0
         [record] = caplog.records
         assert record.levelno == logging.WARNING
-        assert record.getMessage().startswith(
-            "retention: could not prune samples older than 999999999999 days: OverflowError"
-        )
+        message = record.getMessage()
+        assert message.startswith("retention: could not prune samples older than 999999999999 days")
+        assert "OverflowError" in message
         assert len(store.history("a", "load1")) == 1
 
 

@@ -7,6 +7,7 @@ import logging
 
 import pytest
 
+from netmetrix import fleet
 from netmetrix.config import HostConfig
 from netmetrix.errors import EnvelopeError, Outcome
 from netmetrix.fleet import HostResult, run_fleet
@@ -78,7 +79,7 @@ def test_any_exception_fails_its_host_only(
 def test_long_reasons_are_capped() -> None:
     results, _ = run(ValueError("x" * 5000))
     error = results[1].error or ""
-    assert len(error) == 300
+    assert len(error) == fleet.REASON_LIMIT == 1000
     assert error.endswith("…")
 
 

@@ -26,7 +26,9 @@ from netmetrix.sanitize import clean
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-REASON_LIMIT = 300  # characters of a one-line reason
+# Characters of a one-line reason: room for a host-key hint naming two files by absolute
+# path (it must work as printed), while host-supplied text in it is capped where it is read.
+REASON_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
