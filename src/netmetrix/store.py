@@ -715,7 +715,7 @@ class Store:
                     "host forgotten" if name in configured else "host removed"
                 )
                 endings = [(row, why) for row in _states_of(conn, [name])]
-                ended = _retire(conn, endings, by_id, _ms(now))
+                ended = _retire(conn, endings, by_id, _ms(now), _ms(now))
                 series = select(s.c.id).where(s.c.host == name).scalar_subquery()
                 samples = conn.execute(p.delete().where(p.c.series_id.in_(series))).rowcount
                 forgotten.append(
@@ -1431,7 +1431,9 @@ def _apply_alerts(
     ``record_runs_with_alerts``).  Returns the counts (samples 0: the caller's).
     """
     by_id = alerts.unique_rules(rules)
-    gone = _retire(conn, _orphaned_states(conn, by_id, configured), by_id, now_ms)
+    # resolved as of the run that noticed the change: before what that run fires anew
+    at_ms = min((_ms(run.ts) for run in runs), default=now_ms)
+    gone = _retire(conn, _orphaned_states(conn, by_id, configured), by_id, at_ms, now_ms)
     events, queued = _evaluate(conn, runs, by_id, now_ms)
     return Recorded(
         samples=0,
@@ -1557,12 +1559,16 @@ def _states_of(conn: Connection, hosts: Sequence[str]) -> list[Any]:
 
 
 def _retire(
-    conn: Connection, endings: Sequence[_Ending], by_id: Mapping[str, AlertRule], now_ms: int
+    conn: Connection,
+    endings: Sequence[_Ending],
+    by_id: Mapping[str, AlertRule],
+    at_ms: int,
+    now_ms: int,
 ) -> _RetiredStates:
     """Delete the alert_state rows of ``endings``, each (row, why it ends).
 
     A pending one was never mailed: it goes silently.  A firing one gets a
-    ``resolved`` event at ``now_ms`` and a RESOLVED mail saying why
+    ``resolved`` event at ``at_ms`` and a RESOLVED mail (queued at ``now_ms``) saying why
     (``alerts.retired_subject``) to whom its firing mail went: the rule's
     recipients when the rule is still configured (``resolved="false"``: none),
     else those of the outbox rows of its last firing event that are not dead
@@ -1586,7 +1592,7 @@ def _retire(
     addresses = _addresses(conn, sorted({row.host for row, _ in firing}))
     events = [
         {
-            "ts_ms": now_ms,
+            "ts_ms": at_ms,
             "kind": "resolved",
             "rule_id": row.rule_id,
             "rule": row.rule,
@@ -1616,7 +1622,7 @@ def _retire(
             value=row.value,
             seen=row.ts_ms / 1000,
             since=row.since_ms / 1000,
-            ts=now_ms / 1000,
+            ts=at_ms / 1000,
         )
         subject, body = alerts.retired_subject(retired), alerts.retired_body(retired)
         mails += [
