@@ -324,8 +324,8 @@ def forget(settings: Settings, names: tuple[str, ...], yes: bool, force: bool, f
     mails = sum(f.mails for f in done)
     if mails:
         click.echo(
-            f"{_plural(mails, 'RESOLVED mail')} queued: the next `netmetrix execute` or"
-            " `netmetrix alerts flush` sends them",
+            f"{_plural(mails, 'RESOLVED mail')} queued for the next `netmetrix execute`"
+            " or `netmetrix alerts flush`",
             err=True,
         )
     return 0
