@@ -615,6 +615,8 @@ def test_a_poisoned_mail_left_in_the_outbox_does_not_break_execute(
     assert sorted(smtp.subjects) == [
         "ALERT [f4] load1 is 38.5>20",
         'ALERT [gone] disk_percent{mount="/ Bcc: x@evil"} is 95>90',
+        # "gone" is not in config.xml: its alert ends, and that mail is clean too (#11)
+        'RESOLVED [gone] disk_percent{mount="/ Bcc: x@evil"} (host removed)',
     ]
     assert all(m.message["Bcc"] is None for m in smtp.messages)
     assert "Traceback" not in ran.err

@@ -816,6 +816,7 @@ def test_an_unwritable_row_does_not_stop_alerts(store: Store) -> None:
         AlertRule(metric="cpu_percent", op=">", limit=50.0, email=("ops@example.com",)),
         AlertRule(metric="up", op="==", limit=0.0, email=("ops@example.com",)),
     ]
+    store.record_runs([run("bad", 1.0)])  # it answered once: its up == 0 may page (#11)
     runs = [
         run("a", 60.0, sample("cpu_percent", 90.0)),
         run("bad", 60.0, sample("cpu_percent", 95.0), version="\ud800"),

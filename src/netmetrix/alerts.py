@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import operator
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Literal
@@ -34,6 +34,9 @@ from netmetrix.format import iso, significant
 
 Phase = Literal["pending", "firing"]
 EventKind = Literal["firing", "repeat", "resolved"]
+# Why an alert ended without a sample: its rule left config.xml (rule_id changed), its
+# host left config.xml, or `hosts forget` dropped a host that is still configured.
+RetireReason = Literal["rule changed", "host removed", "host forgotten"]
 Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
 
 RECENT = 6  # values of the series shown in a mail body
@@ -76,6 +79,32 @@ class Event:
     ts: float  # the sample that caused it
     since: float  # when the incident started
     recent: tuple[tuple[float, float], ...] = ()  # (ts, value) of the series, oldest first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retired:
+    """A firing alert that a config change ended: no sample resolved it, so no rule
+    (it may be gone) and no new value; what the mail says comes from the stored state."""
+
+    reason: RetireReason
+    rule: str  # rule_text as stored when the state was written
+    severity: str
+    host: str
+    address: str
+    metric: str
+    labels: Labels
+    value: float  # the last value evaluated
+    seen: float  # when that value was sampled
+    since: float  # when the incident started
+    ts: float  # when it was retired (the run's time)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unmatched:
+    """A rule that matched no series although a host it watches answered (or it names none)."""
+
+    rule: AlertRule
+    why: str  # "no such series on f4, f5" / "no host in config.xml matches hosts=db-*"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,9 +151,64 @@ def matches(rule: AlertRule, host: str, metric: str, labels: Mapping[str, str]) 
     """Whether ``rule`` watches this series: same metric, a matching host, its labels present."""
     if metric != rule.metric:
         return False
-    if rule.hosts and not any(fnmatchcase(host, pattern) for pattern in rule.hosts):
+    if not _watches(rule, host):
         return False
     return all(labels.get(key) == value for key, value in rule.labels)
+
+
+def unmatched(
+    rules: Iterable[AlertRule],
+    *,
+    configured: Collection[str],
+    answered: Mapping[str, Iterable[tuple[str, Labels]]],
+) -> list[Unmatched]:
+    """The rules that matched no series this run although they could have, by config line.
+
+    ``configured`` are config.xml's hosts; ``answered`` maps each host that
+    answered this run to its series (metric, labels).  A rule could have
+    matched when a host it watches answered, since an answer carries every
+    series the host has: such a rule without a series is reported (a mount
+    that is not there, a label value nobody has).  So is a rule whose
+    ``hosts=`` matches no host of config.xml, which can never match.  Not
+    reported: rules whose hosts all failed, were not set up or were not
+    selected (``execute -h``), and ``up`` rules otherwise (every host that ran
+    has an ``up`` series).
+    """
+    found: list[Unmatched] = []
+    for rule in unique_rules(rules).values():
+        named = [h for h in configured if _watches(rule, h)]
+        if not named:
+            patterns = ",".join(rule.hosts)
+            found.append(Unmatched(rule=rule, why=f"no host in config.xml matches {patterns}"))
+            continue
+        if rule.metric == "up":
+            continue  # every host that ran has an `up` series
+        candidates = [h for h in answered if _watches(rule, h)]
+        if not candidates or any(
+            matches(rule, host, metric, dict(labels))
+            for host in candidates
+            for metric, labels in answered[host]
+        ):
+            continue
+        shown = ", ".join(candidates[:3])
+        more = f" and {len(candidates) - 3} more" if len(candidates) > 3 else ""
+        found.append(Unmatched(rule=rule, why=f"no such series on {shown}{more}"))
+    return sorted(found, key=lambda u: u.rule.line)
+
+
+def unmatched_text(found: Sequence[Unmatched]) -> str:
+    """One line naming each rule by config line and text, and why it matched nothing."""
+    parts = [
+        f"config line {u.rule.line}: {rule_text(u.rule)} ({u.why})"
+        if u.rule.line
+        else f"{rule_text(u.rule)} ({u.why})"
+        for u in found
+    ]
+    return f"{_count(len(found), 'alert rule')} matched no series this run: " + "; ".join(parts)
+
+
+def _watches(rule: AlertRule, host: str) -> bool:
+    return not rule.hosts or any(fnmatchcase(host, pattern) for pattern in rule.hosts)
 
 
 def breaches(op: Operator, value: float, limit: float) -> bool:
@@ -229,6 +313,48 @@ def subject(event: Event) -> str:
     if event.kind == "resolved":
         return f"RESOLVED {head} (was {limit})"
     return f"ALERT {head}{limit}"
+
+
+def retired_subject(retired: Retired) -> str:
+    """``RESOLVED [f4] cpu_percent (rule changed)`` / ``(host removed)``."""
+    name = series_name(retired.metric, retired.labels)
+    return f"RESOLVED [{retired.host}] {name} ({retired.reason})"
+
+
+_RETIRED_INTRO = {
+    "rule changed": "its rule was changed or removed in config.xml",
+    "host removed": "{host} was removed from config.xml",
+    "host forgotten": "{host} was forgotten (`netmetrix hosts forget`)",
+}
+_RETIRED_AFTER = {
+    "rule changed": "The rule as config.xml has it now is evaluated afresh from the next run:"
+    " it alerts again if the value is past its limit.",
+    "host removed": "Its stored samples stay until `netmetrix hosts forget {host}`.",
+    "host forgotten": "Its samples, keys and alert state are gone from the store.",
+}
+
+
+def retired_body(retired: Retired) -> str:
+    """The plain-text mail body of an alert that a config change resolved."""
+    name = series_name(retired.metric, retired.labels)
+    why = _RETIRED_INTRO[retired.reason].format(host=retired.host)
+    labels = ", ".join(f'{k}="{v}"' for k, v in retired.labels) or "(none)"
+    fields = [
+        ("Host", retired.host),
+        ("Address", retired.address),
+        ("Metric", retired.metric),
+        ("Labels", labels),
+        ("Value", f"{value_text(retired.value)} at {iso(retired.seen)} (the last one seen)"),
+        ("Rule", retired.rule),
+        ("Severity", retired.severity),
+        ("Started", iso(retired.since) or ""),
+        ("Resolved", f"{iso(retired.ts)} ({retired.reason})"),
+    ]
+    lines = [f"{name} on {retired.host} is no longer watched: {why}.", ""]
+    lines += [f"{label + ':':<10} {text}" for label, text in fields]
+    lines += ["", _RETIRED_AFTER[retired.reason].format(host=retired.host)]
+    lines += ["", "-- ", "netmetrix"]
+    return "\n".join(lines) + "\n"
 
 
 def body(event: Event) -> str:

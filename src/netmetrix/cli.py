@@ -156,6 +156,7 @@ def _fleet_command(
     then: Callable[[Config, Store], int] | None = None,
 ) -> int:
     """Run ``job`` over the selected hosts, then ``then`` (after the fan-out) if given."""
+    from netmetrix import collect
     from netmetrix.fleet import summarize
     from netmetrix.store import Store
 
@@ -170,6 +171,9 @@ def _fleet_command(
             results = asyncio.run(job(config, store, selected, progress=advance))
         summary = summarize(results, time.monotonic() - started)
         click.echo(summary.line(verb), err=True)
+        hint = collect.setup_hint(results, config)
+        if hint is not None:
+            click.echo(f"{verb}: {hint}", err=True)
         status: int = ExitStatus.OK if summary.all_ok else ExitStatus.HOST_FAILED
         if then is not None:
             status = max(status, then(config, store))

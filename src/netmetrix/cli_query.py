@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import asyncssh
 
     from netmetrix.cli import Settings
-    from netmetrix.store import Store, StoredSample
+    from netmetrix.store import Forgotten, Store, StoredSample
 
 SAMPLE_COLUMNS = ("host", "metric", "labels", "ts", "value")
 HOST_COLUMNS = ("host", "address", "port", "last_seen", "last_error", "probe_version", "up")
@@ -211,18 +211,20 @@ def _plural(n: int, word: str) -> str:
 # ---------------------------------------------------------------- hosts
 
 
-@click.command()
+@click.group(invoke_without_command=True, subcommand_metavar="[COMMAND [ARGS]...]")
 @host_option
 @format_option
-@click.pass_obj
-def hosts(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
+@click.pass_context
+def hosts(ctx: click.Context, hosts: tuple[str, ...], fmt: str) -> None:
     """List every configured host with the outcome of its last run.
 
     One row per host of config.xml, in its order, collected or not: the
     address, the SSH port (config.xml's, else ~/.ssh/config's, else 22),
     when it last answered (last_seen, ISO 8601 UTC), the error of its last
     run if that failed, the probe version, and up (1 answered and verified
-    on its last run, 0 not, empty before its first run).
+    on its last run, 0 not, empty before its first run or while the host is
+    not set up).  `hosts forget` deletes what the store holds of hosts removed
+    from config.xml.
 
     \b
     Examples:
@@ -230,7 +232,16 @@ def hosts(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
       netmetrix hosts -h 'db*'
       netmetrix hosts --format json | jq -r '.[] | select(.up == 0) | .host'
       netmetrix hosts --format csv > hosts.csv
+      netmetrix hosts forget old-web1
     """
+    if ctx.invoked_subcommand is not None:
+        if hosts or _explicit_format(ctx):
+            raise click.UsageError(
+                f"-h and --format go after the command: netmetrix hosts {ctx.invoked_subcommand}"
+                " ... --format FORMAT"
+            )
+        return
+    settings: Settings = ctx.obj
     cfg = settings.load()
     selected = cfg.select(hosts)
     with _open_store(cfg) as store:
@@ -251,6 +262,106 @@ def hosts(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
             }
         )
     render(rows, HOST_COLUMNS, fmt, sys.stdout)
+
+
+FORGET_COLUMNS = ("host", "series", "samples", "keys", "alerts", "resolved", "mails")
+
+
+@hosts.command()
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also forget hosts still in config.xml (they start afresh: run upload for them).",
+)
+@format_option
+@click.pass_obj
+def forget(settings: Settings, names: tuple[str, ...], yes: bool, force: bool, fmt: str) -> int:
+    """Delete everything the store holds of hosts removed from config.xml.
+
+    NAME is a host name or a shell glob ('old-*', quoted), matched against
+    config.xml's hosts and the hosts the store knows.  Deletes their series
+    and samples (`metrics`), keys, alert state (`alerts active`) and host row,
+    in one transaction, and says what went; the alert history and the mail
+    outbox are kept.  A firing alert of such a host is resolved first: a
+    RESOLVED mail "(host removed)" is queued for the next `execute` or
+    `alerts flush`.  A host still in config.xml is refused unless --force,
+    which resets it: it needs `netmetrix upload -h NAME` before `execute`
+    collects from it again.  Asks before deleting unless --yes; without a
+    terminal to ask on, --yes is required.  Exit status 1 when the answer is no.
+
+    \b
+    Examples:
+      netmetrix hosts forget old-web1
+      netmetrix hosts forget 'old-*' --yes --format json
+    """
+    cfg = settings.load()
+    with _open_store(cfg) as store:
+        selected, problems = stored_hosts(cfg, store, names)
+        if problems:
+            raise UsageError("\n".join(problems))
+        configured = {h.name for h in cfg.hosts}
+        kept = [n for n in selected if n in configured]
+        if kept and not force:
+            raise UsageError(
+                f"hosts forget: {_names(kept)} still in {cfg.path.name}: remove"
+                f" {'it' if len(kept) == 1 else 'them'} there first, or add --force to reset"
+                " (then run `netmetrix upload` for them)"
+            )
+        if not yes and not _confirm(selected):
+            click.echo("hosts forget: nothing forgotten", err=True)
+            return 1
+        done = store.forget_hosts(
+            selected, cfg.alerts.rules, configured=configured, now=time.time()
+        )
+    rows = [{column: getattr(f, column) for column in FORGET_COLUMNS} for f in done]
+    if fmt != "table":
+        render(rows, FORGET_COLUMNS, fmt, sys.stdout)
+        return 0
+    for f in done:
+        click.echo(_forgot_line(f))
+    mails = sum(f.mails for f in done)
+    if mails:
+        click.echo(
+            f"{_plural(mails, 'RESOLVED mail')} queued for the next `netmetrix execute`"
+            " or `netmetrix alerts flush`",
+            err=True,
+        )
+    return 0
+
+
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(names[:10])
+    return f"{shown} and {len(names) - 10} more" if len(names) > 10 else shown
+
+
+def _confirm(names: Sequence[str]) -> bool:
+    """Ask on the terminal; UsageError when there is none (cron, a pipe): say --yes."""
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "hosts forget: stdin is not a terminal to ask on: add --yes to forget without asking"
+        )
+    question = (
+        f"Forget {_plural(len(names), 'host')} ({_names(names)}): every sample, key and alert"
+        " state stored for them?"
+    )
+    return click.confirm(question, default=False, err=True)
+
+
+def _forgot_line(f: Forgotten) -> str:
+    """``forgot f4: 23 series, 1,234 samples, 1 key, 2 alerts (1 resolved), host row``."""
+    if not (f.series or f.keys or f.alerts or f.row):
+        return f"forgot {f.host}: nothing was stored for it"
+    parts = [
+        f"{f.series} series",
+        _plural(f.samples, "sample"),
+        _plural(f.keys, "key"),
+        _plural(f.alerts, "alert") + (f" ({f.resolved} firing, resolved)" if f.resolved else ""),
+    ]
+    if f.row:
+        parts.append("host row")
+    return f"forgot {f.host}: {', '.join(parts)}"
 
 
 def _ports(selected: Sequence[HostConfig]) -> dict[str, int | None]:

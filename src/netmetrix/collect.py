@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import shlex
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from netmetrix import dbadmin, envelope, probe, ssh
+from netmetrix import alerts, dbadmin, envelope, probe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import HostError, Outcome, StoreError
 from netmetrix.fleet import HostResult, run_fleet
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[HostResult[Any]], None]
 INTERRUPTED = "interrupted"  # a host's last_error when Ctrl-C stopped its run
+NO_KEY = "no key stored for this host"  # the reason a host is not set up
+_HINT_HOSTS = 10  # hosts named in the not-set-up hint
 
 
 def probe_source() -> bytes:
@@ -184,7 +187,7 @@ async def execute(
     async def job(host: HostConfig) -> envelope.Message:
         keys = stored_keys.get(host.name)
         if not keys:
-            raise HostError(Outcome.PROBE_MISSING, "no key stored for this host — run upload")
+            raise HostError(Outcome.NOT_SET_UP, f"{NO_KEY} — run netmetrix upload -h {host.name}")
         challenge = envelope.new_challenge()
         async with ssh.connect(host, config.ssh, known) as conn:
             started = time.monotonic()
@@ -217,6 +220,7 @@ async def execute(
         await _keep_what_arrived(config, store, hosts, arrived, finished, stored_keys, clock)
         raise
     results = await _record(config, store, results, finished, stored_keys, clock)
+    _warn_unmatched(config, results)
     # <retention days>: old samples go in small batches; a failure is only logged (#4)
     await asyncio.to_thread(dbadmin.apply_retention, store, config.retention.days)
     return results
@@ -232,12 +236,33 @@ async def _record(
 ) -> list[HostResult[envelope.Message]]:
     """Store the results: samples, `up`, alert state and outbox mail in one transaction (#7).
 
-    Returns the results with every host the store refused (#10) turned into a failure.
+    A host that is not set up (no key stored) gets only its row's last_error:
+    nothing was tried on it, so no `up` sample, and so no `up == 0` alert (#11).
+    Alerts whose rule or host left config.xml are resolved in the same
+    transaction.  Returns the results with every host the store refused (#10)
+    turned into a failure.
     """
-    runs = [_host_run(r, finished[r.host.name]) for r in results]
+    not_set_up = [r for r in results if r.outcome is Outcome.NOT_SET_UP]
+    runs = [
+        _host_run(r, finished[r.host.name]) for r in results if r.outcome is not Outcome.NOT_SET_UP
+    ]
     recorded = await asyncio.to_thread(
-        store.record_runs_with_alerts, runs, config.alerts.rules, now=clock()
+        functools.partial(
+            store.record_runs_with_alerts,
+            runs,
+            config.alerts.rules,
+            now=clock(),
+            hosts=[h.name for h in config.hosts],
+        )
     )
+    if recorded.retired:
+        log.info(
+            "%d firing alert(s) resolved: their rule or host is no longer in %s",
+            recorded.retired,
+            config.path.name,
+        )
+    marks = [_host_run(r, finished[r.host.name]) for r in not_set_up]
+    await asyncio.to_thread(store.update_hosts, marks)
     results = _fail_refused(results, recorded.refused)
     _log_saved(runs, {r.host for r in recorded.refused})
     # A host that answered while holding several keys settles on the one it used
@@ -284,6 +309,35 @@ async def _keep_what_arrived(
         await asyncio.to_thread(store.update_hosts, marks)
     except StoreError as exc:  # said, but the run still ends as interrupted
         log.error("%s", exc)
+
+
+def _warn_unmatched(config: Config, results: Sequence[HostResult[envelope.Message]]) -> None:
+    """One WARNING naming the alert rules that matched no series (``alerts.unmatched``)."""
+    answered = {
+        r.host.name: [(s.metric, s.labels) for s in r.value.samples]
+        for r in results
+        if r.ok and r.value is not None
+    }
+    configured = [h.name for h in config.hosts]
+    found = alerts.unmatched(config.alerts.rules, configured=configured, answered=answered)
+    if found:
+        log.warning("%s", alerts.unmatched_text(found))
+
+
+def setup_hint(results: Sequence[HostResult[Any]], config: Config) -> str | None:
+    """The fix for hosts that are not set up: ``run `netmetrix upload -h f5 -h f6```."""
+    names = [r.host.name for r in results if r.outcome is Outcome.NOT_SET_UP]
+    if not names:
+        return None
+    if len(names) == len(config.hosts):
+        command = "netmetrix upload"
+    elif len(names) <= _HINT_HOSTS:
+        command = "netmetrix upload " + " ".join(f"-h {shlex.quote(n)}" for n in names)
+    else:
+        command = "netmetrix upload -h NAME"
+    shown = ", ".join(names[:_HINT_HOSTS])
+    more = f" and {len(names) - _HINT_HOSTS} more" if len(names) > _HINT_HOSTS else ""
+    return f"not set up (no key stored yet, so never collected): {shown}{more} — run `{command}`"
 
 
 def _check_host_deadline(done: ssh.Completed, seconds: float, command_timeout: float) -> None:

@@ -71,6 +71,7 @@ class Outcome(enum.StrEnum):
     RESET = "reset before login"
     AUTH = "auth failed"
     HOST_KEY = "host key"
+    NOT_SET_UP = "not set up"  # no key stored for the host yet: upload never ran for it
     PROBE_MISSING = "probe missing"
     BAD_MESSAGE = "bad message"
     ERROR = "error"

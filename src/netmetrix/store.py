@@ -28,7 +28,7 @@ import re
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -655,25 +655,82 @@ class Store:
     # -- alerts (#7) ---------------------------------------------------------
 
     def record_runs_with_alerts(
-        self, runs: Sequence[HostRun], rules: Sequence[AlertRule], *, now: float
+        self,
+        runs: Sequence[HostRun],
+        rules: Sequence[AlertRule],
+        *,
+        now: float,
+        hosts: Collection[str] | None = None,
     ) -> Recorded:
         """``record_runs``, then evaluate ``rules`` on the new samples, in one transaction.
 
         The same transaction moves each (rule, series) state, appends the alert
         history and queues one outbox mail per recipient (created at ``now``,
         unix seconds): the samples, the state and the mail commit together or
-        not at all.  State of rules no longer configured is forgotten.
+        not at all.
+
+        ``hosts`` are the hosts of config.xml (all of them, not only those of
+        this run); None leaves alone the state of hosts not in it.  A state
+        whose rule is no longer in ``rules`` or whose host is not in ``hosts``
+        is dropped: a firing one with a ``resolved`` event and a RESOLVED mail
+        saying why (``retire``), a pending one silently.  ``up`` rules skip a
+        host that has never answered (its row has no last_seen).
         """
-        found: list[tuple[int, int]] = []
+        found: list[Recorded] = []
 
         def alerting(conn: Connection, stored: Sequence[HostRun]) -> None:
-            found[:] = [_apply_alerts(conn, stored, rules, _ms(now))]  # the last try counts
+            found[:] = [_apply_alerts(conn, stored, rules, _ms(now), hosts)]  # the last try counts
 
+        if not runs:  # nothing to store, but config changes still resolve alerts
+            with self._guard("resolve alerts"), self._writer.begin() as conn:
+                alerting(conn, ())
+            return found[0]
         written = self.record_runs(runs, then=alerting)
-        events, queued = found[0] if found else (0, 0)
-        return Recorded(
-            samples=written.samples, events=events, queued=queued, refused=written.refused
-        )
+        done = found[0] if found else Recorded(samples=0, events=0, queued=0)
+        return dataclasses.replace(done, samples=written.samples, refused=written.refused)
+
+    def forget_hosts(
+        self,
+        names: Sequence[str],
+        rules: Sequence[AlertRule],
+        *,
+        configured: Collection[str],
+        now: float,
+    ) -> list[Forgotten]:
+        """Delete everything stored about ``names``, in one transaction; what went, by host.
+
+        Series and their samples, keys, alert state and the host row go; the
+        alert history and the outbox stay (mail still to send is sent).  A
+        firing alert is resolved first, as when its host leaves config.xml:
+        a ``resolved`` event and a RESOLVED mail saying ``host removed``, or
+        ``host forgotten`` for a host still in ``configured`` (config.xml's
+        hosts).  A name the store does not know reports zeros.
+        """
+        s, p, k, h = series_table, samples_table, host_keys_table, hosts_table
+        by_id = alerts.unique_rules(rules)
+        forgotten: list[Forgotten] = []
+        with self._guard(f"forget {len(names)} host(s)"), self._writer.begin() as conn:
+            for name in names:
+                why: alerts.RetireReason = (
+                    "host forgotten" if name in configured else "host removed"
+                )
+                endings = [(row, why) for row in _states_of(conn, [name])]
+                ended = _retire(conn, endings, by_id, _ms(now), _ms(now))
+                series = select(s.c.id).where(s.c.host == name).scalar_subquery()
+                samples = conn.execute(p.delete().where(p.c.series_id.in_(series))).rowcount
+                forgotten.append(
+                    Forgotten(
+                        host=name,
+                        series=conn.execute(s.delete().where(s.c.host == name)).rowcount,
+                        samples=samples,
+                        keys=conn.execute(k.delete().where(k.c.host == name)).rowcount,
+                        alerts=len(endings),
+                        resolved=ended.retired,
+                        mails=ended.queued,
+                        row=conn.execute(h.delete().where(h.c.name == name)).rowcount > 0,
+                    )
+                )
+        return forgotten
 
     def alerts_active(self, hosts: Sequence[str] = ()) -> list[ActiveAlert]:
         """Every (rule, series) pending or firing: firing first, then by host, series, rule."""
@@ -1264,6 +1321,28 @@ class Recorded:
     events: int  # alert history entries (fired, repeated, resolved)
     queued: int  # outbox mails (one per recipient of an event)
     refused: tuple[Refused, ...] = ()  # hosts stored as failed runs instead (see record_runs)
+    retired: int = 0  # firing alerts resolved because their rule or host left config.xml
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forgotten:
+    """What ``forget_hosts`` deleted of one host."""
+
+    host: str
+    series: int
+    samples: int
+    keys: int
+    alerts: int  # alert states (pending or firing) dropped
+    resolved: int  # of them, firing alerts resolved with a RESOLVED event
+    mails: int  # RESOLVED mails queued for them
+    row: bool  # whether it had a hosts row
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _RetiredStates:
+    retired: int = 0  # firing states resolved (one event each)
+    dropped: int = 0  # pending states dropped silently
+    queued: int = 0  # mails queued
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1340,17 +1419,38 @@ class _Happened(NamedTuple):
 
 
 def _apply_alerts(
-    conn: Connection, runs: Sequence[HostRun], rules: Sequence[AlertRule], now_ms: int
-) -> tuple[int, int]:
+    conn: Connection,
+    runs: Sequence[HostRun],
+    rules: Sequence[AlertRule],
+    now_ms: int,
+    configured: Collection[str] | None,
+) -> Recorded:
     """Evaluate ``rules`` on the samples of ``runs`` (already written) inside ``conn``.
 
-    Returns (events, mails queued).
+    First resolves the alerts whose rule or host left the config (see
+    ``record_runs_with_alerts``).  Returns the counts (samples 0: the caller's).
     """
     by_id = alerts.unique_rules(rules)
-    st = alert_state_table
-    conn.execute(st.delete().where(st.c.rule_id.not_in(sorted(by_id))))
-    if not by_id:
+    # resolved as of the run that noticed the change: before what that run fires anew
+    at_ms = min((_ms(run.ts) for run in runs), default=now_ms)
+    gone = _retire(conn, _orphaned_states(conn, by_id, configured), by_id, at_ms, now_ms)
+    events, queued = _evaluate(conn, runs, by_id, now_ms)
+    return Recorded(
+        samples=0,
+        events=events + gone.retired,
+        queued=queued + gone.queued,
+        retired=gone.retired,
+    )
+
+
+def _evaluate(
+    conn: Connection, runs: Sequence[HostRun], by_id: Mapping[str, AlertRule], now_ms: int
+) -> tuple[int, int]:
+    """Move the states of ``by_id``'s rules on the runs' samples; (events, mails queued)."""
+    if not by_id or not runs:
         return 0, 0
+    # `up` of a host that never answered pages nobody: not set up yet, or a fresh store (#11)
+    never = _never_seen(conn, sorted({run.host for run in runs}))
     by_metric: dict[str, list[tuple[str, AlertRule]]] = {}
     for rid, rule in by_id.items():
         by_metric.setdefault(rule.metric, []).append((rid, rule))
@@ -1362,9 +1462,10 @@ def _apply_alerts(
     for run in runs:
         ts_ms = _ms(run.ts)
         addresses[run.host] = run.address
-        up_key = (run.host, UP, NO_LABELS)
-        label_sets[up_key] = ()
-        points.setdefault((up_key, ts_ms), 1.0 if run.ok else 0.0)
+        if run.host not in never:
+            up_key = (run.host, UP, NO_LABELS)
+            label_sets[up_key] = ()
+            points.setdefault((up_key, ts_ms), 1.0 if run.ok else 0.0)
         for sample in run.samples:
             if sample.metric not in by_metric:
                 continue
@@ -1408,6 +1509,172 @@ def _apply_alerts(
     if not events:
         return 0, 0
     return len(events), _queue(conn, events, label_sets, addresses, now_ms)
+
+
+def _never_seen(conn: Connection, hosts: Sequence[str]) -> set[str]:
+    """Which of ``hosts`` have a row without last_seen: they never answered."""
+    h = hosts_table
+    found: set[str] = set()
+    for chunk in _chunks(hosts):
+        query = select(h.c.name).where(h.c.name.in_(chunk), h.c.last_seen_ms.is_(None))
+        found.update(conn.execute(query).scalars())
+    return found
+
+
+# A stored state to end and why: see _retire.
+_Ending = tuple[Any, alerts.RetireReason]
+
+
+def _orphaned_states(
+    conn: Connection, by_id: Mapping[str, AlertRule], configured: Collection[str] | None
+) -> list[_Ending]:
+    """The states whose host left the config (``configured``; None: keep every host) or
+    whose rule did (its id is not in ``by_id``), oldest first; a gone host wins."""
+    st = alert_state_table
+    # alert_state holds only the alerts that are not ok: reading its ids and hosts is cheap
+    gone_rules = sorted(set(conn.execute(select(st.c.rule_id).distinct()).scalars()) - set(by_id))
+    gone_hosts: list[str] = []
+    if configured is not None:
+        stored_hosts = set(conn.execute(select(st.c.host).distinct()).scalars())
+        gone_hosts = sorted(stored_hosts - set(configured))
+    ending: dict[_StateKey, _Ending] = {}
+    reasons: tuple[tuple[Any, list[str], alerts.RetireReason], ...] = (
+        (st.c.host, gone_hosts, "host removed"),
+        (st.c.rule_id, gone_rules, "rule changed"),
+    )
+    for column, values, reason in reasons:
+        for chunk in _chunks(values):
+            for row in conn.execute(select(st).where(column.in_(chunk))):
+                key = (row.rule_id, row.host, row.metric, row.labels)
+                ending.setdefault(key, (row, reason))
+    return sorted(ending.values(), key=lambda e: (e[0].since_ms, e[0].host, e[0].metric))
+
+
+def _states_of(conn: Connection, hosts: Sequence[str]) -> list[Any]:
+    st = alert_state_table
+    rows: list[Any] = []
+    for chunk in _chunks(sorted(hosts)):
+        rows += conn.execute(select(st).where(st.c.host.in_(chunk))).all()
+    return rows
+
+
+def _retire(
+    conn: Connection,
+    endings: Sequence[_Ending],
+    by_id: Mapping[str, AlertRule],
+    at_ms: int,
+    now_ms: int,
+) -> _RetiredStates:
+    """Delete the alert_state rows of ``endings``, each (row, why it ends).
+
+    A pending one was never mailed: it goes silently.  A firing one gets a
+    ``resolved`` event at ``at_ms`` and a RESOLVED mail (queued at ``now_ms``) saying why
+    (``alerts.retired_subject``) to whom its firing mail went: the rule's
+    recipients when the rule is still configured (``resolved="false"``: none),
+    else those of the outbox rows of its last firing event that are not dead
+    letters.
+    """
+    st = alert_state_table
+    if not endings:
+        return _RetiredStates()
+    conn.execute(
+        st.delete().where(
+            st.c.rule_id == bindparam("r"),
+            st.c.host == bindparam("h"),
+            st.c.metric == bindparam("m"),
+            st.c.labels == bindparam("l"),
+        ),
+        [{"r": r.rule_id, "h": r.host, "m": r.metric, "l": r.labels} for r, _ in endings],
+    )
+    firing = [(row, why) for row, why in endings if row.state == "firing"]
+    if not firing:
+        return _RetiredStates(dropped=len(endings))
+    addresses = _addresses(conn, sorted({row.host for row, _ in firing}))
+    events = [
+        {
+            "ts_ms": at_ms,
+            "kind": "resolved",
+            "rule_id": row.rule_id,
+            "rule": row.rule,
+            "severity": row.severity,
+            "host": row.host,
+            "metric": row.metric,
+            "labels": row.labels,
+            "value": row.value,
+            "since_ms": row.since_ms,
+        }
+        for row, _ in firing
+    ]
+    ev = alert_events_table
+    inserted = conn.execute(ev.insert().returning(ev.c.id, sort_by_parameter_order=True), events)
+    mails: list[dict[str, Any]] = []
+    for event_id, (row, why) in zip(inserted.scalars().all(), firing, strict=True):
+        rule = by_id.get(row.rule_id)
+        to = alerts.recipients(rule, "resolved") if rule else _fired_to(conn, row)
+        retired = alerts.Retired(
+            reason=why,
+            rule=row.rule,
+            severity=row.severity,
+            host=row.host,
+            address=addresses.get(row.host, row.host),
+            metric=row.metric,
+            labels=tuple(sorted(json.loads(row.labels).items())),
+            value=row.value,
+            seen=row.ts_ms / 1000,
+            since=row.since_ms / 1000,
+            ts=at_ms / 1000,
+        )
+        subject, body = alerts.retired_subject(retired), alerts.retired_body(retired)
+        mails += [
+            {
+                "event_id": event_id,
+                "recipient": recipient,
+                "subject": subject,
+                "body": body,
+                "created_ms": now_ms,
+                "attempts": 0,
+            }
+            for recipient in to
+        ]
+    if mails:
+        conn.execute(outbox_table.insert(), mails)
+    return _RetiredStates(
+        retired=len(firing), dropped=len(endings) - len(firing), queued=len(mails)
+    )
+
+
+def _fired_to(conn: Connection, row: Any) -> tuple[str, ...]:
+    """Who the last firing mail of this state's (rule, series) went to, dead letters aside.
+
+    The rule is gone from the config, so its outbox rows are the only record.
+    """
+    ev, o = alert_events_table, outbox_table
+    fired = (
+        select(ev.c.id)
+        .where(
+            ev.c.kind == "firing",
+            ev.c.rule_id == row.rule_id,
+            ev.c.host == row.host,
+            ev.c.metric == row.metric,
+            ev.c.labels == row.labels,
+        )
+        .order_by(ev.c.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    query = (
+        select(o.c.recipient).where(o.c.event_id == fired, o.c.failed_ms.is_(None)).order_by(o.c.id)
+    )
+    return tuple(dict.fromkeys(conn.execute(query).scalars()))
+
+
+def _addresses(conn: Connection, hosts: Sequence[str]) -> dict[str, str]:
+    h = hosts_table
+    found: dict[str, str] = {}
+    for chunk in _chunks(hosts):
+        query = select(h.c.name, h.c.address).where(h.c.name.in_(chunk))
+        found.update((name, address) for name, address in conn.execute(query) if address)
+    return found
 
 
 def _load_states(
