@@ -154,6 +154,17 @@ def netmetrix(capfd: pytest.CaptureFixture[str]) -> object:
     return run
 
 
+def sigint_default() -> None:
+    """preexec_fn for a child the test interrupts: SIGINT as a terminal would deliver it.
+
+    A shell starts background jobs (`make test &`, nohup, CI runners) with SIGINT
+    ignored, children inherit that, and Python then never turns it into Ctrl-C.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def pytest_report_header() -> str:
     found = shutil.which("sshd") or ("/usr/sbin/sshd" if Path("/usr/sbin/sshd").exists() else None)
     return f"sshd: {found or 'MISSING (run make system-deps)'}"

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import sshd
-from conftest import Fleet, Run
+from conftest import Fleet, Run, sigint_default
 from smtpserver import DripServer, SMTPServer
 
 from netmetrix import collect, notify
@@ -546,7 +546,12 @@ def test_flush_stops_at_the_delivery_deadline_and_keeps_the_mail(
 def interrupt(argv: list[str], env: dict[str, str], ready: threading.Event) -> Run:
     """Run ``argv``, send it SIGINT (by PID) once ``ready`` is set; it must end within 60 s."""
     proc = subprocess.Popen(
-        argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        argv,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_default,
     )
     try:
         if not ready.wait(timeout=120):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Run
+from conftest import Run, sigint_default
 
 from netmetrix import probe
 from netmetrix.config import load_config
@@ -127,6 +127,7 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=sigint_default,
     )
     try:
         assert demo.stdout is not None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Fleet, Run
+from conftest import Fleet, Run, sigint_default
 
 from netmetrix.collect import INTERRUPTED
 from netmetrix.envelope import Sample
@@ -43,6 +43,7 @@ class Execute:
             stderr=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=sigint_default,
         )
         self.lines: list[str] = []
         self._changed = threading.Condition()
