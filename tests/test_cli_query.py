@@ -892,6 +892,8 @@ def test_config_show_redacts_secrets_and_names_sources(
     if env.url.startswith("postgresql"):
         assert got["database.password"] == ("$PGPASSWORD (set)", "environment")
     assert got["ssh.connect_timeout"] == ("10s", "default")
+    assert got["smtp.timeout"] == ("10s", "default")
+    assert got["smtp.deadline"] == ("30s", "default")
     assert got["retention.days"] == ("30", "default")
     assert got["host.f4.address"] == ("192.0.2.4", "config.xml:5")
     assert got["host.f4.user"] == ("monitor", "config.xml:5")

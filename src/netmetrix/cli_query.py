@@ -724,6 +724,8 @@ def _global_settings(cfg: Config) -> list[dict[str, str]]:
         add(f"smtp.{name}", getattr(smtp, name))
     state = "set" if smtp.password_env in os.environ else "not set"
     rows.append(_setting("smtp.password", f"${smtp.password_env} ({state})", "environment"))
+    add("smtp.timeout", smtp.timeout, _duration(smtp.timeout))
+    add("smtp.deadline", smtp.deadline, _duration(smtp.deadline))
     add("security.encryption", cfg.security.encryption)
     add("retention.days", cfg.retention.days)
     add("alerts.digest_over", cfg.alerts.digest_over)

@@ -26,9 +26,11 @@ EXAMPLE_CONFIG = """\
        connect_timeout="10" command_timeout="30"/>
 
   <!-- Where alert mail goes out.  security: none, starttls or tls.  With a user,
-       the password is read from the environment variable named by password_env. -->
+       the password is read from the environment variable named by password_env.
+       timeout: for each reply of the server; deadline: for a whole delivery pass
+       (mail not tried by then waits for the next run). -->
   <smtp host="localhost" port="25" security="none" sender="netmetrix@localhost"
-        user="" password_env="SMTP_PASSWORD"/>
+        user="" password_env="SMTP_PASSWORD" timeout="10s" deadline="30s"/>
 
   <!-- preferred: AES-256-GCM where the host has `cryptography`, HMAC-SHA256 otherwise;
        required: refuse hosts that cannot encrypt. -->
