@@ -33,7 +33,10 @@ def _host(port: int, tmp_path: Path) -> tuple[HostConfig, SSHConfig]:
     return host, SSHConfig(known_hosts=tmp_path / "known_hosts", connect_timeout=3)
 
 
-def test_throttled_connections_are_retried_five_times(tmp_path: Path) -> None:
+def test_throttled_connections_are_retried_five_times(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ssh, "BACKOFF", 0.01)  # the count matters here, not the wait
     accepted: list[int] = []
 
     async def scenario() -> HostError:
@@ -228,13 +231,16 @@ def test_a_host_that_resets_is_not_called_throttled(tmp_path: Path, handler: Han
 
 
 @pytest.mark.sshd
-def test_sshd_past_maxstartups_is_throttled_every_time(tmp_path: Path) -> None:
+def test_sshd_past_maxstartups_is_throttled_every_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """sshd's own drop ("Exceeded MaxStartups") is told apart from a reset, every time.
 
     With MaxStartups 1:100:1 and one unauthenticated connection held open,
     sshd drops every new connection.  asyncssh alone saw about 40% of such
     drops as resets (its banner was unread when sshd closed).
     """
+    monkeypatch.setattr(ssh, "BACKOFF", 0.01)  # what is classified matters here, not the wait
     authorized = tmp_path / "authorized_keys"
     authorized.write_text(sshd.keygen(tmp_path / "client_key") + "\n")
     server = sshd.start_sshd(tmp_path / "sshd", authorized, max_startups="1:100:1")
