@@ -96,9 +96,7 @@ def test_keys_are_random_per_host_and_stored(fleet: Fleet, netmetrix: Cli) -> No
     assert netmetrix("--config", fleet.config, "upload", "-h", "a").code == 0
     with store_of(fleet) as store:
         rotated = store.host_keys(["a"])["a"]
-    assert list(rotated.values()) == [
-        probe.read_key(str(key_file(fleet, "a")))[1]
-    ]
+    assert list(rotated.values()) == [probe.read_key(str(key_file(fleet, "a")))[1]]
     assert remote["a"] not in rotated.values()
 
 
