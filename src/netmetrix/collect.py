@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import logging
 import shlex
 import time
@@ -283,7 +282,7 @@ async def _record(
         for r in results
         if r.value is not None and len(stored_keys.get(r.host.name, {})) > 1
     ]
-    await asyncio.to_thread(functools.partial(store.activate_keys, settled, pending_only=True))
+    await asyncio.to_thread(store.activate_keys, settled, pending_only=True)
     return results
 
 
