@@ -3,9 +3,11 @@
     python bench/asyncssh_floor.py config.xml
 
 One event loop, ``Semaphore(concurrency)``, host keys checked, the client
-key parsed once; per host: connect, run ``<python> <dir>/client.py CHALLENGE``,
-check that an envelope line came back.  No envelope verification, no store,
-no alerts, no retries, no per-phase deadlines: the difference to
+key parsed once; per host: connect, run ``<python> <dir>/client.py CHALLENGE
+COLLECTOR`` (the store's collector id, which names the key file that
+``netmetrix upload`` wrote), check that an envelope line came back.  No
+envelope verification, no store writes, no alerts, no retries, no per-phase
+deadlines: the difference to
 ``netmetrix execute`` is what netmetrix adds on top of its SSH library.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -22,8 +25,22 @@ import asyncssh
 from netmetrix.config import HostConfig, load_config
 
 
+def collector_id(database: str) -> str:
+    """The SQLite store's collector id, read with sqlite3: SQLAlchemy would cost the floor
+    the import time that it is here to leave out."""
+    prefix = "sqlite:///"
+    if not database.startswith(prefix):
+        raise SystemExit(f"floor: only a SQLite <database> is supported, got {database}")
+    with sqlite3.connect(f"file:{database[len(prefix) :]}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT value FROM meta WHERE key = 'collector_id'").fetchone()
+    if row is None:
+        raise SystemExit(f"floor: {database} has no collector id: run netmetrix upload first")
+    return str(row[0])
+
+
 async def collect(config_path: Path) -> tuple[int, int]:
     config = load_config(config_path)
+    collector = collector_id(config.database)
     known = asyncssh.import_known_hosts(config.ssh.known_hosts.read_text())
     keys = {h.key: asyncssh.load_keypairs([str(h.key)]) for h in config.hosts if h.key}
     gate = asyncio.Semaphore(config.concurrency)
@@ -40,7 +57,8 @@ async def collect(config_path: Path) -> tuple[int, int]:
                     config=None,
                 ) as conn:
                     command = f"exec {host.python} {host.directory}/{config.script} "
-                    done = await conn.run(command + secrets.token_hex(16), check=False)
+                    challenge = secrets.token_hex(16)
+                    done = await conn.run(f"{command}{challenge} {collector}", check=False)
             except (OSError, asyncssh.Error) as exc:
                 print(f"[{host.name}] FAILED: {exc}", file=sys.stderr)
                 return False

@@ -47,6 +47,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import farm as farmlib  # noqa: E402
 import report  # noqa: E402
+from asyncssh_floor import collector_id  # noqa: E402
 
 BIN = Path(sys.executable).parent
 CONTENDERS = ("netmetrix", "spec", "ansible", "pssh", "floor")
@@ -292,8 +293,11 @@ def startup_time(env: dict[str, str], cwd: Path, runs: int) -> dict[str, Any]:
     }
 
 
-def probe_cpu(bench: farmlib.BenchFarm, runs: int) -> dict[str, Any]:
-    """Each probe run directly as the login user, as a host runs it: CPU and wall per run."""
+def probe_cpu(bench: farmlib.BenchFarm, n: int, runs: int) -> dict[str, Any]:
+    """Each probe run directly as the login user, as a host runs it: CPU and wall per run.
+
+    netmetrix's probe gets the collector id of the store of N=``n``, whose key it reads.
+    """
     host = bench.hosts[0]
     login = bench.login
     env = {"PATH": "/usr/bin:/bin", "HOME": str(host.directory), "LANG": "C.UTF-8"}
@@ -302,7 +306,8 @@ def probe_cpu(bench: farmlib.BenchFarm, runs: int) -> dict[str, Any]:
     for name, script in (("netmetrix", farmlib.NMX_SCRIPT), ("spec", farmlib.SPEC_SCRIPT)):
         argv: list[Any] = [login.python, host.directory / script]
         if name == "netmetrix":
-            argv.append(secrets.token_hex(16))
+            store = bench.root / f"netmetrix-{n}.db"
+            argv += [secrets.token_hex(16), collector_id(f"sqlite:///{store}")]
         for _ in range(2):
             run_measured(argv, env=env, cwd=host.directory, timeout=30, user=as_user)
         done = [
@@ -453,7 +458,7 @@ def bench_all(args: argparse.Namespace, results: Results, workdir: Path) -> None
                 results.runs.append(measure(name, bench, n, args, env, warmup=True))
                 _report_run(results.runs[-1])
             if not results.probe_cpu:
-                results.probe_cpu = probe_cpu(bench, args.probe_runs)
+                results.probe_cpu = probe_cpu(bench, n, args.probe_runs)
             for r in range(args.runs):
                 for name in _interleaved(names, r):
                     _log(f"bench: N={n} {name} run {r + 1}/{args.runs}")

@@ -6,6 +6,7 @@ import csv
 import inspect
 import io
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -1002,11 +1003,13 @@ def test_db_info_formats(filled: Env) -> None:
     with filled.store() as store:
         head = store.schema_head()
         backend = store.engine.dialect.name
+        collector_id = store.collector_id()
+    assert re.fullmatch("[0-9a-f]{8}", collector_id)
     table = ok(filled("db", "info"))
     lines = table.splitlines()
     assert lines[0].split() == ["field", "value"]
     assert [line.split()[0] for line in lines[1:]] == [
-        *("url", "backend", "schema_version", "schema_head"),
+        *("url", "backend", "collector_id", "schema_version", "schema_head"),
         *("series", "samples", "size_bytes", "oldest", "newest"),
     ]
     [row] = json.loads(ok(filled("db", "info", "--format", "json")))
@@ -1014,6 +1017,7 @@ def test_db_info_formats(filled: Env) -> None:
     assert {k: v for k, v in row.items() if k != "size_bytes"} == {
         "url": filled.url,
         "backend": backend,
+        "collector_id": collector_id,
         "schema_version": head,
         "schema_head": head,
         "series": 6,  # f4: 2 disk, load1, up; f5: load1, up
@@ -1023,7 +1027,7 @@ def test_db_info_formats(filled: Env) -> None:
     }
     rows = csv_rows(ok(filled("db", "info", "--format", "csv")))
     assert rows[0] == list(row)
-    assert rows[1][4:] == ["6", "11", str(row["size_bytes"]), ISO1, ISO0]
+    assert rows[1][5:] == ["6", "11", str(row["size_bytes"]), ISO1, ISO0]
 
 
 def test_db_info_of_an_empty_store_and_before_any_schema(env: Env) -> None:
@@ -1034,11 +1038,14 @@ def test_db_info_of_an_empty_store_and_before_any_schema(env: Env) -> None:
         0,
         None,
     )
+    assert row["collector_id"] is None  # db info never writes: the schema makes the id
     assert ok(env("db", "upgrade")).endswith(
         f": schema upgraded from none to {row['schema_head']}\n"
     )
     [row] = json.loads(ok(env("db", "info", "--format", "json")))
     assert (row["schema_version"], row["series"], row["newest"]) == (row["schema_head"], 0, None)
+    assert re.fullmatch("[0-9a-f]{8}", row["collector_id"])
+    assert json.loads(ok(env("db", "info", "--format", "json")))[0] == row  # made once
 
 
 def test_db_upgrade_formats(env: Env) -> None:

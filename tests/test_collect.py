@@ -28,6 +28,12 @@ def store_of(fleet: Fleet) -> Store:
     return Store.open(f"sqlite:///{fleet.database}")
 
 
+def key_file(fleet: Fleet, name: str) -> Path:
+    """Host ``name``'s key file, named after the fleet store's collector id (#11)."""
+    with store_of(fleet) as store:
+        return fleet.remote_dir(name) / f"client.py.{store.collector_id()}.key"
+
+
 def latest_by_host(fleet: Fleet) -> dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]:
     with store_of(fleet) as store:
         rows = store.latest()
@@ -50,7 +56,7 @@ def test_upload_then_execute_stores_every_metric(fleet: Fleet, netmetrix: Cli) -
     assert "uploaded (sftp)" in up.err
     for name in ("f1", "f2", "nosftp"):
         script = fleet.remote_dir(name) / "client.py"
-        key = fleet.remote_dir(name) / "client.py.key"
+        key = key_file(fleet, name)
         assert script.read_bytes() == (Path(probe.__file__)).read_bytes()
         assert script.stat().st_mode & 0o777 == 0o700
         assert key.stat().st_mode & 0o777 == 0o600
@@ -82,7 +88,7 @@ def test_keys_are_random_per_host_and_stored(fleet: Fleet, netmetrix: Cli) -> No
     assert netmetrix("--config", fleet.config, "upload").code == 0
     with store_of(fleet) as store:
         keys = store.host_keys(["a", "b"])
-    remote = {n: probe.read_key(str(fleet.remote_dir(n) / "client.py.key"))[1] for n in "ab"}
+    remote = {n: probe.read_key(str(key_file(fleet, n)))[1] for n in "ab"}
     assert remote["a"] != remote["b"]
     for name in "ab":
         assert list(keys[name].values()) == [remote[name]]
@@ -90,9 +96,7 @@ def test_keys_are_random_per_host_and_stored(fleet: Fleet, netmetrix: Cli) -> No
     assert netmetrix("--config", fleet.config, "upload", "-h", "a").code == 0
     with store_of(fleet) as store:
         rotated = store.host_keys(["a"])["a"]
-    assert list(rotated.values()) == [
-        probe.read_key(str(fleet.remote_dir("a") / "client.py.key"))[1]
-    ]
+    assert list(rotated.values()) == [probe.read_key(str(key_file(fleet, "a")))[1]]
     assert remote["a"] not in rotated.values()
 
 
@@ -205,12 +209,12 @@ def test_another_hosts_message_under_a_shared_key_is_rejected(fleet: Fleet, netm
     fleet.host("a", 0)
     fleet.host("b", 0)
     assert netmetrix("--config", fleet.config, "upload").code == 0
-    key_file = fleet.remote_dir("a") / "client.py.key"
-    host, key = probe.read_key(str(key_file))
+    a_key = key_file(fleet, "a")
+    host, key = probe.read_key(str(a_key))
     assert host == "a"
     with store_of(fleet) as store:
         store.add_pending_key("b", probe.key_id(key), key)  # b's store now trusts a's key too
-    (fleet.remote_dir("b") / "client.py.key").write_text(key_file.read_text())
+    key_file(fleet, "b").write_text(a_key.read_text())
     ran = netmetrix("--config", fleet.config, "execute", "-h", "b")
     assert ran.code == 1
     assert "ERROR [b] FAILED: bad message: sealed for host 'a', not 'b'" in ran.err
@@ -266,7 +270,7 @@ def test_crash_between_key_upload_and_activation_loses_nothing(
 ) -> None:
     fleet.host("f1", 0)
     assert netmetrix("--config", fleet.config, "upload").code == 0
-    old_key = probe.read_key(str(fleet.remote_dir("f1") / "client.py.key"))[1]
+    old_key = probe.read_key(str(key_file(fleet, "f1")))[1]
 
     def crash(*_args: object) -> None:
         raise SystemExit("simulated crash after the remote key was replaced")
@@ -275,7 +279,7 @@ def test_crash_between_key_upload_and_activation_loses_nothing(
     with pytest.raises(SystemExit):
         netmetrix("--config", fleet.config, "upload")
     monkeypatch.undo()
-    new_key = probe.read_key(str(fleet.remote_dir("f1") / "client.py.key"))[1]
+    new_key = probe.read_key(str(key_file(fleet, "f1")))[1]
     assert new_key != old_key
     with store_of(fleet) as store:
         assert set(store.host_keys(["f1"])["f1"].values()) == {old_key, new_key}

@@ -825,7 +825,7 @@ def test_migration_0003_keeps_the_outbox_and_its_ids(store_url: str) -> None:
                 )
             conn.execute(text("DELETE FROM outbox WHERE recipient = 'c@example.com'"))
     with Store.open(store_url) as new:
-        assert new.schema_version() == "0003"
+        assert new.schema_version() == store_module.SCHEMA_HEAD
         items = new.outbox()
         assert [(i.id, i.recipient, i.attempts, i.last_error, i.failed) for i in items] == [
             (1, "a@example.com", 3, "refused", None),

@@ -97,6 +97,7 @@ def test_demo_keeps_its_files_private(tmp_path: Path, netmetrix: Cli) -> None:
         "demo_key.pub": 0o644,
         "known_hosts": 0o600,
         "netmetrix.db": 0o600,
+        "netmetrix.db.upload-lock": 0o600,  # says which process is uploading (#11)
     }
 
 
@@ -113,6 +114,12 @@ REFUSED_HINT = (
 def as_test_user(fleet: Fleet, user: sshd.User, directory: str, server: int = SFTP) -> None:
     """Host "h": the unprivileged login, its system python, the probe in ``directory``."""
     fleet.host("h", server, user=user.name, python=user.python, directory=directory)
+
+
+def collector_id(fleet: Fleet) -> str:
+    """The fleet store's collector id (making the store): it names the key and state files."""
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        return store.collector_id()
 
 
 def stored(fleet: Fleet, metric: str) -> list[float]:
@@ -143,8 +150,8 @@ def test_the_default_directory_is_the_login_users_cache() -> None:
     assert host.directory == "~/.cache/netmetrix"
     assert collect.remote_path(host, "client.py") == "~/.cache/netmetrix/client.py"
     challenge = "ab" * 16  # the "~" never reaches the shell, where quoting would keep it literal
-    command = collect.probe_command(host, "client.py", challenge, 30.0)
-    assert command.endswith(f" python3 .cache/netmetrix/client.py {challenge}")
+    command = collect.probe_command(host, "client.py", challenge, 30.0, collector="c0ffee42")
+    assert command.endswith(f" python3 .cache/netmetrix/client.py {challenge} c0ffee42")
     assert "~" not in command
 
 
@@ -160,18 +167,19 @@ def test_upload_makes_a_private_directory_in_the_home(
     assert ran.code == 0, ran.err
     assert f"[h] SUCCESS! Script `{directory}/client.py` uploaded ({transport})" in ran.err
     made = user_dir / ".cache" / "netmetrix"
+    cid = collector_id(fleet)
     for path, mode in [
         (user_dir / ".cache", 0o700),
         (made, 0o700),
         (made / "client.py", 0o700),
-        (made / "client.py.key", 0o600),
+        (made / f"client.py.{cid}.key", 0o600),
     ]:
         assert (mode_of(path), path.lstat().st_uid) == (mode, test_user.uid), path
 
     ran = netmetrix("--config", fleet.config, "execute")
     assert ran.code == 0, ran.err
     assert f"[h] SUCCESS! Script `{directory}/client.py` executed" in ran.err
-    state = made / "client.py.state"
+    state = made / f"client.py.{cid}.state"
     assert (mode_of(state), state.lstat().st_uid) == (0o600, test_user.uid)
     assert stored(fleet, "up") == [1.0]
 
@@ -202,10 +210,10 @@ def plant(path: Path, attack: str, user: sshd.User) -> str:
 @pytest.mark.parametrize(
     ("name", "attack"),
     [
-        ("client.py.state", "root's"),
-        ("client.py.state", "symlink"),
-        ("client.py.state", "group-writable"),
-        ("client.py.key", "readable"),
+        ("client.py.{id}.state", "root's"),
+        ("client.py.{id}.state", "symlink"),
+        ("client.py.{id}.state", "group-writable"),
+        ("client.py.{id}.key", "readable"),
         ("client.py", "group-writable"),
     ],
 )
@@ -214,7 +222,7 @@ def test_probe_refuses_files_another_user_controls(
 ) -> None:
     as_test_user(fleet, test_user, str(user_dir))
     assert netmetrix("--config", fleet.config, "upload").code == 0
-    path = user_dir / name
+    path = user_dir / name.format(id=collector_id(fleet))  # the checks apply to these names too
     reason = plant(path, attack, test_user)
 
     ran = netmetrix("--config", fleet.config, "execute")
@@ -223,7 +231,7 @@ def test_probe_refuses_files_another_user_controls(
     assert stored(fleet, "cpu_percent") == []  # nothing of the forgery, nor anything else
     assert stored(fleet, "up") == [0.0]
 
-    if name == "client.py.state":  # the same content as the login's own file is believed:
+    if name.endswith(".state"):  # the same content as the login's own file is believed:
         content = path.read_text()  # so the refusal above is what stopped the forgery
         path.unlink()
         path.write_text(content)
@@ -246,8 +254,8 @@ def shared_dir(user_dir: Path) -> Path:
 def test_a_state_planted_in_a_shared_directory_is_refused(
     fleet: Fleet, netmetrix: Cli, test_user: sshd.User, shared_dir: Path
 ) -> None:
-    """Issue #11's attack: another user pre-creates client.py.state in /tmp."""
-    state = shared_dir / "client.py.state"
+    """Issue #11's attack: another user pre-creates client.py.<id>.state in /tmp."""
+    state = shared_dir / f"client.py.{collector_id(fleet)}.state"
     reason = plant(state, "root's", test_user)
     as_test_user(fleet, test_user, str(shared_dir))
     assert netmetrix("--config", fleet.config, "upload").code == 0  # sticky: our files are ours
@@ -267,19 +275,20 @@ def test_upload_refuses_to_replace_another_users_file_in_a_shared_directory(
     transport: str,
 ) -> None:
     """It could not replace it anyway (sticky); it says why, and what to do."""
-    planted = shared_dir / "client.py.key"
+    key_name = f"client.py.{collector_id(fleet)}.key"
+    planted = shared_dir / key_name
     planted.write_text("root's\n")
     as_test_user(fleet, test_user, str(shared_dir), server)
     ran = netmetrix("--config", fleet.config, "upload")
     assert ran.code == 1
     assert (
-        f"ERROR [h] FAILED: upload to {shared_dir} refused: client.py.key there belongs to"
+        f"ERROR [h] FAILED: upload to {shared_dir} refused: {key_name} there belongs to"
         f" uid 0, not to the login user (uid {test_user.uid}), and cannot be replaced in a"
         " directory shared with other users; remove it, or use a private <host directory>"
         " (the default ~/.cache/netmetrix)\n"
     ) in ran.err
     assert planted.read_text() == "root's\n"
-    assert sorted(p.name for p in shared_dir.iterdir()) == ["client.py", "client.py.key"]
+    assert sorted(p.name for p in shared_dir.iterdir()) == ["client.py", key_name]
 
 
 @pytest.mark.parametrize(("server", "transport"), TRANSPORTS)
@@ -330,7 +339,6 @@ def test_upload_refuses_a_directory_others_can_change(
     expected = problem.format(uid=test_user.uid)
     assert f"ERROR [h] FAILED: upload to {user_dir} refused: {expected}\n" in ran.err
     assert not (user_dir / "client.py").exists()
-    assert not (user_dir / "client.py.key").exists()
     assert [p.name for p in user_dir.iterdir()] == []  # no temporary file left either
 
 
@@ -338,5 +346,5 @@ def test_a_host_faking_the_refusal_line_gets_a_host_error() -> None:
     """stderr is the host's to write: a bare prefix is still one clear host error."""
     done = ssh.Completed(probe.EXIT_UNSAFE, "", f"noise\n{probe.UNSAFE_PREFIX}")
     with pytest.raises(HostError) as caught:
-        collect._check_exit(HostConfig(name="h"), "client.py", done)
+        collect._check_exit(HostConfig(name="h"), "client.py", "c0ffee42", done)
     assert str(caught.value).startswith("probe refused  — another user could plant")

@@ -106,7 +106,7 @@ def sqlite_ddl(path: Path) -> list[tuple[Any, ...]]:
 
 def test_open_creates_parent_dir_and_schema(sqlite_store: Store, db_path: Path) -> None:
     assert db_path.is_file()
-    assert sqlite_store.schema_version() == "0003"
+    assert sqlite_store.schema_version() == SCHEMA_HEAD
     with sqlite_store.engine.connect() as conn:
         pragmas = {
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
@@ -124,7 +124,7 @@ def test_open_twice_keeps_schema_and_data(store_url: str) -> None:
     with Store.open(store_url) as first:
         assert first.record_runs([run("a", 10.0, sample("load1", 0.5))]).samples == 2
     with Store.open(store_url) as second:
-        assert second.schema_version() == "0003"
+        assert second.schema_version() == SCHEMA_HEAD
         assert second.history("a", "load1") == [stored("a", "load1", 10.0, 0.5)]
 
 
@@ -482,7 +482,7 @@ def test_concurrent_writers_lose_nothing(store_url: str) -> None:
         t.join()
     assert errors == []
     with Store.open(store_url) as s:
-        assert s.schema_version() == "0003"
+        assert s.schema_version() == SCHEMA_HEAD
         assert [h.name for h in s.hosts()] == [
             "a0",
             "a1",

@@ -99,9 +99,12 @@ def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool, debug:
 def upload(settings: Settings, hosts: tuple[str, ...]) -> int:
     """Put the probe and a fresh random key on every host.
 
-    Writes <directory>/<script> (mode 0700) and <script>.key (mode 0600)
-    atomically over SFTP, or over an exec channel when the host has no SFTP.
-    Run it once before `execute`, and again to rotate the keys.
+    Writes <directory>/<script> (mode 0700) and <script>.<collector_id>.key
+    (mode 0600; the id is this store's, see `db info`) atomically over SFTP,
+    or over an exec channel when the host has no SFTP.  Other collectors'
+    keys on the same host are left alone.  Run it once before `execute`, and
+    again to rotate the keys.  One upload per store at a time: a second one
+    stops at once, naming the running one (exit 1).
 
     \b
     Examples:

@@ -46,7 +46,7 @@ SAMPLE_COLUMNS = ("host", "metric", "labels", "ts", "value")
 HOST_COLUMNS = ("host", "address", "port", "last_seen", "last_error", "probe_version", "up")
 SETTING_COLUMNS = ("setting", "value", "source")
 DB_INFO_COLUMNS = (
-    *("url", "backend", "schema_version", "schema_head"),
+    *("url", "backend", "collector_id", "schema_version", "schema_head"),
     *("series", "samples", "size_bytes", "oldest", "newest"),
 )
 SSH_CONFIG = "~/.ssh/config"
@@ -829,12 +829,15 @@ def db() -> None:
 @format_option
 @click.pass_obj
 def info(settings: Settings, fmt: str) -> None:
-    """Show the database: URL, schema version, series, samples, size, oldest and newest.
+    """Show the database: URL, collector id, schema, series, samples, size, oldest, newest.
 
-    The URL is shown with any password hidden.  size_bytes is the SQLite file
-    plus its write-ahead log, or pg_database_size on PostgreSQL.  The table is
-    one field per line; JSON and CSV give one flat record.  The schema is not
-    upgraded by this command (see `db upgrade`).
+    The URL is shown with any password hidden.  collector_id names this
+    store's key and state files on the hosts (<script>.<collector_id>.key),
+    so that several collectors, each with its own store, share a host.
+    size_bytes is the SQLite file plus its write-ahead log, or
+    pg_database_size on PostgreSQL.  The table is one field per line; JSON
+    and CSV give one flat record.  The schema is not upgraded by this command
+    (see `db upgrade`).
 
     \b
     Examples:
@@ -849,6 +852,7 @@ def info(settings: Settings, fmt: str) -> None:
     row = {
         "url": found.url,
         "backend": found.backend,
+        "collector_id": found.collector_id,
         "schema_version": found.schema_version,
         "schema_head": found.schema_head,
         "series": found.series,

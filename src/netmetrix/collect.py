@@ -74,7 +74,7 @@ def host_deadlines(command_timeout: float) -> HostDeadlines:
 
 
 # The run's supervisor, in POSIX sh: `sh -c _SUPERVISOR netmetrix GROUP PROBE PYTHON SCRIPT
-# CHALLENGE`.  sshd starts every exec channel in a session of its own, so process group
+# CHALLENGE COLLECTOR`.  sshd starts every exec channel in a session of its own, so process group
 # 0 is this run and nothing else.  A background watchdog kills the whole group (this
 # shell included) when GROUP seconds pass, whatever runs in it: a hung or replaced probe,
 # its children.  The probe runs in the foreground (keeping stdin); when it ends, the shell,
@@ -87,11 +87,18 @@ _SUPERVISOR = (
 )
 
 
-def probe_command(host: HostConfig, script: str, challenge: str, command_timeout: float) -> str:
+def probe_command(
+    host: HostConfig, script: str, challenge: str, command_timeout: float, *, collector: str
+) -> str:
     """The command line that runs the probe under deadlines enforced on the host itself.
 
     Any login shell runs it (sh, bash, csh, fish: `exec` and single quotes);
     the supervisor itself is POSIX sh, so nothing but /bin/sh and sleep is needed.
+    ``collector`` (the store's collector id) tells the probe whose key and state
+    files to use.  It is an argument rather than an environment variable: a
+    probe uploaded before collector ids ignores the environment and would read
+    the shared ``<script>.key``, perhaps another collector's; given an extra
+    argument it stops with a usage line, which ``_check_exit`` turns into "run upload".
     """
     deadlines = host_deadlines(command_timeout)
     words = [
@@ -105,6 +112,7 @@ def probe_command(host: HostConfig, script: str, challenge: str, command_timeout
         # home-relative, not "~/...": a quoted "~" would reach the shell unexpanded
         ssh.home_relative(remote_path(host, script)),
         challenge,
+        collector,
     ]
     return "exec " + " ".join(shlex.quote(word) for word in words)
 
@@ -123,13 +131,26 @@ async def upload(
     *,
     progress: Progress | None = None,
 ) -> list[HostResult[str]]:
-    """Put the probe and a fresh per-host key on every host."""
+    """Put the probe and a fresh per-host key on every host.
+
+    One upload per store at a time (``Store.upload_lock``; UploadRunning
+    otherwise): two at once would each store keys that the other then
+    overwrites on the hosts.  The key file is named after the store's
+    collector id, so other collectors' keys on the same host stay untouched.
+    """
+    with store.upload_lock():
+        return await _upload(config, store, hosts, progress)
+
+
+async def _upload(
+    config: Config, store: Store, hosts: Sequence[HostConfig], progress: Progress | None
+) -> list[HostResult[str]]:
     new_keys = {h.name: envelope.new_key() for h in hosts}
+    key_name = probe.file_names(config.script, store.collector_id())[0]
     # Pending first: see the module docstring.
     store.add_pending_keys([(name, envelope.key_id(k), k) for name, k in new_keys.items()])
     known = ssh.HostKeys(config.ssh)
     source = probe_source()
-    key_name = f"{config.script}.key"
 
     async def job(host: HostConfig) -> str:
         key_text = probe.key_file_text(host.name, new_keys[host.name]).encode("ascii")
@@ -152,10 +173,23 @@ async def upload(
             progress(result)
 
     results = await run_fleet(hosts, job, concurrency=config.concurrency, on_result=done)
-    store.activate_keys(
+    activated = store.activate_keys(
         [(r.host.name, envelope.key_id(new_keys[r.host.name])) for r in results if r.ok]
     )
-    return results
+    return [_key_vanished(r, key_name) if r.host.name in activated.missing else r for r in results]
+
+
+def _key_vanished(result: HostResult[str], key_name: str) -> HostResult[str]:
+    """An uploaded host whose new key left the store before it was activated fails alone."""
+    failed = dataclasses.replace(
+        result,
+        outcome=Outcome.ERROR,
+        value=None,
+        error=f"its new key {key_name} was uploaded but is no longer in the store"
+        " (the host was forgotten meanwhile?) — run upload again",
+    )
+    _log_failure(failed)
+    return failed
 
 
 # ---------------------------------------------------------------- execute
@@ -178,6 +212,7 @@ async def execute(
     interrupted and re-raises.
     """
     stored_keys = store.host_keys([h.name for h in hosts])
+    collector = store.collector_id()
     known = ssh.HostKeys(config.ssh)
     required = config.security.encryption == "required"
     limit = config.ssh.command_timeout
@@ -191,11 +226,10 @@ async def execute(
         challenge = envelope.new_challenge()
         async with ssh.connect(host, config.ssh, known) as conn:
             started = time.monotonic()
-            done = await ssh.run(
-                conn, probe_command(host, config.script, challenge, limit), seconds=limit
-            )
+            command = probe_command(host, config.script, challenge, limit, collector=collector)
+            done = await ssh.run(conn, command, seconds=limit)
             _check_host_deadline(done, time.monotonic() - started, limit)
-        _check_exit(host, config.script, done)
+        _check_exit(host, config.script, collector, done)
         line = envelope.find_envelope(done.stdout)
         return envelope.open_envelope(
             line, keys=keys, host=host.name, challenge=challenge, require_encryption=required
@@ -265,14 +299,15 @@ async def _record(
     await asyncio.to_thread(store.update_hosts, marks)
     results = _fail_refused(results, recorded.refused)
     _log_saved(runs, {r.host for r in recorded.refused})
-    # A host that answered while holding several keys settles on the one it used
-    # (an upload crashed before activating it, or activation is simply pending).
+    # A host that answered with a pending key settles on it (an upload crashed before
+    # activating it, or is activating it right now); answering with its active key
+    # changes nothing, as a running upload may be about to activate a pending one.
     settled = [
         (r.host.name, r.value.kid)
         for r in results
         if r.value is not None and len(stored_keys.get(r.host.name, {})) > 1
     ]
-    await asyncio.to_thread(store.activate_keys, settled)
+    await asyncio.to_thread(store.activate_keys, settled, pending_only=True)
     return results
 
 
@@ -349,14 +384,24 @@ def _check_host_deadline(done: ssh.Completed, seconds: float, command_timeout: f
         )
 
 
-def _check_exit(host: HostConfig, script: str, done: ssh.Completed) -> None:
+def _check_exit(host: HostConfig, script: str, collector: str, done: ssh.Completed) -> None:
     if done.exit_status == 0:
         return
     # the host's own words: no NUL, escapes or forged lines in our logs and store (#10)
     tail = clean((done.stderr.strip().splitlines() or [""])[-1], 200)
     path = remote_path(host, script)
     if done.exit_status == probe.EXIT_KEY:
-        raise HostError(Outcome.PROBE_MISSING, f"probe key {path}.key missing — run upload")
+        key = probe.file_names(path, collector)[0]
+        raise HostError(
+            Outcome.PROBE_MISSING,
+            f"probe key {key} missing (collector id {collector}) — run upload",
+        )
+    if done.exit_status == probe.EXIT_USAGE and "usage:" in done.stderr:
+        # only a probe older than collector ids refuses the collector id argument
+        raise HostError(
+            Outcome.PROBE_MISSING,
+            f"probe {path} is from an older netmetrix (it takes no collector id) — run upload",
+        )
     if done.exit_status == probe.EXIT_UNSAFE and probe.UNSAFE_PREFIX in done.stderr:
         # "<file>: owned by uid 0, not by uid 1001 that runs the probe", uncut
         refused = (done.stderr.rsplit(probe.UNSAFE_PREFIX, 1)[1].splitlines() or [""])[0][:500]

@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import posixpath
 import re
 import xml.sax
 import xml.sax.handler
@@ -761,6 +762,7 @@ def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, .
     if not el.all("host"):
         el.problem('no hosts configured; add <host name="..."/>')
     hosts: dict[str, HostConfig] = {}
+    places: dict[tuple[str, int, str | None, str], HostConfig] = {}
     for child in el.all("host"):
         host = _host(ctx, child)
         if host is not None and host.name in hosts:
@@ -768,7 +770,29 @@ def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, .
             ctx.add(child.line, _label(child), f"duplicate host name, first at line {first}")
         elif host is not None:
             hosts[host.name] = host
+            if (same := places.setdefault(remote_place(host), host)) is not host:
+                ctx.add(child.line, _label(child), _same_files(same))
     return tuple(hosts.values())
+
+
+def remote_place(host: HostConfig) -> tuple[str, int, str | None, str]:
+    """Where a host's probe, key and state files live: (address, port, user, directory).
+
+    As written in config.xml (no DNS, no ~/.ssh/config): port None is 22, user
+    None stays None (whatever ssh picks, the same for both), and ``~/x/``,
+    ``x`` and ``./x`` are one directory in the login's home.
+    """
+    directory = host.directory
+    directory = "." if directory in ("~", "~/") else directory.removeprefix("~/")
+    return (host.target.lower(), host.port or 22, host.user, posixpath.normpath(directory))
+
+
+def _same_files(first: HostConfig) -> str:
+    return (
+        f'same address, port, user and directory as <host name="{first.name}"> at line'
+        f" {first.line}: both would use one key file, each upload overwriting the other's"
+        " key; give one of them another directory"
+    )
 
 
 def _host(ctx: _Ctx, node: _Node) -> HostConfig | None:

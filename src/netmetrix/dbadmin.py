@@ -41,6 +41,7 @@ _PG_PRUNE_LOCK = 0x6E6D7870  # "nmxp": pg_advisory_xact_lock key held by each pr
 class DbInfo:
     url: str  # password hidden
     backend: str  # sqlite | postgresql
+    collector_id: str | None  # names this store's key/state files on the hosts; None: no schema
     schema_version: str | None  # None: no schema yet
     schema_head: str | None  # the newest this netmetrix knows
     series: int
@@ -86,6 +87,7 @@ def info(store: Store) -> DbInfo:
     return DbInfo(
         url=store.url_display,
         backend=store.engine.dialect.name,
+        collector_id=store.find_collector_id() if version is not None else None,
         schema_version=version,
         schema_head=Store.schema_head(),
         series=series,

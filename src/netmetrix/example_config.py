@@ -8,7 +8,8 @@ EXAMPLE_CONFIG = """\
 <!-- netmetrix configuration: check it with `netmetrix config check`,
      see what it resolves to with `netmetrix config show`. -->
 <netmetrix>
-  <!-- File name of the probe on every host; its key is <script>.key beside it. -->
+  <!-- File name of the probe on every host; beside it, this store's key and state
+       files <script>.<collector_id>.key and .state (`netmetrix db info` shows the id). -->
   <script>client.py</script>
 
   <!-- Hosts worked on at once. -->

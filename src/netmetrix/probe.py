@@ -2,9 +2,19 @@
 """netmetrix probe: prints one sealed message of this host's metrics.
 
 Uploaded by ``netmetrix upload`` as ``<directory>/<script>`` with its key beside
-it in ``<script>.key``; run by ``netmetrix execute`` as::
+it in ``<script>.<collector>.key``; run by ``netmetrix execute`` as::
 
-    python3 .cache/netmetrix/client.py CHALLENGE      (from the login's home)
+    python3 .cache/netmetrix/client.py CHALLENGE COLLECTOR      (from the login's home)
+
+COLLECTOR is the id of the store that uploaded the key (``netmetrix db info``):
+every collector sharing a host has its own key and state file beside the one
+probe file (``<script>.<collector>.key``, ``<script>.<collector>.state``).
+Without it (a collector older than collector ids) the probe uses
+``<script>.key`` and ``<script>.state``.  It is an argument, not an
+environment variable, so that a probe uploaded before collector ids existed
+fails at once with a usage error (which the collector turns into "run
+upload") instead of quietly reading the shared ``<script>.key``, possibly
+another collector's.
 
 It must stay ONE self-contained file, standard library only, and run on
 Python 3.6+ (checked by vermin).  psutil is used when importable.
@@ -28,7 +38,8 @@ payload JSON: {"probe": version, "python": "3.x.y", "time": unix seconds,
 
 Key file (JSON, mode 0600): {"v": 1, "host": "f4", "key": "<base64url 32 bytes>"}
 
-Exit status: 0 message printed; 2 bad arguments; 3 key file missing or invalid;
+Exit status: 0 message printed; 2 bad arguments (the collector reads a usage
+line from a probe older than collector ids as "run upload"); 3 key file missing or invalid;
 5 refused a file another user could have planted or could change (stderr names it);
 124 its deadline passed (see below).
 
@@ -66,6 +77,9 @@ PROBE_VERSION = "0.1.0"
 MAGIC = "NMX1"
 KEY_BYTES = 32
 CHALLENGE_HEX = 32  # 16 random bytes, hex
+# A collector id is part of two file names: no dots, slashes or anything else.
+COLLECTOR_ID = re.compile(r"\A[0-9a-z]{1,32}\Z")
+USAGE = "CHALLENGE [COLLECTOR] (32 hex digits, then the collector's id)"
 
 EXIT_USAGE = 2
 EXIT_KEY = 3
@@ -233,16 +247,32 @@ def open_private(path, secret=False):
         raise
 
 
-def load_files(script):
-    # type: (str) -> tuple[str, bytes]
+def file_names(script, collector=None):
+    # type: (str, str | None) -> tuple[str, str]
+    """(key file, state file) of one collector beside the probe file ``script``.
+
+    ``<script>.<collector>.key`` and ``.state``; ``<script>.key`` and
+    ``.state`` without a collector id (as uploaded before collector ids).
+    The collector names the files it uploads with this function too.
+    """
+    if collector is not None and not COLLECTOR_ID.match(collector):
+        raise ValueError("collector id %r is not 1-32 lowercase letters or digits" % collector)
+    base = script if collector is None else "%s.%s" % (script, collector)
+    return base + ".key", base + ".state"
+
+
+def load_files(script, collector=None):
+    # type: (str, str | None) -> tuple[str, bytes]
     """Check the probe's own file and its state file, and read its key: (host, key).
 
-    Raises UnsafeFile for a file another user could have planted or could
-    change, OSError or ValueError for a missing or broken key file.
+    The key and state files are ``collector``'s (see ``file_names``).  Raises
+    UnsafeFile for a file another user could have planted or could change,
+    OSError or ValueError for a missing or broken key file.
     """
+    key_path, state_path = file_names(script, collector)
     check_private_path(script)
-    host, key = read_key(script + ".key")
-    check_private_path(script + ".state", missing_ok=True)
+    host, key = read_key(key_path)
+    check_private_path(state_path, missing_ok=True)
     return host, key
 
 
@@ -1033,20 +1063,25 @@ def main(argv=None):
     deadline = deadline_seconds(os.environ.get(DEADLINE_ENV))
     if deadline is not None:
         start_watchdog(deadline)
-    if len(argv) != 1 or len(argv[0]) != CHALLENGE_HEX:
-        sys.stderr.write("usage: %s CHALLENGE (32 hex digits from the collector)\n" % sys.argv[0])
+    if not 1 <= len(argv) <= 2 or len(argv[0]) != CHALLENGE_HEX:
+        sys.stderr.write("usage: %s %s\n" % (sys.argv[0], USAGE))
         return EXIT_USAGE
     challenge = argv[0]
+    collector = argv[1] if len(argv) == 2 else None
+    if collector is not None and not COLLECTOR_ID.match(collector):
+        sys.stderr.write("usage: %s %s\n" % (sys.argv[0], USAGE))
+        return EXIT_USAGE
     me = os.path.abspath(__file__)
+    key_path, state_path = file_names(me, collector)
     try:
-        host, key = load_files(me)
+        host, key = load_files(me, collector)
     except UnsafeFile as exc:
         sys.stderr.write("%s%s\n" % (UNSAFE_PREFIX, exc))
         return EXIT_UNSAFE
     except (OSError, ValueError) as exc:
-        sys.stderr.write("netmetrix probe: cannot read key %s.key: %s\n" % (me, exc))
+        sys.stderr.write("netmetrix probe: cannot read key %s: %s\n" % (key_path, exc))
         return EXIT_KEY
-    samples, errors = collect("/", me + ".state", started)
+    samples, errors = collect("/", state_path, started)
     now = time.time()
     payload = build_payload(samples, errors, started, now)
     sys.stdout.write(seal(key, host, challenge, payload, now) + "\n")

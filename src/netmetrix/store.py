@@ -19,12 +19,15 @@ another one for at most the busy timeout and then fails cleanly with a
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import functools
 import json
 import logging
 import math
 import os
 import re
+import secrets
+import socket
 import sqlite3
 import stat
 import time
@@ -68,10 +71,9 @@ from sqlalchemy.sql.elements import Label
 from netmetrix import alerts
 from netmetrix.config import AlertRule
 from netmetrix.envelope import Sample
-from netmetrix.errors import Outcome, StoreError
+from netmetrix.errors import NetmetrixError, Outcome, StoreError
+from netmetrix.format import iso
 from netmetrix.sanitize import clean
-
-log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,8 @@ KEY_STATES = ("active", "pending")
 _CHUNK = 500  # bound parameters per IN (...) list; old SQLite allows 999
 _MIGRATIONS = "netmetrix:migrations"
 _PG_MIGRATION_LOCK = 0x6E6D78  # "nmx": pg_advisory_xact_lock key held while migrating
+_PG_UPLOAD_LOCK = 0x6E6D7875  # "nmxu": pg_advisory_lock key held by a running upload
+COLLECTOR_ID = "collector_id"  # meta key: names this store's key/state files on the hosts
 _WRITE = "netmetrix_write"  # execution option: open the transaction with the write lock
 
 SeriesKey = tuple[str, str, str]  # host, metric, labels JSON
@@ -119,6 +123,15 @@ host_keys_table = Table(
     Column("created_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("host", "kid"),
     CheckConstraint("state IN ('active', 'pending')", name="state"),
+)
+
+# Facts about the store itself (#11): ``collector_id``.
+meta_table = Table(
+    "meta",
+    metadata,
+    Column("key", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("key"),
 )
 
 series_table = Table(
@@ -235,6 +248,18 @@ class Written:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Activated:
+    """What ``activate_keys`` did, host by host."""
+
+    activated: tuple[str, ...] = ()  # hosts whose key is now their only one
+    missing: tuple[str, ...] = ()  # hosts that no longer had the key (nothing changed for them)
+
+
+class UploadRunning(NetmetrixError):
+    """Another process holds this store's upload lock (exit 1: run upload again later)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class StoredSample:
     host: str
     metric: str
@@ -264,7 +289,7 @@ def _sample_labels_json(labels: tuple[tuple[str, str], ...]) -> str:
     return labels_json(labels)
 
 
-SCHEMA_HEAD = "0003"  # the head migration; a test keeps the two equal
+SCHEMA_HEAD = "0004"  # the head migration; a test keeps the two equal
 
 
 def _alembic_config() -> Any:
@@ -401,23 +426,117 @@ class Store:
                 )
 
     def activate_key(self, host: str, kid: str) -> None:
-        """Make ``kid`` the host's only key (see ``activate_keys``)."""
-        self.activate_keys([(host, kid)])
+        """Make ``kid`` the host's only key; StoreError if the host has no such key."""
+        if self.activate_keys([(host, kid)]).missing:
+            raise StoreError(f'host "{host}": no key {kid!r} to activate (upload again)')
 
-    def activate_keys(self, pairs: Sequence[tuple[str, str]]) -> None:
+    def activate_keys(
+        self, pairs: Sequence[tuple[str, str]], *, pending_only: bool = False
+    ) -> Activated:
         """Make each (host, kid) its host's only key, state active, in one transaction.
 
-        Raise StoreError if a host has no such key.
+        Host by host: a host that no longer has that key (another upload
+        replaced it, or the host was forgotten) keeps its keys as they are and
+        is reported in ``missing``; the other hosts are activated all the same.
+        ``pending_only`` (execute settling on the key a host used) leaves a host
+        whose ``kid`` is already active alone, pending keys included: an upload
+        running at the same time may be about to activate one of them.
         """
         t = host_keys_table
+        done: list[str] = []
+        missing: list[str] = []
         with self._guard("activate host keys"), self._writer.begin() as conn:
             for host, kid in pairs:
-                done = conn.execute(
-                    t.update().where(t.c.host == host, t.c.kid == kid).values(state="active")
-                )
-                if done.rowcount != 1:
-                    raise StoreError(f'host "{host}": no key {kid!r} to activate (upload again)')
+                match = and_(t.c.host == host, t.c.kid == kid)
+                if pending_only:
+                    match = and_(match, t.c.state == "pending")
+                    if not conn.execute(t.update().where(match).values(state="active")).rowcount:
+                        continue  # already active, or gone: nothing to settle
+                elif conn.execute(t.update().where(match).values(state="active")).rowcount != 1:
+                    missing.append(host)
+                    continue
                 conn.execute(t.delete().where(t.c.host == host, t.c.kid != kid))
+                done.append(host)
+        return Activated(activated=tuple(done), missing=tuple(missing))
+
+    # -- collector identity and the upload lock (#11) --------------------------
+
+    def find_collector_id(self) -> str | None:
+        """This store's collector id, or None when the schema predates it (reads only)."""
+        with self._guard("read the collector id"), self._engine.connect() as conn:
+            if not inspect(conn).has_table(meta_table.name):
+                return None
+            return _read_meta(conn, COLLECTOR_ID)
+
+    def collector_id(self) -> str:
+        """This store's collector id: it names the key and state files on the hosts.
+
+        Made once, by migration 0004; made here if that row is gone (by an
+        insert that keeps whichever of two racing processes wrote first).
+        """
+        found = self.find_collector_id()
+        if found is not None:
+            return found
+        with self._guard("make the collector id"), self._writer.begin() as conn:
+            conn.execute(
+                _insert(conn.dialect.name, meta_table).on_conflict_do_nothing(
+                    index_elements=["key"]
+                ),
+                {"key": COLLECTOR_ID, "value": new_collector_id()},
+            )
+            made = _read_meta(conn, COLLECTOR_ID)
+        assert made is not None  # inserted or kept in this very transaction
+        return made
+
+    @contextmanager
+    def upload_lock(self) -> Iterator[None]:
+        """Hold this store's upload lock while the block runs.
+
+        Raises UploadRunning, naming the holder's pid and start time, when
+        another upload holds it: two uploads at once would each store keys the
+        other one then overwrites on the hosts.  SQLite: an flock on
+        ``<database>.upload-lock`` (0600, holding "pid start"); PostgreSQL: a
+        session advisory lock on a connection of its own, whose
+        application_name carries pid, start and machine for the message.
+        A process that dies loses the lock with its file descriptor or
+        connection: nothing stale is left behind.
+        """
+        if self._engine.dialect.name == "postgresql":
+            with self._pg_upload_lock():
+                yield
+            return
+        path = _sqlite_lock_path(self._engine.url)
+        if path is None:  # in memory: no other process can share it
+            yield
+            return
+        with _file_lock(path, self.url_display):
+            yield
+
+    @contextmanager
+    def _pg_upload_lock(self) -> Iterator[None]:
+        started = time.time()
+        name = f"netmetrix upload pid={os.getpid()} at={started:.0f} on={socket.gethostname()}"
+        doing = "take the upload lock"
+        with self._guard(doing):
+            conn = self._engine.connect()
+        try:
+            with self._guard(doing):
+                conn.execute(
+                    text("SELECT set_config('application_name', :name, false)"),
+                    {"name": name[:63]},  # NAMEDATALEN: longer names are cut
+                )
+                got = conn.execute(
+                    text("SELECT pg_try_advisory_lock(:key)"), {"key": _PG_UPLOAD_LOCK}
+                ).scalar_one()
+                holder = None if got else conn.execute(_PG_HOLDER, {"key": _PG_UPLOAD_LOCK}).first()
+                conn.commit()  # session lock: kept, with no transaction left open
+            if not got:
+                raise UploadRunning(_running(self.url_display, *_pg_holder(holder)))
+            yield
+        finally:
+            # Closing the connection releases the lock and forgets the application_name.
+            conn.invalidate()
+            conn.close()
 
     # -- runs ----------------------------------------------------------------
 
@@ -1308,6 +1427,103 @@ def _now_ms() -> int:
 def _redact(url: str) -> str:
     """Hide the password of a URL SQLAlchemy could not parse."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+# ---------------------------------------------------------------- collector identity (#11)
+
+
+def new_collector_id() -> str:
+    """A fresh collector id: 8 random hex digits (also made by migration 0004)."""
+    return secrets.token_hex(4)
+
+
+def _read_meta(conn: Connection, key: str) -> str | None:
+    m = meta_table
+    value: str | None = conn.execute(select(m.c.value).where(m.c.key == key)).scalar_one_or_none()
+    return value
+
+
+def _sqlite_lock_path(url: URL) -> Path | None:
+    """``<database>.upload-lock`` beside a SQLite file; None for an in-memory database."""
+    database = url.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(f"{database}.upload-lock")
+
+
+_HOLDER_WAIT = 50  # reads, 20 ms apart, of a lock file whose holder has not written yet
+
+
+@contextmanager
+def _file_lock(path: Path, display: str) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (made 0600) that says who holds it.
+
+    The holder writes "pid start" after locking and empties the file before
+    unlocking, so a non-empty file always names a live holder.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, PRIVATE_FILE)
+    except OSError as err:
+        raise StoreError(
+            f"database {display}: cannot open the upload lock {path}: {err.strerror}"
+        ) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UploadRunning(_running(display, *_file_holder(fd))) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {time.time():.3f}\n".encode("ascii"), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the flock
+
+
+def _file_holder(fd: int) -> tuple[int | None, float | None, str | None]:
+    """(pid, start, machine) from a lock file that another process holds."""
+    for _ in range(_HOLDER_WAIT):  # it writes right after locking: wait for that, briefly
+        words = os.pread(fd, 100, 0).decode("ascii", "replace").split()
+        if len(words) == 2 and words[0].isdigit():
+            try:
+                return int(words[0]), float(words[1]), None
+            except ValueError:
+                break
+        time.sleep(0.02)
+    return None, None, None
+
+
+# The session holding the upload lock in this database, with its application_name.
+_PG_HOLDER = text(
+    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = 0"
+    " AND l.objid::bigint = :key AND l.objsubid = 1"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+)
+_APPLICATION = re.compile(r"netmetrix upload pid=(\d+) at=(\d+) on=(.*)")
+
+
+def _pg_holder(row: Any) -> tuple[int | None, float | None, str | None]:
+    """(pid, start, machine) from the holder's application_name, as far as it is visible."""
+    found = _APPLICATION.fullmatch(row[0] or "") if row is not None else None
+    if found is None:
+        return None, None, None
+    return int(found[1]), float(found[2]), clean(found[3], 63) or None
+
+
+def _running(display: str, pid: int | None, start: float | None, machine: str | None) -> str:
+    """The one line that says another upload holds the lock, and who."""
+    who = "pid unknown" if pid is None else f"pid {pid}"
+    if machine is not None and machine != socket.gethostname():
+        who += f" on {machine}"
+    when = "" if start is None else f", started at {iso(start)}"
+    return (
+        f"another upload is running ({who}{when}) on database {display};"
+        " run upload again when it has finished"
+    )
 
 
 # ---------------------------------------------------------------- alerts (#7)
