@@ -1840,18 +1840,9 @@ def _retire(
             since=row.since_ms / 1000,
             ts=at_ms / 1000,
         )
-        subject, body = alerts.retired_subject(retired), alerts.retired_body(retired)
-        mails += [
-            {
-                "event_id": event_id,
-                "recipient": recipient,
-                "subject": subject,
-                "body": body,
-                "created_ms": now_ms,
-                "attempts": 0,
-            }
-            for recipient in to
-        ]
+        mails += _mail_rows(
+            event_id, alerts.retired_subject(retired), alerts.retired_body(retired), to, now_ms
+        )
     if mails:
         conn.execute(outbox_table.insert(), mails)
     return _RetiredStates(
@@ -2007,18 +1998,7 @@ def _queue(
             since=since,
             recent=_recent(conn, key, _ms(ts)),
         )
-        subject, body = alerts.subject(event), alerts.body(event)
-        mails += [
-            {
-                "event_id": event_id,
-                "recipient": recipient,
-                "subject": subject,
-                "body": body,
-                "created_ms": now_ms,
-                "attempts": 0,
-            }
-            for recipient in to
-        ]
+        mails += _mail_rows(event_id, alerts.subject(event), alerts.body(event), to, now_ms)
     if mails:
         conn.execute(outbox_table.insert(), mails)
     return len(mails)
@@ -2056,3 +2036,20 @@ def _undelivered_ids(conn: Connection, ids: Sequence[int]) -> dict[int, bool]:
         )
         found.update((row.id, row.failed_ms is not None) for row in conn.execute(query))
     return found
+
+
+def _mail_rows(
+    event_id: int, subject: str, body: str, recipients: Iterable[str], now_ms: int
+) -> list[dict[str, Any]]:
+    """Outbox rows for one alert event: one mail per recipient, not yet attempted."""
+    return [
+        {
+            "event_id": event_id,
+            "recipient": recipient,
+            "subject": subject,
+            "body": body,
+            "created_ms": now_ms,
+            "attempts": 0,
+        }
+        for recipient in recipients
+    ]
