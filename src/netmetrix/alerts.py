@@ -338,23 +338,19 @@ def retired_body(retired: Retired) -> str:
     """The plain-text mail body of an alert that a config change resolved."""
     name = series_name(retired.metric, retired.labels)
     why = _RETIRED_INTRO[retired.reason].format(host=retired.host)
-    labels = ", ".join(f'{k}="{v}"' for k, v in retired.labels) or "(none)"
     fields = [
         ("Host", retired.host),
         ("Address", retired.address),
         ("Metric", retired.metric),
-        ("Labels", labels),
+        ("Labels", _labels_line(retired.labels)),
         ("Value", f"{value_text(retired.value)} at {iso(retired.seen)} (the last one seen)"),
         ("Rule", retired.rule),
         ("Severity", retired.severity),
         ("Started", iso(retired.since) or ""),
         ("Resolved", f"{iso(retired.ts)} ({retired.reason})"),
     ]
-    lines = [f"{name} on {retired.host} is no longer watched: {why}.", ""]
-    lines += [f"{label + ':':<10} {text}" for label, text in fields]
-    lines += ["", _RETIRED_AFTER[retired.reason].format(host=retired.host)]
-    lines += ["", "-- ", "netmetrix"]
-    return "\n".join(lines) + "\n"
+    intro = f"{name} on {retired.host} is no longer watched: {why}."
+    return _mail_text(intro, fields, ["", _RETIRED_AFTER[retired.reason].format(host=retired.host)])
 
 
 def body(event: Event) -> str:
@@ -370,12 +366,11 @@ def body(event: Event) -> str:
         intro = f"{name} on {event.host} is still {value}, {condition} (reminder)."
     else:
         intro = f"{name} on {event.host} is {value}: no longer {condition}."
-    labels = ", ".join(f'{k}="{v}"' for k, v in event.labels) or "(none)"
     fields = [
         ("Host", event.host),
         ("Address", event.address),
         ("Metric", event.metric),
-        ("Labels", labels),
+        ("Labels", _labels_line(event.labels)),
         ("Value", f"{value} at {iso(event.ts)}"),
         ("Rule", describe(rule)),
         ("Severity", rule.severity),
@@ -383,12 +378,23 @@ def body(event: Event) -> str:
     ]
     if event.kind == "resolved":
         fields.append(("Resolved", iso(event.ts) or ""))
+    recent: list[str] = []
+    if event.recent:
+        recent += ["", "Recent values (UTC, oldest first):"]
+        recent += [f"  {iso(ts)}  {value_text(v, rule)}" for ts, v in event.recent]
+    return _mail_text(intro, fields, recent)
+
+
+def _labels_line(labels: Labels) -> str:
+    """``mount="/", fs="ext4"``, or ``(none)``: the Labels field of a mail body."""
+    return ", ".join(f'{k}="{v}"' for k, v in labels) or "(none)"
+
+
+def _mail_text(intro: str, fields: Sequence[tuple[str, str]], tail: Sequence[str]) -> str:
+    """A mail body: the intro line, the aligned fields, ``tail`` lines, the signature."""
     lines = [intro, ""]
     lines += [f"{label + ':':<10} {text}" for label, text in fields]
-    if event.recent:
-        lines += ["", "Recent values (UTC, oldest first):"]
-        lines += [f"  {iso(ts)}  {value_text(v, rule)}" for ts, v in event.recent]
-    lines += ["", "-- ", "netmetrix"]
+    lines += [*tail, "", "-- ", "netmetrix"]
     return "\n".join(lines) + "\n"
 
 
