@@ -8,26 +8,23 @@ waited for by connecting to their port, and stopped by PID.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ports import free_port
+
 SSHD = "/usr/sbin/sshd"
 TEST_USER = "nmx-test"  # an unprivileged login for tests that must not run as root
 SYSTEM_PYTHON = "/usr/bin/python3"  # readable by every user, unlike root's pyenv
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def keygen(path: Path, comment: str = "netmetrix-test") -> str:
@@ -211,7 +208,14 @@ def ensure_user(farm: Farm, name: str = TEST_USER) -> User:
 
     Its home is /home/NAME; the farm's client key is appended to its
     ~/.ssh/authorized_keys, which sshd reads as that user.  Needs root.
+    Several pytest-xdist workers may call it at once: a lock file serialises them.
     """
+    with open(Path(tempfile.gettempdir()) / f"{name}.netmetrix-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_user(farm, name)
+
+
+def _ensure_user(farm: Farm, name: str) -> User:
     try:
         entry = pwd.getpwnam(name)
     except KeyError:
