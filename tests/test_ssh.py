@@ -8,6 +8,7 @@ import struct
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sshd
@@ -285,3 +286,33 @@ def _hold_unauthenticated(port: int) -> socket.socket:
         sock.close()
         time.sleep(0.1)
     raise AssertionError("sshd kept dropping the first connection")
+
+
+def test_a_command_that_ends_before_its_input_is_sent_reports_its_own_words(
+    farm: sshd.Farm, tmp_path: Path
+) -> None:
+    """The remote side closes the channel before netmetrix writes stdin (an upload the
+    host refused at once, seen under load): the command's stderr and exit status come
+    back, not ``BrokenPipeError: Channel not open for sending``.  The order is forced by
+    waiting for the channel to close before ``run`` writes; the sshd is real."""
+    (tmp_path / "known_hosts").write_text(farm.known_hosts_text())
+    cfg = SSHConfig(known_hosts=tmp_path / "known_hosts", connect_timeout=60)
+    server = farm.servers[0]
+    host = HostConfig(
+        name="h", address="127.0.0.1", port=server.port, user="root", key=farm.client_key
+    )
+
+    async def scenario() -> ssh.Completed:
+        async with ssh.connect(host, cfg, ssh.HostKeys(cfg)) as conn:
+            opened = conn.create_process
+
+            async def closed_first(*args: Any, **kwargs: Any) -> Any:
+                proc = await opened(*args, **kwargs)
+                await proc.wait_closed()  # the command has ended and its channel is closed
+                return proc
+
+            conn.create_process = closed_first  # type: ignore[method-assign]
+            return await ssh.run(conn, "echo refused >&2; exit 3", seconds=60, stdin=b"probe")
+
+    done = asyncio.run(scenario())
+    assert (done.exit_status, done.stderr) == (3, "refused\n")

@@ -600,9 +600,7 @@ async def run(
     proc = await conn.create_process(command, encoding=None)
     try:
         async with asyncio.timeout(seconds):
-            if stdin is not None:
-                proc.stdin.write(stdin)
-            proc.stdin.write_eof()
+            _send_input(proc, stdin)
             out, err = await asyncio.gather(
                 _read_capped(proc.stdout, STDOUT_CAP), _read_capped(proc.stderr, STDERR_CAP)
             )
@@ -624,6 +622,16 @@ async def run(
         err.decode("utf-8", "replace"),
         exit_signal=by_signal,
     )
+
+
+def _send_input(proc: asyncssh.SSHClientProcess[bytes], data: bytes | None) -> None:
+    """Write ``data`` and EOF to the command's stdin.  A command that ended before
+    reading it (an upload the host refused) closed the channel: what it said and its
+    exit status tell why, so that is what the caller gets, not a broken pipe."""
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        if data is not None:
+            proc.stdin.write(data)
+        proc.stdin.write_eof()
 
 
 async def _read_capped(stream: asyncssh.SSHReader[bytes], cap: int) -> bytes:
