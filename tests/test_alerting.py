@@ -24,10 +24,10 @@ import sshd
 from conftest import Fleet, Run, sigint_default
 from smtpserver import DripServer, SMTPServer
 
-from netmetrix import collect, notify
+from netmetrix import collect, notify, pipeline
 from netmetrix.config import AlertRule, load_config
-from netmetrix.envelope import Sample
-from netmetrix.store import HostRun, Store
+from netmetrix.model import HostRun, Sample
+from netmetrix.store import Store
 
 Cli = Callable[..., Run]
 H = 3600.0
@@ -388,7 +388,7 @@ def alerting_db(tmp_path: Path) -> Path:
     )
     with Store.open(f"sqlite:///{tmp_path}/netmetrix.db") as store:
         run = HostRun(host="f4", address="192.0.2.4", ts=T0, ok=True, samples=samples)
-        store.record_runs_with_alerts([run], rules, now=T0)
+        pipeline.record(store, [run], rules, now=T0)
     return config
 
 
@@ -495,7 +495,7 @@ def queued_mail(tmp_path: Path, smtp_xml: str, *recipients: str, mount: str = "/
     disk = Sample(metric="disk_percent", labels=(("mount", mount),), value=91.2)
     with Store.open(f"sqlite:///{tmp_path}/netmetrix.db") as store:
         run = HostRun(host="f4", address="192.0.2.4", ts=T0, ok=True, samples=(disk,))
-        assert store.record_runs_with_alerts([run], [rule], now=T0).queued == len(recipients)
+        assert pipeline.record(store, [run], [rule], now=T0).queued == len(recipients)
     return config
 
 
@@ -615,7 +615,7 @@ def test_a_poisoned_mail_left_in_the_outbox_does_not_break_execute(
     disk = Sample(metric="disk_percent", labels=(("mount", "/\r\nBcc: x@evil"),), value=95.0)
     with Store.open(f"sqlite:///{fleet.database}") as store:  # e.g. queued by an older version
         old = HostRun(host="gone", address="192.0.2.9", ts=T0, ok=True, samples=(disk,))
-        store.record_runs_with_alerts([old], [rule], now=T0)
+        pipeline.record(store, [old], [rule], now=T0)
     ran = execute(fleet, netmetrix)
     assert sorted(smtp.subjects) == [
         "ALERT [f4] load1 is 38.5>20",

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from netmetrix import alerts
-from netmetrix.alerts import DigestLine, Event, State
+from netmetrix import alerts, format, notice
+from netmetrix.alerts import State
 from netmetrix.config import AlertRule
+from netmetrix.notice import DigestLine, Event
 
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 H = 3600.0
@@ -124,10 +125,14 @@ def test_for_three_needs_three_consecutive_samples() -> None:
 def test_pending_state_counts_and_keeps_when_it_started() -> None:
     r = rule(for_count=3)
     state, kind = alerts.step(r, None, 30.0, T0)
-    assert (state, kind) == (State(phase="pending", count=1, since=T0, value=30.0, ts=T0), None)
+    named = {"rule": "cpu_percent > 20", "severity": "warning"}  # kept for its mail
+    assert (state, kind) == (
+        State(phase="pending", count=1, since=T0, value=30.0, ts=T0, **named),
+        None,
+    )
     state, kind = alerts.step(r, state, 31.0, T0 + 60)
     assert (state, kind) == (
-        State(phase="pending", count=2, since=T0, value=31.0, ts=T0 + 60),
+        State(phase="pending", count=2, since=T0, value=31.0, ts=T0 + 60, **named),
         None,
     )
     state, kind = alerts.step(r, state, 32.0, T0 + 120)
@@ -140,6 +145,7 @@ def test_pending_state_counts_and_keeps_when_it_started() -> None:
         notified=T0 + 120,
         value=32.0,
         ts=T0 + 120,
+        **named,
     )
 
 
@@ -315,11 +321,11 @@ def event(kind: Any = "firing", **overrides: Any) -> Event:
     ],
 )
 def test_subjects(made: Event, subject: str) -> None:
-    assert alerts.subject(made) == subject
+    assert notice.subject(made) == subject
 
 
 def test_body_values_are_short_too() -> None:
-    body = alerts.body(
+    body = notice.body(
         event(
             rule=rule(limit=50.0),
             value=74.93908382066277,
@@ -348,7 +354,7 @@ def test_firing_body_says_what_where_since_when_and_recent_values() -> None:
         hosts=("f*",),
         line=14,
     )
-    body = alerts.body(
+    body = notice.body(
         event(
             rule=r,
             metric="disk_percent",
@@ -381,12 +387,12 @@ def test_firing_body_says_what_where_since_when_and_recent_values() -> None:
 
 
 def test_resolved_and_reminder_bodies() -> None:
-    resolved = alerts.body(event("resolved", value=12.0, rule=rule(resolved=True)))
+    resolved = notice.body(event("resolved", value=12.0, rule=rule(resolved=True)))
     assert resolved.startswith("cpu_percent on f4 is 12: no longer past the limit > 20.\n")
     assert "Labels:    (none)\n" in resolved
     assert "Started:   2026-09-21T14:13:20.000Z\nResolved:  2026-09-21T14:15:20.000Z\n" in resolved
     assert "Recent values" not in resolved
-    reminder = alerts.body(event("repeat"))
+    reminder = notice.body(event("repeat"))
     assert reminder.startswith("cpu_percent on f4 is still 38.5, past the limit > 20 (reminder).")
 
 
@@ -402,7 +408,7 @@ def test_resolved_and_reminder_bodies() -> None:
     ],
 )
 def test_duration_text(seconds: float, text: str) -> None:
-    assert alerts.duration_text(seconds) == text
+    assert format.duration(seconds) == text
 
 
 def digest_lines(fired: int, resolved: int, hosts: int) -> list[DigestLine]:
@@ -428,12 +434,12 @@ def digest_lines(fired: int, resolved: int, hosts: int) -> list[DigestLine]:
     ],
 )
 def test_digest_subject(fired: int, resolved: int, hosts: int, subject: str) -> None:
-    got, _ = alerts.digest(digest_lines(fired, resolved, hosts), "ops@example.com", 10)
+    got, _ = notice.digest(digest_lines(fired, resolved, hosts), "ops@example.com", 10)
     assert got == subject
 
 
 def test_digest_body_is_a_table_of_every_notification() -> None:
-    _, body = alerts.digest(digest_lines(2, 1, 2), "ops@example.com", 2)
+    _, body = notice.digest(digest_lines(2, 1, 2), "ops@example.com", 2)
     assert body == (
         "3 notifications for ops@example.com in one mail (more than digest_over=2).\n"
         "\n"
@@ -451,7 +457,7 @@ def test_digest_body_is_a_table_of_every_notification() -> None:
 
 def test_equality_rules_read_as_matching() -> None:
     up = rule(metric="up", op="==", limit=0.0)
-    fired = alerts.body(event(rule=up, metric="up", value=0.0))
+    fired = notice.body(event(rule=up, metric="up", value=0.0))
     assert fired.startswith("up on f4 is 0, matching == 0.\n")
-    back = alerts.body(event("resolved", rule=up, metric="up", value=1.0))
+    back = notice.body(event("resolved", rule=up, metric="up", value=1.0))
     assert back.startswith("up on f4 is 1: no longer matching == 0.\n")

@@ -17,11 +17,12 @@ import pytest
 import sshd
 from conftest import Fleet, Run
 
+from netmetrix import pipeline
 from netmetrix.cli import cli
 from netmetrix.config import load_config
-from netmetrix.envelope import Sample
 from netmetrix.example_config import EXAMPLE_CONFIG
-from netmetrix.store import HostRun, Store
+from netmetrix.model import HostRun, Sample
+from netmetrix.store import Store
 
 Cli = Callable[..., Run]
 
@@ -692,7 +693,7 @@ def test_alerts_queries_take_globs(env: Env) -> None:
     rule = AlertRule(metric="load1", op=">", limit=20.0, email=("ops@example.com",))
     with env.store() as store:
         runs = [host_run(h, T0, sample("load1", 30.0)) for h in ("f4", "f5", "retired")]
-        store.record_runs_with_alerts(runs, [rule], now=T0)
+        pipeline.record(store, runs, [rule], now=T0)
 
     def hosts_of(*args: str) -> list[str]:
         return [r["host"] for r in json.loads(ok(env("alerts", *args, "--format", "json")))]
@@ -755,7 +756,7 @@ def test_alerts_history_is_newest_first_across_runs(env: Env) -> None:
                 host_run("f4", start + 2, sample("load1", value)),
                 host_run("f5", start + 1, sample("load1", value)),
             ]
-            store.record_runs_with_alerts(runs, rules, now=start + 3)
+            pipeline.record(store, runs, rules, now=start + 3)
     got = json.loads(ok(env("alerts", "history", "--format", "json")))
     assert [(row["ts"][11:19], row["host"], row["event"], row["rule"]) for row in got] == [
         ("21:55:56", "f4", "resolved", "load1 > 25"),  # one sample, two rules: newest id first

@@ -13,8 +13,8 @@ import pytest
 from conftest import Fleet, Run
 
 from netmetrix import dbadmin
-from netmetrix.envelope import Sample
-from netmetrix.store import HostRun, Store
+from netmetrix.model import HostRun, Sample
+from netmetrix.store import Store
 
 Cli = Callable[..., Run]
 DAY = 86400.0

@@ -23,8 +23,8 @@ import pytest
 from conftest import Fleet, Run, sigint_default
 
 from netmetrix.collect import INTERRUPTED
-from netmetrix.envelope import Sample
-from netmetrix.store import HostRun, Store
+from netmetrix.model import HostRun, Sample
+from netmetrix.store import Store
 
 pytestmark = pytest.mark.sshd
 

@@ -28,11 +28,12 @@ from smtpserver import SMTPServer
 from sqlalchemy import func, select
 from test_alerting import LOAD_OVER_20, UP_IS_0, configure, dial_host, execute, query, upload
 
-from netmetrix import alerts
+from netmetrix import alerts, pipeline
 from netmetrix import store as store_module
 from netmetrix.config import AlertRule
-from netmetrix.envelope import Sample
-from netmetrix.store import Forgotten, HostRun, Store
+from netmetrix.model import HostRun, Sample
+from netmetrix.pipeline import Forgotten
+from netmetrix.store import Store
 
 Cli = Callable[..., Run]
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
@@ -328,7 +329,7 @@ def test_a_removed_rule_resolves_to_the_firing_recipients_and_a_pending_one_goes
     firing = rule(email=("ops@example.com", "oncall@example.com", "gone@example.com"))
     pending = rule(metric="mem_percent", limit=50.0, for_count=3)
     two = [sample("cpu_percent", 38.5), sample("mem_percent", 60.0)]
-    store.record_runs_with_alerts(runs(T0, {"f4": two}), [firing, pending], now=T0, hosts=["f4"])
+    pipeline.record(store, runs(T0, {"f4": two}), [firing, pending], now=T0, hosts=["f4"])
     assert {(a.metric, a.state) for a in store.alerts_active()} == {
         ("cpu_percent", "firing"),
         ("mem_percent", "pending"),
@@ -338,7 +339,7 @@ def test_a_removed_rule_resolves_to_the_firing_recipients_and_a_pending_one_goes
         o = store_module.outbox_table
         conn.execute(o.update().where(o.c.id == gone).values(failed_ms=1))
 
-    done = store.record_runs_with_alerts(runs(T0 + 60, {"f4": two}), [], now=T0 + 61, hosts=["f4"])
+    done = pipeline.record(store, runs(T0 + 60, {"f4": two}), [], now=T0 + 61, hosts=["f4"])
     assert (done.retired, done.events, done.queued) == (1, 1, 2)
     assert mails(store)[3:] == [
         ("ops@example.com", "RESOLVED [f4] cpu_percent (rule changed)"),
@@ -353,7 +354,7 @@ def test_a_removed_rule_resolves_to_the_firing_recipients_and_a_pending_one_goes
         T0 + 60,
         T0,
     )
-    again = store.record_runs_with_alerts(runs(T0 + 120, {"f4": two}), [], now=T0 + 121)
+    again = pipeline.record(store, runs(T0 + 120, {"f4": two}), [], now=T0 + 121)
     assert (again.retired, again.queued) == (0, 0)
 
 
@@ -362,15 +363,13 @@ def test_a_removed_host_resolves_by_its_rule_and_only_with_the_config_s_hosts(
 ) -> None:
     rules = [rule(), rule(metric="load1", limit=1.0, resolved=False)]
     hot = [sample("cpu_percent", 38.5), sample("load1", 4.0)]
-    store.record_runs_with_alerts(runs(T0, {"f4": hot, "f5": hot}), rules, now=T0)
+    pipeline.record(store, runs(T0, {"f4": hot, "f5": hot}), rules, now=T0)
     assert len(store.alerts_active()) == 4
 
     # a run of f5 alone without the config's hosts (None) leaves f4 alone
-    store.record_runs_with_alerts(runs(T0 + 60, {"f5": hot}), rules, now=T0 + 60)
+    pipeline.record(store, runs(T0 + 60, {"f5": hot}), rules, now=T0 + 60)
     assert len(store.alerts_active()) == 4
-    done = store.record_runs_with_alerts(
-        runs(T0 + 120, {"f5": hot}), rules, now=T0 + 120, hosts=["f5"]
-    )
+    done = pipeline.record(store, runs(T0 + 120, {"f5": hot}), rules, now=T0 + 120, hosts=["f5"])
     assert (done.retired, done.events, done.queued) == (2, 2, 1)  # resolved="false": no mail
     assert mails(store)[-1] == ("ops@example.com", "RESOLVED [f4] cpu_percent (host removed)")
     assert {a.host for a in store.alerts_active()} == {"f5"}
@@ -380,19 +379,19 @@ def test_a_removed_host_resolves_by_its_rule_and_only_with_the_config_s_hosts(
 
 
 def test_with_no_host_to_run_config_changes_still_resolve(store: Store) -> None:
-    store.record_runs_with_alerts(runs(T0, {"f4": [sample("cpu_percent", 38.5)]}), [rule()], now=T0)
-    done = store.record_runs_with_alerts([], [], now=T0 + 60, hosts=[])
+    pipeline.record(store, runs(T0, {"f4": [sample("cpu_percent", 38.5)]}), [rule()], now=T0)
+    done = pipeline.record(store, [], [], now=T0 + 60, hosts=[])
     assert (done.samples, done.retired, done.queued) == (0, 1, 1)
     assert mails(store)[-1] == ("ops@example.com", "RESOLVED [f4] cpu_percent (host removed)")
 
 
 def test_up_rules_skip_a_host_that_never_answered(store: Store) -> None:
     up = [rule(metric="up", op="==", limit=0.0)]
-    down = store.record_runs_with_alerts(runs(T0, {"f4": None}), up, now=T0)
+    down = pipeline.record(store, runs(T0, {"f4": None}), up, now=T0)
     assert (down.samples, down.events) == (1, 0)  # up = 0 stored, nobody paged
     assert store.alerts_active() == []
-    store.record_runs_with_alerts(runs(T0 + 60, {"f4": []}), up, now=T0 + 60)
-    fired = store.record_runs_with_alerts(runs(T0 + 120, {"f4": None}), up, now=T0 + 120)
+    pipeline.record(store, runs(T0 + 60, {"f4": []}), up, now=T0 + 60)
+    fired = pipeline.record(store, runs(T0 + 120, {"f4": None}), up, now=T0 + 120)
     assert (fired.events, fired.queued) == (1, 1)
     assert mails(store) == [("ops@example.com", "ALERT [f4] up is 0==0")]
 
@@ -401,11 +400,11 @@ def test_forget_hosts_deletes_everything_of_those_hosts_only(store: Store) -> No
     rules = [rule(), rule(metric="load1", limit=1.0, for_count=5)]
     hot = [sample("cpu_percent", 38.5), sample("load1", 4.0), sample("disk_percent", 5, mount="/")]
     for ts in (T0, T0 + 60):
-        store.record_runs_with_alerts(runs(ts, {"f4": hot, "f5": hot}), rules, now=ts)
+        pipeline.record(store, runs(ts, {"f4": hot, "f5": hot}), rules, now=ts)
     for host in ("f4", "f5"):
         store.add_pending_key(host, f"kid-{host}", os.urandom(32))
 
-    done = store.forget_hosts(["f4", "nobody"], rules, configured=["f5"], now=T0 + 90)
+    done = pipeline.forget(store, ["f4", "nobody"], rules, configured=["f5"], now=T0 + 90)
     assert done == [
         Forgotten(host="f4", series=4, samples=8, keys=1, alerts=2, resolved=1, mails=1, row=True),
         Forgotten(
@@ -423,7 +422,7 @@ def test_forget_hosts_deletes_everything_of_those_hosts_only(store: Store) -> No
     assert mails(store)[-1] == ("ops@example.com", "RESOLVED [f4] cpu_percent (host removed)")
     assert [e.kind for e in store.alert_history(["f4"])] == ["resolved", "firing"]  # kept
 
-    [reset] = store.forget_hosts(["f5"], rules, configured=["f5"], now=T0 + 120)
+    [reset] = pipeline.forget(store, ["f5"], rules, configured=["f5"], now=T0 + 120)
     assert (reset.resolved, reset.mails) == (1, 1)
     assert mails(store)[-1] == ("ops@example.com", "RESOLVED [f5] cpu_percent (host forgotten)")
 

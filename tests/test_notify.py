@@ -14,12 +14,13 @@ from conftest import SMTP_PASSWORD_ENV
 from smtpserver import DripServer, HoldingProxy, SMTPServer
 from sqlalchemy import text
 
-from netmetrix import notify
+from netmetrix import notify, pipeline
 from netmetrix import store as store_module
 from netmetrix.config import AlertRule, SMTPConfig, load_config
-from netmetrix.envelope import Sample
 from netmetrix.errors import ConfigError
-from netmetrix.store import HostRun, OutboxChange, Recorded, Store
+from netmetrix.model import HostRun, Sample
+from netmetrix.pipeline import Recorded
+from netmetrix.store import OutboxChange, Store
 
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 SENDER = "netmetrix@example.com"
@@ -58,7 +59,7 @@ def record(
         )
         for name, samples in hosts.items()
     ]
-    return store.record_runs_with_alerts(runs, rules, now=ts)
+    return pipeline.record(store, runs, rules, now=ts)
 
 
 def smtp_config(server: SMTPServer, **overrides: Any) -> SMTPConfig:
@@ -156,7 +157,7 @@ def test_samples_state_and_mail_commit_together_or_not_at_all(
     def broken(*args: object) -> int:
         raise RuntimeError("simulated crash while queueing mail")
 
-    monkeypatch.setattr(store_module, "_queue", broken)
+    monkeypatch.setattr(pipeline, "_queue", broken)
     with pytest.raises(RuntimeError, match="simulated crash"):
         record(store, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
     assert store.history("f4", "cpu_percent") == []

@@ -25,9 +25,9 @@ from conftest import Fleet, Run
 from sqlalchemy import event
 
 from netmetrix import dbadmin, probe
-from netmetrix.envelope import Sample
 from netmetrix.errors import StoreError
-from netmetrix.store import HostRun, Store, metadata
+from netmetrix.model import HostRun, Sample
+from netmetrix.store import Store, metadata
 
 Cli = Callable[..., Run]
 DAY = 86400.0

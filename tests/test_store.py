@@ -19,9 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, text
 
+from netmetrix import pipeline
 from netmetrix.config import AlertRule
-from netmetrix.envelope import Sample
 from netmetrix.errors import StoreError
+from netmetrix.model import Sample
 from netmetrix.store import (
     SCHEMA_HEAD,
     HostRow,
@@ -821,7 +822,7 @@ def test_an_unwritable_row_does_not_stop_alerts(store: Store) -> None:
         run("a", 60.0, sample("cpu_percent", 90.0)),
         run("bad", 60.0, sample("cpu_percent", 95.0), version="\ud800"),
     ]
-    recorded = store.record_runs_with_alerts(runs, rules, now=60.0)
+    recorded = pipeline.record(store, runs, rules, now=60.0)
     assert [r.host for r in recorded.refused] == ["bad"]
     # a's cpu fires; bad's refused cpu sample does not, its up == 0 does
     fired = sorted((a.host, a.metric) for a in store.alerts_active())

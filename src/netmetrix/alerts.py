@@ -1,8 +1,9 @@
-"""Alert rules against samples: matching, the per-(rule, series) state machine, mail text.
+"""Alert rules against samples: matching, the per-(rule, series) state machine, evaluation.
 
-Pure: no I/O and no clock.  Times come in with the samples (unix seconds);
-the store keeps the state between runs and the outbox (see ``store.py``),
-``notify.py`` delivers the mail.
+Pure: no I/O and no clock.  ``evaluate`` takes the rules, the stored states and
+a batch of points and returns the new states and the events; ``pipeline``
+loads and writes them in the store's transaction, ``notice`` words the mail
+and ``notify`` delivers it.
 
 One state per (rule, series), moved only by a new sample of that series::
 
@@ -21,26 +22,31 @@ longer past ``clear`` (compared with the rule's operator), so with
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Literal
 
 from netmetrix.config import AlertRule, Operator
-from netmetrix.format import iso, significant
+from netmetrix.format import count as count_text
+from netmetrix.format import exact, series_name
+from netmetrix.model import (
+    AlertEvent,
+    AlertState,
+    EventKind,
+    Labels,
+    Phase,
+    Point,
+    RetireReason,
+    StateKey,
+)
 
-Phase = Literal["pending", "firing"]
-EventKind = Literal["firing", "repeat", "resolved"]
-# Why an alert ended without a sample: its rule left config.xml (rule_id changed), its
-# host left config.xml, or `hosts forget` dropped a host that is still configured.
-RetireReason = Literal["rule changed", "host removed", "host forgotten"]
-Labels = tuple[tuple[str, str], ...]  # sorted (name, value) pairs
+__all__ = ["AlertEvent", "EventKind", "Labels", "Phase", "RetireReason", "State", "StateKey"]
 
-RECENT = 6  # values of the series shown in a mail body
-DIGITS = 3  # significant digits of a value in mail: 74.9, not 74.93908382066277
+State = AlertState  # the state machine's name for a stored state
 
 _COMPARE: Mapping[Operator, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -53,69 +59,11 @@ _COMPARE: Mapping[Operator, Callable[[float, float], bool]] = {
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class State:
-    """A (rule, series) that is not ok."""
-
-    phase: Phase
-    count: int  # consecutive samples past the limit
-    since: float  # the first of them (unix seconds): when the incident started
-    fired: float | None = None  # when it became firing
-    notified: float | None = None  # last ALERT mail (the first one or a repeat)
-    value: float  # latest value seen
-    ts: float  # latest sample evaluated
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Event:
-    """Something to tell the rule's recipients (and to keep in the alert history)."""
-
-    kind: EventKind
-    rule: AlertRule
-    host: str
-    address: str
-    metric: str
-    labels: Labels
-    value: float
-    ts: float  # the sample that caused it
-    since: float  # when the incident started
-    recent: tuple[tuple[float, float], ...] = ()  # (ts, value) of the series, oldest first
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Retired:
-    """A firing alert that a config change ended: no sample resolved it, so no rule
-    (it may be gone) and no new value; what the mail says comes from the stored state."""
-
-    reason: RetireReason
-    rule: str  # rule_text as stored when the state was written
-    severity: str
-    host: str
-    address: str
-    metric: str
-    labels: Labels
-    value: float  # the last value evaluated
-    seen: float  # when that value was sampled
-    since: float  # when the incident started
-    ts: float  # when it was retired (the run's time)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Unmatched:
     """A rule that matched no series although a host it watches answered (or it names none)."""
 
     rule: AlertRule
     why: str  # "no such series on f4, f5" / "no host in config.xml matches hosts=db-*"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DigestLine:
-    """One notification folded into a digest mail."""
-
-    kind: EventKind
-    host: str
-    severity: str
-    ts: float
-    subject: str
 
 
 # ---------------------------------------------------------------- rules
@@ -133,9 +81,10 @@ def rule_id(rule: AlertRule) -> str:
     return digest.hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1024)
 def rule_text(rule: AlertRule) -> str:
     """``disk_percent{mount="/"} >= 90``, plus `` on db-*`` when limited to some hosts."""
-    text = f"{series_name(rule.metric, rule.labels)} {rule.op} {limit_text(rule.limit)}"
+    text = f"{series_name(rule.metric, rule.labels)} {rule.op} {exact(rule.limit)}"
     return f"{text} on {','.join(rule.hosts)}" if rule.hosts else text
 
 
@@ -204,7 +153,7 @@ def unmatched_text(found: Sequence[Unmatched]) -> str:
         else f"{rule_text(u.rule)} ({u.why})"
         for u in found
     ]
-    return f"{_count(len(found), 'alert rule')} matched no series this run: " + "; ".join(parts)
+    return f"{count_text(len(found), 'alert rule')} matched no series this run: " + "; ".join(parts)
 
 
 def _watches(rule: AlertRule, host: str) -> bool:
@@ -240,10 +189,27 @@ def step(
         since = ts if state is None else state.since
         if count >= rule.for_count:
             fired = State(
-                phase="firing", count=count, since=since, fired=ts, notified=ts, value=value, ts=ts
+                phase="firing",
+                count=count,
+                since=since,
+                fired=ts,
+                notified=ts,
+                value=value,
+                ts=ts,
+                rule=rule_text(rule),
+                severity=rule.severity,
             )
             return fired, "firing"
-        return State(phase="pending", count=count, since=since, value=value, ts=ts), None
+        pending = State(
+            phase="pending",
+            count=count,
+            since=since,
+            value=value,
+            ts=ts,
+            rule=rule_text(rule),
+            severity=rule.severity,
+        )
+        return pending, None
     if _cleared(rule, value):
         return None, "resolved"
     count = state.count + 1 if breaches(rule.op, value, rule.limit) else state.count
@@ -261,6 +227,8 @@ def step(
         notified=notified,
         value=value,
         ts=ts,
+        rule=rule_text(rule),
+        severity=rule.severity,
     )
     return kept, "repeat" if due else None
 
@@ -270,195 +238,132 @@ def recipients(rule: AlertRule, kind: EventKind) -> tuple[str, ...]:
     return () if kind == "resolved" and not rule.resolved else rule.email
 
 
-# ---------------------------------------------------------------- text
+# ---------------------------------------------------------------- evaluation
 
 
-def value_text(value: float, rule: AlertRule | None = None) -> str:
-    """A sample value for mail: ``74.9`` for 74.93908382066277, ``12`` for 12.0.
+def evaluate(
+    rules: Mapping[str, AlertRule],
+    states: Mapping[StateKey, State],
+    points: Sequence[Point],
+    now: float,
+    *,
+    hosts: Collection[str] | None = None,
+) -> tuple[dict[StateKey, State | None], list[AlertEvent]]:
+    """Move the alert states on new ``points``: (the states that changed, the events).
 
-    With ``rule``, more digits when the short form would read as on the other
-    side of the limit than the value is (``50.0004 > 50`` stays ``50.0004``,
-    never ``50>50``).  The store keeps the exact value.
+    ``rules`` by id (``unique_rules``).  ``states`` are the stored ones: at least
+    those of the points' hosts under these rules, plus every state whose rule
+    is not in ``rules`` or whose host is not in ``hosts`` (config.xml's hosts;
+    None leaves every host alone).  Those are retired first, at the time of
+    the earliest point (``now`` when there is none): a firing one with a
+    ``resolved`` event saying why, a pending one silently.  In the changes,
+    None means back to ok (no stored state).
     """
-    for digits in range(DIGITS, 18):  # 17 significant digits always round-trip
-        text = significant(value, digits)
-        if rule is None or breaches(rule.op, float(text), rule.limit) == breaches(
-            rule.op, value, rule.limit
-        ):
-            return text
-    return repr(float(value))
+    at = min((p.ts_ms for p in points), default=None)
+    ending = orphans(states, rules, hosts)
+    changes, events = retire(ending, now if at is None else at / 1000)
+    moved, happened = _step_points(rules, states, points)
+    changes.update(moved)
+    return changes, events + happened
 
 
-def limit_text(limit: float) -> str:
-    """A configured limit: ``20`` for a whole number, else as written (``0.5``)."""
-    if limit.is_integer() and abs(limit) < 1e15:
-        return str(int(limit))
-    return repr(limit)
+def orphans(
+    states: Mapping[StateKey, State],
+    rules: Mapping[str, AlertRule],
+    hosts: Collection[str] | None,
+) -> list[tuple[StateKey, State, RetireReason]]:
+    """The states whose host left ``hosts`` (None: none did) or whose rule left ``rules``;
+    a gone host wins."""
+    found: list[tuple[StateKey, State, RetireReason]] = []
+    for key, state in states.items():
+        rid, host = key[0], key[1]
+        if hosts is not None and host not in hosts:
+            found.append((key, state, "host removed"))
+        elif rid not in rules:
+            found.append((key, state, "rule changed"))
+    return found
 
 
-def series_name(metric: str, labels: Labels) -> str:
-    """``cpu_percent``, or ``disk_percent{mount="/"}`` with labels."""
-    if not labels:
-        return metric
-    inner = ",".join(f'{key}="{value}"' for key, value in labels)
-    return f"{metric}{{{inner}}}"
-
-
-def subject(event: Event) -> str:
-    """``ALERT [f4] cpu_percent is 38.5>20`` / ``RESOLVED [f4] cpu_percent is 12.0 (was >20)``."""
-    rule = event.rule
-    shown = value_text(event.value, rule)
-    head = f"[{event.host}] {series_name(event.metric, event.labels)} is {shown}"
-    limit = f"{rule.op}{limit_text(rule.limit)}"
-    if event.kind == "resolved":
-        return f"RESOLVED {head} (was {limit})"
-    return f"ALERT {head}{limit}"
-
-
-def retired_subject(retired: Retired) -> str:
-    """``RESOLVED [f4] cpu_percent (rule changed)`` / ``(host removed)``."""
-    name = series_name(retired.metric, retired.labels)
-    return f"RESOLVED [{retired.host}] {name} ({retired.reason})"
-
-
-_RETIRED_INTRO = {
-    "rule changed": "its rule was changed or removed in config.xml",
-    "host removed": "{host} was removed from config.xml",
-    "host forgotten": "{host} was forgotten (`netmetrix hosts forget`)",
-}
-_RETIRED_AFTER = {
-    "rule changed": "The rule as config.xml has it now is evaluated afresh from the next run:"
-    " it alerts again if the value is past its limit.",
-    "host removed": "Its stored samples stay until `netmetrix hosts forget {host}`.",
-    "host forgotten": "Its samples, keys and alert state are gone from the store.",
-}
-
-
-def retired_body(retired: Retired) -> str:
-    """The plain-text mail body of an alert that a config change resolved."""
-    name = series_name(retired.metric, retired.labels)
-    why = _RETIRED_INTRO[retired.reason].format(host=retired.host)
-    fields = [
-        ("Host", retired.host),
-        ("Address", retired.address),
-        ("Metric", retired.metric),
-        ("Labels", _labels_line(retired.labels)),
-        ("Value", f"{value_text(retired.value)} at {iso(retired.seen)} (the last one seen)"),
-        ("Rule", retired.rule),
-        ("Severity", retired.severity),
-        ("Started", iso(retired.since) or ""),
-        ("Resolved", f"{iso(retired.ts)} ({retired.reason})"),
+def retire(
+    ending: Iterable[tuple[StateKey, State, RetireReason]], at: float
+) -> tuple[dict[StateKey, State | None], list[AlertEvent]]:
+    """End these states without a sample, oldest first: every one goes, and a firing one
+    gets a ``resolved`` event at ``at`` with the reason (a pending one never mailed)."""
+    ordered = sorted(ending, key=lambda e: (e[1].since, e[0][1], e[0][2]))
+    changes: dict[StateKey, State | None] = {key: None for key, _, _ in ordered}
+    events = [
+        AlertEvent(
+            kind="resolved",
+            rule_id=rid,
+            rule=state.rule,
+            severity=state.severity,
+            host=host,
+            metric=metric,
+            labels=labels,
+            value=state.value,
+            ts=at,
+            since=state.since,
+            seen=state.ts,
+            reason=why,
+        )
+        for (rid, host, metric, labels), state, why in ordered
+        if state.phase == "firing"
     ]
-    intro = f"{name} on {retired.host} is no longer watched: {why}."
-    return _mail_text(intro, fields, ["", _RETIRED_AFTER[retired.reason].format(host=retired.host)])
+    return changes, events
 
 
-def body(event: Event) -> str:
-    """The plain-text mail body: what, where, since when, the recent values."""
-    rule = event.rule
-    name = series_name(event.metric, event.labels)
-    value = value_text(event.value, rule)
-    verb = "matching" if rule.op in ("==", "!=") else "past the limit"
-    condition = f"{verb} {rule.op} {limit_text(rule.limit)}"
-    if event.kind == "firing":
-        intro = f"{name} on {event.host} is {value}, {condition}."
-    elif event.kind == "repeat":
-        intro = f"{name} on {event.host} is still {value}, {condition} (reminder)."
-    else:
-        intro = f"{name} on {event.host} is {value}: no longer {condition}."
-    fields = [
-        ("Host", event.host),
-        ("Address", event.address),
-        ("Metric", event.metric),
-        ("Labels", _labels_line(event.labels)),
-        ("Value", f"{value} at {iso(event.ts)}"),
-        ("Rule", describe(rule)),
-        ("Severity", rule.severity),
-        ("Started", iso(event.since) or ""),
-    ]
-    if event.kind == "resolved":
-        fields.append(("Resolved", iso(event.ts) or ""))
-    recent: list[str] = []
-    if event.recent:
-        recent += ["", "Recent values (UTC, oldest first):"]
-        recent += [f"  {iso(ts)}  {value_text(v, rule)}" for ts, v in event.recent]
-    return _mail_text(intro, fields, recent)
+def _step_points(
+    rules: Mapping[str, AlertRule], states: Mapping[StateKey, State], points: Sequence[Point]
+) -> tuple[dict[StateKey, State | None], list[AlertEvent]]:
+    """Each watched series' points, oldest first, through ``step`` of each rule matching it."""
+    by_metric: dict[str, list[tuple[str, AlertRule]]] = {}
+    for rid, rule in rules.items():
+        by_metric.setdefault(rule.metric, []).append((rid, rule))
+    series: dict[tuple[str, str, Labels], list[tuple[int, float]]] = {}
+    for point in points:
+        if point.metric in by_metric:
+            series.setdefault(point[:3], []).append((point.ts_ms, point.value))
+    changes: dict[StateKey, State | None] = {}
+    events: list[AlertEvent] = []
+    for (host, metric, labels), values in sorted(series.items()):
+        label_map = dict(labels)
+        for rid, rule in by_metric[metric]:
+            if not matches(rule, host, metric, label_map):
+                continue
+            key = (rid, host, metric, labels)
+            state = states.get(key)
+            for ts_ms, value in sorted(values):
+                previous = state
+                state, kind = step(rule, state, value, ts_ms / 1000)
+                if kind is not None:
+                    episode = previous if kind == "resolved" else state
+                    assert episode is not None  # an event always belongs to an incident
+                    events.append(_event(kind, rid, rule, key, value, ts_ms / 1000, episode))
+            if state != states.get(key):
+                changes[key] = state
+    return changes, events
 
 
-def _labels_line(labels: Labels) -> str:
-    """``mount="/", fs="ext4"``, or ``(none)``: the Labels field of a mail body."""
-    return ", ".join(f'{k}="{v}"' for k, v in labels) or "(none)"
-
-
-def _mail_text(intro: str, fields: Sequence[tuple[str, str]], tail: Sequence[str]) -> str:
-    """A mail body: the intro line, the aligned fields, ``tail`` lines, the signature."""
-    lines = [intro, ""]
-    lines += [f"{label + ':':<10} {text}" for label, text in fields]
-    lines += [*tail, "", "-- ", "netmetrix"]
-    return "\n".join(lines) + "\n"
-
-
-def describe(rule: AlertRule) -> str:
-    """The rule in words: ``cpu_percent > 20, for 3 samples, repeat every 4h (line 14)``."""
-    parts = [rule_text(rule)]
-    if rule.for_count > 1:
-        parts.append(f"for {rule.for_count} samples")
-    if rule.clear is not None:
-        parts.append(f"resolves once not {rule.op} {limit_text(rule.clear)}")
-    if rule.repeat is not None:
-        parts.append(f"repeat every {duration_text(rule.repeat)}")
-    if not rule.resolved:
-        parts.append("no mail when resolved")
-    text = ", ".join(parts)
-    return f"{text} (config line {rule.line})" if rule.line else text
-
-
-def duration_text(seconds: float) -> str:
-    """``4h``, ``30m``, ``90s``, ``1.5d``: the largest unit that reads well."""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size and (seconds / size * 10).is_integer():
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
-
-
-def digest(lines: Sequence[DigestLine], recipient: str, digest_over: int) -> tuple[str, str]:
-    """(subject, body) of one mail standing for ``lines``: ``ALERT 37 alerts on 25 hosts``.
-
-    Resolves are counted apart (``ALERT 30 alerts, 7 resolved on 25 hosts``);
-    a digest of resolves only says ``RESOLVED 7 alerts on 5 hosts``.
-    """
-    fired = sum(1 for line in lines if line.kind != "resolved")
-    resolved = len(lines) - fired
-    hosts = len({line.host for line in lines})
-    on = f"on {_count(hosts, 'host')}"
-    if not fired:
-        title = f"RESOLVED {_count(resolved, 'alert')} {on}"
-    elif not resolved:
-        title = f"ALERT {_count(fired, 'alert')} {on}"
-    else:
-        title = f"ALERT {_count(fired, 'alert')}, {resolved} resolved {on}"
-    ordered = sorted(lines, key=lambda line: (line.ts, line.host, line.subject))
-    rows = [("TIME (UTC)", "HOST", "SEVERITY", "NOTIFICATION")]
-    rows += [(iso(line.ts) or "", line.host, line.severity, line.subject) for line in ordered]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    text = [
-        f"{len(lines)} notifications for {recipient} in one mail"
-        f" (more than digest_over={digest_over}).",
-        "",
-    ]
-    text += [
-        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[3]])
-        for row in rows
-    ]
-    text += [
-        "",
-        "Details: netmetrix alerts active, netmetrix alerts history",
-        "",
-        "-- ",
-        "netmetrix",
-    ]
-    return title, "\n".join(text) + "\n"
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+def _event(
+    kind: EventKind,
+    rid: str,
+    rule: AlertRule,
+    key: StateKey,
+    value: float,
+    ts: float,
+    episode: State,
+) -> AlertEvent:
+    _, host, metric, labels = key
+    return AlertEvent(
+        kind=kind,
+        rule_id=rid,
+        rule=rule_text(rule),
+        severity=rule.severity,
+        host=host,
+        metric=metric,
+        labels=labels,
+        value=value,
+        ts=ts,
+        since=episode.since,
+        seen=ts,
+    )

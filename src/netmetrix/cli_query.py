@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     import asyncssh
 
     from netmetrix.cli import Settings
-    from netmetrix.store import Forgotten, Store, StoredSample
+    from netmetrix.pipeline import Forgotten
+    from netmetrix.store import Store, StoredSample
 
 SAMPLE_COLUMNS = ("host", "metric", "labels", "ts", "value")
 HOST_COLUMNS = ("host", "address", "port", "last_seen", "last_error", "probe_version", "up")
@@ -163,8 +164,8 @@ def _select(
     """
     hosts, problems = stored_hosts(cfg, store, host_patterns)
     if metric_names:
+        from netmetrix.model import UP
         from netmetrix.probe import METRICS
-        from netmetrix.store import UP
 
         known = {name for name, *_ in METRICS} | {UP} | store.metric_names()
         asked = dict.fromkeys(metric_names)
@@ -296,6 +297,8 @@ def forget(settings: Settings, names: tuple[str, ...], yes: bool, force: bool, f
       netmetrix hosts forget old-web1
       netmetrix hosts forget 'old-*' --yes --format json
     """
+    from netmetrix import pipeline
+
     cfg = settings.load()
     with _open_store(cfg) as store:
         selected, problems = stored_hosts(cfg, store, names)
@@ -312,8 +315,8 @@ def forget(settings: Settings, names: tuple[str, ...], yes: bool, force: bool, f
         if not yes and not _confirm(selected):
             click.echo("hosts forget: nothing forgotten", err=True)
             return 1
-        done = store.forget_hosts(
-            selected, cfg.alerts.rules, configured=configured, now=time.time()
+        done = pipeline.forget(
+            store, selected, cfg.alerts.rules, configured=configured, now=time.time()
         )
     rows = [{column: getattr(f, column) for column in FORGET_COLUMNS} for f in done]
     if fmt != "table":

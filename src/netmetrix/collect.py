@@ -21,13 +21,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from netmetrix import alerts, dbadmin, envelope, probe, ssh
+from netmetrix import alerts, dbadmin, envelope, pipeline, probe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import HostError, Outcome, StoreError
 from netmetrix.fleet import HostResult, run_fleet
+from netmetrix.model import HostRun
 from netmetrix.render import number
 from netmetrix.sanitize import clean
-from netmetrix.store import HostRun, Refused, Store
+from netmetrix.store import Refused, Store
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +283,13 @@ async def _record(
     ]
     recorded = await asyncio.to_thread(
         functools.partial(
-            store.record_runs_with_alerts,
+            pipeline.record,
+            store,
             runs,
             config.alerts.rules,
             now=clock(),
             hosts=[h.name for h in config.hosts],
+            marks=[_host_run(r, finished[r.host.name]) for r in not_set_up],
         )
     )
     if recorded.retired:
@@ -295,8 +298,6 @@ async def _record(
             recorded.retired,
             config.path.name,
         )
-    marks = [_host_run(r, finished[r.host.name]) for r in not_set_up]
-    await asyncio.to_thread(store.update_hosts, marks)
     results = _fail_refused(results, recorded.refused)
     _log_saved(runs, {r.host for r in recorded.refused})
     # A host that answered with a pending key settles on it (an upload crashed before

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from netmetrix import probe
 from netmetrix.errors import EnvelopeError
+from netmetrix.model import Sample
 from netmetrix.sanitize import clean, escape
 
 MAX_LINE_BYTES = 1 << 20  # a real message is a few KiB; refuse anything absurd
@@ -55,13 +56,6 @@ MAX_ERRORS = 50
 _METRIC_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,127}")  # fullmatch: no trailing newline
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}")
 PREFIX = probe.MAGIC + "."
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Sample:
-    metric: str
-    labels: tuple[tuple[str, str], ...]  # sorted (name, value) pairs
-    value: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

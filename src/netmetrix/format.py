@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 _IEC = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 _ELAPSED = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -106,3 +106,22 @@ def with_unit(value: float, unit: str | None) -> str:
     if unit == "":
         return f"{value:.2f}"
     return number(value)
+
+
+def series_name(metric: str, labels: Iterable[tuple[str, str]]) -> str:
+    """``cpu_percent``, or ``disk_percent{mount="/"}`` with labels."""
+    inner = ",".join(f'{key}="{value}"' for key, value in labels)
+    return f"{metric}{{{inner}}}" if inner else metric
+
+
+def count(n: int, noun: str) -> str:
+    """``1 host``, ``3 hosts``: a number and its noun (the plural adds an s)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def duration(seconds: float) -> str:
+    """``4h``, ``30m``, ``90s``, ``1.5d``: the largest unit that reads well (config and mail)."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and (seconds / size * 10).is_integer():
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"

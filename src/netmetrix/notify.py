@@ -48,7 +48,7 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Literal
 
-from netmetrix import alerts
+from netmetrix import notice
 from netmetrix.config import SMTPConfig
 from netmetrix.store import OutboxItem, Store
 
@@ -156,7 +156,7 @@ def plan(items: Sequence[OutboxItem], digest_over: int, sender: str) -> list[Mai
         attempt = max(item.attempts for item in group) + 1
         if len(group) > digest_over:
             lines = [
-                alerts.DigestLine(
+                notice.DigestLine(
                     kind="resolved" if item.kind == "resolved" else "firing",
                     host=header_text(item.host),
                     severity=item.severity,
@@ -165,7 +165,7 @@ def plan(items: Sequence[OutboxItem], digest_over: int, sender: str) -> list[Mai
                 )
                 for item in group
             ]
-            subject, body = alerts.digest(lines, recipient, digest_over)
+            subject, body = notice.digest(lines, recipient, digest_over)
             ids = tuple(item.id for item in group)
             mid = f"<netmetrix.digest.{ids[0]}-{ids[-1]}.{len(ids)}@{domain}>"
             mails.append(

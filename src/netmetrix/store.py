@@ -31,11 +31,11 @@ import socket
 import sqlite3
 import stat
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -68,17 +68,14 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.elements import Label
 
-from netmetrix import alerts
-from netmetrix.config import AlertRule
-from netmetrix.envelope import Sample
 from netmetrix.errors import NetmetrixError, Outcome, StoreError
 from netmetrix.format import iso
+from netmetrix.model import UP, AlertEvent, AlertState, HostRun, Labels, Point, StateKey, points
 from netmetrix.sanitize import clean
 
 log = logging.getLogger(__name__)
 
 DEFAULT_BUSY_TIMEOUT = 10.0  # seconds a writer waits for another one's lock
-UP = "up"  # the collector's own metric: 1 the host answered and verified, 0 not
 NO_LABELS = "{}"
 KEY_STATES = ("active", "pending")
 _CHUNK = 500  # bound parameters per IN (...) list; old SQLite allows 999
@@ -219,19 +216,6 @@ outbox_table = Table(
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HostRun:
-    """One host's outcome of one execute."""
-
-    host: str
-    address: str
-    ts: float  # unix seconds of the run
-    ok: bool
-    error: str | None = None
-    probe_version: str | None = None
-    samples: tuple[Sample, ...] = ()
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class Refused:
     """A host whose data the database would not take; it was stored as a failed run."""
 
@@ -241,10 +225,12 @@ class Refused:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Written:
-    """What ``record_runs`` stored."""
+    """What ``Transaction.write_runs`` stored."""
 
     samples: int
     refused: tuple[Refused, ...] = ()  # stored as failed runs (up 0, last_error) instead
+    # the runs as stored (a refused host's as a failed run); what was written is the counts
+    runs: tuple[HostRun, ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -540,57 +526,29 @@ class Store:
 
     # -- runs ----------------------------------------------------------------
 
-    def record_runs(
-        self,
-        runs: Sequence[HostRun],
-        *,
-        then: Callable[[Connection, Sequence[HostRun]], None] | None = None,
-    ) -> Written:
-        """Store a batch of host runs in one transaction; report what was written.
+    @contextmanager
+    def transaction(self, doing: str) -> Iterator[Transaction]:
+        """One write transaction (SQLite: BEGIN IMMEDIATE), committed when the block ends.
 
-        Each run updates its host's row and adds its samples plus ``up`` (1.0
-        ok, 0.0 failed) at the run's time.  A sample whose series already has
-        one at that millisecond is ignored (the first one stays).  ``then`` runs
-        last inside the same transaction, with the runs as stored (alerting:
-        ``record_runs_with_alerts``).
-
-        One host's unwritable data fails that host only: a NaN sample, or a
-        row the database refuses (a data error, not a lock or a lost
-        connection), makes the batch be written host by host, each in its own
-        savepoint; a refused host is stored as a failed run (``up`` 0, the
-        reason as ``last_error``) and reported in ``Written.refused``.
+        What collect writes of a run (samples, host rows, alert state, history,
+        outbox) goes through one of these, so it commits together or not at
+        all.  A database error becomes a StoreError naming ``doing``.
         """
+        with self._guard(doing), self._writer.begin() as conn:
+            yield Transaction(conn)
+
+    def record_runs(self, runs: Sequence[HostRun]) -> Written:
+        """Store a batch of host runs in a transaction of its own (``Transaction.write_runs``)."""
         if not runs:
             return Written(samples=0)
-        runs, refused = _refuse_nan(runs)
-        doing = f"store {len(runs)} host run(s)"
-        with self._guard(doing):
-            try:
-                with self._writer.begin() as conn:
-                    count = _write_runs(conn, runs)
-                    if then is not None:
-                        then(conn, runs)
-                    return Written(samples=count, refused=refused)
-            except _ROW_ERRORS as err:
-                if not _is_data_error(err):
-                    raise
-                log.debug("a row was refused; storing host by host", exc_info=True)
-            with self._writer.begin() as conn:
-                count, runs, more = _write_each_host(conn, runs)
-                if then is not None:
-                    then(conn, runs)
-                return Written(samples=count, refused=refused + more)
+        with self.transaction(f"store {len(runs)} host run(s)") as tx:
+            return tx.write_runs(runs)
 
     def update_hosts(self, runs: Sequence[HostRun]) -> None:
-        """Update only the host rows of ``runs`` (address, last error), in one transaction.
-
-        For runs that were cut short (Ctrl-C): no sample, so no `up` = 0 that
-        would page someone, and nothing for the alert rules to see.
-        """
-        if not runs:
-            return
-        with self._guard(f"update {len(runs)} host(s)"), self._writer.begin() as conn:
-            conn.execute(_upsert_hosts(conn.dialect.name), _host_rows(runs, _now_ms()))
+        """Update only the host rows of ``runs`` (``Transaction.update_hosts``)."""
+        if runs:
+            with self.transaction(f"update {len(runs)} host(s)") as tx:
+                tx.update_hosts(runs)
 
     # -- queries -------------------------------------------------------------
 
@@ -772,84 +730,6 @@ class Store:
         return StoreError(f"database {self.url_display}: cannot {doing}: {_detail(err)}")
 
     # -- alerts (#7) ---------------------------------------------------------
-
-    def record_runs_with_alerts(
-        self,
-        runs: Sequence[HostRun],
-        rules: Sequence[AlertRule],
-        *,
-        now: float,
-        hosts: Collection[str] | None = None,
-    ) -> Recorded:
-        """``record_runs``, then evaluate ``rules`` on the new samples, in one transaction.
-
-        The same transaction moves each (rule, series) state, appends the alert
-        history and queues one outbox mail per recipient (created at ``now``,
-        unix seconds): the samples, the state and the mail commit together or
-        not at all.
-
-        ``hosts`` are the hosts of config.xml (all of them, not only those of
-        this run); None leaves alone the state of hosts not in it.  A state
-        whose rule is no longer in ``rules`` or whose host is not in ``hosts``
-        is dropped: a firing one with a ``resolved`` event and a RESOLVED mail
-        saying why (``retire``), a pending one silently.  ``up`` rules skip a
-        host that has never answered (its row has no last_seen).
-        """
-        found: list[Recorded] = []
-
-        def alerting(conn: Connection, stored: Sequence[HostRun]) -> None:
-            found[:] = [_apply_alerts(conn, stored, rules, _ms(now), hosts)]  # the last try counts
-
-        if not runs:  # nothing to store, but config changes still resolve alerts
-            with self._guard("resolve alerts"), self._writer.begin() as conn:
-                alerting(conn, ())
-            return found[0]
-        written = self.record_runs(runs, then=alerting)
-        done = found[0] if found else Recorded(samples=0, events=0, queued=0)
-        return dataclasses.replace(done, samples=written.samples, refused=written.refused)
-
-    def forget_hosts(
-        self,
-        names: Sequence[str],
-        rules: Sequence[AlertRule],
-        *,
-        configured: Collection[str],
-        now: float,
-    ) -> list[Forgotten]:
-        """Delete everything stored about ``names``, in one transaction; what went, by host.
-
-        Series and their samples, keys, alert state and the host row go; the
-        alert history and the outbox stay (mail still to send is sent).  A
-        firing alert is resolved first, as when its host leaves config.xml:
-        a ``resolved`` event and a RESOLVED mail saying ``host removed``, or
-        ``host forgotten`` for a host still in ``configured`` (config.xml's
-        hosts).  A name the store does not know reports zeros.
-        """
-        s, p, k, h = series_table, samples_table, host_keys_table, hosts_table
-        by_id = alerts.unique_rules(rules)
-        forgotten: list[Forgotten] = []
-        with self._guard(f"forget {len(names)} host(s)"), self._writer.begin() as conn:
-            for name in names:
-                why: alerts.RetireReason = (
-                    "host forgotten" if name in configured else "host removed"
-                )
-                endings = [(row, why) for row in _states_of(conn, [name])]
-                ended = _retire(conn, endings, by_id, _ms(now), _ms(now))
-                series = select(s.c.id).where(s.c.host == name).scalar_subquery()
-                samples = conn.execute(p.delete().where(p.c.series_id.in_(series))).rowcount
-                forgotten.append(
-                    Forgotten(
-                        host=name,
-                        series=conn.execute(s.delete().where(s.c.host == name)).rowcount,
-                        samples=samples,
-                        keys=conn.execute(k.delete().where(k.c.host == name)).rowcount,
-                        alerts=len(endings),
-                        resolved=ended.retired,
-                        mails=ended.queued,
-                        row=conn.execute(h.delete().where(h.c.name == name)).rowcount > 0,
-                    )
-                )
-        return forgotten
 
     def alerts_active(self, hosts: Sequence[str] = ()) -> list[ActiveAlert]:
         """Every (rule, series) pending or firing: firing first, then by host, series, rule."""
@@ -1095,6 +975,225 @@ class Store:
         return OutboxChange(changed=tuple(dead), unchanged=tuple(waiting))
 
 
+class Transaction:
+    """The writes of one transaction (``Store.transaction``): samples, host rows, alert
+    state, alert history and outbox rows.  Collect orchestrates them; nothing here
+    evaluates a rule or words a mail."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    # -- runs ----------------------------------------------------------------
+
+    def write_runs(self, runs: Sequence[HostRun]) -> Written:
+        """Store host runs; report what was written.
+
+        Each run updates its host's row and adds its samples plus ``up`` (1.0
+        ok, 0.0 failed) at the run's time.  A sample whose series already has
+        one at that millisecond is ignored (the first one stays).
+
+        One host's unwritable data fails that host only: a NaN sample, or a
+        row the database refuses (a data error, not a lock or a lost
+        connection), makes the batch be written host by host, each in its own
+        savepoint; a refused host is stored as a failed run (``up`` 0, the
+        reason as ``last_error``) and reported in ``Written.refused``.
+        """
+        if not runs:
+            return Written(samples=0)
+        runs, refused = _refuse_nan(runs)
+        conn = self._conn
+        try:
+            with conn.begin_nested():
+                count = _write_runs(conn, runs)
+            return Written(samples=count, refused=refused, runs=tuple(runs))
+        except _ROW_ERRORS as err:
+            if not _is_data_error(err):
+                raise
+            log.debug("a row was refused; storing host by host", exc_info=True)
+        count, stored, more = _write_each_host(conn, runs)
+        return Written(samples=count, refused=refused + more, runs=tuple(stored))
+
+    def update_hosts(self, runs: Sequence[HostRun]) -> None:
+        """Update only the host rows of ``runs`` (address, last error).
+
+        For runs that were cut short (Ctrl-C): no sample, so no `up` = 0 that
+        would page someone, and nothing for the alert rules to see.
+        """
+        if runs:
+            conn = self._conn
+            conn.execute(_upsert_hosts(conn.dialect.name), _host_rows(runs, _now_ms()))
+
+    def never_seen(self, hosts: Iterable[str]) -> set[str]:
+        """Which of ``hosts`` have a row without last_seen: they never answered."""
+        h = hosts_table
+        found: set[str] = set()
+        for chunk in _chunks(sorted(set(hosts))):
+            query = select(h.c.name).where(h.c.name.in_(chunk), h.c.last_seen_ms.is_(None))
+            found.update(self._conn.execute(query).scalars())
+        return found
+
+    def addresses(self, hosts: Iterable[str]) -> dict[str, str]:
+        """The stored address of each of ``hosts`` that has one."""
+        h = hosts_table
+        found: dict[str, str] = {}
+        for chunk in _chunks(sorted(set(hosts))):
+            query = select(h.c.name, h.c.address).where(h.c.name.in_(chunk))
+            found.update((name, address) for name, address in self._conn.execute(query) if address)
+        return found
+
+    def recent(
+        self, host: str, metric: str, labels: Labels, until: float, limit: int
+    ) -> tuple[tuple[float, float], ...]:
+        """The last ``limit`` (ts, value) of one series up to ``until``, oldest first."""
+        s, p = series_table, samples_table
+        query = (
+            select(p.c.ts_ms, p.c.value)
+            .select_from(s.join(p, p.c.series_id == s.c.id))
+            .where(s.c.host == host, s.c.metric == metric, s.c.labels == labels_json(labels))
+            .where(p.c.ts_ms <= _ms(until))
+            .order_by(p.c.ts_ms.desc())
+            .limit(limit)
+        )
+        rows = self._conn.execute(query).all()
+        return tuple((ts_ms / 1000, value) for ts_ms, value in reversed(rows))
+
+    def forget_host(self, name: str) -> tuple[int, int, int, bool]:
+        """Delete a host's series, samples, keys and row: (series, samples, keys, had a row).
+
+        Its alert history and outbox stay (mail still to send is sent)."""
+        s, p, k, h = series_table, samples_table, host_keys_table, hosts_table
+        conn = self._conn
+        series = select(s.c.id).where(s.c.host == name).scalar_subquery()
+        samples = conn.execute(p.delete().where(p.c.series_id.in_(series))).rowcount
+        return (
+            conn.execute(s.delete().where(s.c.host == name)).rowcount,
+            samples,
+            conn.execute(k.delete().where(k.c.host == name)).rowcount,
+            conn.execute(h.delete().where(h.c.name == name)).rowcount > 0,
+        )
+
+    # -- alert state, history, outbox -------------------------------------------
+
+    def alert_states(
+        self, hosts: Iterable[str], rule_ids: Collection[str] | None = None
+    ) -> dict[StateKey, AlertState]:
+        """The stored states of ``hosts`` (of ``rule_ids`` only, when given)."""
+        st = alert_state_table
+        found: dict[StateKey, AlertState] = {}
+        for chunk in _chunks(sorted(set(hosts))):
+            query = select(st).where(st.c.host.in_(chunk))
+            if rule_ids is not None:
+                query = query.where(st.c.rule_id.in_(sorted(rule_ids)))
+            found.update(_state_item(row) for row in self._conn.execute(query))
+        return found
+
+    def other_alert_states(
+        self, rule_ids: Collection[str], hosts: Collection[str] | None
+    ) -> dict[StateKey, AlertState]:
+        """The stored states of a rule not in ``rule_ids`` or a host not in ``hosts``
+        (None: every host is in it)."""
+        st = alert_state_table
+        conn = self._conn
+        # alert_state holds only the alerts that are not ok: reading its ids and hosts is cheap
+        stored_ids = set(conn.execute(select(st.c.rule_id).distinct()).scalars())
+        wanted: list[tuple[Any, list[str]]] = [(st.c.rule_id, sorted(stored_ids - set(rule_ids)))]
+        if hosts is not None:
+            stored_hosts = set(conn.execute(select(st.c.host).distinct()).scalars())
+            wanted.append((st.c.host, sorted(stored_hosts - set(hosts))))
+        found: dict[StateKey, AlertState] = {}
+        for column, values in wanted:
+            for chunk in _chunks(values):
+                rows = conn.execute(select(st).where(column.in_(chunk)))
+                found.update(_state_item(row) for row in rows)
+        return found
+
+    def save_alert_states(self, changes: Mapping[StateKey, AlertState | None]) -> None:
+        """Write changed states: None deletes the stored one (back to ok), others upsert."""
+        st = alert_state_table
+        conn = self._conn
+        gone = [
+            {"r": rid, "h": host, "m": metric, "l": labels_json(labels)}
+            for (rid, host, metric, labels), state in changes.items()
+            if state is None
+        ]
+        if gone:
+            conn.execute(
+                st.delete().where(
+                    st.c.rule_id == bindparam("r"),
+                    st.c.host == bindparam("h"),
+                    st.c.metric == bindparam("m"),
+                    st.c.labels == bindparam("l"),
+                ),
+                gone,
+            )
+        rows = [_state_row(key, state) for key, state in changes.items() if state is not None]
+        if rows:
+            # An upsert: another collector may have evaluated the same host just now.
+            insert = _insert(conn.dialect.name, st)
+            keys = ("rule_id", "host", "metric", "labels")
+            update = {c.name: insert.excluded[c.name] for c in st.columns if c.name not in keys}
+            conn.execute(insert.on_conflict_do_update(index_elements=keys, set_=update), rows)
+
+    def add_alert_events(self, events: Sequence[AlertEvent]) -> list[int]:
+        """Append ``events`` to the alert history; their ids, in order."""
+        if not events:
+            return []
+        ev = alert_events_table
+        rows = [
+            {
+                "ts_ms": _ms(e.ts),
+                "kind": e.kind,
+                "rule_id": e.rule_id,
+                "rule": e.rule,
+                "severity": e.severity,
+                "host": e.host,
+                "metric": e.metric,
+                "labels": labels_json(e.labels),
+                "value": e.value,
+                "since_ms": _ms(e.since),
+            }
+            for e in events
+        ]
+        inserted = self._conn.execute(
+            ev.insert().returning(ev.c.id, sort_by_parameter_order=True), rows
+        )
+        return list(inserted.scalars().all())
+
+    def last_firing_recipients(self, rule_id: str, series: StateKey) -> tuple[str, ...]:
+        """Who the last firing mail of a (rule, series) went to, dead letters aside: the
+        only record of its recipients once its rule left config.xml."""
+        ev, o = alert_events_table, outbox_table
+        _, host, metric, labels = series
+        fired = (
+            select(ev.c.id)
+            .where(
+                ev.c.kind == "firing",
+                ev.c.rule_id == rule_id,
+                ev.c.host == host,
+                ev.c.metric == metric,
+                ev.c.labels == labels_json(labels),
+            )
+            .order_by(ev.c.id.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        query = (
+            select(o.c.recipient)
+            .where(o.c.event_id == fired, o.c.failed_ms.is_(None))
+            .order_by(o.c.id)
+        )
+        return tuple(dict.fromkeys(self._conn.execute(query).scalars()))
+
+    def queue_mail(
+        self, event_id: int, subject: str, body: str, recipients: Iterable[str], now: float
+    ) -> int:
+        """Queue one mail per recipient for an alert event, created at ``now``; how many."""
+        rows = _mail_rows(event_id, subject, body, recipients, _ms(now))
+        if rows:
+            self._conn.execute(outbox_table.insert(), rows)
+        return len(rows)
+
+
 def _use_wal(cursor: sqlite3.Cursor, busy_timeout: float) -> None:
     """Switch the database to WAL, waiting up to ``busy_timeout`` for other connections.
 
@@ -1264,14 +1363,9 @@ def _host_rows(runs: Sequence[HostRun], now_ms: int) -> list[dict[str, Any]]:
 
 def _write_runs(conn: Connection, runs: Sequence[HostRun]) -> int:
     """Write host rows, series and samples of ``runs``; return the samples written."""
-    points: dict[tuple[SeriesKey, int], float] = {}
-    for run in runs:
-        ts_ms = _ms(run.ts)
-        points.setdefault(((run.host, UP, NO_LABELS), ts_ms), 1.0 if run.ok else 0.0)
-        for sample in run.samples:
-            key = (run.host, sample.metric, _sample_labels_json(sample.labels))
-            points.setdefault((key, ts_ms), sample.value)
-    keys = sorted({key for key, _ in points})
+    found: list[Point] = points(runs)
+    by_key = {p: (p.host, p.metric, _sample_labels_json(p.labels)) for p in found}
+    keys = sorted(set(by_key.values()))
     dialect = conn.dialect.name
     conn.execute(_upsert_hosts(dialect), _host_rows(runs, _now_ms()))
     conn.execute(
@@ -1281,7 +1375,7 @@ def _write_runs(conn: Connection, runs: Sequence[HostRun]) -> int:
         [{"host": h, "metric": m, "labels": lb} for h, m, lb in keys],
     )
     ids = _series_ids(conn, keys)
-    rows = sorted((ids[key], ts_ms, value) for (key, ts_ms), value in points.items())
+    rows = sorted((ids[by_key[p]], p.ts_ms, p.value) for p in found)
     written = conn.execute(
         _insert(dialect, samples_table)
         .on_conflict_do_nothing(index_elements=["series_id", "ts_ms"])
@@ -1530,38 +1624,6 @@ def _running(display: str, pid: int | None, start: float | None, machine: str | 
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Recorded:
-    """What ``record_runs_with_alerts`` wrote."""
-
-    samples: int
-    events: int  # alert history entries (fired, repeated, resolved)
-    queued: int  # outbox mails (one per recipient of an event)
-    refused: tuple[Refused, ...] = ()  # hosts stored as failed runs instead (see record_runs)
-    retired: int = 0  # firing alerts resolved because their rule or host left config.xml
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Forgotten:
-    """What ``forget_hosts`` deleted of one host."""
-
-    host: str
-    series: int
-    samples: int
-    keys: int
-    alerts: int  # alert states (pending or firing) dropped
-    resolved: int  # of them, firing alerts resolved with a RESOLVED event
-    mails: int  # RESOLVED mails queued for them
-    row: bool  # whether it had a hosts row
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class _RetiredStates:
-    retired: int = 0  # firing states resolved (one event each)
-    dropped: int = 0  # pending states dropped silently
-    queued: int = 0  # mails queued
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class ActiveAlert:
     host: str
     metric: str
@@ -1619,404 +1681,39 @@ class OutboxChange:
     unknown: tuple[int, ...] = ()  # no undelivered mail has this id
 
 
-_StateKey = tuple[str, str, str, str]  # rule_id, host, metric, labels JSON
-
-
-class _Happened(NamedTuple):
-    """An alert event found while evaluating, before it is written."""
-
-    kind: alerts.EventKind
-    rule_id: str
-    rule: AlertRule
-    series: SeriesKey
-    value: float
-    ts: float
-    since: float
-
-
-def _apply_alerts(
-    conn: Connection,
-    runs: Sequence[HostRun],
-    rules: Sequence[AlertRule],
-    now_ms: int,
-    configured: Collection[str] | None,
-) -> Recorded:
-    """Evaluate ``rules`` on the samples of ``runs`` (already written) inside ``conn``.
-
-    First resolves the alerts whose rule or host left the config (see
-    ``record_runs_with_alerts``).  Returns the counts (samples 0: the caller's).
-    """
-    by_id = alerts.unique_rules(rules)
-    # resolved as of the run that noticed the change: before what that run fires anew
-    at_ms = min((_ms(run.ts) for run in runs), default=now_ms)
-    gone = _retire(conn, _orphaned_states(conn, by_id, configured), by_id, at_ms, now_ms)
-    events, queued = _evaluate(conn, runs, by_id, now_ms)
-    return Recorded(
-        samples=0,
-        events=events + gone.retired,
-        queued=queued + gone.queued,
-        retired=gone.retired,
+def _state_item(row: Any) -> tuple[StateKey, AlertState]:
+    labels = tuple(sorted(json.loads(row.labels).items()))
+    state = AlertState(
+        phase="firing" if row.state == "firing" else "pending",
+        count=row.breaches,
+        since=row.since_ms / 1000,
+        fired=None if row.fired_ms is None else row.fired_ms / 1000,
+        notified=None if row.notified_ms is None else row.notified_ms / 1000,
+        value=row.value,
+        ts=row.ts_ms / 1000,
+        rule=row.rule,
+        severity=row.severity,
     )
+    return (row.rule_id, row.host, row.metric, labels), state
 
 
-def _evaluate(
-    conn: Connection, runs: Sequence[HostRun], by_id: Mapping[str, AlertRule], now_ms: int
-) -> tuple[int, int]:
-    """Move the states of ``by_id``'s rules on the runs' samples; (events, mails queued)."""
-    if not by_id or not runs:
-        return 0, 0
-    # `up` of a host that never answered pages nobody: not set up yet, or a fresh store (#11)
-    never = _never_seen(conn, sorted({run.host for run in runs}))
-    by_metric: dict[str, list[tuple[str, AlertRule]]] = {}
-    for rid, rule in by_id.items():
-        by_metric.setdefault(rule.metric, []).append((rid, rule))
-
-    # The runs' points, as record_runs stored them (first one per series and ms wins).
-    points: dict[tuple[SeriesKey, int], float] = {}
-    label_sets: dict[SeriesKey, alerts.Labels] = {}
-    addresses: dict[str, str] = {}
-    for run in runs:
-        ts_ms = _ms(run.ts)
-        addresses[run.host] = run.address
-        if run.host not in never:
-            up_key = (run.host, UP, NO_LABELS)
-            label_sets[up_key] = ()
-            points.setdefault((up_key, ts_ms), 1.0 if run.ok else 0.0)
-        for sample in run.samples:
-            if sample.metric not in by_metric:
-                continue
-            key = (run.host, sample.metric, _sample_labels_json(sample.labels))
-            label_sets[key] = sample.labels
-            points.setdefault((key, ts_ms), sample.value)
-    series: dict[SeriesKey, list[tuple[int, float]]] = {}
-    for (key, ts_ms), value in points.items():
-        series.setdefault(key, []).append((ts_ms, value))
-
-    watched: list[tuple[str, AlertRule, SeriesKey]] = []
-    for key in sorted(series):
-        host, metric, _ = key
-        labels = dict(label_sets[key])
-        watched += [
-            (rid, rule, key)
-            for rid, rule in by_metric.get(metric, ())
-            if alerts.matches(rule, host, metric, labels)
-        ]
-    if not watched:
-        return 0, 0
-    before = _load_states(conn, sorted({key[0] for _, _, key in watched}), sorted(by_id))
-
-    after: dict[_StateKey, alerts.State | None] = {}
-    events: list[_Happened] = []
-    for rid, rule, key in watched:
-        skey = (rid, *key)
-        state = before.get(skey)
-        for ts_ms, value in sorted(series[key]):
-            ts = ts_ms / 1000
-            previous = state
-            state, kind = alerts.step(rule, state, value, ts)
-            if kind is not None:
-                episode = previous if kind == "resolved" else state
-                assert episode is not None  # an event always belongs to an incident
-                events.append(_Happened(kind, rid, rule, key, value, ts, episode.since))
-        if state != before.get(skey):
-            after[skey] = state
-
-    _write_states(conn, after, before, by_id)
-    if not events:
-        return 0, 0
-    return len(events), _queue(conn, events, label_sets, addresses, now_ms)
-
-
-def _never_seen(conn: Connection, hosts: Sequence[str]) -> set[str]:
-    """Which of ``hosts`` have a row without last_seen: they never answered."""
-    h = hosts_table
-    found: set[str] = set()
-    for chunk in _chunks(hosts):
-        query = select(h.c.name).where(h.c.name.in_(chunk), h.c.last_seen_ms.is_(None))
-        found.update(conn.execute(query).scalars())
-    return found
-
-
-# A stored state to end and why: see _retire.
-_Ending = tuple[Any, alerts.RetireReason]
-
-
-def _orphaned_states(
-    conn: Connection, by_id: Mapping[str, AlertRule], configured: Collection[str] | None
-) -> list[_Ending]:
-    """The states whose host left the config (``configured``; None: keep every host) or
-    whose rule did (its id is not in ``by_id``), oldest first; a gone host wins."""
-    st = alert_state_table
-    # alert_state holds only the alerts that are not ok: reading its ids and hosts is cheap
-    gone_rules = sorted(set(conn.execute(select(st.c.rule_id).distinct()).scalars()) - set(by_id))
-    gone_hosts: list[str] = []
-    if configured is not None:
-        stored_hosts = set(conn.execute(select(st.c.host).distinct()).scalars())
-        gone_hosts = sorted(stored_hosts - set(configured))
-    ending: dict[_StateKey, _Ending] = {}
-    reasons: tuple[tuple[Any, list[str], alerts.RetireReason], ...] = (
-        (st.c.host, gone_hosts, "host removed"),
-        (st.c.rule_id, gone_rules, "rule changed"),
-    )
-    for column, values, reason in reasons:
-        for chunk in _chunks(values):
-            for row in conn.execute(select(st).where(column.in_(chunk))):
-                key = (row.rule_id, row.host, row.metric, row.labels)
-                ending.setdefault(key, (row, reason))
-    return sorted(ending.values(), key=lambda e: (e[0].since_ms, e[0].host, e[0].metric))
-
-
-def _states_of(conn: Connection, hosts: Sequence[str]) -> list[Any]:
-    st = alert_state_table
-    rows: list[Any] = []
-    for chunk in _chunks(sorted(hosts)):
-        rows += conn.execute(select(st).where(st.c.host.in_(chunk))).all()
-    return rows
-
-
-def _retire(
-    conn: Connection,
-    endings: Sequence[_Ending],
-    by_id: Mapping[str, AlertRule],
-    at_ms: int,
-    now_ms: int,
-) -> _RetiredStates:
-    """Delete the alert_state rows of ``endings``, each (row, why it ends).
-
-    A pending one was never mailed: it goes silently.  A firing one gets a
-    ``resolved`` event at ``at_ms`` and a RESOLVED mail (queued at ``now_ms``) saying why
-    (``alerts.retired_subject``) to whom its firing mail went: the rule's
-    recipients when the rule is still configured (``resolved="false"``: none),
-    else those of the outbox rows of its last firing event that are not dead
-    letters.
-    """
-    st = alert_state_table
-    if not endings:
-        return _RetiredStates()
-    conn.execute(
-        st.delete().where(
-            st.c.rule_id == bindparam("r"),
-            st.c.host == bindparam("h"),
-            st.c.metric == bindparam("m"),
-            st.c.labels == bindparam("l"),
-        ),
-        [{"r": r.rule_id, "h": r.host, "m": r.metric, "l": r.labels} for r, _ in endings],
-    )
-    firing = [(row, why) for row, why in endings if row.state == "firing"]
-    if not firing:
-        return _RetiredStates(dropped=len(endings))
-    addresses = _addresses(conn, sorted({row.host for row, _ in firing}))
-    events = [
-        {
-            "ts_ms": at_ms,
-            "kind": "resolved",
-            "rule_id": row.rule_id,
-            "rule": row.rule,
-            "severity": row.severity,
-            "host": row.host,
-            "metric": row.metric,
-            "labels": row.labels,
-            "value": row.value,
-            "since_ms": row.since_ms,
-        }
-        for row, _ in firing
-    ]
-    ev = alert_events_table
-    inserted = conn.execute(ev.insert().returning(ev.c.id, sort_by_parameter_order=True), events)
-    mails: list[dict[str, Any]] = []
-    for event_id, (row, why) in zip(inserted.scalars().all(), firing, strict=True):
-        rule = by_id.get(row.rule_id)
-        to = alerts.recipients(rule, "resolved") if rule else _fired_to(conn, row)
-        retired = alerts.Retired(
-            reason=why,
-            rule=row.rule,
-            severity=row.severity,
-            host=row.host,
-            address=addresses.get(row.host, row.host),
-            metric=row.metric,
-            labels=tuple(sorted(json.loads(row.labels).items())),
-            value=row.value,
-            seen=row.ts_ms / 1000,
-            since=row.since_ms / 1000,
-            ts=at_ms / 1000,
-        )
-        mails += _mail_rows(
-            event_id, alerts.retired_subject(retired), alerts.retired_body(retired), to, now_ms
-        )
-    if mails:
-        conn.execute(outbox_table.insert(), mails)
-    return _RetiredStates(
-        retired=len(firing), dropped=len(endings) - len(firing), queued=len(mails)
-    )
-
-
-def _fired_to(conn: Connection, row: Any) -> tuple[str, ...]:
-    """Who the last firing mail of this state's (rule, series) went to, dead letters aside.
-
-    The rule is gone from the config, so its outbox rows are the only record.
-    """
-    ev, o = alert_events_table, outbox_table
-    fired = (
-        select(ev.c.id)
-        .where(
-            ev.c.kind == "firing",
-            ev.c.rule_id == row.rule_id,
-            ev.c.host == row.host,
-            ev.c.metric == row.metric,
-            ev.c.labels == row.labels,
-        )
-        .order_by(ev.c.id.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    query = (
-        select(o.c.recipient).where(o.c.event_id == fired, o.c.failed_ms.is_(None)).order_by(o.c.id)
-    )
-    return tuple(dict.fromkeys(conn.execute(query).scalars()))
-
-
-def _addresses(conn: Connection, hosts: Sequence[str]) -> dict[str, str]:
-    h = hosts_table
-    found: dict[str, str] = {}
-    for chunk in _chunks(hosts):
-        query = select(h.c.name, h.c.address).where(h.c.name.in_(chunk))
-        found.update((name, address) for name, address in conn.execute(query) if address)
-    return found
-
-
-def _load_states(
-    conn: Connection, hosts: Sequence[str], rule_ids: Sequence[str]
-) -> dict[_StateKey, alerts.State]:
-    st = alert_state_table
-    found: dict[_StateKey, alerts.State] = {}
-    for chunk in _chunks(hosts):
-        query = select(st).where(st.c.host.in_(chunk), st.c.rule_id.in_(rule_ids))
-        for r in conn.execute(query):
-            found[(r.rule_id, r.host, r.metric, r.labels)] = alerts.State(
-                phase="firing" if r.state == "firing" else "pending",
-                count=r.breaches,
-                since=r.since_ms / 1000,
-                fired=None if r.fired_ms is None else r.fired_ms / 1000,
-                notified=None if r.notified_ms is None else r.notified_ms / 1000,
-                value=r.value,
-                ts=r.ts_ms / 1000,
-            )
-    return found
-
-
-def _write_states(
-    conn: Connection,
-    after: Mapping[_StateKey, alerts.State | None],
-    before: Mapping[_StateKey, alerts.State],
-    rules: Mapping[str, AlertRule],
-) -> None:
-    """Replace the changed rows: delete those back to ok (no row), upsert the others."""
-    st = alert_state_table
-    gone = [
-        {"r": key[0], "h": key[1], "m": key[2], "l": key[3]}
-        for key, state in after.items()
-        if state is None and key in before
-    ]
-    if gone:
-        conn.execute(
-            st.delete().where(
-                st.c.rule_id == bindparam("r"),
-                st.c.host == bindparam("h"),
-                st.c.metric == bindparam("m"),
-                st.c.labels == bindparam("l"),
-            ),
-            gone,
-        )
-    rows = [
-        {
-            "rule_id": rid,
-            "host": host,
-            "metric": metric,
-            "labels": labels,
-            "state": state.phase,
-            "breaches": state.count,
-            "since_ms": _ms(state.since),
-            "fired_ms": None if state.fired is None else _ms(state.fired),
-            "notified_ms": None if state.notified is None else _ms(state.notified),
-            "value": state.value,
-            "ts_ms": _ms(state.ts),
-            "rule": alerts.rule_text(rules[rid]),
-            "severity": rules[rid].severity,
-        }
-        for (rid, host, metric, labels), state in after.items()
-        if state is not None
-    ]
-    if rows:
-        # An upsert: another collector may have evaluated the same host just now.
-        insert = _insert(conn.dialect.name, st)
-        keys = ("rule_id", "host", "metric", "labels")
-        update = {c.name: insert.excluded[c.name] for c in st.columns if c.name not in keys}
-        conn.execute(insert.on_conflict_do_update(index_elements=keys, set_=update), rows)
-
-
-def _queue(
-    conn: Connection,
-    events: Sequence[_Happened],
-    label_sets: Mapping[SeriesKey, alerts.Labels],
-    addresses: Mapping[str, str],
-    now_ms: int,
-) -> int:
-    """Append ``events`` to the history and queue their mail; return the mails queued."""
-    ev = alert_events_table
-    rows = [
-        {
-            "ts_ms": _ms(ts),
-            "kind": kind,
-            "rule_id": rid,
-            "rule": alerts.rule_text(rule),
-            "severity": rule.severity,
-            "host": host,
-            "metric": metric,
-            "labels": labels,
-            "value": value,
-            "since_ms": _ms(since),
-        }
-        for kind, rid, rule, (host, metric, labels), value, ts, since in events
-    ]
-    inserted = conn.execute(ev.insert().returning(ev.c.id, sort_by_parameter_order=True), rows)
-    ids = inserted.scalars().all()
-    mails: list[dict[str, Any]] = []
-    for event_id, (kind, _, rule, key, value, ts, since) in zip(ids, events, strict=True):
-        to = alerts.recipients(rule, kind)
-        if not to:
-            continue
-        host, metric, _ = key
-        event = alerts.Event(
-            kind=kind,
-            rule=rule,
-            host=host,
-            address=addresses.get(host, host),
-            metric=metric,
-            labels=label_sets[key],
-            value=value,
-            ts=ts,
-            since=since,
-            recent=_recent(conn, key, _ms(ts)),
-        )
-        mails += _mail_rows(event_id, alerts.subject(event), alerts.body(event), to, now_ms)
-    if mails:
-        conn.execute(outbox_table.insert(), mails)
-    return len(mails)
-
-
-def _recent(conn: Connection, key: SeriesKey, until_ms: int) -> tuple[tuple[float, float], ...]:
-    """The last ``alerts.RECENT`` (ts, value) of one series up to ``until_ms``, oldest first."""
-    s, p = series_table, samples_table
-    host, metric, labels = key
-    query = (
-        select(p.c.ts_ms, p.c.value)
-        .select_from(s.join(p, p.c.series_id == s.c.id))
-        .where(s.c.host == host, s.c.metric == metric, s.c.labels == labels)
-        .where(p.c.ts_ms <= until_ms)
-        .order_by(p.c.ts_ms.desc())
-        .limit(alerts.RECENT)
-    )
-    return tuple((ts_ms / 1000, value) for ts_ms, value in reversed(conn.execute(query).all()))
+def _state_row(key: StateKey, state: AlertState) -> dict[str, Any]:
+    rid, host, metric, labels = key
+    return {
+        "rule_id": rid,
+        "host": host,
+        "metric": metric,
+        "labels": labels_json(labels),
+        "state": state.phase,
+        "breaches": state.count,
+        "since_ms": _ms(state.since),
+        "fired_ms": None if state.fired is None else _ms(state.fired),
+        "notified_ms": None if state.notified is None else _ms(state.notified),
+        "value": state.value,
+        "ts_ms": _ms(state.ts),
+        "rule": state.rule,
+        "severity": state.severity,
+    }
 
 
 def _id_chunks(ids: Sequence[int], size: int = _CHUNK) -> Iterator[Sequence[int]]:
