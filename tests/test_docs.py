@@ -1,4 +1,4 @@
-"""The docs match the code: README command reference, --help texts, contrib/ units and cron.
+"""The docs match the code: README command reference, --help texts, the docs/ site, contrib/.
 
 The README's "## Command reference" is every command's ``--help`` as printed
 at 100 columns.  After changing a command, refresh it with::
@@ -11,6 +11,8 @@ from __future__ import annotations
 import configparser
 import re
 import shlex
+import shutil
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +25,14 @@ from netmetrix.cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+MKDOCS = ROOT / "mkdocs.yml"
 CONTRIB = ROOT / "contrib"
 REFERENCE = "## Command reference"
 WIDTH = 100
 CRON_RE = re.compile(r"(?P<when>(?:\S+\s+){5})(?P<user>[a-z_][a-z0-9_-]*)\s+(?P<command>.+)")
 SHELL_OPERATORS = {"|", "||", "&&", ";", ">", ">>", "2>&1", "<"}
+NAV_PAGE_RE = re.compile(r"^\s*-\s+(?:[^:\n]+:\s+)?(\S+\.md)\s*$", re.MULTILINE)
 
 
 def commands(
@@ -59,6 +64,11 @@ def reference() -> str:
         title = " ".join(("netmetrix", *path))
         parts.append(f"\n### `{title}`\n\n```text\n{help_text(path).rstrip()}\n```\n")
     return "".join(parts)
+
+
+def pages() -> list[Path]:
+    """Every Markdown page of the site."""
+    return sorted(DOCS.glob("*.md"))
 
 
 def readme_reference(text: str) -> str:
@@ -128,6 +138,30 @@ def test_readme_command_lines_parse() -> None:
     for line in lines:
         code, output = parses(netmetrix_args(line))
         assert code == 0, f"README: `{line}` does not parse:\n{output}"
+
+
+# ---------------------------------------------------------------- the docs/ site
+
+
+def test_every_page_is_in_the_nav() -> None:
+    nav = NAV_PAGE_RE.findall(MKDOCS.read_text(encoding="utf-8"))
+    assert sorted(nav) == sorted(path.name for path in pages())
+    assert len(nav) == len(set(nav)), "a page is twice in the nav"
+
+
+def test_site_builds_strict_and_fails_on_a_broken_link(tmp_path: Path) -> None:
+    """`make docs` fails on a link to a missing heading (mkdocs.yml's validation settings)."""
+    shutil.copytree(DOCS, tmp_path / "docs")
+    shutil.copy(MKDOCS, tmp_path / "mkdocs.yml")
+    build = [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", "out"]
+    ok = subprocess.run(build, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "out" / "index.html").is_file()
+    with (tmp_path / "docs" / "index.md").open("a", encoding="utf-8") as page:
+        page.write("\nSee [the plans](store-plans.md#no-such-heading).\n")
+    broken = subprocess.run(build, cwd=tmp_path, capture_output=True, text=True, check=False)
+    assert broken.returncode != 0
+    assert "does not contain an anchor '#no-such-heading'" in broken.stderr
 
 
 # ---------------------------------------------------------------- contrib/
