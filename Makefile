@@ -7,7 +7,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || { command -v sudo >/dev/null && echo su
 APT    := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
 .DEFAULT_GOAL := help
-.PHONY: help venv system-deps lint test demo bench clean
+.PHONY: help venv system-deps lint docs test demo bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	  echo "python3 -m venv failed: installing python3-venv with apt-get"; \
 	  $(APT) update -qq && $(APT) install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,postgres]'
+	$(BIN)/pip install -q -e '.[test,postgres,docs]'
 	@touch $@
 
 venv: $(STAMP) ## create .venv with netmetrix and its test tools
@@ -38,7 +38,10 @@ lint: $(STAMP) ## ruff, mypy --strict and vermin (probe must run on Python 3.6)
 	$(BIN)/mypy
 	$(BIN)/vermin -q --no-tips --violations -t=3.6- --eval-annotations src/netmetrix/probe.py
 
-test: $(STAMP) system-deps lint ## lint, then the whole test suite against real sshd processes
+docs: $(STAMP) ## build the docs/ site into site/ with mkdocs --strict (a broken link fails it)
+	$(BIN)/mkdocs build --strict --quiet --site-dir site
+
+test: $(STAMP) system-deps lint docs ## lint, build the docs, then the whole test suite against real sshd processes
 	$(BIN)/pytest -q
 
 demo: $(STAMP) ## run the whole job on an embedded local fleet (no root, sshd or network)
@@ -48,11 +51,11 @@ BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS  ?=
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[test,postgres,bench]'
+	$(BIN)/pip install -q -e '.[test,postgres,docs,bench]'
 	@touch $@
 
 bench: $(BENCH_STAMP) system-deps ## netmetrix vs the spec design, ansible, parallel-ssh; writes bench/RESULTS.md (BENCH_ARGS=--quick)
 	BENCH_COMMAND="make bench $(BENCH_ARGS)" $(BIN)/python bench/harness.py $(BENCH_ARGS)
 
-clean: ## remove the virtualenv and caches
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis
+clean: ## remove the virtualenv, the caches and the built site
+	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache .hypothesis
