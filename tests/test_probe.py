@@ -1,4 +1,25 @@
-"""The probe's metrics: parsers on captured /proc files, rates and state, psutil parity."""
+"""The probe's metrics: parsers and collect() on real /proc captures, rates, psutil parity.
+
+tests/data/captures/ holds real captures of what the probe reads, made by
+tests/capture_proc.py (``sudo python3 tests/capture_proc.py all --what ...``;
+it needs root and namespaces, so the suite never runs it; its docstring says
+how each capture is built):
+
+vm/          the machine the project's CI runs on, a Firecracker microVM, as it was;
+container/   a container built as Docker builds one, captured from inside it;
+many/        before/ and after/: a machine with 13 interfaces and 10 loop
+             filesystems built in namespaces, with known UDP traffic and 8 MiB
+             of writes between the two.
+
+Each holds proc/ (the files the probe reads, and one directory per process) and
+capture.json (what, when, and the statvfs of every local mount, which answers
+the probe's statvfs calls here).  The values the probe must report for each are
+written out below, worked out by hand from the capture's files (the comments say
+which fields), or, for disk space, by df's arithmetic on capture.json; never by
+the probe's own helpers.  A new capture means working them out again.  What no
+capture here has (partitions, NVMe, device-mapper, NFS, old kernels) is fed to
+the parsers as inline synthetic lines, named as such.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +44,7 @@ from hypothesis import strategies as st
 
 from netmetrix import envelope, probe
 
-DATA = Path(__file__).parent / "data"  # DATA/proc is a captured /proc tree
+CAPTURES = Path(__file__).parent / "data" / "captures"  # see the module docstring
 NAMES = {metric[0] for metric in probe.METRICS}
 RATES = {"cpu_percent"} | {name for name in NAMES if name.endswith("_per_sec")}
 
@@ -163,32 +184,136 @@ def test_host_interfaces_and_disks_match_psutil(tmp_path: Path) -> None:
             assert value >= 0, name
 
 
-# ---------------------------------------------------------------- parsers
+# ---------------------------------------------------------------- the captures
+
+
+def capture(name: str) -> tuple[str, dict[str, Any]]:
+    """(proc_root, capture.json) of one capture under tests/data/captures."""
+    root = CAPTURES / name
+    return str(root), json.loads((root / "capture.json").read_text())
+
+
+def read(name: str, file: str) -> str:
+    return (CAPTURES / name / "proc" / file).read_text()
+
+
+def captured_statvfs(root: str, meta: dict[str, Any]) -> Any:
+    """A statvfs answering the probe's calls under ``root`` from the capture's statvfs table."""
+
+    def statvfs(path: str) -> os.statvfs_result:
+        relative = os.path.relpath(path, root)
+        fields = meta["statvfs"].get("/" if relative == "." else "/" + relative)
+        if not isinstance(fields, list):  # not captured, or statvfs failed at capture time
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return os.statvfs_result(fields)
+
+    return statvfs
+
+
+def df(meta: dict[str, Any], mountpoint: str) -> tuple[int, int, float]:
+    """(size, used, use %) from capture.json as df works them out, not as the probe does.
+
+    Used is blocks - bfree; use % is of used + bavail, the space a user can fill
+    (root's reserve left out), so it is not used / size.
+    """
+    _bsize, frsize, blocks, bfree, bavail = meta["statvfs"][mountpoint][:5]
+    used = (blocks - bfree) * frsize
+    return blocks * frsize, used, 100 * used / (used + bavail * frsize)
+
+
+def disk_rows(meta: dict[str, Any], mountpoints: list[str]) -> dict[Any, float]:
+    """The disk_* series the probe must send for ``mountpoints``, by df()."""
+    rows: dict[Any, float] = {}
+    for mountpoint in mountpoints:
+        labels = (("mount", mountpoint),)
+        total, used, percent = df(meta, mountpoint)
+        rows["disk_total_bytes", labels] = total
+        rows["disk_used_bytes", labels] = used
+        rows["disk_percent", labels] = percent
+    return rows
+
+
+def rate_rows(
+    interfaces: dict[str, tuple[float, float]], devices: dict[str, tuple[float, float]]
+) -> dict[Any, float]:
+    """The *_per_sec series for {interface: (rx, tx)} and {device: (read, write)}."""
+    rows: dict[Any, float] = {}
+    for name, (rx, tx) in interfaces.items():
+        rows["net_rx_bytes_per_sec", (("interface", name),)] = rx
+        rows["net_tx_bytes_per_sec", (("interface", name),)] = tx
+    for name, (read_rate, write_rate) in devices.items():
+        rows["disk_read_bytes_per_sec", (("device", name),)] = read_rate
+        rows["disk_write_bytes_per_sec", (("device", name),)] = write_rate
+    return rows
+
+
+def collect_capture(
+    monkeypatch: pytest.MonkeyPatch, name: str, state: Path | None = None
+) -> dict[Any, float]:
+    """collect() on one capture, statvfs answered from it: {(metric, labels): value}.
+
+    Also checks there were no errors and takes out probe_duration_sec (the only
+    value that is this run's, not the capture's).
+    """
+    root, meta = capture(name)
+    monkeypatch.setattr(os, "statvfs", captured_statvfs(root, meta))
+    samples, errors = probe.collect(root, None if state is None else str(state), meta["time"])
+    assert errors == []
+    table = by_key(samples)
+    assert 0 < table.pop(("probe_duration_sec", ())) < 5
+    return table
+
+
+def test_captures_are_what_they_say() -> None:
+    """What each capture shows of its machine, so a wrong one is noticed, not trusted."""
+    _, vm = capture("vm")
+    assert vm["what"].startswith("a Firecracker microVM")
+    assert sorted(os.listdir(CAPTURES / "container/proc")) == [
+        "1",  # the capture itself: pid 1 of its own pid namespace
+        "25",  # the container's second process
+        *("diskstats", "loadavg", "meminfo", "mounts", "net", "stat", "uptime"),
+    ]
+    assert read("container", "1/comm") == "python3\n"
+    assert read("container", "mounts").startswith("overlay / overlay ")
+    assert len(read("many/after", "net/dev").splitlines()) == 2 + 14  # headers, lo and 13 more
+    loops = [line for line in read("many/after", "mounts").splitlines() if "/dev/loop" in line]
+    assert len(loops) == 11  # 10 filesystems and a bind mount
+
+
+# ---------------------------------------------------------------- parsers, on the captures
 
 
 def test_parse_small_files() -> None:
-    assert probe.parse_uptime((DATA / "proc/uptime").read_text()) == 86400.25
-    assert probe.parse_loadavg((DATA / "proc/loadavg").read_text()) == (0.52, 0.34, 0.2)
-    parsed = probe.parse_stat((DATA / "proc/stat").read_text())
+    assert probe.parse_uptime(read("vm", "uptime")) == 11557.38
+    assert probe.parse_loadavg(read("vm", "loadavg")) == (6.4, 4.68, 2.95)
+    parsed = probe.parse_stat(read("vm", "stat"))
     assert parsed == {
-        "cpu": [10000, 200, 3000, 80000, 1000, 50, 150, 100, 400, 0],
-        "cpu_count": 4,
-        "procs_running": 3,
+        "cpu": [1472305, 1, 415686, 379441, 4669, 0, 10252, 28107, 0, 0],
+        "cpu_count": 2,  # lines cpu0 and cpu1
+        "procs_running": 7,
     }
-    # guest (400) is inside user already; idle and iowait are not busy
-    assert probe.cpu_counter(parsed["cpu"]) == [94500, 13500]
+    total = 1472305 + 1 + 415686 + 379441 + 4669 + 0 + 10252 + 28107  # user..steal
+    assert probe.cpu_counter(parsed["cpu"]) == [total, total - 379441 - 4669]  # less idle, iowait
+
+
+def test_cpu_counter_counts_guest_time_once() -> None:
+    """guest and guest_nice are inside user and nice already (a synthetic line: no guests here)."""
+    assert probe.cpu_counter([10000, 200, 3000, 80000, 1000, 50, 150, 100, 400, 0]) == [
+        94500,  # user..steal; guest (400) is not added again
+        13500,  # less idle (80000) and iowait (1000)
+    ]
 
 
 def test_parse_meminfo() -> None:
-    info = probe.parse_meminfo((DATA / "proc/meminfo").read_text())
-    assert info["MemTotal"] == 16384000 * 1024
-    assert info["Active(file)"] == 3686400 * 1024
+    info = probe.parse_meminfo(read("vm", "meminfo"))
+    assert info["MemTotal"] == 24684092 * 1024
+    assert info["Active(file)"] == 653144 * 1024
     assert info["HugePages_Total"] == 0  # a count, not kB
     assert probe.memory_samples(info) == [
-        ["mem_total_bytes", {}, 16777216000],
-        ["mem_available_bytes", {}, 12582912000],
-        ["mem_percent", {}, 25.0],
-        ["swap_percent", {}, 25.0],
+        ["mem_total_bytes", {}, 24684092 * 1024],
+        ["mem_available_bytes", {}, 23446276 * 1024],  # MemAvailable
+        ["mem_percent", {}, pytest.approx(100 * (24684092 - 23446276) / 24684092)],
+        ["swap_percent", {}, 0.0],  # SwapTotal 0: no swap, and no division by zero
     ]
 
 
@@ -214,25 +339,94 @@ def test_memory_edge_cases(meminfo: dict[str, int], available: int, swap: float)
 
 
 def test_parse_net_dev_skips_loopback() -> None:
-    assert probe.parse_net_dev((DATA / "proc/net/dev").read_text()) == {
-        "eth0": [64788215, 1246730],
+    assert probe.parse_net_dev(read("vm", "net/dev")) == {
+        "eth0": [1557413068, 2475083],
+        "ifb0": [0, 0],
+        "ifb1": [0, 0],
+    }  # lo (1752417515 both ways) is left out
+    assert probe.parse_net_dev(read("container", "net/dev")) == {"eth0": [89732, 34364]}
+
+
+def test_parse_net_dev_of_many_interfaces() -> None:
+    assert probe.parse_net_dev(read("many/after", "net/dev")) == {
+        "eth0": [109658, 521408],  # its tx carries vxlan100's packets too
+        "eth1": [22364, 102464],
+        "eth2": [31994, 152144],
+        "eth3": [41624, 201824],
+        "ens1f0": [51254, 251504],
+        "ens1f1": [60884, 301184],
+        "enp129s0f1np1": [70514, 350864],  # longer than the 6 characters names are padded to
+        "vethb1a2c3d": [80144, 400598],  # a port of br0
+        "br0": [78352, 400598],
+        "vxlan100": [87772, 445072],
+        "docker0": [0, 0],
+        "ifb0": [0, 0],
+        "tap0": [0, 0],
+    }
+
+
+def test_parse_net_dev_of_other_kernels() -> None:
+    """Synthetic lines for what no capture here has: a VLAN name, and no space after the colon.
+
+    Kernels before 2.6 printed ``ppp0:9876543210`` once a counter filled the column.
+    """
+    text = (
+        "Inter-|   Receive  |  Transmit\n face |bytes packets|bytes packets\n"
+        "eth0.100:    5000      40    0    0    0     0          0         0"
+        "     7000      50    0    0    0     0       0          0\n"
+        " ppp0:9876543210 1000 0 0 0 0 0 0 1234567890 900 0 0 0 0 0 0\n"
+        "   lo0: 5 0 0 0 0 0 0 0 5 0 0 0 0 0 0 0\n"
+    )
+    assert probe.parse_net_dev(text) == {
         "eth0.100": [5000, 7000],
-        "docker0": [0, 2500],
-        "ppp0": [9876543210, 1234567890],  # old kernels: no space after the colon
+        "ppp0": [9876543210, 1234567890],
     }
 
 
 def test_parse_diskstats_keeps_whole_disks() -> None:
-    got = probe.parse_diskstats((DATA / "proc/diskstats").read_text())
+    got = probe.parse_diskstats(read("vm", "diskstats"))
+    assert got == {"vda": [10990570 * 512, 41896904 * 512]}  # sectors read (6th), written (10th)
+    # loop0-loop7 and zram0 are left out; so are many/'s ten loop devices
+    assert probe.parse_diskstats(read("many/after", "diskstats")) == {
+        "vda": [10990826 * 512, 42072624 * 512]
+    }
+
+
+def test_parse_diskstats_of_other_hardware() -> None:
+    """Synthetic lines for disks no capture here has (the VM has one virtio disk, no dm or md).
+
+    Partitions go, and only they: dm-10 is not a partition of dm-1, nor
+    mmcblk0boot0 of mmcblk0.  Lines of 14 fields (kernels before 4.18: sda2,
+    the dm lines), 18 (4.18: sda) and 20 (5.5 and later) all parse.
+    """
+    text = """\
+   8       0 sda 29398 6845 2141226 7566 4376 13104 755112 3973 0 4220 11999 3338 68 87888 434
+   8       1 sda1 300 0 6000 40 10 0 80 5 0 30 45 0 0 0 0 0 0
+   8       2 sda2 29000 6845 2135000 7500 4366 13104 755032 3968 0 4190 11954
+  11       0 sr0 12 0 96 3 0 0 0 0 0 3 3 0 0 0 0 0 0
+ 259       0 nvme0n1 5000 10 400000 900 7000 20 900000 1200 0 1500 2100 0 0 0 0 0 0
+ 259       1 nvme0n1p1 4900 10 399000 890 6990 20 899000 1190 0 1490 2080 0 0 0 0 0 0
+ 253       0 dm-0 100 0 2000 10 200 0 4000 20 0 30 30
+ 253       1 dm-1 100 0 1000 10 200 0 2000 20 0 30 30
+ 253      10 dm-10 300 0 3000 10 400 0 6000 20 0 30 30
+   9     127 md127 10 0 80 1 20 0 160 2 0 3 3 0 0 0 0 0 0
+ 179       0 mmcblk0 60 0 480 5 30 0 240 4 0 9 9 0 0 0 0 0 0
+ 179       1 mmcblk0p1 50 0 400 4 25 0 200 3 0 7 7 0 0 0 0 0 0
+ 179       8 mmcblk0boot0 8 0 64 1 0 0 0 0 0 1 1 0 0 0 0 0 0
+   1       0 ram0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0
+   2       0 fd0 1 0 8 1 0 0 0 0 0 1 1
+"""
+    got = probe.parse_diskstats(text)
     assert {name: [r // 512, w // 512] for name, (r, w) in got.items()} == {
         "sda": [2141226, 755112],
         "sr0": [96, 0],
         "nvme0n1": [400000, 900000],
         "dm-0": [2000, 4000],
         "dm-1": [1000, 2000],
-        "dm-10": [3000, 6000],  # not a partition of dm-1
+        "dm-10": [3000, 6000],
         "md127": [80, 160],
         "mmcblk0": [480, 240],
+        "mmcblk0boot0": [64, 0],
     }
 
 
@@ -251,16 +445,60 @@ def test_whole_disks(names: list[str], whole: list[str]) -> None:
     assert probe.whole_disks(names) == whole
 
 
-def test_parse_mounts_skips_pseudo_shadowed_and_bind_mounts() -> None:
-    assert probe.parse_mounts((DATA / "proc/mounts").read_text()) == [
-        ("/dev/sda2", "/", "ext4"),  # rootfs underneath is hidden and pseudo anyway
+def test_parse_mounts_of_the_vm_and_the_container() -> None:
+    # devtmpfs, tmpfs, devpts, proc, sysfs, cgroup and cgroup2 hold no disk space
+    assert probe.parse_mounts(read("vm", "mounts")) == [("/dev/vda", "/", "ext4")]
+    assert probe.parse_mounts(read("container", "mounts")) == [
+        ("overlay", "/", "overlay"),
+        # the same disk at /etc/hosts, /etc/hostname and /etc/resolv.conf: reported once
+        ("/dev/vda", "/capture", "ext4"),
+    ]  # mqueue, and Docker's masks over /proc (tmpfs, devtmpfs, proc) are not disks
+
+
+MANY_MOUNTS = [
+    ("/dev/vda", "/", "ext4"),
+    ("/dev/loop0", "/home", "ext4"),
+    ("/dev/loop7", "/mnt/archive", "ext2"),
+    ("/dev/loop9", "/mnt/usb", "ext4"),  # read-only
+    ("/dev/loop1", "/opt", "ext4"),
+    ("/dev/loop5", "/srv/backup", "ext3"),
+    ("/dev/loop4", "/srv/data", "ext4"),  # also at /mnt/export: a bind mount, reported once
+    ("/dev/loop6", "/srv/media library", "ext4"),  # \040 in the file
+    ("/dev/loop3", "/var/lib/docker", "ext4"),
+    ("overlay", "/var/lib/docker/overlay2/9c1e4f/merged", "overlay"),
+    ("/dev/loop2", "/var/lib/postgresql", "ext4"),
+]  # /mnt/scratch (loop8) is hidden by a tmpfs mounted over it
+
+
+def test_parse_mounts_of_many_disks() -> None:
+    assert probe.parse_mounts(read("many/after", "mounts")) == MANY_MOUNTS
+
+
+def test_parse_mounts_of_other_hosts() -> None:
+    """Synthetic lines for mounts no capture here has: a desktop with snaps, NFS, SMB, sshfs, LXC.
+
+    rootfs under / is hidden and pseudo anyway; squashfs images are always
+    full; autofs and lxcfs are no disks; remote and FUSE mounts are kept (the
+    probe gives their statvfs a deadline).
+    """
+    text = """\
+rootfs / rootfs rw 0 0
+/dev/sda2 / ext4 rw,relatime,errors=remount-ro 0 0
+/dev/sda1 /boot/efi vfat rw,relatime,fmask=0077,dmask=0077 0 0
+/dev/loop3 /snap/core20/2105 squashfs ro,nodev,relatime 0 0
+systemd-1 /net autofs rw,relatime,fd=29,pgrp=1,timeout=0,minproto=5,maxproto=5,direct 0 0
+server:/export /mnt/nfs nfs4 rw,relatime,vers=4.2,hard,proto=tcp 0 0
+//fs/share /mnt/smb cifs rw,relatime,vers=3.1.1 0 0
+alice@host:/ /mnt/ssh fuse.sshfs rw,nosuid,nodev,relatime,user_id=1000 0 0
+lxcfs /var/lib/lxcfs fuse.lxcfs rw,nosuid,nodev,relatime 0 0
+"""
+    assert probe.parse_mounts(text) == [
+        ("/dev/sda2", "/", "ext4"),
         ("/dev/sda1", "/boot/efi", "vfat"),
         ("server:/export", "/mnt/nfs", "nfs4"),
         ("//fs/share", "/mnt/smb", "cifs"),
         ("alice@host:/", "/mnt/ssh", "fuse.sshfs"),
-        ("/dev/nvme0n1p1", "/srv/data backup", "xfs"),  # shorter than its bind mount
-        ("overlay", "/var/lib/docker/overlay2/4f1c/merged", "overlay"),
-    ]  # /mnt/usb is hidden by a tmpfs; squashfs, autofs, lxcfs, cgroup2... are not disks
+    ]
 
 
 def test_overlays_of_several_containers_are_all_kept() -> None:
@@ -319,17 +557,22 @@ def test_mount_paths_with_spaces_round_trip(name: str) -> None:
     assert probe.parse_mounts(line) == [("/dev/sdz9", mountpoint, "ext4")]
 
 
-# ---------------------------------------------------------------- captured tree
+# ---------------------------------------------------------------- collect(), on the captures
 
 
-def fake_statvfs(root: Path, table: dict[str, Any]) -> Any:
-    """A statvfs answering for root-relative paths from ``table`` of (blocks, bfree, bavail)."""
+def fake_statvfs(root: Path, table: dict[str, Any], fallback: Any = None) -> Any:
+    """A statvfs answering for root-relative paths from ``table`` of (blocks, bfree, bavail).
+
+    Paths not in ``table`` go to ``fallback``, or are missing.
+    """
 
     def statvfs(path: str) -> os.statvfs_result:
         relative = os.path.relpath(path, root)
         got = table.get("/" if relative == "." else "/" + relative)
         if isinstance(got, Exception):
             raise got
+        if got is None and fallback is not None:
+            return fallback(path)
         if got is None:
             raise FileNotFoundError(2, "No such file or directory", path)
         blocks, bfree, bavail = got
@@ -338,68 +581,165 @@ def fake_statvfs(root: Path, table: dict[str, Any]) -> Any:
     return statvfs
 
 
-def test_collect_captured_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_collect_vm(monkeypatch: pytest.MonkeyPatch) -> None:
+    table = collect_capture(monkeypatch, "vm")
+    _, meta = capture("vm")
+    assert table == pytest.approx(
+        {
+            ("uptime_sec", ()): 11557.38,  # uptime, first field
+            ("load1", ()): 6.4,  # loadavg
+            ("load5", ()): 4.68,
+            ("load15", ()): 2.95,
+            ("cpu_count", ()): 2,  # stat: cpu0 and cpu1
+            ("procs_running", ()): 7,  # stat
+            ("procs_total", ()): 139,  # the numeric directories in proc/
+            ("mem_total_bytes", ()): 24684092 * 1024,  # meminfo: MemTotal
+            ("mem_available_bytes", ()): 23446276 * 1024,  # MemAvailable
+            ("mem_percent", ()): 100 * (24684092 - 23446276) / 24684092,
+            ("swap_percent", ()): 0.0,  # SwapTotal 0
+            # no previous run: rates are sampled over a tree that does not change
+            ("cpu_percent", ()): 0.0,
+            **rate_rows({"eth0": (0, 0), "ifb0": (0, 0), "ifb1": (0, 0)}, {"vda": (0, 0)}),
+            **disk_rows(meta, ["/"]),
+        }
+    )
+    # /: 66053021 blocks of 4096 bytes, 60061279 free, 20605986 of them free to users:
+    # 5991742 used of the 26597728 a user may fill, 22.5%, not 9.1% of the size
+    assert table["disk_used_bytes", (("mount", "/"),)] == 5991742 * 4096
+    assert round(table["disk_percent", (("mount", "/"),)], 2) == 22.53
+
+
+def test_collect_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From inside a container: its own processes and interfaces, the host's memory and disks."""
+    table = collect_capture(monkeypatch, "container")
+    _, meta = capture("container")
+    assert table == pytest.approx(
+        {
+            ("uptime_sec", ()): 11559.43,  # the host's: a pid namespace has no uptime of its own
+            ("load1", ()): 6.4,
+            ("load5", ()): 4.68,
+            ("load15", ()): 2.95,
+            ("cpu_count", ()): 2,
+            ("procs_running", ()): 7,  # the host's too (stat)
+            ("procs_total", ()): 2,  # but only the container's processes: 1 and 25
+            ("mem_total_bytes", ()): 24684092 * 1024,  # no lxcfs: the host's meminfo
+            ("mem_available_bytes", ()): 23433868 * 1024,
+            ("mem_percent", ()): 100 * (24684092 - 23433868) / 24684092,
+            ("swap_percent", ()): 0.0,
+            ("cpu_percent", ()): 0.0,
+            **rate_rows({"eth0": (0, 0)}, {"vda": (0, 0)}),  # diskstats is the host's
+            **disk_rows(meta, ["/", "/capture"]),  # the overlay, and the volume
+        }
+    )
+    assert table["disk_total_bytes", (("mount", "/"),)] == 66053021 * 4096  # the host's disk
+
+
+# many/: what moved between before/ and after/, by hand from their files: (rx, tx) bytes from
+# net/dev, (read, written) sectors from diskstats' 6th and 10th fields
+MANY_NET_BYTES = {
+    "eth0": (109658 - 0, 521408 - 0),
+    "eth1": (22364 - 0, 102464 - 0),
+    "eth2": (31994 - 0, 152144 - 0),
+    "eth3": (41624 - 0, 201824 - 0),
+    "ens1f0": (51254 - 0, 251504 - 0),
+    "ens1f1": (60884 - 0, 301184 - 0),
+    "enp129s0f1np1": (70514 - 0, 350864 - 0),
+    "vethb1a2c3d": (80144 - 0, 400598 - 54),
+    "br0": (78352 - 0, 400598 - 54),
+    "vxlan100": (87772 - 0, 445072 - 0),
+    "docker0": (0, 0),
+    "ifb0": (0, 0),
+    "tap0": (0, 0),
+}
+MANY_VDA_SECTORS = (10990826 - 10990746, 42072624 - 42001840)
+
+
+def test_collect_many_disks_and_interfaces_with_rates_between_two_runs(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    state = tmp_path / "client.py.state"
+    collect_capture(monkeypatch, "many/before", state)
+    table = collect_capture(monkeypatch, "many/after", state)
+    _, before = capture("many/before")
+    _, after = capture("many/after")
+    elapsed = after["time"] - before["time"]  # what each run was stamped with
+    read_sectors, written_sectors = MANY_VDA_SECTORS
+    assert table == pytest.approx(
+        {
+            ("uptime_sec", ()): 11563.55,
+            ("load1", ()): 6.37,
+            ("load5", ()): 4.7,
+            ("load15", ()): 2.97,
+            ("cpu_count", ()): 2,
+            ("procs_running", ()): 7,
+            ("procs_total", ()): 163,
+            ("mem_total_bytes", ()): 24684092 * 1024,
+            ("mem_available_bytes", ()): 23415352 * 1024,
+            ("mem_percent", ()): 100 * (24684092 - 23415352) / 24684092,
+            ("swap_percent", ()): 0.0,
+            # stat: user, system and softirq moved by 290 + 64 + 4 jiffies; idle and
+            # iowait did not (load 6.4 on 2 CPUs): busy all along
+            ("cpu_percent", ()): 100.0,
+            **rate_rows(
+                {name: (rx / elapsed, tx / elapsed) for name, (rx, tx) in MANY_NET_BYTES.items()},
+                {"vda": (read_sectors * 512 / elapsed, written_sectors * 512 / elapsed)},
+            ),  # lo, and loop0-loop9 under the ten filesystems, are left out
+            **disk_rows(after, [mountpoint for _, mountpoint, _ in MANY_MOUNTS]),
+        }
+    )
+    # /srv/media library: 22542 of 25844 1-KiB blocks used, 1009 free to users
+    assert round(table["disk_percent", (("mount", "/srv/media library"),)], 1) == 95.7
+
+
+def test_many_carried_the_traffic_and_writes_it_was_built_with() -> None:
+    """The counters moved by at least what capture_proc.py sent and wrote between the two."""
+    _, after = capture("many/after")
+    generated = after["generated"]
+    for name, sent in generated["udp"].items():
+        rx, tx = MANY_NET_BYTES[name]
+        assert rx >= sent["rx_payload"], name
+        assert tx >= sent["tx_payload"], name
+    assert generated["written_to_disk"] == "vda"
+    assert MANY_VDA_SECTORS[1] * 512 >= generated["written_bytes"]
+
+
+def test_collect_reports_unreadable_and_sizeless_mounts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The VM's capture with mounts it lacks: remote ones, one refused, one sizeless, one gone."""
+    shutil.copytree(CAPTURES / "vm", tmp_path, dirs_exist_ok=True)
+    with (tmp_path / "proc/mounts").open("a") as mounts:
+        mounts.write(
+            "server:/export /mnt/nfs nfs4 rw,hard 0 0\n"
+            "//fs/share /mnt/smb cifs rw 0 0\n"
+            "alice@host:/ /mnt/ssh fuse.sshfs rw 0 0\n"
+            "overlay /var/lib/docker/overlay2/4f1c/merged overlay rw 0 0\n"
+        )
     table = {
-        "/": (1000, 400, 200),  # 600 used of the 800 a user may fill: 75%, not 60%
-        "/boot/efi": (100, 50, 50),
-        "/mnt/nfs": (2000, 1500, 1500),
+        "/mnt/nfs": (2000, 1500, 1500),  # network mounts are read too (under a deadline)
         "/mnt/smb": PermissionError(13, "Permission denied"),
         "/mnt/ssh": (0, 0, 0),  # FUSE filesystems without a size are left out
-        "/srv/data backup": (2000, 1000, 1000),
     }
-    monkeypatch.setattr(os, "statvfs", fake_statvfs(DATA, table))
-    samples, errors = probe.collect(str(DATA))
+    _, meta = capture("vm")
+    fallback = captured_statvfs(str(tmp_path), meta)
+    monkeypatch.setattr(os, "statvfs", fake_statvfs(tmp_path, table, fallback))
+    samples, errors = probe.collect(str(tmp_path))
 
     assert sorted(errors) == [
         "disk /mnt/smb: [Errno 13] Permission denied",
         f"disk /var/lib/docker/overlay2/4f1c/merged: [Errno 2] No such file or directory: "
-        f"'{DATA}/var/lib/docker/overlay2/4f1c/merged'",
+        f"'{tmp_path}/var/lib/docker/overlay2/4f1c/merged'",
     ]
-    table = by_key(samples)
-    assert 0 < table.pop(("probe_duration_sec", ())) < 5
-    disks = {key: table.pop(key) for key in list(table) if key[0].startswith("disk_")}
-    assert {(metric, labels[0][1]): value for (metric, labels), value in disks.items()} == {
-        ("disk_total_bytes", "/"): 4096000,
-        ("disk_used_bytes", "/"): 2457600,
-        ("disk_percent", "/"): 75.0,
-        ("disk_total_bytes", "/boot/efi"): 409600,
-        ("disk_used_bytes", "/boot/efi"): 204800,
-        ("disk_percent", "/boot/efi"): 50.0,
-        ("disk_total_bytes", "/mnt/nfs"): 8192000,
-        ("disk_used_bytes", "/mnt/nfs"): 2048000,
-        ("disk_percent", "/mnt/nfs"): 25.0,
-        ("disk_total_bytes", "/srv/data backup"): 8192000,
-        ("disk_used_bytes", "/srv/data backup"): 4096000,
-        ("disk_percent", "/srv/data backup"): 50.0,
-        **{
-            (metric, device): 0.0  # no previous run: sampled over an unchanging tree
-            for metric in ("disk_read_bytes_per_sec", "disk_write_bytes_per_sec")
-            for device in ("sda", "sr0", "nvme0n1", "dm-0", "dm-1", "dm-10", "md127", "mmcblk0")
-        },
+    assert labelled(samples, "disk_total_bytes", "mount") == {
+        "/": 66053021 * 4096,
+        "/mnt/nfs": 2000 * 4096,
     }
-    assert table == {
-        ("uptime_sec", ()): 86400.25,
-        ("load1", ()): 0.52,
-        ("load5", ()): 0.34,
-        ("load15", ()): 0.2,
-        ("cpu_count", ()): 4,
-        ("procs_running", ()): 3,
-        ("procs_total", ()): 3,  # the numeric directories 1, 245 and 3071
-        ("mem_total_bytes", ()): 16777216000,
-        ("mem_available_bytes", ()): 12582912000,
-        ("mem_percent", ()): 25.0,
-        ("swap_percent", ()): 25.0,
-        ("cpu_percent", ()): 0.0,
-        **{
-            (metric, (("interface", name),)): 0.0
-            for metric in ("net_rx_bytes_per_sec", "net_tx_bytes_per_sec")
-            for name in ("eth0", "eth0.100", "docker0", "ppp0")
-        },
-    }
+    assert labelled(samples, "disk_used_bytes", "mount")["/mnt/nfs"] == 500 * 4096
+    assert labelled(samples, "disk_percent", "mount")["/mnt/nfs"] == 25.0
 
 
 def test_one_broken_source_does_not_stop_the_others(tmp_path: Path) -> None:
-    shutil.copytree(DATA / "proc", tmp_path / "proc")
+    shutil.copytree(CAPTURES / "vm/proc", tmp_path / "proc")
     (tmp_path / "proc/meminfo").unlink()
     (tmp_path / "proc/net/dev").write_text("Inter-|\n face |\n  eth0: 1 2 x\n")  # short: skipped
     (tmp_path / "proc/diskstats").write_text("   8 0 sda one two three four five six seven\n")
@@ -424,7 +764,7 @@ def test_one_broken_source_does_not_stop_the_others(tmp_path: Path) -> None:
 def test_overlong_mount_paths_are_reported_not_sent(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    shutil.copytree(DATA / "proc", tmp_path / "proc")
+    shutil.copytree(CAPTURES / "vm/proc", tmp_path / "proc")
     deep = "/" + "d" * 300
     (tmp_path / "proc/mounts").write_text(
         f"/dev/sda2 / ext4 rw 0 0\n/dev/sdb1 {deep} ext4 rw 0 0\n"
@@ -444,7 +784,7 @@ def write_tree(
     """A small /proc tree with the given counters; returns it as a proc_root."""
     (root / "proc/net").mkdir(parents=True, exist_ok=True)
     for name in ("loadavg", "meminfo"):
-        shutil.copy(DATA / "proc" / name, root / "proc" / name)
+        shutil.copy(CAPTURES / "vm/proc" / name, root / "proc" / name)
     (root / "proc/uptime").write_text(f"{uptime} 0.0\n")
     (root / "proc/stat").write_text(
         f"cpu  {user} 0 0 {idle} 0 0 0 0 0 0\ncpu0 {user} 0 0 {idle} 0 0 0 0 0 0\nprocs_running 1\n"
