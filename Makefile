@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	  echo "python3 -m venv failed: installing python3-venv with apt-get"; \
 	  $(APT) update -qq && $(APT) install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test,postgres,docs]'
+	$(BIN)/pip install -q -e '.[test,postgres,docs,demo,plot]'
 	@touch $@
 
 venv: $(STAMP) ## create .venv with netmetrix and its test tools
@@ -51,7 +51,7 @@ BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS  ?=
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install -q -e '.[test,postgres,docs,bench]'
+	$(BIN)/pip install -q -e '.[test,postgres,docs,demo,plot,bench]'
 	@touch $@
 
 bench: $(BENCH_STAMP) system-deps ## netmetrix vs the spec design, ansible, parallel-ssh; writes bench/RESULTS.md (BENCH_ARGS=--quick)

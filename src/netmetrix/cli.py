@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from netmetrix import __version__
 from netmetrix.cli_common import HelpGroup, host_option
 from netmetrix.errors import ExitStatus, NetmetrixError
 
@@ -72,7 +71,7 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
 @click.option("-v", "--verbose", count=True, help="More log lines: -v per-metric, -vv SSH too.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings, errors and the summary.")
 @click.option("--debug", is_flag=True, help="Show the traceback of any error.")
-@click.version_option(__version__, prog_name="netmetrix")
+@click.version_option(package_name="netmetrix", prog_name="netmetrix")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool, debug: bool) -> None:
     """Collect system metrics from a fleet of machines over SSH.

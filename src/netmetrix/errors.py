@@ -6,6 +6,7 @@ Tree::
      +-- ConfigError            config.xml is invalid (exit 2); holds every problem
      +-- EnvelopeError          a probe message failed to open (bad MAC, replay, ...)
      +-- UsageError             the command line names something that does not exist
+     |    +-- MissingExtra      a command needs an optional package (pip install 'netmetrix[X]')
      +-- HostError              one host failed in one phase (connect, upload, run);
                                 ``outcome`` classifies it for the run summary
      +-- StoreError             the database refused a read or write (locked, full,
@@ -50,6 +51,28 @@ class UsageError(NetmetrixError):
     """The command line asks for something that cannot be (an unknown host name...)."""
 
     exit_code = ExitStatus.USAGE
+
+
+class MissingExtra(UsageError):
+    """A command needs a package of one of netmetrix's extras, which is not installed."""
+
+    def __init__(self, feature: str, module: str, extra: str) -> None:
+        super().__init__(
+            f"{feature} needs the Python package {module}, which is not installed:"
+            f" pip install 'netmetrix[{extra}]'"
+        )
+
+
+def require_extra(feature: str, module: str, extra: str) -> None:
+    """Raise ``MissingExtra`` unless ``module`` can be imported (without importing it)."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules[module] is None
+        found = False
+    if not found:
+        raise MissingExtra(feature, module, extra)
 
 
 class EnvelopeError(NetmetrixError):
