@@ -29,6 +29,7 @@ import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import TypedDict
 
 from netmetrix.config import AlertRule, Operator
 from netmetrix.format import count as count_text
@@ -183,33 +184,39 @@ def step(
     if state is not None and ts <= state.ts:
         return state, None
     if state is None or state.phase == "pending":
-        if not breaches(rule.op, value, rule.limit):
-            return None, None  # pending never mailed: back to ok silently
-        count = 1 if state is None else state.count + 1
-        since = ts if state is None else state.since
-        if count >= rule.for_count:
-            fired = State(
-                phase="firing",
-                count=count,
-                since=since,
-                fired=ts,
-                notified=ts,
-                value=value,
-                ts=ts,
-                rule=rule_text(rule),
-                severity=rule.severity,
-            )
-            return fired, "firing"
-        pending = State(
-            phase="pending",
-            count=count,
-            since=since,
-            value=value,
-            ts=ts,
-            rule=rule_text(rule),
-            severity=rule.severity,
-        )
-        return pending, None
+        return _step_not_firing(rule, state, value, ts)
+    return _step_firing(rule, state, value, ts)
+
+
+def _step_not_firing(
+    rule: AlertRule, state: State | None, value: float, ts: float
+) -> tuple[State | None, EventKind | None]:
+    """ok or pending: a breach counts towards ``for``; anything else is ok again, silently."""
+    if not breaches(rule.op, value, rule.limit):
+        return None, None  # pending never mailed: back to ok silently
+    count = 1 if state is None else state.count + 1
+    since = ts if state is None else state.since
+    if count < rule.for_count:
+        return State(
+            phase="pending", count=count, since=since, value=value, ts=ts, **_of(rule)
+        ), None
+    fired = State(
+        phase="firing",
+        count=count,
+        since=since,
+        fired=ts,
+        notified=ts,
+        value=value,
+        ts=ts,
+        **_of(rule),
+    )
+    return fired, "firing"
+
+
+def _step_firing(
+    rule: AlertRule, state: State, value: float, ts: float
+) -> tuple[State | None, EventKind | None]:
+    """firing: resolves once cleared, else stays and repeats its mail when ``repeat`` is due."""
     if _cleared(rule, value):
         return None, "resolved"
     count = state.count + 1 if breaches(rule.op, value, rule.limit) else state.count
@@ -218,19 +225,27 @@ def step(
         and state.notified is not None
         and ts - state.notified >= rule.repeat
     )
-    notified = ts if due else state.notified
     kept = State(
         phase="firing",
         count=count,
         since=state.since,
         fired=state.fired,
-        notified=notified,
+        notified=ts if due else state.notified,
         value=value,
         ts=ts,
-        rule=rule_text(rule),
-        severity=rule.severity,
+        **_of(rule),
     )
     return kept, "repeat" if due else None
+
+
+class _Named(TypedDict):
+    rule: str
+    severity: str
+
+
+def _of(rule: AlertRule) -> _Named:
+    """What a state keeps of its rule: its text and severity, for a mail once it is gone."""
+    return {"rule": rule_text(rule), "severity": rule.severity}
 
 
 def recipients(rule: AlertRule, kind: EventKind) -> tuple[str, ...]:

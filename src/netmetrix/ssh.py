@@ -403,7 +403,7 @@ async def _open_hop(
     chain: contextlib.AsyncExitStack,
 ) -> asyncssh.SSHClientConnection:
     """One SSH connection, its host key checked by ``keys``; failures name the hop."""
-    real_host, port, label = hop.options.host, hop.options.port, hop.label
+    port = hop.options.port
     policy = _KeyPolicy(keys)
     extra: dict[str, object] = {}
     if keys.accept_new and not keys.knows(hop.key_host, port):
@@ -425,39 +425,52 @@ async def _open_hop(
                 client_factory=lambda: policy,
                 **extra,
             )
-    except _EarlyClose as exc:
-        raise _EarlyClose(exc.outcome, exc.reason, label) from exc
-    except TimeoutError as exc:
-        raise HostError(
-            Outcome.TIMEOUT, f"{label}timeout after {ssh.connect_timeout:g}s (connect)"
-        ) from exc
-    except asyncssh.HostKeyNotVerifiable as exc:
-        refusal = keys.refusal(hop.key_host, port, exc.reason)
-        raise HostError(refusal.outcome, f"{label}{refusal}") from exc
-    except asyncssh.PermissionDenied as exc:
-        raise HostError(Outcome.AUTH, f"{label}auth failed: {exc.reason}") from exc
-    except asyncssh.ConnectionLost as exc:
-        # Before sshd's banner, a close is sshd shedding load; after it, something else.
-        if banner:
-            reason = "closed by the server after its SSH banner"
-            raise _EarlyClose(Outcome.RESET, reason, label) from exc
-        raise _EarlyClose(Outcome.THROTTLED, str(exc), label) from exc
-    except (ConnectionResetError, BrokenPipeError) as exc:
-        raise _EarlyClose(Outcome.RESET, str(exc), label) from exc
-    except ConnectionRefusedError as exc:
-        raise HostError(Outcome.REFUSED, f"{label}connection refused ({real_host}:{port})") from exc
-    except OSError as exc:
-        raise HostError(
-            Outcome.UNREACHABLE, f"{label}cannot connect to {real_host}:{port}: {exc}"
-        ) from exc
-    except asyncssh.ChannelOpenError as exc:  # the jump host would not forward to this hop
-        raise HostError(
-            Outcome.UNREACHABLE, f"{label}cannot connect to {real_host}:{port}: {exc.reason}"
-        ) from exc
+    except _CONNECT_ERRORS as exc:
+        raise _connect_error(exc, hop, ssh, keys, banner=banner) from exc
     chain.push_async_callback(_close, conn)
     if policy.accepted is not None:
         keys.record(*policy.accepted)
     return conn
+
+
+_CONNECT_ERRORS = (
+    _EarlyClose,
+    TimeoutError,
+    asyncssh.HostKeyNotVerifiable,
+    asyncssh.PermissionDenied,
+    asyncssh.ConnectionLost,
+    OSError,  # refused, reset, broken pipe, unreachable
+    asyncssh.ChannelOpenError,  # the jump host would not forward to this hop
+)
+
+
+def _connect_error(
+    exc: BaseException, hop: _Hop, ssh: SSHConfig, keys: HostKeys, *, banner: bool
+) -> HostError | _EarlyClose:
+    """What a failed connect to ``hop`` says: its outcome, named by the hop's label."""
+    real_host, port, label = hop.options.host, hop.options.port, hop.label
+    if isinstance(exc, _EarlyClose):
+        return _EarlyClose(exc.outcome, exc.reason, label)
+    if isinstance(exc, TimeoutError):
+        return HostError(
+            Outcome.TIMEOUT, f"{label}timeout after {ssh.connect_timeout:g}s (connect)"
+        )
+    if isinstance(exc, asyncssh.HostKeyNotVerifiable):
+        refusal = keys.refusal(hop.key_host, port, exc.reason)
+        return HostError(refusal.outcome, f"{label}{refusal}")
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return HostError(Outcome.AUTH, f"{label}auth failed: {exc.reason}")
+    if isinstance(exc, asyncssh.ConnectionLost):
+        # Before sshd's banner, a close is sshd shedding load; after it, something else.
+        if banner:
+            return _EarlyClose(Outcome.RESET, "closed by the server after its SSH banner", label)
+        return _EarlyClose(Outcome.THROTTLED, str(exc), label)
+    if isinstance(exc, ConnectionResetError | BrokenPipeError):
+        return _EarlyClose(Outcome.RESET, str(exc), label)
+    if isinstance(exc, ConnectionRefusedError):
+        return HostError(Outcome.REFUSED, f"{label}connection refused ({real_host}:{port})")
+    reason = exc.reason if isinstance(exc, asyncssh.ChannelOpenError) else str(exc)
+    return HostError(Outcome.UNREACHABLE, f"{label}cannot connect to {real_host}:{port}: {reason}")
 
 
 async def _close(conn: asyncssh.SSHClientConnection) -> None:
