@@ -560,7 +560,7 @@ async def _first_words(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> 
 
 
 async def _options(
-    host: HostConfig, ssh: SSHConfig, files: ClientFiles = USER_FILES
+    host: HostConfig, ssh: SSHConfig, files: ClientFiles
 ) -> asyncssh.SSHClientConnectionOptions:
     """Connection options with ~/.ssh/config applied (HostName, Port, User, IdentityFile...).
 

@@ -1,4 +1,4 @@
-"""``netmetrix demo``: registered on the main group by ``cli.py``."""
+"""``netmetrix demo``: the whole job on a local fleet inside this process (``netmetrix.demo``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,11 @@ import sys
 from pathlib import Path
 
 import click
+
+
+def register(group: click.Group) -> None:
+    """Add ``demo`` to the ``netmetrix`` group."""
+    group.add_command(demo)
 
 
 @click.command()
