@@ -944,6 +944,44 @@ def test_config_show_says_default_only_for_what_the_file_leaves_out(
     assert got["host.b.python"] == ("python3", "default")
 
 
+DURATIONS = """\
+<netmetrix>
+  <ssh connect_timeout="{connect}" command_timeout="{command}"/>
+  <smtp deadline="{deadline}"/>
+  <hosts><host name="a"/></hosts>
+  <alerts>
+    <alert metric="load1" op="&gt;" limit="4" repeat="{repeat}" email="ops@example.com"/>
+  </alerts>
+</netmetrix>
+"""
+
+
+def test_config_show_says_durations_as_the_mail_does_and_config_xml_reads_them(
+    tmp_path: Path, netmetrix: Cli
+) -> None:
+    from netmetrix import notice
+
+    path = tmp_path / "config.xml"
+    path.write_text(DURATIONS.format(connect="90", command="45", deadline="0.5m", repeat="36h"))
+    got = settings_of(ok(netmetrix("--config", path, "config", "show", "--format", "json")))
+    shown = {
+        "connect": got["ssh.connect_timeout"][0],
+        "command": got["ssh.command_timeout"][0],
+        "deadline": got["smtp.deadline"][0],
+        "repeat": got["alert.1"][0].split("repeat ")[1].split(",")[0],
+    }
+    assert shown == {"connect": "1.5m", "command": "45s", "deadline": "30s", "repeat": "1.5d"}
+    before = load_config(path)
+    assert "repeat every 1.5d" in notice.describe(before.alerts.rules[0])  # the mail's words
+    path.write_text(DURATIONS.format(**shown))  # what config show says, written back
+    after = load_config(path)
+    assert (after.ssh, after.smtp, after.alerts.rules) == (
+        before.ssh,
+        before.smtp,
+        before.alerts.rules,
+    )
+
+
 def test_config_show_applies_ssh_config_fallbacks(env: Env, isolated_home: Path) -> None:
     (isolated_home / ".ssh").mkdir()
     sshd.keygen(isolated_home / ".ssh" / "fleet_key")

@@ -97,6 +97,18 @@ def test_demo_without_keep_removes_its_files(netmetrix: Cli) -> None:
     assert "netmetrix demo --keep ./demo" in ran.out
 
 
+def test_the_users_ssh_config_cannot_redirect_the_demo(netmetrix: Cli, isolated_home: Path) -> None:
+    """A ``Host *`` block in ~/.ssh/config applies to every host, the demo's loopback ones
+    too, unless the demo reads none of the user's OpenSSH files; $HOME is left alone."""
+    (isolated_home / ".ssh").mkdir()
+    (isolated_home / ".ssh" / "config").write_text("Host *\n  ProxyJump nobody@127.0.0.1:1\n")
+    ran = netmetrix("demo", "--hosts", "1")
+    assert ran.code == 0, ran.err
+    assert ran.err.count("execute: 1 ok in ") == 2
+    assert "ProxyJump" not in ran.err
+    assert os.environ["HOME"] == str(isolated_home)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

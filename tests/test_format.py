@@ -1,4 +1,4 @@
-"""format.py: numbers for people, in mail and in tables."""
+"""format.py: numbers, durations, plurals and tables for people, in mail, logs and tables."""
 
 from __future__ import annotations
 
@@ -8,7 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netmetrix.format import bytes_text, elapsed_text, significant, with_unit
+from netmetrix.config import MAX_DURATION, parse_duration
+from netmetrix.format import (
+    bytes_text,
+    count,
+    duration,
+    elapsed_text,
+    file_size,
+    series_name,
+    significant,
+    some,
+    table,
+    with_unit,
+)
 
 
 @pytest.mark.parametrize(
@@ -92,3 +104,55 @@ def test_elapsed_text(seconds: float, text: str) -> None:
 )
 def test_with_unit(value: float, unit: str | None, text: str) -> None:
     assert with_unit(value, unit) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (36 * 3600, "1.5d"),  # config show said 36h, the mail 1.5d: one answer now
+        (4 * 3600, "4h"),
+        (90, "1.5m"),
+        (45, "45s"),
+        (0.5, "0.5s"),
+        (1234567, "1234567s"),  # no unit fits: in full, not 1.23457e+06s
+        (365 * 86400, "365d"),
+    ],
+)
+def test_duration(seconds: float, text: str) -> None:
+    assert duration(seconds) == text
+    assert parse_duration(text) == pytest.approx(seconds, rel=1e-12)
+
+
+@given(st.floats(min_value=1e-3, max_value=MAX_DURATION))
+def test_config_xml_reads_back_every_duration_it_is_shown(seconds: float) -> None:
+    assert parse_duration(duration(seconds)) == pytest.approx(seconds, rel=1e-12)
+
+
+@given(st.integers(min_value=1, max_value=365 * 86400))
+def test_whole_seconds_come_back_exactly(seconds: int) -> None:
+    assert round(parse_duration(duration(seconds)), 6) == seconds
+
+
+def test_count_series_name_and_some() -> None:
+    assert [count(n, "host") for n in (0, 1, 2)] == ["0 hosts", "1 host", "2 hosts"]
+    assert series_name("cpu_percent", ()) == "cpu_percent"
+    assert series_name("disk_percent", (("mount", "/"),)) == 'disk_percent{mount="/"}'
+    names = [f"h{i}" for i in range(12)]
+    assert some(names[:3]) == "h0, h1, h2"
+    assert some(names) == "h0, h1, h2, h3, h4, h5, h6, h7, h8, h9 and 2 more"
+    assert some(names, 11) == "h0, h1, h2, h3, h4, h5, h6, h7, h8, h9, h10 and 1 more"
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [(None, "unknown size"), (812, "812 B"), (12_345, "12.3 kB"), (4_200_000_000_000, "4200.0 GB")],
+)
+def test_file_size(size: int | None, text: str) -> None:
+    assert file_size(size) == text
+
+
+def test_table_aligns_columns_without_trailing_spaces() -> None:
+    assert table(("host", "up", "note"), [("f4", "1", ""), ("web10", "0", "timeout")]) == (
+        "host   up  note\nf4     1\nweb10  0   timeout\n"
+    )
+    assert table(("a", "b"), []) == "a  b\n"

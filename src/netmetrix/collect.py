@@ -1,5 +1,10 @@
 """The two fleet jobs: ``upload`` (probe + fresh key) and ``execute`` (run, verify, store).
 
+``run_upload`` and ``run_execute`` run one job the way the CLI and the demo
+both do: the fan-out on an event loop of its own, then (execute) the outbox's
+delivery in the calling thread, where Ctrl-C can stop it; each returns a
+report of what happened and says its end-of-run lines through ``say``.
+
 Key rotation is ordered so that no crash leaves a host whose remote key the
 store does not hold: the new key is stored as *pending* before it is sent, the
 remote key file is replaced atomically, and only then is the key made *active*
@@ -16,23 +21,25 @@ import functools
 import logging
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from netmetrix import alerts, dbadmin, envelope, pipeline, probe, ssh
+from netmetrix import alerts, dbadmin, envelope, notify, pipeline, probe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import HostError, Outcome, StoreError
-from netmetrix.fleet import HostResult, run_fleet
+from netmetrix.fleet import HostResult, Summary, run_fleet, summarize
+from netmetrix.format import number, series_name, some
 from netmetrix.model import HostRun
-from netmetrix.render import number
 from netmetrix.sanitize import clean
 from netmetrix.store import Refused, Store
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 Progress = Callable[[HostResult[Any]], None]
+Say = Callable[[str], None]  # where a job's end-of-run lines go (stderr, in the CLI)
 INTERRUPTED = "interrupted"  # a host's last_error when Ctrl-C stopped its run
 NO_KEY = "no key stored for this host"  # the reason a host is not set up
 _HINT_HOSTS = 10  # hosts named in the not-set-up hint
@@ -122,6 +129,121 @@ def _log_failure(result: HostResult[Any]) -> None:
     log.error("[%s] FAILED: %s", result.host.name, result.error)
 
 
+# ---------------------------------------------------------------- reports and jobs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetReport(Generic[T]):
+    """What one fleet job did, host by host."""
+
+    results: tuple[HostResult[T], ...]  # in the order of the hosts given
+    seconds: float  # wall time of the fan-out (and, for execute, of the writes)
+
+    @property
+    def summary(self) -> Summary:
+        """Counts by outcome, per-host times, the failed hosts: ``summary.line(verb)``."""
+        return summarize(self.results, self.seconds)
+
+    @property
+    def ok(self) -> bool:
+        """Every host succeeded."""
+        return self.summary.all_ok
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadReport(FleetReport[str]):
+    """What one ``upload`` did: each result's value says how (sftp, or exec without it)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExecuteReport(FleetReport[envelope.Message]):
+    """What one ``execute`` did: host by host, in the store, in the outbox, at the SMTP server.
+
+    A host whose data the store refused is a failed result.
+    """
+
+    recorded: pipeline.Recorded  # samples stored, alert events, mails queued
+    delivery: notify.Delivery | None = None  # None until delivered (``run_execute`` does)
+
+    @property
+    def queued(self) -> int:
+        """Mails this run put in the outbox (one per recipient of an alert event)."""
+        return self.recorded.queued
+
+    @property
+    def undelivered(self) -> bool:
+        """Some mail is still in the outbox, or was refused for good, after this run's pass."""
+        return self.delivery is not None and not self.delivery.ok
+
+    @property
+    def ok(self) -> bool:
+        """Every host answered and verified, and the outbox pass left nothing undelivered."""
+        return self.summary.all_ok and not self.undelivered
+
+
+def _ignore(_line: str) -> None:
+    """``say`` for a caller that does not want the end-of-run lines."""
+
+
+def _say_summary(verb: str, report: FleetReport[Any], config: Config, say: Say) -> None:
+    """The run's summary line, then how to set up the hosts that are not."""
+    say(report.summary.line(verb))
+    hint = setup_hint(report.results, config)
+    if hint is not None:
+        say(f"{verb}: {hint}")
+
+
+def run_upload(
+    config: Config,
+    store: Store,
+    hosts: Sequence[HostConfig],
+    *,
+    progress: Progress | None = None,
+    ssh_files: ssh.ClientFiles = ssh.USER_FILES,
+    say: Say = _ignore,
+) -> UploadReport:
+    """``upload`` to ``hosts``, start to end: the run summary and any setup hint go to ``say``."""
+    started = time.monotonic()
+    results = asyncio.run(upload(config, store, hosts, progress=progress, ssh_files=ssh_files))
+    report = UploadReport(results=tuple(results), seconds=time.monotonic() - started)
+    _say_summary("upload", report, config, say)
+    return report
+
+
+def run_execute(
+    config: Config,
+    store: Store,
+    hosts: Sequence[HostConfig],
+    *,
+    progress: Progress | None = None,
+    ssh_files: ssh.ClientFiles = ssh.USER_FILES,
+    say: Say = _ignore,
+    clock: Callable[[], float] = time.time,
+) -> ExecuteReport:
+    """``execute`` on ``hosts``, then one delivery pass over the outbox.
+
+    The run summary goes to ``say`` as soon as the hosts are stored, before the
+    mail is sent; then a line per kind of mail left undelivered.  Delivery is
+    blocking and runs here, after the event loop has ended, so that Ctrl-C
+    interrupts it (the mail being sent stays queued).
+    """
+    report = asyncio.run(
+        execute(config, store, hosts, progress=progress, ssh_files=ssh_files, clock=clock)
+    )
+    _say_summary("execute", report, config, say)
+    delivery = notify.deliver(
+        store, config.smtp, digest_over=config.alerts.digest_over, clock=clock
+    )
+    for line in delivery.problems("execute"):
+        say(line)
+    return dataclasses.replace(report, delivery=delivery)
+
+
+Job = Callable[..., FleetReport[Any]]
+# The jobs by the verb that names them, as the CLI and the demo run them.
+JOBS: Mapping[str, Job] = {"upload": run_upload, "execute": run_execute}
+
+
 # ---------------------------------------------------------------- upload
 
 
@@ -131,6 +253,7 @@ async def upload(
     hosts: Sequence[HostConfig],
     *,
     progress: Progress | None = None,
+    ssh_files: ssh.ClientFiles = ssh.USER_FILES,
 ) -> list[HostResult[str]]:
     """Put the probe and a fresh per-host key on every host.
 
@@ -138,19 +261,24 @@ async def upload(
     otherwise): two at once would each store keys that the other then
     overwrites on the hosts.  The key file is named after the store's
     collector id, so other collectors' keys on the same host stay untouched.
+    ``ssh_files``: the OpenSSH client files to honour (the user's by default).
     """
     with store.upload_lock():
-        return await _upload(config, store, hosts, progress)
+        return await _upload(config, store, hosts, progress, ssh_files)
 
 
 async def _upload(
-    config: Config, store: Store, hosts: Sequence[HostConfig], progress: Progress | None
+    config: Config,
+    store: Store,
+    hosts: Sequence[HostConfig],
+    progress: Progress | None,
+    ssh_files: ssh.ClientFiles,
 ) -> list[HostResult[str]]:
     new_keys = {h.name: envelope.new_key() for h in hosts}
     key_name = probe.file_names(config.script, store.collector_id())[0]
     # Pending first: see the module docstring.
     store.add_pending_keys([(name, envelope.key_id(k), k) for name, k in new_keys.items()])
-    known = ssh.HostKeys(config.ssh)
+    known = ssh.HostKeys(config.ssh, ssh_files)
     source = probe_source()
 
     async def job(host: HostConfig) -> str:
@@ -159,7 +287,7 @@ async def _upload(
             ssh.RemoteFile(name=config.script, data=source, mode=0o700),
             ssh.RemoteFile(name=key_name, data=key_text, mode=0o600),
         ]
-        async with ssh.connect(host, config.ssh, known) as conn:
+        async with ssh.connect(host, config.ssh, known, ssh_files) as conn:
             return await ssh.upload(conn, host.directory, files, seconds=config.ssh.command_timeout)
 
     def done(result: HostResult[str]) -> None:
@@ -202,19 +330,21 @@ async def execute(
     hosts: Sequence[HostConfig],
     *,
     progress: Progress | None = None,
+    ssh_files: ssh.ClientFiles = ssh.USER_FILES,
     clock: Callable[[], float] = time.time,
-) -> list[HostResult[envelope.Message]]:
+) -> ExecuteReport:
     """Run the probe on every host, verify each message, store samples and `up`.
 
     Alert rules are evaluated and their mail queued in the transaction that
-    stores the samples; ``notify.deliver`` sends it, after this returns (the
-    caller runs it in the main thread, where Ctrl-C can interrupt it).
-    Cancelled (Ctrl-C), it stores the hosts that finished, marks the others
-    interrupted and re-raises.
+    stores the samples; ``notify.deliver`` sends it, after this returns
+    (``run_execute`` does, in the calling thread, where Ctrl-C can interrupt
+    it), so the report has no ``delivery`` yet.  Cancelled (Ctrl-C), it stores
+    the hosts that finished, marks the others interrupted and re-raises.
     """
+    started = time.monotonic()
     stored_keys = store.host_keys([h.name for h in hosts])
     collector = store.collector_id()
-    known = ssh.HostKeys(config.ssh)
+    known = ssh.HostKeys(config.ssh, ssh_files)
     required = config.security.encryption == "required"
     limit = config.ssh.command_timeout
     finished: dict[str, float] = {}
@@ -225,11 +355,11 @@ async def execute(
         if not keys:
             raise HostError(Outcome.NOT_SET_UP, f"{NO_KEY} — run netmetrix upload -h {host.name}")
         challenge = envelope.new_challenge()
-        async with ssh.connect(host, config.ssh, known) as conn:
-            started = time.monotonic()
+        async with ssh.connect(host, config.ssh, known, ssh_files) as conn:
+            began = time.monotonic()
             command = probe_command(host, config.script, challenge, limit, collector=collector)
             done = await ssh.run(conn, command, seconds=limit)
-            _check_host_deadline(done, time.monotonic() - started, limit)
+            _check_host_deadline(done, time.monotonic() - began, limit)
         _check_exit(host, config.script, collector, done)
         line = envelope.find_envelope(done.stdout)
         return envelope.open_envelope(
@@ -254,11 +384,13 @@ async def execute(
     except asyncio.CancelledError:
         await _keep_what_arrived(config, store, hosts, arrived, finished, stored_keys, clock)
         raise
-    results = await _record(config, store, results, finished, stored_keys, clock)
+    results, recorded = await _record(config, store, results, finished, stored_keys, clock)
     _warn_unmatched(config, results)
     # <retention days>: old samples go in small batches; a failure is only logged (#4)
     await asyncio.to_thread(dbadmin.apply_retention, store, config.retention.days)
-    return results
+    return ExecuteReport(
+        results=tuple(results), recorded=recorded, seconds=time.monotonic() - started
+    )
 
 
 async def _record(
@@ -268,14 +400,14 @@ async def _record(
     finished: dict[str, float],
     stored_keys: dict[str, dict[str, bytes]],
     clock: Callable[[], float],
-) -> list[HostResult[envelope.Message]]:
+) -> tuple[list[HostResult[envelope.Message]], pipeline.Recorded]:
     """Store the results: samples, `up`, alert state and outbox mail in one transaction (#7).
 
     A host that is not set up (no key stored) gets only its row's last_error:
     nothing was tried on it, so no `up` sample, and so no `up == 0` alert (#11).
     Alerts whose rule or host left config.xml are resolved in the same
-    transaction.  Returns the results with every host the store refused (#10)
-    turned into a failure.
+    transaction.  Returns the results, with every host the store refused (#10)
+    turned into a failure, and what was recorded.
     """
     not_set_up = [r for r in results if r.outcome is Outcome.NOT_SET_UP]
     runs = [
@@ -309,7 +441,7 @@ async def _record(
         if r.value is not None and len(stored_keys.get(r.host.name, {})) > 1
     ]
     await asyncio.to_thread(store.activate_keys, settled, pending_only=True)
-    return results
+    return results, recorded
 
 
 async def _keep_what_arrived(
@@ -330,11 +462,10 @@ async def _keep_what_arrived(
     """
     answered = {r.host.name for r in arrived}
     cut = [h for h in hosts if h.name not in answered]
-    more = f" and {len(cut) - 20} more" if len(cut) > 20 else ""
     log.warning(
         "execute interrupted: storing the %d host(s) that finished; interrupted: %s",
         len(arrived),
-        ", ".join(h.name for h in cut[:20]) + more or "none",
+        some([h.name for h in cut], 20) or "none",
     )
     now = clock()
     marks = [
@@ -371,9 +502,8 @@ def setup_hint(results: Sequence[HostResult[Any]], config: Config) -> str | None
         command = "netmetrix upload " + " ".join(f"-h {shlex.quote(n)}" for n in names)
     else:
         command = "netmetrix upload -h NAME"
-    shown = ", ".join(names[:_HINT_HOSTS])
-    more = f" and {len(names) - _HINT_HOSTS} more" if len(names) > _HINT_HOSTS else ""
-    return f"not set up (no key stored yet, so never collected): {shown}{more} — run `{command}`"
+    shown = some(names, _HINT_HOSTS)
+    return f"not set up (no key stored yet, so never collected): {shown} — run `{command}`"
 
 
 def _check_host_deadline(done: ssh.Completed, seconds: float, command_timeout: float) -> None:
@@ -464,6 +594,5 @@ def _log_saved(runs: Sequence[HostRun], refused: set[str]) -> None:
         if run.host in refused:
             continue
         for sample in run.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sample.labels)
-            name = f"{sample.metric}{{{labels}}}" if labels else sample.metric
+            name = series_name(sample.metric, sample.labels)
             log.debug("[%s] Metric `%s`->`%s` saved", run.host, name, number(sample.value))

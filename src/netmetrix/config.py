@@ -18,7 +18,7 @@ import re
 import xml.sax
 import xml.sax.handler
 import xml.sax.xmlreader
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -31,6 +31,7 @@ from defusedxml.common import DefusedXmlException  # type: ignore[import-untyped
 from defusedxml.sax import make_parser  # type: ignore[import-untyped]
 
 from netmetrix.errors import ConfigError
+from netmetrix.format import duration, labels_text, number
 
 HostKeyPolicy = Literal["strict", "accept-new"]
 SmtpSecurity = Literal["none", "starttls", "tls"]
@@ -947,3 +948,142 @@ def check_local_files(
         elif not directory.is_dir():
             problems.append(f"{shown}: <database>: {directory} is not a directory")
     return LocalCheck(problems=tuple(problems), notes=tuple(notes))
+
+
+# ---------------------------------------------------------------- effective settings (config show)
+
+SSH_CONFIG_SOURCE = "~/.ssh/config"  # the source of a host field the OpenSSH config gave
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ResolvedHost:
+    """A host's connection fields once the OpenSSH client config applies (``ssh.resolve_host``).
+
+    ``address``, ``port`` and ``user`` are None when it could not be applied at all.
+    """
+
+    address: str | None = None
+    port: int | None = None
+    user: str | None = None
+    identity: tuple[str, ...] = ()  # its IdentityFile lines
+    proxy_jump: str | None = None
+    from_ssh_config: frozenset[str] = frozenset()  # the options it set: "Hostname", "Port"...
+    error: str | None = None  # why connecting would fail before dialling (an unreadable key...)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Setting:
+    """One setting in effect: its name, its value as text, and where the value comes from."""
+
+    setting: str  # "smtp.port", "host.f4.user"...
+    value: str
+    source: str  # config.xml (or config.xml:LINE), "default", "environment", ~/.ssh/config...
+
+
+def _setting(setting: str, value: object, source: str) -> Setting:
+    shown = number(value) if isinstance(value, float) else "" if value is None else str(value)
+    return Setting(setting=setting, value=shown, source=source)
+
+
+def effective_settings(config: Config, environ: Mapping[str, str]) -> list[Setting]:
+    """Every setting but the hosts', in config.xml's order, and where each comes from.
+
+    The source is the file's name for a setting it writes (even when equal to
+    the default), "default" for one it leaves out (the dataclass default
+    applies).  Secrets never appear: for a password, the environment variable
+    that holds it (in ``environ``) and whether it is set.  Durations read as
+    config.xml takes them (``format.duration``: ``1.5d``).
+    """
+    file = config.path.name
+
+    def given(setting: str, value: object) -> Setting:
+        return _setting(setting, value, file if setting in config.given else "default")
+
+    rows = [_setting("config", config.path, "--config")]
+    rows += [given("script", config.script), given("concurrency", config.concurrency)]
+    rows += _database_settings(config, environ, given)
+    ssh = config.ssh
+    rows += [
+        given("ssh.known_hosts", ssh.known_hosts),
+        given("ssh.host_key_policy", ssh.host_key_policy),
+    ]
+    rows += [
+        given(f"ssh.{n}", duration(getattr(ssh, n))) for n in ("connect_timeout", "command_timeout")
+    ]
+    smtp = config.smtp
+    rows += [
+        given(f"smtp.{n}", getattr(smtp, n)) for n in ("host", "port", "security", "sender", "user")
+    ]
+    state = "set" if smtp.password_env in environ else "not set"
+    rows.append(_setting("smtp.password", f"${smtp.password_env} ({state})", "environment"))
+    rows += [given(f"smtp.{n}", duration(getattr(smtp, n))) for n in ("timeout", "deadline")]
+    rows.append(given("security.encryption", config.security.encryption))
+    rows.append(given("retention.days", config.retention.days))
+    rows.append(given("alerts.digest_over", config.alerts.digest_over))
+    rows += [
+        _setting(f"alert.{index}", rule_summary(rule), f"{file}:{rule.line}")
+        for index, rule in enumerate(config.alerts.rules, 1)
+    ]
+    return rows
+
+
+def _database_settings(
+    config: Config, environ: Mapping[str, str], given: Callable[[str, object], Setting]
+) -> list[Setting]:
+    """The database URL (any password hidden) and, for PostgreSQL, where its password is."""
+    from sqlalchemy import make_url  # only `config show` needs it
+
+    url = make_url(config.database)
+    rows = [given("database", url.render_as_string(hide_password=True))]
+    if url.get_backend_name() == "postgresql":
+        state = "set" if "PGPASSWORD" in environ else "not set: ~/.pgpass or no password"
+        rows.append(_setting("database.password", f"$PGPASSWORD ({state})", "environment"))
+    return rows
+
+
+def rule_summary(rule: AlertRule) -> str:
+    """A rule on one line, as config.xml says it: ``disk_percent{mount=/} >= 90, for 3,
+    repeat 4h, critical -> ops@example.com``."""
+    labels = f"{{{labels_text(dict(rule.labels))}}}" if rule.labels else ""
+    parts = [f"{rule.metric}{labels} {rule.op} {number(rule.limit)}"]
+    if rule.for_count != 1:
+        parts.append(f"for {rule.for_count}")
+    if rule.clear is not None:
+        parts.append(f"clear {number(rule.clear)}")
+    if rule.repeat is not None:
+        parts.append(f"repeat {duration(rule.repeat)}")
+    if rule.hosts:
+        parts.append(f"hosts {','.join(rule.hosts)}")
+    if not rule.resolved:
+        parts.append("resolved no")
+    parts.append(f"{rule.severity} -> {','.join(rule.email)}")
+    return ", ".join(parts)
+
+
+def host_settings(config: Config, host: HostConfig, resolved: ResolvedHost) -> list[Setting]:
+    """A host's settings in effect: config.xml's fields, else the OpenSSH config's, else SSH's
+    defaults (``resolved``: what ``ssh.resolve_host`` made of it), and the probe's place."""
+    where = f"{config.path.name}:{host.line}"
+    prefix = f"host.{host.name}"
+    rows = [] if resolved.error is None else [_setting(f"{prefix}.error", resolved.error, "ssh")]
+
+    def pick(name: str, given: object, option: str, value: object) -> None:
+        """The value execute will use: config.xml's unless the OpenSSH config rewrites it."""
+        if resolved.address is None or (given is not None and value == given):
+            if given is not None:
+                rows.append(_setting(f"{prefix}.{name}", given, where))
+            return
+        source = SSH_CONFIG_SOURCE if option in resolved.from_ssh_config else "default"
+        rows.append(_setting(f"{prefix}.{name}", value, source))
+
+    pick("address", host.address, "Hostname", resolved.address)
+    pick("port", host.port, "Port", resolved.port)
+    pick("user", host.user, "User", resolved.user)
+    keys = host.key or " ".join(resolved.identity) or "~/.ssh/id_* and ssh-agent"
+    pick("key", host.key, "IdentityFile", keys)
+    if resolved.proxy_jump is not None:
+        rows.append(_setting(f"{prefix}.proxy_jump", resolved.proxy_jump, SSH_CONFIG_SOURCE))
+    for name in ("directory", "python"):
+        source = where if name in host.given else "default"
+        rows.append(_setting(f"{prefix}.{name}", getattr(host, name), source))
+    return rows

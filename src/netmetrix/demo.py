@@ -6,9 +6,12 @@ serves SFTP and runs exec requests with ``/bin/sh -c`` in its own host
 directory, and an SMTP server (aiosmtpd) keeps every message it receives.  The
 demo writes a config.xml for them (strict host keys against the known_hosts it
 writes, an ``<smtp>`` pointing at its SMTP server, an alert rule that always
-fires) and runs the real ``upload`` and two ``execute`` runs: ``collect.upload``
-and ``collect.execute`` with a ``Store``, one ``asyncio.run`` each, exactly as
-the CLI does.  Nothing in the collector knows it is a demo.
+fires) and runs the real ``upload`` and two ``execute`` runs: the jobs
+``collect.run_upload`` and ``collect.run_execute`` with a ``Store``, exactly as
+the CLI runs them.  Nothing in the collector knows it is a demo, but for one
+argument: the demo's hosts are described completely by its config.xml, so the
+jobs read no OpenSSH file of the user's (``ssh.NO_USER_FILES``: a ``Host *``
+ProxyJump in ~/.ssh/config must not redirect loopback connections).
 
 The SSH servers run on their own event loop in a background thread, so nothing
 the collector does on its loop (store writes, sending mail) can stall them.
@@ -40,7 +43,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -466,26 +469,6 @@ def _write_private(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-@contextlib.contextmanager
-def _home(directory: Path) -> Iterator[None]:
-    """Point $HOME at ``directory`` while the collector runs.
-
-    The collector reads ~/.ssh/config and ~/.ssh/known_hosts like any SSH
-    client; a newcomer's ``Host *`` block (ProxyJump, ...) must not redirect
-    the demo's loopback connections.
-    """
-    directory.mkdir(parents=True, exist_ok=True)
-    old = os.environ.get("HOME")
-    os.environ["HOME"] = str(directory)
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("HOME", None)
-        else:
-            os.environ["HOME"] = old
-
-
 # ---------------------------------------------------------------- the demo
 
 
@@ -576,39 +559,30 @@ def _run(count: int, files: Path, workdir: Path, output: _Output) -> ExitStatus:
             f" on 127.0.0.1:{smtp_port}, all inside this process."
         )
         output.say(f"Wrote {config_path} for them (and known_hosts, demo_key beside it).")
-        with _home(workdir / "home"):
-            ok = _collect(config_path, mailbox, output)
+        ok = _collect(config_path, mailbox, output)
         _show_metrics(config_path, output)
         _show_mail(mailbox.mails(), output)
     return ExitStatus.OK if ok else ExitStatus.HOST_FAILED
 
 
 def _collect(config_path: Path, mailbox: Mailbox, output: _Output) -> bool:
-    """upload, execute, execute: as the CLI runs them; True when every host succeeded."""
-    from netmetrix import collect, notify
+    """upload, execute, execute: the CLI's jobs; True when every host succeeded."""
+    from netmetrix import collect, ssh
     from netmetrix.config import load_config
-    from netmetrix.fleet import summarize
     from netmetrix.store import Store
 
     config = load_config(config_path)
-    steps: list[tuple[str, Callable[..., Any]]] = [
-        ("upload", collect.upload),
-        ("execute", collect.execute),
-        ("execute", collect.execute),
-    ]
     all_ok = True
-    for verb, job in steps:
+    for verb in ("upload", "execute", "execute"):
+        job = collect.JOBS[verb]
         output.say()
         output.say(f"$ netmetrix --config {config_path} {verb}")
         before = len(mailbox.mails())
-        began = time.monotonic()
         with Store.open(config.database) as store:
-            results = asyncio.run(job(config, store, config.hosts))
-            if verb == "execute":  # as the CLI does: after the fan-out
-                notify.deliver(store, config.smtp, digest_over=config.alerts.digest_over)
-        summary = summarize(results, time.monotonic() - began)
-        output.summary(summary.line(verb))
-        all_ok = all_ok and summary.all_ok
+            report = job(
+                config, store, config.hosts, ssh_files=ssh.NO_USER_FILES, say=output.summary
+            )
+        all_ok = all_ok and report.summary.all_ok
         if verb == "execute":
             arrived = len(mailbox.mails()) - before
             if arrived or not before:

@@ -1,7 +1,7 @@
-"""Text for people: timestamps, labels, numbers and numbers with units.
+"""Text for people: timestamps, labels, numbers with units, durations, plurals, tables.
 
-Pure (no click, no rich, no probe import), so the alert texts and the CLI
-share one answer.  JSON and CSV never go through the human forms here: they
+Pure (no click, no rich, no probe import), so the alert mail, the logs and the
+CLI share one answer.  JSON and CSV never go through the human forms here: they
 keep the exact stored values.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 _IEC = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
 _ELAPSED = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -120,8 +120,43 @@ def count(n: int, noun: str) -> str:
 
 
 def duration(seconds: float) -> str:
-    """``4h``, ``30m``, ``90s``, ``1.5d``: the largest unit that reads well (config and mail)."""
+    """``4h``, ``1.5d``, ``1.5m``, ``45s``: the largest unit that reads well.
+
+    THE duration text: mail, ``config show`` and logs use it, and config.xml
+    (``config.parse_duration``) reads it back; seconds that no unit divides
+    into tenths are written in full (``1234567s``), never rounded.
+    """
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size and (seconds / size * 10).is_integer():
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
+            return f"{exact(seconds / size)}{unit}"
+    return f"{exact(seconds)}s"
+
+
+def some(names: Sequence[str], shown: int = 10) -> str:
+    """``a, b, c`` or, past ``shown`` names, ``a, b, ... j and 5 more``."""
+    text = ", ".join(names[:shown])
+    return f"{text} and {len(names) - shown} more" if len(names) > shown else text
+
+
+def file_size(n: int | None) -> str:
+    """A file's size in decimal units (``812 B``, ``12.3 MB``); None: ``unknown size``."""
+    if n is None:
+        return "unknown size"
+    value = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    """Plain text columns: a header line, then one line per row, each column as wide as
+    its widest cell, two spaces apart, no trailing spaces (terminal tables, mail digests)."""
+    lines = [list(columns), *(list(row) for row in rows)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        + "\n"
+        for line in lines
+    )

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from netmetrix.alerts import breaches, rule_text
 from netmetrix.config import AlertRule
-from netmetrix.format import count, duration, exact, iso, series_name, significant
+from netmetrix.format import count, duration, exact, iso, series_name, significant, table
 from netmetrix.model import AlertEvent, EventKind, Labels, RetireReason
 
 RECENT = 6  # values of the series shown in a mail body
@@ -243,18 +243,13 @@ def digest(lines: Sequence[DigestLine], recipient: str, digest_over: int) -> tup
     else:
         title = f"ALERT {count(fired, 'alert')}, {resolved} resolved {on}"
     ordered = sorted(lines, key=lambda line: (line.ts, line.host, line.subject))
-    rows = [("TIME (UTC)", "HOST", "SEVERITY", "NOTIFICATION")]
-    rows += [(iso(line.ts) or "", line.host, line.severity, line.subject) for line in ordered]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    rows = [(iso(line.ts) or "", line.host, line.severity, line.subject) for line in ordered]
     text = [
         f"{len(lines)} notifications for {recipient} in one mail"
         f" (more than digest_over={digest_over}).",
         "",
     ]
-    text += [
-        "  ".join([*(c.ljust(w) for c, w in zip(row, widths, strict=False)), row[3]])
-        for row in rows
-    ]
+    text += table(("TIME (UTC)", "HOST", "SEVERITY", "NOTIFICATION"), rows).splitlines()
     text += [
         "",
         "Details: netmetrix alerts active, netmetrix alerts history",

@@ -1,8 +1,10 @@
 """One renderer for every query command: ``--format table|json|csv`` over the same rows.
 
-Rows are flat mappings with stable keys.  JSON is a list of objects (labels
-stay an object); CSV has a header row (labels as ``k=v,k2=v2``); the table is
-drawn by rich on a terminal and as plain aligned columns otherwise.
+The click and rich side of output; the words and numbers themselves come from
+``netmetrix.format``.  Rows are flat mappings with stable keys.  JSON is a list
+of objects (labels stay an object); CSV has a header row (labels as
+``k=v,k2=v2``); the table is drawn by rich on a terminal and as plain aligned
+columns (``format.table``) otherwise.
 Timestamps are ISO 8601 UTC with milliseconds and a ``Z``.  A table may show
 a column in other words than its stored value (``cells``: sample values in
 their metric's unit); JSON and CSV always carry the exact values.
@@ -12,28 +14,16 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 import click
 
-from netmetrix.format import exact, iso, labels_text, number, with_unit
+from netmetrix.format import exact, labels_text, number, table, with_unit
 
-# iso, labels_text and number live in format.py; they are re-exported for the commands.
-__all__ = [
-    "FORMATS",
-    "Cells",
-    "Row",
-    "format_option",
-    "iso",
-    "labels_text",
-    "number",
-    "raw_option",
-    "render",
-    "value_cells",
-]
+# dbadmin.py still imports iso from here (it moves into the store package): kept until then.
+from netmetrix.format import iso as iso
 
 FORMATS = ("table", "json", "csv")
 Row = Mapping[str, Any]
@@ -105,21 +95,16 @@ def _table(rows: Sequence[Row], columns: Sequence[str], out: IO[str], shown: Cel
         return shown[column](row) if column in shown else _cell(row.get(column))
 
     cells = [[text(row, c) for c in columns] for row in rows]
-    if out.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(*columns, box=None, header_style="bold")
-        for line in cells:
-            table.add_row(*line)
-        Console(file=out).print(table)
+    if not out.isatty():
+        out.write(table(columns, cells))
         return
-    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(columns)]
-    buffer = io.StringIO()
-    for line in [list(columns), *cells]:
-        buffer.write("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
-        buffer.write("\n")
-    out.write(buffer.getvalue())
+    from rich.console import Console
+    from rich.table import Table
+
+    drawn = Table(*columns, box=None, header_style="bold")
+    for line in cells:
+        drawn.add_row(*line)
+    Console(file=out).print(drawn)
 
 
 def format_option(func: Callable[..., Any]) -> Callable[..., Any]:

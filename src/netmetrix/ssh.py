@@ -25,11 +25,12 @@ import asyncssh
 from asyncssh.constants import DEFAULT_PORT
 from asyncssh.public_key import get_default_public_key_algs
 
-from netmetrix.config import HostConfig, SSHConfig
+from netmetrix.config import HostConfig, ResolvedHost, SSHConfig
 from netmetrix.errors import HostError, Outcome
 
 log = logging.getLogger(__name__)
 
+USER_SSH_CONFIG = Path("~/.ssh/config")
 USER_KNOWN_HOSTS = Path("~/.ssh/known_hosts")
 # sshd sheds load (MaxStartups) by dropping fresh connections: retry those, more patiently
 # than resets (a firewall, a wrong port), which another try rarely cures.  Five tries wait
@@ -48,6 +49,30 @@ PRIVATE_DIR = 0o700  # the probe's directory, when upload creates it
 _MAXSTARTUPS_NOTICE = b"Exceeded MaxStartups"
 # Plain host key algorithms, to learn a key (not a certificate) under accept-new
 _PLAIN_KEY_ALGS = [alg.decode("ascii") for alg in get_default_public_key_algs()]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClientFiles:
+    """The OpenSSH client files read besides config.xml's, as ``ssh`` reads them.
+
+    By default the user's: ~/.ssh/config (HostName, Port, User, IdentityFile,
+    ProxyJump... for hosts and their jump hosts alike) and ~/.ssh/known_hosts
+    (trusted after <ssh known_hosts>).  ``NO_USER_FILES`` reads none, for a
+    fleet that config.xml describes completely (the demo's loopback hosts, which
+    a user's ``Host *`` ProxyJump must not redirect).
+    """
+
+    ssh_config: tuple[Path, ...] = (USER_SSH_CONFIG,)  # read in order; missing ones skipped
+    known_hosts: tuple[Path, ...] = (USER_KNOWN_HOSTS,)
+
+    def config_paths(self) -> list[Path]:
+        """The readable OpenSSH config files, ``~`` expanded: asyncssh's ``config=``."""
+        paths = (path.expanduser() for path in self.ssh_config)
+        return [path for path in paths if os.access(path, os.R_OK)]
+
+
+USER_FILES = ClientFiles()
+NO_USER_FILES = ClientFiles(ssh_config=(), known_hosts=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +101,10 @@ class HostKeys:
     that differs from a recorded one.
     """
 
-    def __init__(self, ssh: SSHConfig, user_file: Path = USER_KNOWN_HOSTS) -> None:
+    def __init__(self, ssh: SSHConfig, files: ClientFiles = USER_FILES) -> None:
         self._ours = ssh.known_hosts
         self._policy = ssh.host_key_policy
-        paths = dict.fromkeys((self._ours, user_file.expanduser()))
+        paths = dict.fromkeys((self._ours, *(path.expanduser() for path in files.known_hosts)))
         self._files = {path: _read_lines(path) for path in paths}
         self._known = _import_known(self._files)
 
@@ -276,6 +301,7 @@ class _Hop:
     host: str  # as given to asyncssh (an alias that ~/.ssh/config may rewrite)
     port: int | tuple[()]  # () means: ~/.ssh/config's Port, else 22
     options: asyncssh.SSHClientConnectionOptions
+    files: ClientFiles  # the OpenSSH config its jump hosts are resolved with too
     label: str = ""  # "jump host NAME: " to put before a jump host's errors
 
     @property
@@ -301,14 +327,15 @@ class _EarlyClose(Exception):
 
 @contextlib.asynccontextmanager
 async def connect(
-    host: HostConfig, ssh: SSHConfig, keys: HostKeys
+    host: HostConfig, ssh: SSHConfig, keys: HostKeys, files: ClientFiles = USER_FILES
 ) -> AsyncIterator[asyncssh.SSHClientConnection]:
     """Open an SSH connection to ``host``, through its ProxyJump hosts if ~/.ssh/config has any.
 
     Jump hosts' keys are checked like the host's own; a connection dropped
-    before login (sshd throttling, resets) is retried.
+    before login (sshd throttling, resets) is retried.  ``files``: the OpenSSH
+    config to apply (the user's by default).
     """
-    target = _Hop(host.target, host.port or (), await _options(host, ssh))
+    target = _Hop(host.target, host.port or (), await _options(host, ssh, files), files)
     async with contextlib.AsyncExitStack() as opened:
         yield await _connect_with_retry(target, ssh, keys, opened)
 
@@ -348,12 +375,18 @@ async def _open_chain(
     """Connect to ``hop``, first opening the jump hosts its ProxyJump names (OpenSSH's order)."""
     tunnel = None
     if isinstance(hop.options.tunnel, str):
-        tunnel = await _open_jumps(hop.options.tunnel, ssh, keys, chain, depth=depth)
+        tunnel = await _open_jumps(hop.options.tunnel, hop.files, ssh, keys, chain, depth=depth)
     return await _open_hop(hop, ssh, keys, tunnel, chain)
 
 
 async def _open_jumps(
-    spec: str, ssh: SSHConfig, keys: HostKeys, chain: contextlib.AsyncExitStack, *, depth: int
+    spec: str,
+    files: ClientFiles,
+    ssh: SSHConfig,
+    keys: HostKeys,
+    chain: contextlib.AsyncExitStack,
+    *,
+    depth: int,
 ) -> asyncssh.SSHClientConnection:
     """Connect to each ``[user@]host[:port]`` of a ProxyJump list, each through the one before.
 
@@ -366,7 +399,7 @@ async def _open_jumps(
         )
     conn: asyncssh.SSHClientConnection | None = None
     for part in spec.split(","):
-        hop = await _jump_hop(part.strip(), ssh)
+        hop = await _jump_hop(part.strip(), ssh, files)
         if conn is None:  # the first jump host may have a ProxyJump of its own, as in OpenSSH
             conn = await _open_chain(hop, ssh, keys, chain, depth=depth + 1)
         else:
@@ -375,8 +408,8 @@ async def _open_jumps(
     return conn
 
 
-async def _jump_hop(spec: str, ssh: SSHConfig) -> _Hop:
-    """A ProxyJump entry, with ~/.ssh/config applied to it as OpenSSH does."""
+async def _jump_hop(spec: str, ssh: SSHConfig, files: ClientFiles) -> _Hop:
+    """A ProxyJump entry, with ~/.ssh/config (``files``) applied to it as OpenSSH does."""
     label = f"jump host {spec}: "
     user, _, name = spec.rpartition("@")
     name, colon, port_text = name.partition(":")
@@ -384,7 +417,7 @@ async def _jump_hop(spec: str, ssh: SSHConfig) -> _Hop:
         port: int | tuple[()] = int(port_text) if colon else ()
         options: asyncssh.SSHClientConnectionOptions
         options = await asyncssh.SSHClientConnectionOptions.construct(
-            config=(),
+            config=files.config_paths(),
             host=name,
             port=port,
             username=user or (),
@@ -392,7 +425,7 @@ async def _jump_hop(spec: str, ssh: SSHConfig) -> _Hop:
         )
     except (OSError, asyncssh.KeyImportError, ValueError) as exc:
         raise HostError(Outcome.ERROR, f"{label}ssh options: {exc}") from exc
-    return _Hop(name, port, options, label)
+    return _Hop(name, port, options, files, label)
 
 
 async def _open_hop(
@@ -539,7 +572,9 @@ async def _first_words(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> 
     return first.startswith(b"SSH-")
 
 
-async def _options(host: HostConfig, ssh: SSHConfig) -> asyncssh.SSHClientConnectionOptions:
+async def _options(
+    host: HostConfig, ssh: SSHConfig, files: ClientFiles
+) -> asyncssh.SSHClientConnectionOptions:
     """Connection options with ~/.ssh/config applied (HostName, Port, User, IdentityFile...).
 
     Resolved before connecting so that the host key policy looks at the host
@@ -548,7 +583,7 @@ async def _options(host: HostConfig, ssh: SSHConfig) -> asyncssh.SSHClientConnec
     try:
         options: asyncssh.SSHClientConnectionOptions
         options = await asyncssh.SSHClientConnectionOptions.construct(
-            config=(),  # () means "the user's ~/.ssh/config"; the default None skips it
+            config=files.config_paths(),  # the default, None, would skip ~/.ssh/config
             host=host.target,
             port=host.port or (),
             username=host.user or (),
@@ -561,6 +596,77 @@ async def _options(host: HostConfig, ssh: SSHConfig) -> asyncssh.SSHClientConnec
     except ValueError as exc:  # a bad ~/.ssh/config line, an unknown local user...
         raise HostError(Outcome.ERROR, f"ssh options: {exc}") from exc
     return options
+
+
+async def _options_without_keys(
+    host: HostConfig, files: ClientFiles
+) -> asyncssh.SSHClientConnectionOptions | None:
+    """``_options`` loading no key at all (for when one failed to load); None if they fail too."""
+    try:
+        options: asyncssh.SSHClientConnectionOptions
+        options = await asyncssh.SSHClientConnectionOptions.construct(
+            config=files.config_paths(),
+            host=host.target,
+            port=host.port or (),
+            username=host.user or (),
+            client_keys=None,
+        )
+    except (OSError, ValueError, asyncssh.Error):
+        return None
+    return options
+
+
+# What `config show` reports of the OpenSSH config, by the name asyncssh keeps it under
+_RESOLVED_OPTIONS = ("Hostname", "Port", "User", "IdentityFile", "ProxyJump")
+
+
+async def resolve_host(
+    host: HostConfig, ssh: SSHConfig, files: ClientFiles = USER_FILES, *, keys: bool = True
+) -> ResolvedHost:
+    """Where ``connect`` would go for ``host``: config.xml's fields completed by ``files``.
+
+    With ``keys``, the keys are loaded exactly as ``connect`` loads them, and a
+    failure is the result's ``error``; the other fields are then resolved
+    without keys.  Without ``keys`` (only the address, port and user are
+    wanted), none is read.  Nothing is dialled.
+    """
+    error = None
+    options = None
+    if keys:
+        try:
+            options = await _options(host, ssh, files)
+        except HostError as err:
+            error = str(err)
+    if options is None:
+        options = await _options_without_keys(host, files)
+    if options is None:
+        return ResolvedHost(error=error)
+    found = {name: options.config.get(name) for name in _RESOLVED_OPTIONS}
+    identity = found["IdentityFile"]
+    proxy_jump = found["ProxyJump"]
+    return ResolvedHost(
+        address=options.host,
+        port=options.port,
+        user=options.username,
+        identity=tuple(str(path) for path in identity) if isinstance(identity, list) else (),
+        proxy_jump=None if proxy_jump is None else str(proxy_jump),
+        from_ssh_config=frozenset(name for name, value in found.items() if value is not None),
+        error=error,
+    )
+
+
+async def resolve_ports(
+    hosts: Sequence[HostConfig], ssh: SSHConfig, files: ClientFiles = USER_FILES
+) -> dict[str, int | None]:
+    """The port ``connect`` uses for each host, by name; None when the OpenSSH config
+    cannot be applied to it (a bad ``Port`` line...).  Reads no key."""
+    ports: dict[str, int | None] = {h.name: h.port for h in hosts}
+    ask = [h for h in hosts if h.port is None]
+    if not ask or not files.config_paths():  # no OpenSSH config: nothing to apply
+        return {name: port or DEFAULT_PORT for name, port in ports.items()}
+    found = await asyncio.gather(*(resolve_host(h, ssh, files, keys=False) for h in ask))
+    ports.update((h.name, resolved.port) for h, resolved in zip(ask, found, strict=True))
+    return ports
 
 
 def _client_keys(path: Path) -> list[asyncssh.SSHKeyPair]:

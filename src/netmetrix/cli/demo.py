@@ -1,4 +1,4 @@
-"""``netmetrix demo``: registered on the main group by ``cli.py``."""
+"""``netmetrix demo``: the whole job on a local fleet inside this process (``netmetrix.demo``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ import sys
 from pathlib import Path
 
 import click
+
+from netmetrix.errors import require_extra
+
+
+def register(group: click.Group) -> None:
+    """Add ``demo`` to the ``netmetrix`` group."""
+    group.add_command(demo)
 
 
 @click.command()
@@ -41,6 +48,7 @@ def demo(count: int, keep: Path | None) -> int:
       netmetrix demo
       netmetrix demo --hosts 3 --keep ./demo
     """
+    require_extra("netmetrix demo", "aiosmtpd", "demo")
     from netmetrix import demo as demo_module
 
     # aiosmtpd logs every SMTP session at INFO: as chatty as asyncssh, so shown with -vv.

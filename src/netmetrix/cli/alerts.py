@@ -1,28 +1,26 @@
-"""The ``netmetrix alerts`` commands: what is firing, what happened, the outbox, flush.
+"""``netmetrix alerts``: what is firing, what happened, the outbox; flush, retry, drop.
 
 Thin click commands: parse, call the store or ``notify``, render the rows with
 ``netmetrix.render`` on stdout (``--format table|json|csv``); logs go to
-stderr.  ``register`` adds the group to the main one (see cli.py); nothing
-here imports cli.py, and SQLAlchemy is imported inside the commands.
+stderr.  SQLAlchemy is imported inside the commands.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from netmetrix.cli_common import HelpGroup, host_option, stored_hosts
+from netmetrix.cli._common import HelpGroup, Settings, host_option, open_store, record, select_hosts
 from netmetrix.errors import ExitStatus, UsageError
-from netmetrix.render import format_option, iso, raw_option, render, value_cells
+from netmetrix.render import format_option, raw_option, render, value_cells
 
 if TYPE_CHECKING:
-    from netmetrix.cli import Settings
-    from netmetrix.config import Config
-    from netmetrix.store import OutboxItem, Store
+    from netmetrix.notify import Delivery
+    from netmetrix.store import OutboxItem
 
 ACTIVE_COLUMNS = ("host", "metric", "labels", "state", "value", "rule", "severity", "since", "ts")
 HISTORY_COLUMNS = ("ts", "event", "host", "metric", "labels", "value", "rule", "severity", "since")
@@ -35,22 +33,6 @@ OUTBOX_COLUMNS = (
 def register(group: click.Group) -> None:
     """Add ``alerts`` to the ``netmetrix`` group."""
     group.add_command(alerts)
-
-
-@contextmanager
-def _open_store(config: Config) -> Iterator[Store]:
-    from netmetrix.store import Store
-
-    with Store.open(config.database) as store:
-        yield store
-
-
-def _host_filter(config: Config, store: Store, patterns: tuple[str, ...]) -> tuple[str, ...]:
-    """The hosts ``-h`` names or matches, configured or stored (none given: no filter)."""
-    names, problems = stored_hosts(config, store, patterns)
-    if problems:
-        raise UsageError("\n".join(problems))
-    return names
 
 
 @click.group(cls=HelpGroup)
@@ -76,7 +58,7 @@ def alerts() -> None:
 
 
 @alerts.command()
-@host_option
+@host_option()
 @format_option
 @raw_option
 @click.pass_obj
@@ -95,22 +77,9 @@ def active(settings: Settings, hosts: tuple[str, ...], fmt: str, raw: bool) -> N
       netmetrix alerts active --format json | jq -r '.[] | select(.state == "firing") | .host'
     """
     config = settings.load()
-    with _open_store(config) as store:
-        found = store.alerts_active(_host_filter(config, store, hosts))
-    rows = [
-        {
-            "host": a.host,
-            "metric": a.metric,
-            "labels": a.labels,
-            "state": a.state,
-            "value": a.value,
-            "rule": a.rule,
-            "severity": a.severity,
-            "since": iso(a.since),
-            "ts": iso(a.ts),
-        }
-        for a in found
-    ]
+    with open_store(config) as store:
+        found = store.alerts_active(select_hosts(config, hosts, store).names)
+    rows = [record(a, ACTIVE_COLUMNS, times=("since", "ts")) for a in found]
     render(rows, ACTIVE_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
@@ -127,7 +96,7 @@ def _limit_option(help_text: str) -> Callable[[Callable[..., Any]], Callable[...
 
 
 @alerts.command()
-@host_option
+@host_option()
 @_limit_option("Show at most this many events, the newest.")
 @format_option
 @raw_option
@@ -144,27 +113,16 @@ def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str, ra
       netmetrix alerts history -h f4 -n 20 --format csv
     """
     config = settings.load()
-    with _open_store(config) as store:
-        events = store.alert_history(_host_filter(config, store, hosts), limit)
+    with open_store(config) as store:
+        events = store.alert_history(select_hosts(config, hosts, store).names, limit)
     rows = [
-        {
-            "ts": iso(e.ts),
-            "event": e.kind,
-            "host": e.host,
-            "metric": e.metric,
-            "labels": e.labels,
-            "value": e.value,
-            "rule": e.rule,
-            "severity": e.severity,
-            "since": iso(e.since),
-        }
-        for e in events
+        record(e, HISTORY_COLUMNS, times=("ts", "since"), renamed={"event": "kind"}) for e in events
     ]
     render(rows, HISTORY_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
 @alerts.command()
-@host_option
+@host_option()
 @click.option("--all", "show_all", is_flag=True, help="Also list delivered mail.")
 @click.option(
     "--failed",
@@ -198,34 +156,25 @@ def outbox(
       netmetrix alerts outbox --failed        # dead letters: then alerts retry or drop
       netmetrix alerts outbox --all -n 20 --format json
     """
-    import time
-
     if show_all and only_failed:
         raise click.UsageError("--all and --failed cannot be combined")
     config = settings.load()
-    with _open_store(config) as store:
+    with open_store(config) as store:
         items = store.outbox(
             undelivered=not show_all,
             failed=True if only_failed else None,
             limit=limit if show_all else None,
-            hosts=_host_filter(config, store, hosts),
+            hosts=select_hosts(config, hosts, store).names,
         )
-    now = time.time()
-    rows: list[dict[str, Any]] = [
-        {
-            "id": item.id,
-            "created": iso(item.created),
-            "status": _status(item, now),
-            "recipient": item.recipient,
-            "subject": item.subject,
-            "attempts": item.attempts,
-            "last_attempt": iso(item.last_attempt),
-            "last_error": item.last_error,
-            "delivered": iso(item.delivered),
-        }
-        for item in items
-    ]
+    rows = [_outbox_row(item, time.time()) for item in items]
     render(rows, OUTBOX_COLUMNS, fmt, sys.stdout)
+
+
+def _outbox_row(item: OutboxItem, now: float) -> dict[str, Any]:
+    """One mail of ``alerts outbox``; its status as of ``now``."""
+    stored = [c for c in OUTBOX_COLUMNS if c != "status"]
+    times = ("created", "last_attempt", "delivered")
+    return {**record(item, stored, times=times), "status": _status(item, now)}
 
 
 def _status(item: OutboxItem, now: float) -> str:
@@ -257,21 +206,25 @@ def flush(settings: Settings) -> int:
     from netmetrix import notify
 
     config = settings.load()
-    with _open_store(config) as store:
+    with open_store(config) as store:
         done = notify.deliver(store, config.smtp, digest_over=config.alerts.digest_over)
+    click.echo(_flush_line(done), err=True)
+    return ExitStatus.OK if done.ok else ExitStatus.HOST_FAILED
+
+
+def _flush_line(done: Delivery) -> str:
+    """What a delivery pass did, in one line: ``flush: 3 delivered in 1 mail(s), ...``."""
     sent = sum(len(mail.ids) for mail in done.sent)
     retrying = sum(f.notifications for f in done.retrying)
     dead = sum(f.notifications for f in done.dead)
     if not (sent or done.failed or done.busy or done.deferred or done.lost):
         kept = done.dead_letters
-        click.echo(
-            f"flush: nothing to send; {kept} dead letter(s) kept"
-            " (`netmetrix alerts outbox --failed`)"
-            if kept
-            else "flush: the outbox is empty",
-            err=True,
-        )
-        return ExitStatus.OK
+        if kept:
+            return (
+                f"flush: nothing to send; {kept} dead letter(s) kept"
+                " (`netmetrix alerts outbox --failed`)"
+            )
+        return "flush: the outbox is empty"
     parts = [f"{sent} delivered in {len(done.sent)} mail(s)"]
     if retrying:
         parts.append(f"{retrying} not delivered (kept in the outbox)")
@@ -286,8 +239,7 @@ def flush(settings: Settings) -> int:
         parts.append(f"{done.busy} being delivered by another netmetrix")
     if done.lost:
         parts.append(f"{done.lost} sent after another netmetrix took them over")
-    click.echo("flush: " + ", ".join(parts), err=True)
-    return ExitStatus.OK if done.ok else ExitStatus.HOST_FAILED
+    return "flush: " + ", ".join(parts)
 
 
 _ids_argument = click.argument("ids", nargs=-1, required=True, type=click.IntRange(min=1))
@@ -309,8 +261,7 @@ def drop(settings: Settings, ids: tuple[int, ...]) -> None:
       netmetrix alerts outbox --failed
       netmetrix alerts drop 17 18
     """
-    config = settings.load()
-    with _open_store(config) as store:
+    with open_store(settings.load()) as store:
         done = store.drop_mail(ids)
     _check_ids("drop", done.unknown, "nothing dropped")
     click.echo(f"drop: deleted {_ids(done.changed)} from the outbox", err=True)
@@ -331,8 +282,7 @@ def retry(settings: Settings, ids: tuple[int, ...]) -> None:
     Examples:
       netmetrix alerts retry 17 && netmetrix alerts flush
     """
-    config = settings.load()
-    with _open_store(config) as store:
+    with open_store(settings.load()) as store:
         done = store.retry_mail(ids)
     _check_ids("retry", done.unknown, "nothing changed")
     parts = []

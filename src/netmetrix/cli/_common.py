@@ -1,0 +1,228 @@
+"""What every command module shares: settings, ``-h``, host selection, the store, parameters.
+
+Imported by every module of the package; it imports none of them (nor the
+package's ``__init__``).  Which hosts a pattern names is decided in one place,
+``select_hosts`` (names and shell globs, ``config.select_names``), for every
+command, with one did-you-mean message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gc
+import sys
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from netmetrix.config import Config, HostConfig, load_config, parse_duration, select_names
+from netmetrix.errors import UsageError
+from netmetrix.format import iso
+from netmetrix.render import render
+
+if TYPE_CHECKING:
+    from netmetrix.store import Store
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The options of ``netmetrix`` itself, handed to every command (``ctx.obj``)."""
+
+    config_path: Path
+    debug: bool
+    owns_process: bool = False  # run by the console script: this process runs one command
+
+    def load(self) -> Config:
+        return load_config(self.config_path)
+
+
+def imports_done(settings: Settings) -> None:
+    """The heavy imports are done: keep the cyclic GC from rescanning their objects.
+
+    They live as long as the process, while a fleet run churns through short-lived
+    ones (bench/RESULTS.md: GC time at 200 hosts fell from 57 ms to 30 ms).  Only
+    for a process of our own: a program that calls ``main()`` keeps its GC as it is.
+    """
+    if settings.owns_process:
+        gc.freeze()
+
+
+# ---------------------------------------------------------------- hosts
+
+
+def host_option(*, required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``-h/--host NAME`` (repeatable, globs allowed) as ``hosts``.
+
+    Not ``required``: none given means every host.  ``required``: at least one
+    (``-h '*'`` for all).
+    """
+    every = "-h '*' for every host." if required else "Default: every host."
+    return click.option(
+        "-h",
+        "--host",
+        "hosts",
+        multiple=True,
+        required=required,
+        metavar="NAME",
+        help=f"Only this host: a name or a shell glob ('web*', quoted); repeatable. {every}",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The hosts ``-h`` selected."""
+
+    names: tuple[str, ...]  # in the order asked; () when no -h was given: no filter
+    hosts: tuple[HostConfig, ...]  # config.xml's hosts among them (all of them without -h)
+
+
+def select_hosts(
+    config: Config,
+    patterns: Sequence[str],
+    store: Store | None = None,
+    *,
+    more_problems: Sequence[str] = (),
+) -> Selection:
+    """The hosts ``patterns`` name or match: config.xml's, and with ``store`` those it holds.
+
+    A host removed from config.xml keeps its samples and alerts: commands that
+    read the store pass it, so that such a host can still be asked for.  Raises
+    UsageError with one did-you-mean line per pattern that selects nothing
+    (``config.xml: ...`` when only its hosts count), after ``more_problems``
+    (the command's other unknown names): every problem at once.
+    """
+    configured = {h.name: h for h in config.hosts}
+    known = list(configured)
+    if store is not None:
+        known += sorted(store.host_names().difference(configured))
+    names, problems = select_names(patterns, known)
+    if store is None:
+        problems = [f"{config.path.name}: {problem}" for problem in problems]
+    if problems or more_problems:
+        raise UsageError("\n".join([*problems, *more_problems]))
+    chosen = tuple(configured[n] for n in names if n in configured)
+    return Selection(names=names, hosts=chosen if patterns else config.hosts)
+
+
+@contextmanager
+def open_store(config: Config, *, upgrade: bool = True) -> Iterator[Store]:
+    """config.xml's <database>, its schema brought up to date unless ``upgrade`` is False."""
+    from netmetrix.store import Store
+
+    with Store.open(config.database, upgrade=upgrade) as store:
+        yield store
+
+
+# ---------------------------------------------------------------- output
+
+
+def explicit_format(ctx: click.Context) -> bool:
+    """Whether ``--format`` was given on the command line (not left at its default)."""
+    source = ctx.get_parameter_source("fmt")
+    return source is not None and source != click.core.ParameterSource.DEFAULT
+
+
+def one(row: Mapping[str, Any], fmt: str, line: str) -> None:
+    """A one-record result: ``line`` for people as the table, the record as JSON/CSV."""
+    if fmt == "table":
+        click.echo(line)
+    else:
+        render([row], list(row), fmt, sys.stdout)
+
+
+def record(
+    item: object,
+    columns: Sequence[str],
+    *,
+    times: Collection[str] = (),
+    renamed: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The row of ``columns`` from ``item``'s attributes (``renamed``: column -> attribute);
+    the ``times`` columns (unix seconds) as ISO 8601 UTC."""
+    row = {c: getattr(item, (renamed or {}).get(c, c)) for c in columns}
+    return {c: iso(v) if c in times else v for c, v in row.items()}
+
+
+class HelpGroup(click.Group):
+    """A group that, given no arguments at all, prints its help on stdout and exits 0."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if not args and not ctx.resilient_parsing:
+            click.echo(ctx.get_help(), color=ctx.color)
+            ctx.exit(0)
+        return super().parse_args(ctx, args)
+
+
+# ---------------------------------------------------------------- parameters
+
+
+class _When(click.ParamType[float]):
+    """A point in time: a duration ago (``30m``, ``1h``, ``2d``) or ISO 8601 (UTC if no zone)."""
+
+    name = "WHEN"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip()
+        try:
+            return time.time() - parse_duration(text)
+        except ValueError:
+            pass
+        try:
+            stamp = dt.datetime.fromisoformat(text)
+        except ValueError:
+            self.fail(
+                f"{text!r} is neither a duration ago (30m, 1h, 2d) nor an ISO 8601 time"
+                " (2026-11-24T10:00Z)",
+                param,
+                ctx,
+            )
+        if stamp.tzinfo is None:
+            stamp = stamp.replace(tzinfo=dt.UTC)
+        return stamp.timestamp()
+
+
+class _Duration(click.ParamType[float]):
+    """Seconds: a number with s, m, h or d (``config.parse_duration``)."""
+
+    name = "DURATION"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        if isinstance(value, float):
+            return value
+        try:
+            return parse_duration(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+class _Labels(click.ParamType[dict[str, str]]):
+    """``k=v[,k=v]`` -> dict; an empty string is the series without labels."""
+
+    name = "K=V[,K=V]"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dict[str, str]:
+        if isinstance(value, dict):
+            return value
+        labels: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in str(value).split(","))):
+            key, sep, val = (part.strip() for part in item.partition("="))
+            if not sep or not key or key in labels:
+                self.fail(f"{value!r}: give name=value pairs, e.g. mount=/ or mount=/,dev=sda")
+            labels[key] = val
+        return labels
+
+
+WHEN, DURATION, LABELS = _When(), _Duration(), _Labels()
