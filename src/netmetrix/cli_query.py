@@ -847,7 +847,7 @@ def info(settings: Settings, fmt: str) -> None:
       netmetrix db info
       netmetrix db info --format json | jq '.[0].samples'
     """
-    from netmetrix import dbadmin
+    from netmetrix.store import admin as dbadmin
 
     cfg = settings.load()
     with _open_store(cfg, upgrade=False) as store:
@@ -895,7 +895,7 @@ def prune(settings: Settings, older_than: float, fmt: str) -> None:
       netmetrix db prune --older-than 30d
       netmetrix db prune --older-than 12h --format json
     """
-    from netmetrix import dbadmin
+    from netmetrix.store import admin as dbadmin
 
     cfg = settings.load()
     with _open_store(cfg) as store:
@@ -921,7 +921,7 @@ def vacuum(settings: Settings, fmt: str) -> None:
       netmetrix db vacuum
       netmetrix db prune --older-than 90d && netmetrix db vacuum
     """
-    from netmetrix import dbadmin
+    from netmetrix.store import admin as dbadmin
 
     cfg = settings.load()
     with _open_store(cfg) as store:
@@ -947,7 +947,7 @@ def upgrade(settings: Settings, fmt: str) -> None:
       netmetrix db upgrade
       netmetrix db upgrade --format json
     """
-    from netmetrix import dbadmin
+    from netmetrix.store import admin as dbadmin
 
     cfg = settings.load()
     with _open_store(cfg, upgrade=False) as store:

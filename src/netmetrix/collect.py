@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from netmetrix import alerts, dbadmin, envelope, pipeline, probe, ssh
+from netmetrix import alerts, envelope, pipeline, probe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import HostError, Outcome, StoreError
 from netmetrix.fleet import HostResult, run_fleet
@@ -29,6 +29,7 @@ from netmetrix.model import HostRun
 from netmetrix.render import number
 from netmetrix.sanitize import clean
 from netmetrix.store import Refused, Store
+from netmetrix.store import admin as dbadmin
 
 log = logging.getLogger(__name__)
 
