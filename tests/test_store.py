@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -661,6 +664,44 @@ def test_store_opened_in_one_thread_works_in_another(store: Store) -> None:
     worker.join()
     assert result == [Written(samples=1)]
     assert store.latest() == [stored("a", "up", 1.0, 1.0)]
+
+
+# Opens a store at the head schema, writes a run whose rule fires (every upsert: hosts,
+# series, samples, alert state; the history; the outbox), reads it back, and prints
+# the SQLAlchemy dialect modules that got loaded.
+_WRITE_AND_READ = """
+import json, sys
+from netmetrix import pipeline
+from netmetrix.config import AlertRule
+from netmetrix.model import HostRun, Sample
+from netmetrix.store import Store
+rule = AlertRule(metric="load1", op=">", limit=0.5, email=("ops@example.com",))
+load = Sample(metric="load1", labels=(), value=1.0)
+with Store.open(sys.argv[1]) as store:
+    run = HostRun(host="a", address="a", ts=1.0, ok=True, samples=(load,))
+    done = pipeline.record(store, [run], [rule], now=1.0)
+    assert (done.samples, done.queued) == (2, 1), done
+    assert len(store.latest()) == 2 and len(store.outbox()) == 1
+    assert store.hosts()[0].up == 1.0 and store.collector_id()
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("sqlalchemy.dialects."))))
+"""
+
+
+def test_a_sqlite_store_never_loads_the_postgresql_dialect(db_url: str) -> None:
+    """Importing SQLAlchemy's PostgreSQL dialect costs ~50 ms per run; SQLite needs none
+    of it once its schema is at the head (Alembic, which migrates, imports it) (#12)."""
+    Store.open(db_url).close()
+    done = subprocess.run(
+        [sys.executable, "-c", _WRITE_AND_READ, db_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = json.loads(done.stdout)
+    assert "sqlalchemy.dialects.sqlite" in loaded
+    assert [m for m in loaded if "postgresql" in m] == []
 
 
 def test_schema_head_constant_matches_the_migrations() -> None:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Table, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import Label
 
 from netmetrix.errors import StoreError
 from netmetrix.store.schema import samples_table
+
+if TYPE_CHECKING:
+    from sqlalchemy.dialects import postgresql, sqlite
 
 CHUNK = 500  # bound parameters per IN (...) list; old SQLite allows 999
 
@@ -39,11 +41,19 @@ def now_ms() -> int:
 
 
 def insert(dialect: str, table: Table) -> sqlite.Insert | postgresql.Insert:
-    """INSERT with ON CONFLICT support for the connection's dialect."""
+    """INSERT with ON CONFLICT support for the connection's dialect.
+
+    Each dialect is imported here, when first used: a SQLite store never
+    loads SQLAlchemy's PostgreSQL dialect (~50 ms of imports).
+    """
     if dialect == "sqlite":
-        return sqlite.insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
     if dialect == "postgresql":
-        return postgresql.insert(table)
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
     raise StoreError(f"unsupported database dialect {dialect!r}")
 
 
