@@ -28,6 +28,7 @@ from netmetrix.errors import StoreError
 from netmetrix.model import HostRun, Sample
 from netmetrix.store import (
     SCHEMA_HEAD,
+    Activated,
     HostRow,
     Refused,
     Store,
@@ -414,41 +415,40 @@ def test_history_since_until_inclusive(
 
 def test_key_rotation(store: Store) -> None:
     assert store.host_keys(["a", "b"]) == {}
-    store.add_pending_key("a", "k1", b"\x01" * 32)
-    store.activate_key("a", "k1")
-    store.add_pending_key("a", "k2", b"\x02" * 32)
-    store.add_pending_key("b", "k9", b"\x09" * 32)
+    store.add_pending_keys([("a", "k1", b"\x01" * 32)])
+    assert store.activate_keys([("a", "k1")]) == Activated(activated=("a",))
+    store.add_pending_keys([("a", "k2", b"\x02" * 32), ("b", "k9", b"\x09" * 32)])
     assert store.host_keys(["a", "b", "c"]) == {
         "a": {"k1": b"\x01" * 32, "k2": b"\x02" * 32},
         "b": {"k9": b"\x09" * 32},
     }
     # a second upload before the first one's key was ever used keeps it: a crashed
     # upload may have left k2 on the host
-    store.add_pending_key("a", "k3", b"\x03" * 32)
+    store.add_pending_keys([("a", "k3", b"\x03" * 32)])
     assert store.host_keys(["a"]) == {
         "a": {"k1": b"\x01" * 32, "k2": b"\x02" * 32, "k3": b"\x03" * 32}
     }
-    store.activate_key("a", "k3")
-    store.activate_key("a", "k3")
+    assert store.activate_keys([("a", "k3")]) == Activated(activated=("a",))
+    assert store.activate_keys([("a", "k3")]) == Activated(activated=("a",))
     assert store.host_keys(["a"]) == {"a": {"k3": b"\x03" * 32}}
     # re-adding the active key changes nothing
-    store.add_pending_key("a", "k3", b"\x03" * 32)
-    store.activate_key("a", "k3")
+    store.add_pending_keys([("a", "k3", b"\x03" * 32)])
+    assert store.activate_keys([("a", "k3")]) == Activated(activated=("a",))
     assert store.host_keys(["a", "b"]) == {"a": {"k3": b"\x03" * 32}, "b": {"k9": b"\x09" * 32}}
 
 
-def test_activate_unknown_key_is_an_error(store: Store) -> None:
-    store.add_pending_key("a", "k1", b"\x01" * 32)
-    with pytest.raises(StoreError) as info:
-        store.activate_key("a", "k2")
-    assert str(info.value) == "host \"a\": no key 'k2' to activate (upload again)"
+def test_activating_an_unknown_key_changes_nothing(store: Store) -> None:
+    store.add_pending_keys([("a", "k1", b"\x01" * 32)])
+    assert store.activate_keys([("a", "k2")]) == Activated(missing=("a",))
     assert store.host_keys(["a"]) == {"a": {"k1": b"\x01" * 32}}
 
 
 def test_same_key_id_for_another_key_is_an_error(store: Store) -> None:
-    store.add_pending_key("a", "k1", b"\x01" * 32)
+    store.add_pending_keys([("a", "k1", b"\x01" * 32)])
     with pytest.raises(StoreError, match="key id 'k1' already names another key"):
-        store.add_pending_key("a", "k1", b"\x02" * 32)
+        store.add_pending_keys([("b", "k5", b"\x05" * 32), ("a", "k1", b"\x02" * 32)])
+    # one transaction: b's key, added before the refused one, is not kept either
+    assert store.host_keys(["a", "b"]) == {"a": {"k1": b"\x01" * 32}}
 
 
 def test_host_keys_of_many_hosts(store: Store) -> None:
@@ -758,7 +758,7 @@ def mode_of(path: Path) -> int:
 def test_new_sqlite_store_is_owner_only(tmp_path: Path) -> None:
     path = tmp_path / "state" / "netmetrix" / "netmetrix.db"
     with Store.open(f"sqlite:///{path}") as store:
-        store.add_pending_key("f4", "kid", b"k" * 32)  # a write: the -wal and -shm files exist
+        store.add_pending_keys([("f4", "kid", b"k" * 32)])  # a write: the -wal and -shm files exist
         modes = {p.name: mode_of(p) for p in path.parent.iterdir()}
         assert modes == {
             "netmetrix.db": 0o600,
@@ -782,7 +782,7 @@ def test_store_readable_by_others_gets_one_warning(
     path = tmp_path / "netmetrix.db"
     files = [path, Path(f"{path}-wal"), Path(f"{path}-shm")]
     with Store.open(f"sqlite:///{path}") as holder:
-        holder.add_pending_key("f4", "kid", b"k" * 32)  # holds the -wal and -shm open
+        holder.add_pending_keys([("f4", "kid", b"k" * 32)])  # holds the -wal and -shm open
         for file in files:
             file.chmod(0o644)
         with caplog.at_level(logging.WARNING, logger="netmetrix.store"):

@@ -30,7 +30,7 @@ from netmetrix.store.alertstate import ActiveAlert, AlertHistoryRow
 from netmetrix.store.collector import UploadRunning
 from netmetrix.store.engine import DEFAULT_BUSY_TIMEOUT
 from netmetrix.store.facade import Store
-from netmetrix.store.hosts import KEY_STATES, Activated, HostRow
+from netmetrix.store.hosts import Activated, HostRow
 from netmetrix.store.outbox import OutboxChange, OutboxItem
 from netmetrix.store.samples import Refused, StoredSample, Written
 from netmetrix.store.schema import (
@@ -51,7 +51,6 @@ from netmetrix.store.transaction import Transaction
 
 __all__ = [
     "DEFAULT_BUSY_TIMEOUT",
-    "KEY_STATES",
     "SCHEMA_HEAD",
     "Activated",
     "ActiveAlert",

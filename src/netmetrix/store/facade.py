@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 
-from netmetrix.errors import StoreError
 from netmetrix.model import HostRun
 from netmetrix.store import alertstate, collector, migrate, outbox, samples
 from netmetrix.store import hosts as _hosts  # `hosts` is a parameter name of the API
@@ -71,20 +70,11 @@ class Store(Database):
         with self.reading("read host keys") as conn:
             return _hosts.host_keys(conn, hosts)
 
-    def add_pending_key(self, host: str, kid: str, key: bytes) -> None:
-        """Add ``key`` as one of ``host``'s pending keys (see ``add_pending_keys``)."""
-        self.add_pending_keys([(host, kid, key)])
-
     def add_pending_keys(self, items: Sequence[tuple[str, str, bytes]]) -> None:
         """Add (host, kid, key) entries as pending keys, in one transaction
         (``hosts.add_pending_keys``)."""
         with self.writing("add host keys") as conn:
             _hosts.add_pending_keys(conn, items)
-
-    def activate_key(self, host: str, kid: str) -> None:
-        """Make ``kid`` the host's only key; StoreError if the host has no such key."""
-        if self.activate_keys([(host, kid)]).missing:
-            raise StoreError(f'host "{host}": no key {kid!r} to activate (upload again)')
 
     def activate_keys(
         self, pairs: Sequence[tuple[str, str]], *, pending_only: bool = False

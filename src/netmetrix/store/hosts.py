@@ -28,8 +28,6 @@ from netmetrix.store.schema import (
 if TYPE_CHECKING:
     from sqlalchemy.dialects import postgresql, sqlite
 
-KEY_STATES = ("active", "pending")
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HostRow:
