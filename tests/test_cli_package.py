@@ -25,12 +25,7 @@ MAX_BODY = 15  # lines of a command's body, its docstring aside
 CORE = [
     *("netmetrix.format", "netmetrix.alerts", "netmetrix.store", "netmetrix.config"),
     *("netmetrix.notice", "netmetrix.pipeline", "netmetrix.model", "netmetrix.plot"),
-    pytest.param(
-        "netmetrix.collect",
-        marks=pytest.mark.xfail(
-            strict=True, reason="dbadmin imports iso from render (click) until the store split"
-        ),
-    ),
+    "netmetrix.collect",
 ]
 NOT_SET_UP = """<netmetrix>
   <database>netmetrix.db</database>

@@ -213,7 +213,7 @@ def test_another_hosts_message_under_a_shared_key_is_rejected(fleet: Fleet, netm
     host, key = probe.read_key(str(a_key))
     assert host == "a"
     with store_of(fleet) as store:
-        store.add_pending_key("b", probe.key_id(key), key)  # b's store now trusts a's key too
+        store.add_pending_keys([("b", probe.key_id(key), key)])  # b's store trusts a's key too
     key_file(fleet, "b").write_text(a_key.read_text())
     ran = netmetrix("--config", fleet.config, "execute", "-h", "b")
     assert ran.code == 1

@@ -27,7 +27,6 @@ from conftest import Fleet, Run
 
 from netmetrix import collect, envelope, probe
 from netmetrix.config import load_config
-from netmetrix.errors import StoreError
 from netmetrix.fleet import HostResult
 from netmetrix.store import Activated, Store, UploadRunning, meta_table
 
@@ -371,7 +370,7 @@ def test_keys_are_activated_host_by_host(new_url: Callable[[], str]) -> None:
     with Store.open(new_url()) as store:
         store.add_pending_keys([("a", "k1", b"\x01" * 32), ("b", "k2", b"\x02" * 32)])
         store.add_pending_keys([("c", "k3", b"\x03" * 32)])
-        store.activate_key("c", "k3")
+        assert store.activate_keys([("c", "k3")]) == Activated(activated=("c",))
         # b's pending key vanished (another upload, or the host was forgotten meanwhile)
         with store.writing("drop b's key") as conn:
             conn.exec_driver_sql("DELETE FROM host_keys WHERE host = 'b'")
@@ -381,15 +380,15 @@ def test_keys_are_activated_host_by_host(new_url: Callable[[], str]) -> None:
             "a": {"k1": b"\x01" * 32},
             "c": {"k3": b"\x03" * 32},
         }
-        with pytest.raises(StoreError, match="no key 'k2' to activate"):
-            store.activate_key("b", "k2")
+        assert store.activate_keys([("b", "k2")]) == Activated(missing=("b",))
+        assert store.host_keys(["b"]) == {}
 
 
 def test_execute_settling_on_the_active_key_keeps_a_pending_one(new_url: Callable[[], str]) -> None:
     """An upload running meanwhile is about to activate the pending key: it must stay."""
     with Store.open(new_url()) as store:
         store.add_pending_keys([("a", "k1", b"\x01" * 32)])
-        store.activate_key("a", "k1")
+        store.activate_keys([("a", "k1")])
         store.add_pending_keys([("a", "k2", b"\x02" * 32)])
         assert store.activate_keys([("a", "k1")], pending_only=True) == Activated()
         assert store.host_keys(["a"]) == {"a": {"k1": b"\x01" * 32, "k2": b"\x02" * 32}}

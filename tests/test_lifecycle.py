@@ -402,7 +402,7 @@ def test_forget_hosts_deletes_everything_of_those_hosts_only(store: Store) -> No
     for ts in (T0, T0 + 60):
         pipeline.record(store, runs(ts, {"f4": hot, "f5": hot}), rules, now=ts)
     for host in ("f4", "f5"):
-        store.add_pending_key(host, f"kid-{host}", os.urandom(32))
+        store.add_pending_keys([(host, f"kid-{host}", os.urandom(32))])
 
     done = pipeline.forget(store, ["f4", "nobody"], rules, configured=["f5"], now=T0 + 90)
     assert done == [

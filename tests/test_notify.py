@@ -804,7 +804,7 @@ def test_migration_0003_keeps_the_outbox_and_its_ids(store_url: str) -> None:
 
     with Store.open(store_url, upgrade=False) as old:
         with old.writing("migrate to 0002") as conn:
-            cfg = store_module._alembic_config()
+            cfg = store_module.alembic_config()
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "0002")
         assert old.schema_version() == "0002"

@@ -24,10 +24,11 @@ from alembic.runtime.migration import MigrationContext
 from conftest import Fleet, Run
 from sqlalchemy import event
 
-from netmetrix import dbadmin, probe
+from netmetrix import probe
 from netmetrix.errors import StoreError
 from netmetrix.model import HostRun, Sample
 from netmetrix.store import Store, metadata
+from netmetrix.store import admin as dbadmin
 
 Cli = Callable[..., Run]
 DAY = 86400.0

@@ -26,14 +26,14 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Generic, TypeVar
 
-from netmetrix import alerts, dbadmin, envelope, notify, pipeline, probe, ssh
+from netmetrix import alerts, envelope, notify, pipeline, probe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import HostError, Outcome, StoreError
 from netmetrix.fleet import HostResult, Summary, run_fleet, summarize
 from netmetrix.format import number, series_name, some
 from netmetrix.model import HostRun
 from netmetrix.sanitize import clean
-from netmetrix.store import Refused, Store
+from netmetrix.store import Refused, Store, admin
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +387,7 @@ async def execute(
     results, recorded = await _record(config, store, results, finished, stored_keys, clock)
     _warn_unmatched(config, results)
     # <retention days>: old samples go in small batches; a failure is only logged (#4)
-    await asyncio.to_thread(dbadmin.apply_retention, store, config.retention.days)
+    await asyncio.to_thread(admin.apply_retention, store, config.retention.days)
     return ExecuteReport(
         results=tuple(results), recorded=recorded, seconds=time.monotonic() - started
     )

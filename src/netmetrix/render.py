@@ -22,9 +22,6 @@ import click
 
 from netmetrix.format import exact, labels_text, number, table, with_unit
 
-# dbadmin.py still imports iso from here (it moves into the store package): kept until then.
-from netmetrix.format import iso as iso
-
 FORMATS = ("table", "json", "csv")
 Row = Mapping[str, Any]
 Cells = Mapping[str, Callable[[Row], str]]  # column -> its table text, from the whole row

@@ -55,10 +55,10 @@ def info(settings: Settings, fmt: str) -> None:
       netmetrix db info
       netmetrix db info --format json | jq '.[0].samples'
     """
-    from netmetrix import dbadmin
+    from netmetrix.store import admin
 
     with open_store(settings.load(), upgrade=False) as store:
-        found = dbadmin.info(store)
+        found = admin.info(store)
     row = record(found, DB_INFO_COLUMNS, times=("oldest", "newest"))
     if fmt == "table":
         fields = [{"field": c, "value": row[c]} for c in DB_INFO_COLUMNS]
@@ -91,10 +91,10 @@ def prune(settings: Settings, older_than: float, fmt: str) -> None:
       netmetrix db prune --older-than 30d
       netmetrix db prune --older-than 12h --format json
     """
-    from netmetrix import dbadmin
+    from netmetrix.store import admin
 
     with open_store(settings.load()) as store:
-        done = dbadmin.prune(store, older_than)
+        done = admin.prune(store, older_than)
     row = record(done, ("deleted", "cutoff", "batches"), times=("cutoff",))
     one(row, fmt, f"pruned {count(done.deleted, 'sample')} older than {iso(done.cutoff)}")
 
@@ -115,10 +115,10 @@ def vacuum(settings: Settings, fmt: str) -> None:
       netmetrix db vacuum
       netmetrix db prune --older-than 90d && netmetrix db vacuum
     """
-    from netmetrix import dbadmin
+    from netmetrix.store import admin
 
     with open_store(settings.load()) as store:
-        done = dbadmin.vacuum(store)
+        done = admin.vacuum(store)
         url = store.url_display
     row = {"url": url, "size_before": done.size_before, "size_after": done.size_after}
     sizes = f"{file_size(done.size_before)} -> {file_size(done.size_after)}"
@@ -140,10 +140,10 @@ def upgrade(settings: Settings, fmt: str) -> None:
       netmetrix db upgrade
       netmetrix db upgrade --format json
     """
-    from netmetrix import dbadmin
+    from netmetrix.store import admin
 
     with open_store(settings.load(), upgrade=False) as store:
-        before, after = dbadmin.upgrade(store)
+        before, after = admin.upgrade(store)
         url = store.url_display
     row = {"url": url, "from": before, "to": after}
     if before == after:

@@ -1,4 +1,4 @@
-"""Database housekeeping on a Store: info, prune, vacuum, upgrade, and retention in ``execute``.
+"""Housekeeping on a Store: info, prune, vacuum, upgrade, and retention in ``execute``.
 
 Pruning deletes in bounded batches (``BATCH_ROWS`` samples per transaction),
 so a large prune never holds the write lock for long: on SQLite, between two
@@ -25,8 +25,11 @@ from sqlalchemy import delete, func, select, text, tuple_
 from sqlalchemy.engine import Connection
 
 from netmetrix.errors import StoreError
-from netmetrix.render import iso
-from netmetrix.store import Store, samples_table, series_table
+from netmetrix.format import iso
+from netmetrix.store import migrate
+from netmetrix.store.facade import Store
+from netmetrix.store.files import sqlite_path
+from netmetrix.store.schema import samples_table, series_table
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +92,7 @@ def info(store: Store) -> DbInfo:
         backend=store.engine.dialect.name,
         collector_id=store.find_collector_id() if version is not None else None,
         schema_version=version,
-        schema_head=Store.schema_head(),
+        schema_head=migrate.schema_head(),
         series=series,
         samples=samples,
         size_bytes=size_bytes(store),
@@ -104,11 +107,11 @@ def size_bytes(store: Store) -> int | None:
         with store.reading("read the database size") as conn:
             size = conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
             return int(size)
-    database = store.engine.url.database or ""
-    if database in ("", ":memory:") or database.startswith("file:"):
+    database = sqlite_path(store.engine.url)
+    if database is None:
         return None
     total = 0
-    for path in (Path(database), Path(f"{database}-wal")):
+    for path in (database, Path(f"{database}-wal")):
         with contextlib.suppress(FileNotFoundError):
             total += os.stat(path).st_size
     return total

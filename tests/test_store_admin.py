@@ -1,4 +1,4 @@
-"""dbadmin: info, prune (exact, batched, concurrent with writers), retention, vacuum, upgrade."""
+"""store.admin: info, prune (exact, batched, beside writers), retention, vacuum, upgrade."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import Fleet, Run
 
-from netmetrix import dbadmin
 from netmetrix.model import HostRun, Sample
-from netmetrix.store import Store
+from netmetrix.store import Store, admin
 
 Cli = Callable[..., Run]
 DAY = 86400.0
@@ -48,7 +47,7 @@ def store(store_url: str) -> Iterator[Store]:
 
 
 def test_info_of_an_empty_and_of_a_filled_store(store: Store) -> None:
-    empty = dbadmin.info(store)
+    empty = admin.info(store)
     assert (empty.series, empty.samples, empty.oldest, empty.newest) == (0, 0, None, None)
     assert empty.schema_version == empty.schema_head == Store.schema_head()
     assert empty.url == store.url_display
@@ -56,7 +55,7 @@ def test_info_of_an_empty_and_of_a_filled_store(store: Store) -> None:
     assert empty.size_bytes > 0
     store.record_runs([run("a", 100.0, 1.0, 2.0), run("b", 50.25, 3.0)])
     store.record_runs([run("a", 200.5, 1.0)])
-    found = dbadmin.info(store)
+    found = admin.info(store)
     # series: a/load1, a/disk{/m0}, a/up, b/load1, b/up; samples: 4 + 2 at 100/50.25, 2 at 200.5
     assert (found.series, found.samples, found.oldest, found.newest) == (5, 7, 50.25, 200.5)
     assert found.backend == store.engine.dialect.name
@@ -64,12 +63,12 @@ def test_info_of_an_empty_and_of_a_filled_store(store: Store) -> None:
 
 def test_info_without_upgrading_a_fresh_database(store_url: str) -> None:
     with Store.open(store_url, upgrade=False) as store:
-        found = dbadmin.info(store)
+        found = admin.info(store)
         assert (found.schema_version, found.series, found.samples) == (None, 0, 0)
         assert found.schema_head == Store.schema_head()
-        assert dbadmin.upgrade(store) == (None, Store.schema_head())
-        assert dbadmin.upgrade(store) == (Store.schema_head(), Store.schema_head())
-        assert dbadmin.info(store).schema_version == Store.schema_head()
+        assert admin.upgrade(store) == (None, Store.schema_head())
+        assert admin.upgrade(store) == (Store.schema_head(), Store.schema_head())
+        assert admin.info(store).schema_version == Store.schema_head()
 
 
 # -- prune ----------------------------------------------------------------------
@@ -78,20 +77,20 @@ def test_info_without_upgrading_a_fresh_database(store_url: str) -> None:
 def test_prune_removes_exactly_the_samples_older_than_the_cutoff(store: Store) -> None:
     for ts in (899.998, 899.999, 900.0, 900.001, 950.0):
         store.record_runs([run("a", ts, ts)])
-    result = dbadmin.prune(store, 100.0, now=1000.0)
+    result = admin.prune(store, 100.0, now=1000.0)
     assert (result.deleted, result.cutoff, result.batches) == (4, 900.0, 1)  # 2 x (load1, up)
     assert [s.ts for s in store.history("a", "load1")] == [900.0, 900.001, 950.0]
     assert [s.ts for s in store.history("a", "up")] == [900.0, 900.001, 950.0]
-    again = dbadmin.prune(store, 100.0, now=1000.0)
+    again = admin.prune(store, 100.0, now=1000.0)
     assert (again.deleted, again.batches) == (0, 0)
 
 
 def test_prune_keeps_series_and_hosts(store: Store) -> None:
     store.record_runs([run("a", 10.0, 1.0)])
-    assert dbadmin.prune(store, 5.0, now=20.0).deleted == 2
+    assert admin.prune(store, 5.0, now=20.0).deleted == 2
     assert store.latest() == []
     assert [h.name for h in store.hosts()] == ["a"]
-    assert dbadmin.info(store).series == 2
+    assert admin.info(store).series == 2
     store.record_runs([run("a", 30.0, 2.0)])  # the kept series takes new samples
     assert [s.value for s in store.history("a", "load1")] == [2.0]
 
@@ -110,20 +109,20 @@ def test_prune_in_bounded_batches_over_many_series(store: Store) -> None:
 
     event.listen(store.engine, "before_cursor_execute", count)
     try:
-        result = dbadmin.prune(store, 5.0, now=10.0, batch=1000, pause=0)
+        result = admin.prune(store, 5.0, now=10.0, batch=1000, pause=0)
     finally:
         event.remove(store.engine, "before_cursor_execute", count)
     assert result.deleted == 600 * 2 * 3
     # chunks of 500 series (1500 old samples): 1000 + 500, twice; then 200 series: 600
     assert result.batches == 2 + 2 + 1
     assert len(statements) == result.batches
-    info = dbadmin.info(store)
+    info = admin.info(store)
     assert (info.samples, info.oldest, info.newest) == (1200, 10.0, 10.0)
 
 
 def test_prune_refuses_a_non_positive_age(store: Store) -> None:
     with pytest.raises(ValueError, match="older_than must be > 0"):
-        dbadmin.prune(store, 0)
+        admin.prune(store, 0)
 
 
 def test_prune_while_a_collector_writes_loses_no_new_sample(store_url: str) -> None:
@@ -153,7 +152,7 @@ def test_prune_while_a_collector_writes_loses_no_new_sample(store_url: str) -> N
         with Store.open(store_url) as store:
             pruning.set()
             # 100 x 10 hosts x 4 series = 4,000 old samples, in batches of 500
-            result = dbadmin.prune(store, 100.0, now=700.0, batch=500)
+            result = admin.prune(store, 100.0, now=700.0, batch=500)
     finally:
         stop.set()
         thread.join(60)
@@ -162,7 +161,7 @@ def test_prune_while_a_collector_writes_loses_no_new_sample(store_url: str) -> N
     with Store.open(store_url) as store:
         assert [s.ts for s in store.history("new", "load1")] == written
         assert [s.ts for s in store.history("old0", "load1")] == written
-        assert dbadmin.info(store).samples == len(written) * 4
+        assert admin.info(store).samples == len(written) * 4
 
 
 # -- retention ------------------------------------------------------------------
@@ -175,9 +174,9 @@ def test_retention_prunes_older_than_its_days_and_logs_it(
     store.record_runs([run("a", now - 3 * DAY, 1.0)])
     store.record_runs([run("a", now - 2 * DAY, 2.0)])  # exactly 2 days old: kept
     store.record_runs([run("a", now - 60, 3.0)])
-    with caplog.at_level(logging.INFO, logger="netmetrix.dbadmin"):
-        assert dbadmin.apply_retention(store, 2, now=now) == 2
-        assert dbadmin.apply_retention(store, 2, now=now) == 0
+    with caplog.at_level(logging.INFO, logger="netmetrix.store.admin"):
+        assert admin.apply_retention(store, 2, now=now) == 2
+        assert admin.apply_retention(store, 2, now=now) == 0
     assert [r.getMessage() for r in caplog.records] == [
         "retention: pruned 2 samples older than 2 days (before 1970-04-09T00:00:00.000Z)"
     ]
@@ -193,8 +192,8 @@ def test_retention_failure_is_a_warning_not_an_error(
         locker = sqlite3.connect(path, isolation_level=None)
         try:
             locker.execute("BEGIN IMMEDIATE")
-            with caplog.at_level(logging.WARNING, logger="netmetrix.dbadmin"):
-                assert dbadmin.apply_retention(store, 1, now=10 * DAY) == 0
+            with caplog.at_level(logging.WARNING, logger="netmetrix.store.admin"):
+                assert admin.apply_retention(store, 1, now=10 * DAY) == 0
         finally:
             locker.rollback()
             locker.close()
@@ -214,8 +213,8 @@ def test_retention_never_raises_even_on_absurd_input(
     config.xml now refuses such values, but housekeeping must never end a run."""
     with Store.open(f"sqlite:///{tmp_path}/x.db") as store:
         store.record_runs([run("a", 1.0, 1.0)])
-        with caplog.at_level(logging.WARNING, logger="netmetrix.dbadmin"):
-            assert dbadmin.apply_retention(store, 999_999_999_999, now=10 * DAY) == 0
+        with caplog.at_level(logging.WARNING, logger="netmetrix.store.admin"):
+            assert admin.apply_retention(store, 999_999_999_999, now=10 * DAY) == 0
         [record] = caplog.records
         assert record.levelno == logging.WARNING
         message = record.getMessage()
@@ -249,9 +248,9 @@ def test_vacuum_after_a_prune_keeps_the_data(store: Store) -> None:
     for ts in range(50):
         store.record_runs([run(f"h{i}", float(ts), *range(10)) for i in range(40)])
     before = all_samples(store)
-    dbadmin.prune(store, 10.0, now=50.0)
+    admin.prune(store, 10.0, now=50.0)
     kept = [s for s in before if s[2] >= 40.0]
-    result = dbadmin.vacuum(store)
+    result = admin.vacuum(store)
     assert result.size_before is not None
     assert result.size_after is not None
     assert all_samples(store) == kept
@@ -262,8 +261,8 @@ def test_vacuum_after_a_prune_keeps_the_data(store: Store) -> None:
 
 
 def test_sizes(store: Store, tmp_path: Path) -> None:
-    size = dbadmin.size_bytes(store)
+    size = admin.size_bytes(store)
     assert size is not None
     assert size > 0
     with Store.open("sqlite://") as memory:
-        assert dbadmin.size_bytes(memory) is None
+        assert admin.size_bytes(memory) is None

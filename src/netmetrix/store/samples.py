@@ -1,0 +1,283 @@
+"""Samples and their series: writing host runs, and the latest and history queries.
+
+A run writes its host's row, its samples and ``up`` (1.0 ok, 0.0 failed).
+One host's unwritable data fails that host only: the batch is then written
+host by host, each in a savepoint (#10).  Both queries read ``samples`` by its
+primary key only (docs/store-plans.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+
+from netmetrix.errors import Outcome
+from netmetrix.model import HostRun, Labels, Point, points
+from netmetrix.store._sql import chunks, insert, ms, newest, now_ms
+from netmetrix.store.engine import DATABASE_ERRORS, detail
+from netmetrix.store.hosts import host_rows, upsert_hosts
+from netmetrix.store.schema import (
+    SeriesKey,
+    labels_json,
+    sample_labels_json,
+    samples_table,
+    series_table,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refused:
+    """A host whose data the database would not take; it was stored as a failed run."""
+
+    host: str
+    reason: str  # one clean line, e.g. "the database refused this host's data: ..."
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Written:
+    """What ``Transaction.write_runs`` stored."""
+
+    samples: int
+    refused: tuple[Refused, ...] = ()  # stored as failed runs (up 0, last_error) instead
+    # the runs as stored (a refused host's as a failed run); what was written is the counts
+    runs: tuple[HostRun, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredSample:
+    host: str
+    metric: str
+    labels: dict[str, str]
+    ts: float  # unix seconds
+    value: float
+
+
+# -- writing --------------------------------------------------------------------
+
+
+def write_runs(conn: Connection, runs: Sequence[HostRun]) -> Written:
+    """Store host runs; report what was written.
+
+    Each run updates its host's row and adds its samples plus ``up`` (1.0
+    ok, 0.0 failed) at the run's time.  A sample whose series already has
+    one at that millisecond is ignored (the first one stays).
+
+    One host's unwritable data fails that host only: a NaN sample, or a
+    row the database refuses (a data error, not a lock or a lost
+    connection), makes the batch be written host by host, each in its own
+    savepoint; a refused host is stored as a failed run (``up`` 0, the
+    reason as ``last_error``) and reported in ``Written.refused``.
+    """
+    if not runs:
+        return Written(samples=0)
+    runs, refused = _refuse_nan(runs)
+    try:
+        with conn.begin_nested():
+            count = _write(conn, runs)
+        return Written(samples=count, refused=refused, runs=tuple(runs))
+    except DATABASE_ERRORS as err:
+        if not _is_data_error(err):
+            raise
+        log.debug("a row was refused; storing host by host", exc_info=True)
+    count, stored, more = _write_each_host(conn, runs)
+    return Written(samples=count, refused=refused + more, runs=tuple(stored))
+
+
+def _write(conn: Connection, runs: Sequence[HostRun]) -> int:
+    """Write host rows, series and samples of ``runs``; return the samples written."""
+    found: list[Point] = points(runs)
+    by_key = {p: (p.host, p.metric, sample_labels_json(p.labels)) for p in found}
+    keys = sorted(set(by_key.values()))
+    dialect = conn.dialect.name
+    conn.execute(upsert_hosts(dialect), host_rows(runs, now_ms()))
+    conn.execute(
+        insert(dialect, series_table).on_conflict_do_nothing(
+            index_elements=["host", "metric", "labels"]
+        ),
+        [{"host": h, "metric": m, "labels": lb} for h, m, lb in keys],
+    )
+    ids = _series_ids(conn, keys)
+    rows = sorted((ids[by_key[p]], p.ts_ms, p.value) for p in found)
+    written = conn.execute(
+        insert(dialect, samples_table)
+        .on_conflict_do_nothing(index_elements=["series_id", "ts_ms"])
+        .returning(samples_table.c.series_id),
+        [{"series_id": sid, "ts_ms": ts_ms, "value": value} for sid, ts_ms, value in rows],
+    )
+    return len(written.all())
+
+
+def _series_ids(conn: Connection, keys: Sequence[SeriesKey]) -> dict[SeriesKey, int]:
+    """Ids of the (host, metric, labels) series in ``keys``, which all exist."""
+    s = series_table
+    wanted = set(keys)
+    ids: dict[SeriesKey, int] = {}
+    for chunk in chunks(sorted({host for host, _, _ in keys})):
+        rows = conn.execute(
+            select(s.c.id, s.c.host, s.c.metric, s.c.labels).where(s.c.host.in_(chunk))
+        )
+        for sid, host, metric, labels in rows:
+            if (host, metric, labels) in wanted:
+                ids[(host, metric, labels)] = sid
+    return ids
+
+
+def _is_data_error(err: Exception) -> bool:
+    """Would this error go away without that one row (not: locked, gone, disk full)?"""
+    if isinstance(err, DBAPIError):
+        return not err.connection_invalidated and isinstance(err, DataError | IntegrityError)
+    return isinstance(err, StatementError | UnicodeError | ValueError | OverflowError)
+
+
+def _failed_run(run: HostRun, reason: str) -> HostRun:
+    """``run`` as a failed run that stores: no samples, no version, ``reason`` as the error."""
+    return dataclasses.replace(
+        run,
+        ok=False,
+        error=f"{Outcome.BAD_MESSAGE.value}: {reason}",
+        probe_version=None,
+        samples=(),
+    )
+
+
+def _refuse_nan(runs: Sequence[HostRun]) -> tuple[list[HostRun], tuple[Refused, ...]]:
+    """Runs with a NaN sample become failed runs: NaN fails every alert comparison, and
+    SQLite would store it as NULL."""
+    kept: list[HostRun] = []
+    refused: list[Refused] = []
+    for run in runs:
+        nan = next((s.metric for s in run.samples if math.isnan(s.value)), None)
+        if nan is None:
+            kept.append(run)
+            continue
+        reason = f"{nan} is NaN, not stored"
+        refused.append(Refused(host=run.host, reason=reason))
+        kept.append(_failed_run(run, reason))
+    return kept, tuple(refused)
+
+
+def _write_each_host(
+    conn: Connection, runs: Sequence[HostRun]
+) -> tuple[int, list[HostRun], tuple[Refused, ...]]:
+    """Write ``runs`` one host at a time, each in a savepoint; a refused host is stored
+    as a failed run.  Returns (samples written, the runs as stored, the refused)."""
+    by_host: dict[str, list[HostRun]] = {}
+    for run in runs:
+        by_host.setdefault(run.host, []).append(run)
+    count = 0
+    stored: list[HostRun] = []
+    refused: list[Refused] = []
+    for host, host_runs in by_host.items():
+        try:
+            with conn.begin_nested():
+                count += _write(conn, host_runs)
+            stored += host_runs
+            continue
+        except DATABASE_ERRORS as err:
+            if not _is_data_error(err):
+                raise
+            reason = f"the database refused this host's data: {detail(err)}"
+            log.debug("[%s] %s", host, reason, exc_info=True)
+        refused.append(Refused(host=host, reason=reason))
+        failed = _failed_run(max(host_runs, key=lambda r: r.ts), reason)
+        with conn.begin_nested():  # a host name the database refuses is a bug: let it raise
+            count += _write(conn, [failed])
+        stored.append(failed)
+    return count, stored, tuple(refused)
+
+
+# -- reading --------------------------------------------------------------------
+
+
+def latest(
+    conn: Connection, hosts: Sequence[str] = (), metrics: Sequence[str] = ()
+) -> list[StoredSample]:
+    """The newest sample of every matching series, by host, metric, labels.
+
+    Empty ``hosts`` or ``metrics`` means all of them.
+    """
+    s = series_table
+    query = select(s.c.host, s.c.metric, s.c.labels, newest(s, "ts_ms"), newest(s, "value"))
+    if metrics:
+        query = query.where(s.c.metric.in_(sorted(set(metrics))))
+    queries = (
+        [query.where(s.c.host.in_(chunk)) for chunk in chunks(sorted(set(hosts)))]
+        if hosts
+        else [query]
+    )
+    found: list[StoredSample] = []
+    for q in queries:
+        found.extend(
+            _stored(host, metric, labels, ts_ms, value)
+            for host, metric, labels, ts_ms, value in conn.execute(q)
+            if ts_ms is not None
+        )
+    found.sort(key=lambda x: (x.host, x.metric, labels_json(x.labels)))
+    return found
+
+
+def history(
+    conn: Connection,
+    host: str,
+    metric: str,
+    labels: dict[str, str] | None = None,
+    since: float | None = None,
+    until: float | None = None,
+) -> list[StoredSample]:
+    """Samples of one metric of one host, oldest first; ``since``/``until`` inclusive.
+
+    ``labels`` None means every series of the metric, else exactly that label set.
+    """
+    s, p = series_table, samples_table
+    query = (
+        select(s.c.labels, p.c.ts_ms, p.c.value)
+        .select_from(s.join(p, p.c.series_id == s.c.id))
+        .where(s.c.host == host, s.c.metric == metric)
+        .order_by(p.c.ts_ms)
+    )
+    if labels is not None:
+        query = query.where(s.c.labels == labels_json(labels))
+    if since is not None:
+        query = query.where(p.c.ts_ms >= ms(since))
+    if until is not None:
+        query = query.where(p.c.ts_ms <= ms(until))
+    rows = sorted(conn.execute(query), key=lambda r: (r[1], r[0]))
+    return [_stored(host, metric, lb, ts_ms, value) for lb, ts_ms, value in rows]
+
+
+def recent(
+    conn: Connection, host: str, metric: str, labels: Labels, until: float, limit: int
+) -> tuple[tuple[float, float], ...]:
+    """The last ``limit`` (ts, value) of one series up to ``until``, oldest first."""
+    s, p = series_table, samples_table
+    query = (
+        select(p.c.ts_ms, p.c.value)
+        .select_from(s.join(p, p.c.series_id == s.c.id))
+        .where(s.c.host == host, s.c.metric == metric, s.c.labels == labels_json(labels))
+        .where(p.c.ts_ms <= ms(until))
+        .order_by(p.c.ts_ms.desc())
+        .limit(limit)
+    )
+    rows = conn.execute(query).all()
+    return tuple((ts_ms / 1000, value) for ts_ms, value in reversed(rows))
+
+
+def metric_names(conn: Connection) -> set[str]:
+    """Every metric name that has a series."""
+    return set(conn.execute(select(series_table.c.metric).distinct()).scalars())
+
+
+def _stored(host: str, metric: str, labels: str, ts_ms: int, value: float) -> StoredSample:
+    return StoredSample(
+        host=host, metric=metric, labels=json.loads(labels), ts=ts_ms / 1000, value=value
+    )

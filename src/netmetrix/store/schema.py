@@ -1,0 +1,192 @@
+"""The store's tables, as SQLAlchemy Core sees them, and the labels' canonical JSON.
+
+The schema is made only by the Alembic migrations in ``netmetrix/migrations``
+(run by ``Store.open``); the tables below describe it for queries and must
+match what the migrations create (a test compares them).
+
+Prometheus' data model: a series is (host, metric, labels), a sample is
+(series, timestamp, value).  Labels are stored as canonical JSON (sorted keys,
+no spaces, ``{}`` for none) so equal label sets are equal strings.  The database
+holds integer milliseconds since the epoch; the API takes and returns float
+unix seconds.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Double,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
+
+SCHEMA_HEAD = "0004"  # the head migration; a test keeps the two equal
+MIGRATIONS = "netmetrix:migrations"  # Alembic's script_location
+NO_LABELS = "{}"
+COLLECTOR_ID = "collector_id"  # meta key: names this store's key/state files on the hosts
+
+SeriesKey = tuple[str, str, str]  # host, metric, labels JSON
+
+# Constraint names are fixed here so later migrations can name what they alter.
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    }
+)
+
+hosts_table = Table(
+    "hosts",
+    metadata,
+    Column("name", Text, nullable=False),
+    Column("address", Text),
+    Column("last_seen_ms", BigInteger),  # last run that answered and verified
+    Column("last_error", Text),  # NULL since the last good run
+    Column("probe_version", Text),
+    Column("updated_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name"),
+)
+
+host_keys_table = Table(
+    "host_keys",
+    metadata,
+    Column("host", Text, nullable=False),
+    Column("kid", Text, nullable=False),
+    Column("key", LargeBinary, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("host", "kid"),
+    CheckConstraint("state IN ('active', 'pending')", name="state"),
+)
+
+# Facts about the store itself (#11): ``collector_id``.
+meta_table = Table(
+    "meta",
+    metadata,
+    Column("key", Text, nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("key"),
+)
+
+series_table = Table(
+    "series",
+    metadata,
+    Column("id", Integer, autoincrement=True),
+    Column("host", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("labels", Text, nullable=False),  # canonical JSON, "{}" when none
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("host", "metric", "labels"),
+    sqlite_autoincrement=True,  # never reuse an id, like a PostgreSQL sequence
+)
+
+samples_table = Table(
+    "samples",
+    metadata,
+    Column("series_id", Integer, ForeignKey("series.id", ondelete="CASCADE"), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("value", Double, nullable=False),
+    # (series_id, ts_ms) serves both "latest per series" and "range of one series".
+    PrimaryKeyConstraint("series_id", "ts_ms"),
+    sqlite_with_rowid=False,  # the primary key is the table: no second b-tree
+)
+
+# Alerts (#7): state per (rule, series), the alert history, the mail outbox.
+alert_state_table = Table(
+    "alert_state",
+    metadata,
+    Column("rule_id", Text, nullable=False),  # alerts.rule_id
+    Column("host", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("state", Text, nullable=False),  # pending | firing; ok has no row
+    Column("breaches", Integer, nullable=False),  # consecutive samples past the limit
+    Column("since_ms", BigInteger, nullable=False),  # first of them
+    Column("fired_ms", BigInteger),
+    Column("notified_ms", BigInteger),  # last ALERT mail, for `repeat`
+    Column("value", Double, nullable=False),  # latest value
+    Column("ts_ms", BigInteger, nullable=False),  # latest sample evaluated
+    Column("rule", Text, nullable=False),  # alerts.rule_text, for people
+    Column("severity", Text, nullable=False),
+    PrimaryKeyConstraint("rule_id", "host", "metric", "labels"),
+    CheckConstraint("state IN ('pending', 'firing')", name="state"),
+)
+
+alert_events_table = Table(
+    "alert_events",
+    metadata,
+    Column("id", Integer, autoincrement=True),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("kind", Text, nullable=False),
+    Column("rule_id", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("metric", Text, nullable=False),
+    Column("labels", Text, nullable=False),
+    Column("value", Double, nullable=False),
+    Column("since_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("id"),
+    CheckConstraint("kind IN ('firing', 'repeat', 'resolved')", name="kind"),
+    sqlite_autoincrement=True,
+)
+
+outbox_table = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, autoincrement=True),
+    Column("event_id", Integer, ForeignKey("alert_events.id", ondelete="CASCADE"), nullable=False),
+    Column("recipient", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("last_attempt_ms", BigInteger),
+    Column("last_error", Text),
+    Column("delivered_ms", BigInteger, index=True),  # NULL until the server accepted it
+    Column("claim", Text),  # the delivering process's token, while it sends
+    Column("claim_until_ms", BigInteger),
+    Column("failed_ms", BigInteger),  # a dead letter: the server refused it for good (#10)
+    PrimaryKeyConstraint("id"),
+    sqlite_autoincrement=True,
+)
+
+
+def labels_json(labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
+    """Canonical JSON of a label set: sorted keys, no spaces, ``{}`` when empty."""
+    return json.dumps(dict(labels), sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=4096)
+def sample_labels_json(labels: tuple[tuple[str, str], ...]) -> str:
+    """labels_json for Sample.labels: a fleet repeats the same few label sets."""
+    return labels_json(labels)
+
+
+def alembic_config() -> AlembicConfig:
+    """Alembic's configuration for netmetrix's migrations (imports alembic: ~90 ms)."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", MIGRATIONS)
+    cfg.set_main_option("path_separator", "os")
+    return cfg

@@ -1,0 +1,89 @@
+"""``Transaction``: the writes of one run, inside one ``Store.transaction()``."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+
+from sqlalchemy.engine import Connection
+
+from netmetrix.model import AlertEvent, AlertState, HostRun, Labels, StateKey
+from netmetrix.store import alertstate, outbox, samples
+from netmetrix.store import hosts as _hosts  # `hosts` is a parameter name of the API
+from netmetrix.store.samples import Written
+
+
+class Transaction:
+    """The writes of one transaction (``Store.transaction``): samples, host rows, alert
+    state, alert history and outbox rows.  The pipeline orchestrates them; nothing here
+    evaluates a rule or words a mail."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    # -- runs and hosts -------------------------------------------------------------
+
+    def write_runs(self, runs: Sequence[HostRun]) -> Written:
+        """Store host runs (samples, ``up``, host rows); a refused host fails alone
+        (``samples.write_runs``)."""
+        return samples.write_runs(self._conn, runs)
+
+    def update_hosts(self, runs: Sequence[HostRun]) -> None:
+        """Update only the host rows of ``runs`` (address, last error).
+
+        For runs that were cut short (Ctrl-C): no sample, so no `up` = 0 that
+        would page someone, and nothing for the alert rules to see.
+        """
+        _hosts.update_hosts(self._conn, runs)
+
+    def never_seen(self, hosts: Iterable[str]) -> set[str]:
+        """Which of ``hosts`` have a row without last_seen: they never answered."""
+        return _hosts.never_seen(self._conn, hosts)
+
+    def addresses(self, hosts: Iterable[str]) -> dict[str, str]:
+        """The stored address of each of ``hosts`` that has one."""
+        return _hosts.addresses(self._conn, hosts)
+
+    def recent(
+        self, host: str, metric: str, labels: Labels, until: float, limit: int
+    ) -> tuple[tuple[float, float], ...]:
+        """The last ``limit`` (ts, value) of one series up to ``until``, oldest first."""
+        return samples.recent(self._conn, host, metric, labels, until, limit)
+
+    def forget_host(self, name: str) -> tuple[int, int, int, bool]:
+        """Delete a host's series, samples, keys and row: (series, samples, keys, had a row).
+
+        Its alert history and outbox stay (mail still to send is sent)."""
+        return _hosts.forget_host(self._conn, name)
+
+    # -- alert state, history, outbox -------------------------------------------------
+
+    def alert_states(
+        self, hosts: Iterable[str], rule_ids: Collection[str] | None = None
+    ) -> dict[StateKey, AlertState]:
+        """The stored states of ``hosts`` (of ``rule_ids`` only, when given)."""
+        return alertstate.alert_states(self._conn, hosts, rule_ids)
+
+    def other_alert_states(
+        self, rule_ids: Collection[str], hosts: Collection[str] | None
+    ) -> dict[StateKey, AlertState]:
+        """The stored states of a rule not in ``rule_ids`` or a host not in ``hosts``
+        (None: every host is in it)."""
+        return alertstate.other_alert_states(self._conn, rule_ids, hosts)
+
+    def save_alert_states(self, changes: Mapping[StateKey, AlertState | None]) -> None:
+        """Write changed states: None deletes the stored one (back to ok), others upsert."""
+        alertstate.save_alert_states(self._conn, changes)
+
+    def add_alert_events(self, events: Sequence[AlertEvent]) -> list[int]:
+        """Append ``events`` to the alert history; their ids, in order."""
+        return alertstate.add_alert_events(self._conn, events)
+
+    def last_firing_recipients(self, rule_id: str, series: StateKey) -> tuple[str, ...]:
+        """Who the last firing mail of a (rule, series) went to, dead letters aside."""
+        return outbox.last_firing_recipients(self._conn, rule_id, series)
+
+    def queue_mail(
+        self, event_id: int, subject: str, body: str, recipients: Iterable[str], now: float
+    ) -> int:
+        """Queue one mail per recipient for an alert event, created at ``now``; how many."""
+        return outbox.queue_mail(self._conn, event_id, subject, body, recipients, now)
