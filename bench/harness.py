@@ -479,7 +479,7 @@ def _report_run(run: Run) -> None:
 def _terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so the farm and the running contender are cleaned up."""
 
-    def handler(signum: int, frame: object) -> None:
+    def handler(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, handler)

@@ -318,7 +318,7 @@ class _TreeBuilder(xml.sax.handler.ContentHandler):
             self.root = node
         self._stack.append(node)
 
-    def endElement(self, name: str) -> None:
+    def endElement(self, _name: str) -> None:
         self._stack.pop()
 
     def characters(self, content: str) -> None:

@@ -101,7 +101,7 @@ class Mailbox:
         self._lock = threading.Lock()
         self._mails: list[Mail] = []
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
         message = email.message_from_bytes(content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)  # policy.default makes EmailMessage
@@ -185,7 +185,7 @@ class _Server(asyncssh.SSHServer):
         self._conn = conn
         self._connections.add(conn)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def connection_lost(self, _exc: Exception | None) -> None:
         if self._conn is not None:
             self._connections.discard(self._conn)
 

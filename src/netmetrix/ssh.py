@@ -681,7 +681,8 @@ def _client_keys(path: Path) -> list[asyncssh.SSHKeyPair]:
 
 
 @functools.lru_cache(maxsize=16)
-def _load_keypairs(path: str, mtime_ns: int, size: int) -> tuple[asyncssh.SSHKeyPair, ...]:
+def _load_keypairs(path: str, _mtime_ns: int, _size: int) -> tuple[asyncssh.SSHKeyPair, ...]:
+    # mtime and size are part of the cache key only: a changed file is read again
     return tuple(asyncssh.load_keypairs([path]))
 
 

@@ -212,7 +212,7 @@ class _Labels(click.ParamType[dict[str, str]]):
     name = "K=V[,K=V]"
 
     def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+        self, value: Any, _param: click.Parameter | None, _ctx: click.Context | None
     ) -> dict[str, str]:
         if isinstance(value, dict):
             return value
