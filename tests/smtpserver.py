@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from netmetrix import configxml
+
 
 @dataclass(frozen=True)
 class Received:
@@ -251,14 +253,19 @@ class SMTPServer:
         if controller is not None:
             controller.stop()
 
-    def smtp_xml(self, *, sender: str = "netmetrix@example.com", password_env: str = "") -> str:
-        """The ``<smtp .../>`` element of a config.xml that uses this server."""
-        attrs = f'host="127.0.0.1" port="{self.port}" security="{self.security}" sender="{sender}"'
-        if self.user is not None:
-            attrs += (
-                f' user="{self.user}" password_env="{password_env or "NMX_TEST_SMTP_PASSWORD"}"'
-            )
-        return f"  <smtp {attrs}/>\n"
+    def settings(
+        self, *, sender: str = "netmetrix@example.com", password_env: str = ""
+    ) -> configxml.SMTP:
+        """The ``<smtp>`` settings of a config.xml that uses this server."""
+        login = self.user is not None
+        return configxml.SMTP(
+            host="127.0.0.1",
+            port=self.port,
+            security=self.security,
+            sender=sender,
+            user=self.user,
+            password_env=(password_env or "NMX_TEST_SMTP_PASSWORD") if login else None,
+        )
 
     def _authenticate(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any

@@ -227,7 +227,7 @@ def test_retention_never_raises_even_on_absurd_input(
 @pytest.mark.sshd
 def test_execute_applies_retention(fleet: Fleet, netmetrix: Cli) -> None:
     fleet.host("f1", 0)
-    fleet.write('  <retention days="1"/>\n')
+    fleet.write(retention_days=1)
     assert netmetrix("--config", fleet.config, "upload").code == 0
     now = time.time()
     with Store.open(f"sqlite:///{fleet.database}") as store:

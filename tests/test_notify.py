@@ -17,6 +17,7 @@ from sqlalchemy import text
 from netmetrix import notify, pipeline
 from netmetrix import store as store_module
 from netmetrix.config import AlertRule, SMTPConfig, load_config
+from netmetrix.configxml import SMTP, ConfigXml, Host, render
 from netmetrix.errors import ConfigError
 from netmetrix.model import HostRun, Sample
 from netmetrix.pipeline import Recorded
@@ -712,7 +713,7 @@ def test_mail_delivered_counts_only_for_the_claim_still_held(store: Store) -> No
 def test_smtp_timeout_and_deadline_come_from_the_config(tmp_path: Path) -> None:
     path = tmp_path / "config.xml"
     path.write_text(
-        '<netmetrix><smtp timeout="5s" deadline="1m"/><hosts><host name="a"/></hosts></netmetrix>\n'
+        render(ConfigXml(smtp=SMTP(timeout="5s", deadline="1m"), hosts=[Host(name="a")]))
     )
     smtp = load_config(path).smtp
     assert (smtp.timeout, smtp.deadline) == (5.0, 60.0)
