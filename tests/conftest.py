@@ -159,7 +159,7 @@ class Run:
 
 
 @pytest.fixture
-def netmetrix(capfd: pytest.CaptureFixture[str]) -> object:
+def netmetrix(capfd: pytest.CaptureFixture[str]) -> Callable[..., Run]:
     """Run the CLI in-process: ``netmetrix("--config", path, "execute") -> Run``."""
 
     def run(*args: str | os.PathLike[str]) -> Run:

@@ -110,7 +110,7 @@ def keys_match(fleet: Fleet, remote: Path) -> dict[str, bool]:
 def start_cli(*args: str | os.PathLike[str]) -> subprocess.Popen[str]:
     """``netmetrix ARGS`` as a process of its own (its own pid, as a second collector has)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "netmetrix", *map(os.fspath, args)],
+        [sys.executable, "-m", "netmetrix", *(os.fspath(arg) for arg in args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

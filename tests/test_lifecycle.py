@@ -304,8 +304,8 @@ def test_unmatched_judges_only_rules_a_host_that_answered_could_have_matched() -
         found = alerts.unmatched([case], configured=configured, answered=answered)
         assert [u.why for u in found] == ([] if why is None else [why]), case
     many = {f"h{i}": [("load1", ())] for i in range(5)}
-    [found] = alerts.unmatched([rule()], configured=list(many), answered=many)
-    assert found.why == "no such series on h0, h1, h2 and 2 more"
+    [one] = alerts.unmatched([rule()], configured=list(many), answered=many)
+    assert one.why == "no such series on h0, h1, h2 and 2 more"
     assert alerts.unmatched([rule()], configured=list(many), answered={}) == []
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +46,7 @@ def record(
     store: Store,
     rules: list[AlertRule],
     ts: float,
-    hosts: dict[str, list[Sample] | None],
+    hosts: Mapping[str, list[Sample] | None],
 ) -> Recorded:
     """One execute's worth of runs: ``None`` for a host that did not answer."""
     runs = [
@@ -672,7 +672,9 @@ def test_a_claim_taken_over_while_sending_is_not_marked_delivered_by_us(
     with HoldingProxy(smtp.port, hold="data-reply") as proxy:
         a = threading.Thread(
             target=lambda: results.append(
-                deliver(store, smtp_config(smtp, port=proxy.port, deadline=600.0))
+                notify.deliver(
+                    store, smtp_config(smtp, port=proxy.port, deadline=600.0), digest_over=10
+                )
             ),
             daemon=True,
         )

@@ -22,11 +22,10 @@ from sqlalchemy import create_engine, event, text
 from netmetrix import pipeline
 from netmetrix.config import AlertRule
 from netmetrix.errors import StoreError
-from netmetrix.model import Sample
+from netmetrix.model import HostRun, Sample
 from netmetrix.store import (
     SCHEMA_HEAD,
     HostRow,
-    HostRun,
     Refused,
     Store,
     StoredSample,
