@@ -32,7 +32,7 @@ system-deps: ## install OpenSSH server and PostgreSQL with apt-get when missing 
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends postgresql; \
 	fi
 
-lint: $(STAMP) ## ruff, mypy --strict and vermin (probe must run on Python 3.6)
+lint: $(STAMP) ## ruff, mypy (--strict on src, relaxed on tests and bench) and vermin (probe: Python 3.6)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy

@@ -52,7 +52,7 @@ async def collect(config_path: Path) -> tuple[int, int]:
                     host.target,
                     port=host.port or 22,
                     username=host.user,
-                    client_keys=keys.get(host.key),
+                    client_keys=keys[host.key] if host.key else None,
                     known_hosts=known,
                     config=None,
                 ) as conn:

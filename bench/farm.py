@@ -34,9 +34,10 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 import psutil
+
+from netmetrix import configxml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import sshd
@@ -89,37 +90,35 @@ class BenchFarm:
     def config(self, count: int, concurrency: int) -> Path:
         """config.xml for the first ``count`` hosts (read by netmetrix and the spec baseline)."""
         path = self.root / f"config-{count}.xml"
-        lines = [
-            "    <host "
-            + " ".join(
-                f"{k}={quoteattr(v)}"
-                for k, v in {
-                    "name": h.name,
-                    "address": "127.0.0.1",
-                    "port": str(h.port),
-                    "user": self.login.user,
-                    "key": str(self.client_key),
-                    "directory": str(h.directory),
-                    "python": self.login.python,
-                }.items()
+        hosts = [
+            configxml.Host(
+                name=h.name,
+                address="127.0.0.1",
+                port=h.port,
+                user=self.login.user,
+                key=self.client_key,
+                directory=h.directory,
+                python=self.login.python,
             )
-            + "/>"
             for h in self.hosts[:count]
         ]
-        path.write_text(
-            "<netmetrix>\n"
-            f"  <script>{NMX_SCRIPT}</script>\n"
-            f"  <concurrency>{concurrency}</concurrency>\n"
-            f"  <database>netmetrix-{count}.db</database>\n"
-            '  <ssh known_hosts="known_hosts" host_key_policy="strict"'
-            ' connect_timeout="60" command_timeout="60"/>\n'
-            "  <hosts>\n" + "\n".join(lines) + "\n  </hosts>\n"
-            # One rule, evaluated for every host on every run, that never fires
-            # (no mail server here): both netmetrix and the spec design check it.
-            "  <alerts>\n"
-            '    <alert metric="cpu_percent" op="&gt;" limit="1000" email="ops@example.com"/>\n'
-            "  </alerts>\n</netmetrix>\n"
+        # One rule, evaluated for every host on every run, that never fires
+        # (no mail server here): both netmetrix and the spec design check it.
+        never = configxml.Alert(metric="cpu_percent", op=">", limit=1000, email="ops@example.com")
+        config = configxml.ConfigXml(
+            script=NMX_SCRIPT,
+            concurrency=concurrency,
+            database=f"netmetrix-{count}.db",
+            ssh=configxml.SSH(
+                known_hosts="known_hosts",
+                host_key_policy="strict",
+                connect_timeout=60,
+                command_timeout=60,
+            ),
+            hosts=hosts,
+            alerts=[never],
         )
+        path.write_text(configxml.render(config))
         return path
 
     def inventory(self, count: int) -> Path:

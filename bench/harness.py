@@ -158,7 +158,9 @@ def run_measured(
             stdout=subprocess.DEVNULL,
             stderr=err,
             start_new_session=True,
-            **({"user": user[0], "group": user[1], "extra_groups": []} if user else {}),
+            user=user[0] if user else None,
+            group=user[1] if user else None,
+            extra_groups=[] if user else None,
         )
         expired = threading.Event()
 
@@ -277,7 +279,7 @@ def measure(
 
 def startup_time(env: dict[str, str], cwd: Path, runs: int) -> dict[str, Any]:
     """`netmetrix --help`, hyperfine-style: 3 warm-ups, then the median of ``runs``."""
-    argv = [BIN / "netmetrix", "--help"]
+    argv: list[str | Path] = [BIN / "netmetrix", "--help"]
     for _ in range(3):
         run_measured(argv, env=env, cwd=cwd, timeout=30)
     done = [run_measured(argv, env=env, cwd=cwd, timeout=30) for _ in range(runs)]

@@ -6,17 +6,18 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from xml.sax.saxutils import quoteattr
 
 import pgserver
+import ports
 import pytest
 import smtpserver
 import sshd
 
 from netmetrix.cli import main
+from netmetrix.configxml import SMTP, SSH, Alert, ConfigXml, Host, render
 
 
 @pytest.fixture(autouse=True)
@@ -93,25 +94,34 @@ class Fleet:
         self.write()
         return entry
 
-    def write(self, extra: str = "") -> Path:
-        ssh = self.settings
-        host_lines = "".join(
-            "    <host " + " ".join(f"{k}={quoteattr(v)}" for k, v in h.items()) + "/>\n"
-            for h in self.hosts
+    def write(
+        self,
+        *,
+        smtp: SMTP | None = None,
+        alerts: Sequence[Alert] = (),
+        digest_over: int | None = None,
+        retention_days: int | None = None,
+    ) -> Path:
+        """Write config.xml for the hosts and settings, with these sections besides."""
+        settings = self.settings
+        config = ConfigXml(
+            script="client.py",
+            concurrency=settings.get("concurrency", "10"),
+            database=settings.get("database", "netmetrix.db"),
+            ssh=SSH(
+                known_hosts="known_hosts",
+                host_key_policy=settings.get("policy", "strict"),
+                connect_timeout=settings.get("connect_timeout", "5"),
+                command_timeout=settings.get("command_timeout", "20"),
+            ),
+            smtp=smtp,
+            encryption=settings.get("encryption", "preferred"),
+            retention_days=retention_days,
+            hosts=[Host(**host) for host in self.hosts],
+            alerts=alerts,
+            digest_over=digest_over,
         )
-        self.config.write_text(
-            "<netmetrix>\n"
-            f"  <script>client.py</script>\n"
-            f"  <concurrency>{ssh.get('concurrency', '10')}</concurrency>\n"
-            f"  <database>netmetrix.db</database>\n"
-            f'  <ssh known_hosts="known_hosts" host_key_policy="{ssh.get("policy", "strict")}"'
-            f' connect_timeout="{ssh.get("connect_timeout", "5")}"'
-            f' command_timeout="{ssh.get("command_timeout", "20")}"/>\n'
-            f'  <security encryption="{ssh.get("encryption", "preferred")}"/>\n'
-            f"  <hosts>\n{host_lines}  </hosts>\n"
-            f"{extra}"
-            "</netmetrix>\n"
-        )
+        self.config.write_text(render(config))
         return self.config
 
     def remote_dir(self, name: str) -> Path:
@@ -124,6 +134,13 @@ class Fleet:
         path.write_text("#!/bin/sh\n" + body + "\n")
         path.chmod(path.stat().st_mode | stat.S_IXUSR)
         return str(path)
+
+
+def line_of(path: Path, text: str) -> int:
+    """The number of the one line of ``path`` that holds ``text`` (messages name lines)."""
+    lines = path.read_text().splitlines()
+    [number] = [number for number, line in enumerate(lines, start=1) if text in line]
+    return number
 
 
 @pytest.fixture
@@ -142,7 +159,7 @@ class Run:
 
 
 @pytest.fixture
-def netmetrix(capfd: pytest.CaptureFixture[str]) -> object:
+def netmetrix(capfd: pytest.CaptureFixture[str]) -> Callable[..., Run]:
     """Run the CLI in-process: ``netmetrix("--config", path, "execute") -> Run``."""
 
     def run(*args: str | os.PathLike[str]) -> Run:
@@ -228,7 +245,7 @@ def smtp_servers(
         if password is not None:
             monkeypatch.setenv(SMTP_PASSWORD_ENV, password)
         server = smtpserver.SMTPServer(
-            port=sshd.free_port(), security=security, user=user, password=password, tls=smtp_tls
+            port=ports.free_port(), security=security, user=user, password=password, tls=smtp_tls
         )
         started.append(server)
         server.start()

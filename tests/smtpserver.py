@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from netmetrix import configxml
+
 
 @dataclass(frozen=True)
 class Received:
@@ -70,14 +72,14 @@ class Mailbox:
         self.logins: list[str] = []
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
+        self, _server: SMTP, _session: Session, envelope: Envelope, address: str, _options: Any
     ) -> str:
         if address in self.refuse:
             return self.refuse[address]
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
         if self.refuse_data is not None:
             return self.refuse_data
         message = email.message_from_bytes(
@@ -251,17 +253,22 @@ class SMTPServer:
         if controller is not None:
             controller.stop()
 
-    def smtp_xml(self, *, sender: str = "netmetrix@example.com", password_env: str = "") -> str:
-        """The ``<smtp .../>`` element of a config.xml that uses this server."""
-        attrs = f'host="127.0.0.1" port="{self.port}" security="{self.security}" sender="{sender}"'
-        if self.user is not None:
-            attrs += (
-                f' user="{self.user}" password_env="{password_env or "NMX_TEST_SMTP_PASSWORD"}"'
-            )
-        return f"  <smtp {attrs}/>\n"
+    def settings(
+        self, *, sender: str = "netmetrix@example.com", password_env: str = ""
+    ) -> configxml.SMTP:
+        """The ``<smtp>`` settings of a config.xml that uses this server."""
+        login = self.user is not None
+        return configxml.SMTP(
+            host="127.0.0.1",
+            port=self.port,
+            security=self.security,
+            sender=sender,
+            user=self.user,
+            password_env=(password_env or "NMX_TEST_SMTP_PASSWORD") if login else None,
+        )
 
     def _authenticate(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+        self, _server: SMTP, _session: Session, _envelope: Envelope, _mechanism: str, data: Any
     ) -> AuthResult:
         ok = (
             isinstance(data, LoginPassword)

@@ -16,16 +16,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import ports
 import pytest
-import sshd
 from conftest import Fleet, Run, sigint_default
 from smtpserver import DripServer, SMTPServer
 
 from netmetrix import collect, notify, pipeline
 from netmetrix.config import AlertRule, load_config
+from netmetrix.configxml import SMTP, Alert, ConfigXml, Host, render
 from netmetrix.model import HostRun, Sample
 from netmetrix.store import Store
 
@@ -68,15 +69,15 @@ def dial_host(fleet: Fleet, name: str, server: int, value: float) -> Dial:
     return dial
 
 
-def configure(fleet: Fleet, smtp: SMTPServer, *rules: str, digest_over: int | None = None) -> None:
-    """Write config.xml with ``<smtp>`` for ``smtp`` and the ``<alert .../>`` ``rules``."""
-    attr = "" if digest_over is None else f' digest_over="{digest_over}"'
-    lines = "".join(f"    {rule}\n" for rule in rules)
-    fleet.write(smtp.smtp_xml() + f"  <alerts{attr}>\n{lines}  </alerts>\n")
+def configure(
+    fleet: Fleet, smtp: SMTPServer, *rules: Alert, digest_over: int | None = None
+) -> None:
+    """Write config.xml with ``<smtp>`` for ``smtp`` and the alert ``rules``."""
+    fleet.write(smtp=smtp.settings(), alerts=rules, digest_over=digest_over)
 
 
-LOAD_OVER_20 = '<alert metric="load1" op="&gt;" limit="20" email="ops@example.com"/>'
-UP_IS_0 = '<alert metric="up" op="==" limit="0" email="dba@example.com"/>'
+LOAD_OVER_20 = Alert(metric="load1", op=">", limit=20, email="ops@example.com")
+UP_IS_0 = Alert(metric="up", op="==", limit=0, email="dba@example.com")
 
 
 def upload(fleet: Fleet, netmetrix: Cli) -> None:
@@ -137,7 +138,7 @@ def test_mail_shows_a_short_value_and_the_store_keeps_the_exact_one(
 ) -> None:
     exact = 74.93908382066277
     dial_host(fleet, "f4", 0, exact)
-    configure(fleet, smtp, LOAD_OVER_20.replace('"20"', '"50"'))
+    configure(fleet, smtp, replace(LOAD_OVER_20, limit=50))
     upload(fleet, netmetrix)
     execute(fleet, netmetrix)
     assert smtp.subjects == ["ALERT [f4] load1 is 74.9>50"]
@@ -150,7 +151,7 @@ def test_mail_shows_a_short_value_and_the_store_keeps_the_exact_one(
 @pytest.mark.sshd
 def test_for_three_needs_three_runs(fleet: Fleet, netmetrix: Cli, smtp: SMTPServer) -> None:
     dial_host(fleet, "f4", 0, 38.5)
-    configure(fleet, smtp, LOAD_OVER_20.replace("/>", ' for="3"/>'))
+    configure(fleet, smtp, replace(LOAD_OVER_20, for_count=3))
     upload(fleet, netmetrix)
     for _ in (1, 2):
         execute(fleet, netmetrix)
@@ -171,7 +172,7 @@ def test_clear_holds_the_alert_between_clear_and_limit(
     configure(
         fleet,
         smtp,
-        '<alert metric="load1" op="&gt;" limit="90" clear="80" email="ops@example.com"/>',
+        Alert(metric="load1", op=">", limit=90, clear=80, email="ops@example.com"),
     )
     upload(fleet, netmetrix)
     execute(fleet, netmetrix)
@@ -189,7 +190,7 @@ def test_smtp_down_stores_samples_keeps_mail_exits_1_then_delivers_each_once(
     fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
 ) -> None:
     dial_host(fleet, "f4", 0, 38.5)
-    configure(fleet, smtp, LOAD_OVER_20.replace("ops@example.com", "ops@example.com,oncall@x.org"))
+    configure(fleet, smtp, replace(LOAD_OVER_20, email=("ops@example.com", "oncall@x.org")))
     upload(fleet, netmetrix)
     smtp.stop()
 
@@ -310,7 +311,7 @@ def test_a_host_that_stops_answering_fires_only_its_up_rule(
     assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20"]
 
     port = fleet.hosts[0]["port"]
-    fleet.hosts[0]["port"] = str(sshd.free_port())
+    fleet.hosts[0]["port"] = str(ports.free_port())
     configure(fleet, smtp, LOAD_OVER_20, UP_IS_0)
     ran = execute(fleet, netmetrix, code=1)
     assert "ERROR [f4] FAILED: connection refused" in ran.err
@@ -331,7 +332,7 @@ def test_repeat_re_sends_after_its_interval_by_the_injected_clock(
     fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
 ) -> None:
     dial_host(fleet, "f4", 0, 38.5)
-    configure(fleet, smtp, LOAD_OVER_20.replace("/>", ' repeat="4h"/>'))
+    configure(fleet, smtp, replace(LOAD_OVER_20, repeat="4h"))
     upload(fleet, netmetrix)
     config = load_config(fleet.config)
     base = float(round(time.time()))  # whole seconds: the store keeps milliseconds
@@ -365,10 +366,7 @@ def alerting_db(tmp_path: Path) -> Path:
     """A config.xml and a store with one firing and one pending alert and one undelivered mail."""
     config = tmp_path / "config.xml"
     config.write_text(
-        "<netmetrix>\n"
-        "  <database>netmetrix.db</database>\n"
-        '  <hosts><host name="f4"/><host name="f5"/></hosts>\n'
-        "</netmetrix>\n"
+        render(ConfigXml(database="netmetrix.db", hosts=[Host(name="f4"), Host(name="f5")]))
     )
     rules = [
         AlertRule(metric="cpu_percent", op=">", limit=20.0, email=("ops@example.com",)),
@@ -462,7 +460,7 @@ def test_alerts_history_and_outbox(alerting_db: Path, netmetrix: Cli) -> None:
 
 def test_alerts_commands_when_empty_and_with_bad_arguments(tmp_path: Path, netmetrix: Cli) -> None:
     config = tmp_path / "config.xml"
-    config.write_text('<netmetrix><hosts><host name="f4"/></hosts></netmetrix>\n')
+    config.write_text(render(ConfigXml(hosts=[Host(name="f4")])))
     for command in ("active", "history", "outbox"):
         done = netmetrix("--config", config, "alerts", command, "--format", "json")
         assert (done.code, done.out) == (0, "[]\n"), done.err
@@ -484,12 +482,11 @@ def test_alerts_commands_when_empty_and_with_bad_arguments(tmp_path: Path, netme
 # ---------------------------------------------------------------- delivery faults (#10)
 
 
-def queued_mail(tmp_path: Path, smtp_xml: str, *recipients: str, mount: str = "/") -> Path:
-    """A config.xml with ``smtp_xml`` and a store holding one alert mailed to ``recipients``."""
+def queued_mail(tmp_path: Path, smtp: SMTP, *recipients: str, mount: str = "/") -> Path:
+    """A config.xml with ``smtp`` and a store holding one alert mailed to ``recipients``."""
     config = tmp_path / "config.xml"
     config.write_text(
-        "<netmetrix>\n  <database>netmetrix.db</database>\n"
-        f'{smtp_xml}  <hosts><host name="f4"/></hosts>\n</netmetrix>\n'
+        render(ConfigXml(database="netmetrix.db", smtp=smtp, hosts=[Host(name="f4")]))
     )
     rule = AlertRule(metric="disk_percent", op=">=", limit=90.0, email=recipients)
     disk = Sample(metric="disk_percent", labels=(("mount", mount),), value=91.2)
@@ -509,7 +506,7 @@ def test_a_poisoned_subject_neither_crashes_flush_nor_holds_back_other_mail(
     tmp_path: Path, netmetrix: Cli, smtp: SMTPServer
 ) -> None:
     config = queued_mail(
-        tmp_path, smtp.smtp_xml(), "ops@example.com", "dba@example.com", mount="/\r\nBcc: x@evil"
+        tmp_path, smtp.settings(), "ops@example.com", "dba@example.com", mount="/\r\nBcc: x@evil"
     )
     flushed = netmetrix("--config", config, "alerts", "flush")
     assert flushed.code == 0, flushed.err
@@ -528,8 +525,8 @@ def test_flush_stops_at_the_delivery_deadline_and_keeps_the_mail(
     tmp_path: Path, netmetrix: Cli
 ) -> None:
     with DripServer("greeting") as slow:
-        smtp_xml = f'  <smtp host="127.0.0.1" port="{slow.port}" timeout="30s" deadline="1s"/>\n'
-        config = queued_mail(tmp_path, smtp_xml, "ops@example.com")
+        settings = SMTP(host="127.0.0.1", port=slow.port, timeout="30s", deadline="1s")
+        config = queued_mail(tmp_path, settings, "ops@example.com")
         flushed = netmetrix("--config", config, "alerts", "flush")
     assert flushed.code == 1
     assert (
@@ -571,8 +568,8 @@ def test_ctrl_c_while_flush_waits_on_the_server_exits_130_and_releases_the_mail(
 ) -> None:
     exe = str(Path(sys.executable).with_name("netmetrix"))
     with DripServer("data") as slow:  # the mail is claimed and sent; the 250 never comes
-        smtp_xml = f'  <smtp host="127.0.0.1" port="{slow.port}" deadline="10m"/>\n'
-        config = queued_mail(tmp_path, smtp_xml, "ops@example.com")
+        settings = SMTP(host="127.0.0.1", port=slow.port, deadline="10m")
+        config = queued_mail(tmp_path, settings, "ops@example.com")
         env = {**os.environ, "NETMETRIX_CONFIG": str(config)}
         done = interrupt([exe, "alerts", "flush"], env, slow.dripping)
     assert done.code == 130, done.err
@@ -589,8 +586,8 @@ def test_ctrl_c_while_execute_delivers_to_a_dripping_server_exits_130_at_once(
     dial_host(fleet, "f4", 0, 38.5)
     exe = str(Path(sys.executable).with_name("netmetrix"))
     with DripServer("greeting", interval=3.0) as slow:
-        smtp_xml = f'  <smtp host="127.0.0.1" port="{slow.port}" deadline="10m"/>\n'
-        fleet.write(smtp_xml + f"  <alerts>\n    {LOAD_OVER_20}\n  </alerts>\n")
+        settings = SMTP(host="127.0.0.1", port=slow.port, deadline="10m")
+        fleet.write(smtp=settings, alerts=[LOAD_OVER_20])
         upload(fleet, netmetrix)
         env = {**os.environ, "NETMETRIX_CONFIG": str(fleet.config)}
         done = interrupt([exe, "execute"], env, slow.connected)
@@ -675,7 +672,7 @@ def test_alerts_outbox_failed_retry_and_drop(
     smtp.mailbox.refuse["a@example.com"] = "550 5.1.1 no such user"
     smtp.mailbox.refuse["b@example.com"] = "450 4.2.1 try again later"
     config = queued_mail(
-        tmp_path, smtp.smtp_xml(), "a@example.com", "b@example.com", "c@example.com"
+        tmp_path, smtp.settings(), "a@example.com", "b@example.com", "c@example.com"
     )
     flushed = netmetrix("--config", config, "alerts", "flush")
     assert flushed.code == 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -28,7 +30,9 @@ def rule(**overrides: Any) -> AlertRule:
     return AlertRule(**fields)
 
 
-def run(r: AlertRule, values: list[float], *, start: float = T0, every: float = 60.0) -> list[Any]:
+def run(
+    r: AlertRule, values: Sequence[float], *, start: float = T0, every: float = 60.0
+) -> list[Any]:
     """Feed ``values`` one sample ``every`` seconds apart; the event kind (or None) of each."""
     state: State | None = None
     kinds = []
@@ -125,27 +129,28 @@ def test_for_three_needs_three_consecutive_samples() -> None:
 def test_pending_state_counts_and_keeps_when_it_started() -> None:
     r = rule(for_count=3)
     state, kind = alerts.step(r, None, 30.0, T0)
-    named = {"rule": "cpu_percent > 20", "severity": "warning"}  # kept for its mail
-    assert (state, kind) == (
-        State(phase="pending", count=1, since=T0, value=30.0, ts=T0, **named),
-        None,
+    first = State(
+        phase="pending",
+        count=1,
+        since=T0,
+        value=30.0,
+        ts=T0,
+        rule="cpu_percent > 20",  # rule and severity are kept for its mail
+        severity="warning",
     )
+    assert (state, kind) == (first, None)
     state, kind = alerts.step(r, state, 31.0, T0 + 60)
-    assert (state, kind) == (
-        State(phase="pending", count=2, since=T0, value=31.0, ts=T0 + 60, **named),
-        None,
-    )
+    assert (state, kind) == (replace(first, count=2, value=31.0, ts=T0 + 60), None)
     state, kind = alerts.step(r, state, 32.0, T0 + 120)
     assert kind == "firing"
-    assert state == State(
+    assert state == replace(
+        first,
         phase="firing",
         count=3,
-        since=T0,
         fired=T0 + 120,
         notified=T0 + 120,
         value=32.0,
         ts=T0 + 120,
-        **named,
     )
 
 

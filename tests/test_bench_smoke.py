@@ -18,7 +18,7 @@ pytestmark = pytest.mark.sshd
 def test_harness_runs_netmetrix_and_the_spec_baseline(tmp_path: Path) -> None:
     pytest.importorskip("paramiko")  # in the test extra; the others are bench-only
     out = tmp_path / "out"
-    args = ["--hosts", "4", "--runs", "1", "--servers", "2", "--login", "current"]
+    args: list[str | Path] = ["--hosts", "4", "--runs", "1", "--servers", "2", "--login", "current"]
     args += ["--help-runs", "2", "--probe-runs", "1", "--contenders", "netmetrix,spec,pssh,floor"]
     args += ["--out", out, "--markdown", out / "RESULTS.md", "--workdir", tmp_path / "farm"]
     done = subprocess.run(

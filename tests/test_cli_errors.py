@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import Run
 
+from netmetrix.configxml import ConfigXml, Host, render
 from netmetrix.errors import ExitStatus, StoreError
 
-CONFIG = """<netmetrix>
-  <database>netmetrix.db</database>
-  <hosts><host name="f4"/></hosts>
-</netmetrix>
-"""
+Cli = Callable[..., Run]
+CONFIG = render(ConfigXml(database="netmetrix.db", hosts=[Host(name="f4")]))
 
 
 @pytest.fixture
@@ -33,12 +33,12 @@ def _a_bug(*args: object, **kwargs: object) -> None:
 
 
 def test_unexpected_error_is_one_line_and_a_hint(
-    config: Path, netmetrix: object, monkeypatch: pytest.MonkeyPatch
+    config: Path, netmetrix: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A fake, because a real unexpected error is a bug we do not know of yet:
     # Store.hosts raising ZeroDivisionError stands in for one.
     monkeypatch.setattr("netmetrix.store.Store.hosts", _a_bug)
-    run = netmetrix("--config", config, "hosts")  # type: ignore[operator]
+    run = netmetrix("--config", config, "hosts")
     assert run.code == ExitStatus.HOST_FAILED
     assert run.out == ""
     assert run.err == (
@@ -49,10 +49,10 @@ def test_unexpected_error_is_one_line_and_a_hint(
 
 
 def test_debug_shows_the_traceback_of_an_unexpected_error(
-    config: Path, netmetrix: object, monkeypatch: pytest.MonkeyPatch
+    config: Path, netmetrix: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("netmetrix.store.Store.hosts", _a_bug)  # a stand-in bug, as above
-    run = netmetrix("--debug", "--config", config, "hosts")  # type: ignore[operator]
+    run = netmetrix("--debug", "--config", config, "hosts")
     assert run.code == ExitStatus.HOST_FAILED
     assert run.err.startswith("Traceback (most recent call last):\n")
     assert "in _a_bug" in run.err
@@ -61,22 +61,21 @@ def test_debug_shows_the_traceback_of_an_unexpected_error(
     )
 
 
-def test_debug_shows_the_traceback_of_an_expected_error_too(
-    config: Path, netmetrix: object
-) -> None:
+def test_debug_shows_the_traceback_of_an_expected_error_too(config: Path, netmetrix: Cli) -> None:
     _corrupt(config.parent / "netmetrix.db")
-    run = netmetrix("--debug", "--config", config, "hosts")  # type: ignore[operator]
+    run = netmetrix("--debug", "--config", config, "hosts")
     assert run.code == ExitStatus.STORE
     assert run.err.startswith("Traceback (most recent call last):\n")
     assert run.err.splitlines()[-1].startswith("Error: database sqlite:///")
 
 
 def test_a_corrupt_database_is_a_store_failure_not_a_host_failure(
-    config: Path, netmetrix: object
+    config: Path, netmetrix: Cli
 ) -> None:
     db = _corrupt(config.parent / "netmetrix.db")
-    run = netmetrix("--config", config, "hosts")  # type: ignore[operator]
-    assert run.code == ExitStatus.STORE == 3
+    run = netmetrix("--config", config, "hosts")
+    assert run.code == ExitStatus.STORE
+    assert int(ExitStatus.STORE) == 3  # documented
     assert run.err == (
         f"Error: database sqlite:///{db}: cannot read the schema version: file is not a database\n"
     )
@@ -87,8 +86,8 @@ def test_store_errors_have_their_own_exit_status() -> None:
     assert len({int(s) for s in ExitStatus}) == len(ExitStatus)
 
 
-def test_expected_errors_keep_one_line_without_debug(config: Path, netmetrix: object) -> None:
-    run = netmetrix("--config", config, "metrics", "latest", "-h", "f44")  # type: ignore[operator]
+def test_expected_errors_keep_one_line_without_debug(config: Path, netmetrix: Cli) -> None:
+    run = netmetrix("--config", config, "metrics", "latest", "-h", "f44")
     assert run.code == ExitStatus.USAGE
     assert "Traceback" not in run.err
     assert len(run.err.splitlines()) == 1

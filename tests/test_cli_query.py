@@ -9,17 +9,18 @@ import json
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import click
 import pytest
 import sshd
-from conftest import Fleet, Run
+from conftest import Fleet, Run, line_of
 
 from netmetrix import pipeline
 from netmetrix.cli import cli
 from netmetrix.config import load_config
+from netmetrix.configxml import SMTP, SSH, Alert, ConfigXml, Host, render
 from netmetrix.example_config import EXAMPLE_CONFIG
 from netmetrix.model import HostRun, Sample
 from netmetrix.store import Store
@@ -30,17 +31,18 @@ T0 = 1795557294.757  # 2026-11-24T21:54:54.757Z
 ISO0 = "2026-11-24T21:54:54.757Z"
 ISO1 = "2026-11-24T21:53:54.757Z"  # T0 - 60
 
-CONFIG = """\
-<netmetrix>
-  <database>{database}</database>
-  <smtp user="mailer" password_env="NMX_TEST_SMTP_PASSWORD"/>
-  <hosts>
-    <host name="f4" address="192.0.2.4" user="monitor"/>
-    <host name="f5"/>
-    <host name="never" address="192.0.2.9"/>
-  </hosts>
-</netmetrix>
-"""
+F4 = Host(name="f4", address="192.0.2.4", user="monitor")
+
+
+def config_text(database: str, f4: Host = F4) -> str:
+    """A config.xml with three hosts (f4 as given) and an SMTP login."""
+    return render(
+        ConfigXml(
+            database=database,
+            smtp=SMTP(user="mailer", password_env="NMX_TEST_SMTP_PASSWORD"),
+            hosts=[f4, Host(name="f5"), Host(name="never", address="192.0.2.9")],
+        )
+    )
 
 
 @dataclass
@@ -97,7 +99,7 @@ def fill(store: Store, t0: float = T0) -> None:
 @pytest.fixture
 def env(tmp_path: Path, store_url: str, netmetrix: Cli) -> Env:
     config = tmp_path / "config.xml"
-    config.write_text(CONFIG.format(database=store_url))
+    config.write_text(config_text(store_url))
     return Env(config=config, url=store_url, run=netmetrix)
 
 
@@ -193,7 +195,7 @@ def test_hosts_before_any_run_lists_the_configured_hosts(env: Env) -> None:
 
 
 def test_hosts_port_is_config_xml_then_ssh_config_then_22(env: Env, isolated_home: Path) -> None:
-    env.config.write_text(CONFIG.format(database=env.url).replace('user="monitor"', 'port="2200"'))
+    env.config.write_text(config_text(env.url, replace(F4, user=None, port=2200)))
     (isolated_home / ".ssh").mkdir()
     (isolated_home / ".ssh" / "config").write_text(
         "Host f4 f5\n  Port 2222\n"  # f4's port="2200" in config.xml wins
@@ -846,8 +848,12 @@ def test_config_check_formats(env: Env) -> None:
 def test_config_check_singular(tmp_path: Path, netmetrix: Cli) -> None:
     path = tmp_path / "c.xml"
     path.write_text(
-        '<netmetrix><hosts><host name="a"/></hosts><alerts>'
-        '<alert metric="up" op="==" limit="0" email="a@example.com"/></alerts></netmetrix>'
+        render(
+            ConfigXml(
+                hosts=[Host(name="a")],
+                alerts=[Alert(metric="up", op="==", limit=0, email="a@example.com")],
+            )
+        )
     )
     assert netmetrix("config", "check", path).out == f"{path}: OK, 1 host, 1 alert rule\n"
 
@@ -875,6 +881,12 @@ def test_config_check_reports_every_problem_with_file_and_line(
     )
 
 
+def written_at(config: Path, host: str) -> str:
+    """``config.xml:7``: where ``config show`` says a host's setting comes from."""
+    element = f'<host name="{host}"'
+    return f"{config.name}:{line_of(config, element)}"
+
+
 def settings_of(out: str) -> dict[str, tuple[str, str]]:
     return {row["setting"]: (row["value"], row["source"]) for row in json.loads(out)}
 
@@ -897,8 +909,8 @@ def test_config_show_redacts_secrets_and_names_sources(
     assert got["smtp.timeout"] == ("10s", "default")
     assert got["smtp.deadline"] == ("30s", "default")
     assert got["retention.days"] == ("30", "default")
-    assert got["host.f4.address"] == ("192.0.2.4", "config.xml:5")
-    assert got["host.f4.user"] == ("monitor", "config.xml:5")
+    assert got["host.f4.address"] == ("192.0.2.4", written_at(env.config, "f4"))
+    assert got["host.f4.user"] == ("monitor", written_at(env.config, "f4"))
     assert got["host.f4.port"] == ("22", "default")
     assert got["host.f5.address"] == ("f5", "default")
     assert got["host.f5.key"] == ("~/.ssh/id_* and ssh-agent", "default")
@@ -913,18 +925,14 @@ def test_config_show_says_default_only_for_what_the_file_leaves_out(
     tmp_path: Path, netmetrix: Cli
 ) -> None:
     path = tmp_path / "config.xml"
-    path.write_text(  # values spelled out equal to the defaults, and some left out
-        "<netmetrix>\n"
-        "  <concurrency>50</concurrency>\n"
-        '  <ssh connect_timeout="10"/>\n'
-        '  <smtp port="25"/>\n'
-        '  <retention days="30"/>\n'
-        "  <hosts>\n"
-        '    <host name="a" directory="/tmp" python="python3"/>\n'
-        '    <host name="b"/>\n'
-        "  </hosts>\n"
-        "</netmetrix>\n"
+    written_out = ConfigXml(  # values spelled out equal to the defaults, and some left out
+        concurrency=50,
+        ssh=SSH(connect_timeout=10),
+        smtp=SMTP(port=25),
+        retention_days=30,
+        hosts=[Host(name="a", directory="/tmp", python="python3"), Host(name="b")],
     )
+    path.write_text(render(written_out))
     got = settings_of(ok(netmetrix("--config", path, "config", "show", "--format", "json")))
     written = sorted(name for name, (_, source) in got.items() if source.startswith("config.xml"))
     assert written == [
@@ -939,7 +947,7 @@ def test_config_show_says_default_only_for_what_the_file_leaves_out(
     assert got["ssh.connect_timeout"] == ("10s", "config.xml")
     assert got["ssh.command_timeout"] == ("30s", "default")
     assert got["script"] == ("client.py", "default")
-    assert got["host.a.directory"] == ("/tmp", "config.xml:7")
+    assert got["host.a.directory"] == ("/tmp", written_at(path, "a"))
     assert got["host.b.directory"][1] == "default"
     assert got["host.b.python"] == ("python3", "default")
 
@@ -996,6 +1004,7 @@ def test_config_show_applies_ssh_config_fallbacks(env: Env, isolated_home: Path)
         "  User ignored-because-config-xml-says-monitor\n"
     )
     out = ok(env("config", "show", "-h", "f5", "-h", "f4"))
+    f4 = written_at(env.config, "f4")
     assert out.splitlines() == [
         "setting             value                      source",
         "host.f5.address     10.9.8.7                   ~/.ssh/config",
@@ -1005,9 +1014,9 @@ def test_config_show_applies_ssh_config_fallbacks(env: Env, isolated_home: Path)
         "host.f5.proxy_jump  bastion.example.com        ~/.ssh/config",
         "host.f5.directory   ~/.cache/netmetrix         default",
         "host.f5.python      python3                    default",
-        "host.f4.address     192.0.2.4                  config.xml:5",
+        f"host.f4.address     192.0.2.4                  {f4}",
         "host.f4.port        22                         default",
-        "host.f4.user        monitor                    config.xml:5",
+        f"host.f4.user        monitor                    {f4}",
         "host.f4.key         ~/.ssh/id_* and ssh-agent  default",
         "host.f4.directory   ~/.cache/netmetrix         default",
         "host.f4.python      python3                    default",
@@ -1017,22 +1026,20 @@ def test_config_show_applies_ssh_config_fallbacks(env: Env, isolated_home: Path)
 def test_config_show_csv_and_unknown_host(env: Env) -> None:
     rows = csv_rows(ok(env("config", "show", "--format", "csv")))
     assert rows[0] == ["setting", "value", "source"]
-    assert ["host.never.address", "192.0.2.9", "config.xml:7"] in rows
+    assert ["host.never.address", "192.0.2.9", written_at(env.config, "never")] in rows
     assert usage_error(env("config", "show", "-h", "f6")) == (
         'config.xml: unknown host "f6"; known hosts: f4, f5, never\n'
     )
 
 
 def test_config_show_reports_an_unreadable_key(env: Env, tmp_path: Path) -> None:
-    env.config.write_text(
-        CONFIG.format(database=env.url).replace('user="monitor"', f'key="{tmp_path}/nokey"')
-    )
+    env.config.write_text(config_text(env.url, replace(F4, user=None, key=f"{tmp_path}/nokey")))
     got = settings_of(ok(env("config", "show", "-h", "f4", "--format", "json")))
     assert got["host.f4.error"] == (
         f"cannot read private key {tmp_path}/nokey: No such file or directory",
         "ssh",
     )
-    assert got["host.f4.key"] == (f"{tmp_path}/nokey", "config.xml:5")
+    assert got["host.f4.key"] == (f"{tmp_path}/nokey", written_at(env.config, "f4"))
 
 
 # -- db -------------------------------------------------------------------------

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import ports
 import psutil
 import pytest
-from conftest import Fleet, Run
+from conftest import Fleet, Run, line_of
 
 from netmetrix import probe
 from netmetrix.store import HostRow, Store
@@ -101,10 +102,8 @@ def test_keys_are_random_per_host_and_stored(fleet: Fleet, netmetrix: Cli) -> No
 
 
 def test_down_host_fails_alone(fleet: Fleet, netmetrix: Cli) -> None:
-    import sshd
-
     fleet.host("good", 0)
-    fleet.host("down", 0, port=str(sshd.free_port()))
+    fleet.host("down", 0, port=str(ports.free_port()))
     up = netmetrix("--config", fleet.config, "upload")
     assert up.code == 1
     assert "[down] FAILED: connection refused (127.0.0.1:" in up.err
@@ -126,12 +125,10 @@ def test_down_host_fails_alone(fleet: Fleet, netmetrix: Cli) -> None:
 
 
 def test_closed_port_after_upload_is_refused(fleet: Fleet, netmetrix: Cli) -> None:
-    import sshd
-
     fleet.host("good", 0)
     fleet.host("gone", 1)
     assert netmetrix("--config", fleet.config, "upload").code == 0
-    fleet.hosts[1]["port"] = str(sshd.free_port())
+    fleet.hosts[1]["port"] = str(ports.free_port())
     fleet.write()
     ran = netmetrix("--config", fleet.config, "execute")
     assert ran.code == 1
@@ -293,9 +290,8 @@ def test_failed_upload_keeps_the_old_key_working(fleet: Fleet, netmetrix: Cli) -
     fleet.host("f1", 0)
     assert netmetrix("--config", fleet.config, "upload").code == 0
     real_port = fleet.hosts[0]["port"]
-    import sshd
 
-    fleet.hosts[0]["port"] = str(sshd.free_port())
+    fleet.hosts[0]["port"] = str(ports.free_port())
     fleet.write()
     assert netmetrix("--config", fleet.config, "upload").code == 1
     fleet.hosts[0]["port"] = real_port
@@ -333,8 +329,10 @@ def test_broken_config_exits_2_with_file_and_line(fleet: Fleet, netmetrix: Cli) 
     fleet.host("f1", 0, port="ssh")
     ran = netmetrix("--config", fleet.config, "execute")
     assert ran.code == 2
+    line = line_of(fleet.config, '<host name="f1"')
     assert (
-        f'{fleet.config}:8: <host name="f1">: port must be an integer 1-65535, got "ssh"' in ran.err
+        f'{fleet.config}:{line}: <host name="f1">: port must be an integer 1-65535, got "ssh"'
+        in ran.err
     )
     assert not fleet.database.exists()  # validated before anything is touched
 
@@ -433,13 +431,8 @@ HOSTILE = {
 
 def use_database(fleet: Fleet, url: str) -> None:
     """Point the fleet's config.xml at ``url`` (conftest's ``store_url``: SQLite or PostgreSQL)."""
-    from xml.sax.saxutils import escape
-
-    text = fleet.config.read_text()
-    assert "<database>netmetrix.db</database>" in text
-    fleet.config.write_text(
-        text.replace("<database>netmetrix.db</database>", f"<database>{escape(url)}</database>")
-    )
+    fleet.settings["database"] = url
+    fleet.write()
 
 
 def hostile_fleet(fleet: Fleet, url: str, body: str) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import Run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -833,9 +835,11 @@ def test_numbers_out_of_range_are_config_errors(here: Path, line: str, expected:
     assert expected in found[0]
 
 
-def test_config_check_exits_2_on_a_number_out_of_range(here: Path, netmetrix: object) -> None:
+def test_config_check_exits_2_on_a_number_out_of_range(
+    here: Path, netmetrix: Callable[..., Run]
+) -> None:
     Path("config.xml").write_text(doc(HOSTS, '<retention days="999999999999"/>'))
-    run = netmetrix("config", "check")  # type: ignore[operator]
+    run = netmetrix("config", "check")
     assert run.code == 2
     assert run.err == (
         'config.xml:3: <retention>: days must be an integer 1-36500, got "999999999999"\n'

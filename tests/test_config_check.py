@@ -8,23 +8,24 @@ from pathlib import Path
 
 import pytest
 import sshd
-from conftest import Run
+from conftest import Run, line_of
+
+from netmetrix.configxml import ConfigXml, Host, render
 
 Cli = Callable[..., Run]
 
 
 def write_config(path: Path, keys: list[str], database: str = "netmetrix.db") -> Path:
-    """A config whose hosts h0, h1... sit on lines 4, 5...; each with the given key= file."""
-    hosts = "".join(f'    <host name="h{i}" key="{key}"/>\n' for i, key in enumerate(keys))
-    path.write_text(
-        "<netmetrix>\n"
-        f"  <database>{database}</database>\n"
-        "  <hosts>\n"
-        f"{hosts}"
-        "  </hosts>\n"
-        "</netmetrix>\n"
-    )
+    """A config with hosts h0, h1..., each with the given key= file."""
+    hosts = [Host(name=f"h{i}", key=key) for i, key in enumerate(keys)]
+    path.write_text(render(ConfigXml(database=database, hosts=hosts)))
     return path
+
+
+def at(config: Path, host: str) -> str:
+    """``FILE:LINE``, the line of ``<host name="host">``: where its problem is reported."""
+    element = f'<host name="{host}"'
+    return f"{config}:{line_of(config, element)}"
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +52,11 @@ def test_every_unusable_key_file_is_named(tmp_path: Path, netmetrix: Cli, good_k
     assert ran.code == 2
     assert ran.out == ""
     assert ran.err == (
-        f'{config}:5: <host name="h1">: key "{tmp_path / "missing_key"}": '
+        f'{at(config, "h1")}: <host name="h1">: key "{tmp_path / "missing_key"}": '
         "No such file or directory (also the key of 2 more hosts)\n"
-        f'{config}:6: <host name="h2">: key "{tmp_path / "garbage"}": '
+        f'{at(config, "h2")}: <host name="h2">: key "{tmp_path / "garbage"}": '
         "not a private key netmetrix can read: Invalid private key\n"
-        f'{config}:7: <host name="h3">: key "{tmp_path / "keydir"}": '
+        f'{at(config, "h3")}: <host name="h3">: key "{tmp_path / "keydir"}": '
         "is a directory, not a private key file (also the key of 1 more host)\n"
     )
 
@@ -69,7 +70,7 @@ def test_a_passphrase_protected_key_points_to_the_agent(tmp_path: Path, netmetri
     ran = netmetrix("config", "check", config)
     assert ran.code == 2
     assert ran.err == (
-        f'{config}:4: <host name="h0">: key "{key}": the key is protected by a passphrase, '
+        f'{at(config, "h0")}: <host name="h0">: key "{key}": the key is protected by a passphrase, '
         "which netmetrix cannot ask for: load it into ssh-agent (ssh-add) and leave out key=, "
         "so that the agent is used\n"
     )

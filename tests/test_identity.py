@@ -23,10 +23,11 @@ from pathlib import Path
 import pgserver
 import pytest
 import sshd
-from conftest import Fleet, Run
+from conftest import Fleet, Run, line_of
 
 from netmetrix import collect, envelope, probe
 from netmetrix.config import load_config
+from netmetrix.configxml import ConfigXml, Host, render
 from netmetrix.fleet import HostResult
 from netmetrix.store import Activated, Store, UploadRunning, meta_table
 
@@ -76,14 +77,10 @@ def setup(farm: sshd.Farm, root: Path, remote: Path, url: str, names: tuple[str,
     """A config in ``root`` with store ``url`` and hosts ``names`` (farm servers 0, 1, 2...),
     each host's files in ``remote``/<name>: the same place for every config given ``remote``."""
     root.mkdir(parents=True, exist_ok=True)
-    fleet = Fleet(root=root, farm=farm, hosts=[], settings={"concurrency": "1"})
+    fleet = Fleet(root=root, farm=farm, hosts=[], settings={"concurrency": "1", "database": url})
     fleet.known_hosts.write_text(farm.known_hosts_text())
     for index, name in enumerate(names):
         fleet.host(name, index % len(farm.servers), directory=str(remote / name))
-    text = fleet.config.read_text()
-    fleet.config.write_text(
-        text.replace("<database>netmetrix.db</database>", f"<database>{url}</database>")
-    )
     return fleet
 
 
@@ -112,7 +109,7 @@ def keys_match(fleet: Fleet, remote: Path) -> dict[str, bool]:
 def start_cli(*args: str | os.PathLike[str]) -> subprocess.Popen[str]:
     """``netmetrix ARGS`` as a process of its own (its own pid, as a second collector has)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "netmetrix", *map(os.fspath, args)],
+        [sys.executable, "-m", "netmetrix", *(os.fspath(arg) for arg in args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -272,10 +269,9 @@ def test_the_old_probe_refuses_the_new_command_line(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- item 6: one config
 
 
-def write_hosts(tmp_path: Path, *hosts: str) -> Path:
+def write_hosts(tmp_path: Path, *hosts: Host) -> Path:
     config = tmp_path / "config.xml"
-    body = "".join(f"    {h}\n" for h in hosts)
-    config.write_text(f"<netmetrix>\n  <hosts>\n{body}  </hosts>\n</netmetrix>\n")
+    config.write_text(render(ConfigXml(hosts=hosts)))
     return config
 
 
@@ -283,38 +279,38 @@ def write_hosts(tmp_path: Path, *hosts: str) -> Path:
     ("first", "second"),
     [
         (
-            '<host name="a" address="10.0.0.1" user="mon"/>',
-            '<host name="b" address="10.0.0.1" port="22" user="mon"/>',
+            Host(name="a", address="10.0.0.1", user="mon"),
+            Host(name="b", address="10.0.0.1", port=22, user="mon"),
         ),
         (
-            '<host name="a" address="db.example.com" directory="~/m"/>',
-            '<host name="b" address="DB.example.com" directory="~/m/"/>',
+            Host(name="a", address="db.example.com", directory="~/m"),
+            Host(name="b", address="DB.example.com", directory="~/m/"),
         ),
-        ('<host name="web1"/>', '<host name="b" address="web1" directory="~/.cache/netmetrix"/>'),
+        (Host(name="web1"), Host(name="b", address="web1", directory="~/.cache/netmetrix")),
     ],
 )
 def test_two_hosts_with_the_same_remote_files_are_refused(
-    tmp_path: Path, netmetrix: Cli, first: str, second: str
+    tmp_path: Path, netmetrix: Cli, first: Host, second: Host
 ) -> None:
     config = write_hosts(tmp_path, first, second)
     ran = netmetrix("--config", config, "config", "check")
     assert ran.code == 2
-    first_name = re.search(r'name="(\w+)"', first)[1]  # type: ignore[index]
+    first_line = line_of(config, f'<host name="{first.name}"')
     assert ran.err == (
-        f'{config}:4: <host name="b">: same address, port, user and directory as'
-        f' <host name="{first_name}"> at line 3: both would use one key file, each upload'
-        " overwriting the other's key; give one of them another directory\n"
+        f'{config}:{first_line + 1}: <host name="b">: same address, port, user and directory as'
+        f' <host name="{first.name}"> at line {first_line}: both would use one key file, each'
+        " upload overwriting the other's key; give one of them another directory\n"
     )
 
 
 def test_hosts_differing_in_port_user_or_directory_are_fine(tmp_path: Path, netmetrix: Cli) -> None:
     config = write_hosts(
         tmp_path,
-        '<host name="a" address="10.0.0.1"/>',
-        '<host name="b" address="10.0.0.1" port="2222"/>',
-        '<host name="c" address="10.0.0.1" user="other"/>',
-        '<host name="d" address="10.0.0.1" directory="~/.cache/netmetrix-d"/>',
-        '<host name="e" address="10.0.0.2"/>',
+        Host(name="a", address="10.0.0.1"),
+        Host(name="b", address="10.0.0.1", port=2222),
+        Host(name="c", address="10.0.0.1", user="other"),
+        Host(name="d", address="10.0.0.1", directory="~/.cache/netmetrix-d"),
+        Host(name="e", address="10.0.0.2"),
     )
     ran = netmetrix("--config", config, "config", "check")
     assert (ran.code, ran.err) == (0, "")

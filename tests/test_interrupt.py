@@ -23,13 +23,14 @@ import pytest
 from conftest import Fleet, Run, sigint_default
 
 from netmetrix.collect import INTERRUPTED
+from netmetrix.configxml import Alert
 from netmetrix.model import HostRun, Sample
 from netmetrix.store import Store
 
 pytestmark = pytest.mark.sshd
 
 Cli = Callable[..., Run]
-UP_RULE = '<alerts><alert metric="up" op="==" limit="0" email="ops@example.com"/></alerts>\n'
+UP_RULE = Alert(metric="up", op="==", limit=0, email="ops@example.com")
 
 
 class Execute:
@@ -149,7 +150,7 @@ def _slow_fleet(fleet: Fleet, netmetrix: Cli, slow: dict[str, str], marker: str)
     fleet.host("fast1", 0)
     fleet.host("fast2", 1)
     fleet.host("slow", 2, python=str(wrapper), **slow)
-    fleet.write(UP_RULE)
+    fleet.write(alerts=[UP_RULE])
     assert netmetrix("--config", fleet.config, "upload").code == 0
     return pids
 
@@ -229,7 +230,7 @@ def test_second_ctrl_c_while_storing_leaves_a_sound_database(
         # One transaction: both answers or neither, and never an up sample for slow.
         assert stored in ({"fast1": 1, "fast2": 1, "slow": 0}, {"fast1": 0, "fast2": 0, "slow": 0})
     fleet.hosts[2]["python"] = sys.executable
-    fleet.write(UP_RULE)
+    fleet.write(alerts=[UP_RULE])
     after = netmetrix("--config", fleet.config, "execute")  # the store is not locked or broken
     assert after.code == 0, after.err
 

@@ -11,14 +11,11 @@ from smtpserver import SMTPServer
 
 from netmetrix import collect
 from netmetrix.config import load_config
+from netmetrix.configxml import Alert
 from netmetrix.errors import Outcome
 from netmetrix.store import Store
 
-ALWAYS = (
-    "  <alerts>\n"
-    '    <alert metric="cpu_count" op="&gt;=" limit="1" email="ops@example.com"/>\n'
-    "  </alerts>\n"
-)
+ALWAYS = Alert(metric="cpu_count", op=">=", limit=1, email=("ops@example.com",))
 SUMMARY_TIMES = re.compile(r" in [0-9.]+s \(per host p50 [0-9.]+s, p95 [0-9.]+s\)$")
 LATER = "kept in the outbox for the next execute or `netmetrix alerts flush`"
 
@@ -28,7 +25,7 @@ def test_execute_reports_what_it_stored_queued_and_could_not_deliver(
     fleet: Fleet, smtp: SMTPServer
 ) -> None:
     fleet.host("f4", 0)
-    fleet.write(smtp.smtp_xml() + ALWAYS)
+    fleet.write(smtp=smtp.settings(), alerts=[ALWAYS])
     config = load_config(fleet.config)
     said: list[str] = []
     with Store.open(config.database) as store:

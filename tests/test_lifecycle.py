@@ -18,12 +18,13 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import ports
 import pytest
-import sshd
-from conftest import Fleet, Run
+from conftest import Fleet, Run, line_of
 from smtpserver import SMTPServer
 from sqlalchemy import func, select
 from test_alerting import LOAD_OVER_20, UP_IS_0, configure, dial_host, execute, query, upload
@@ -31,6 +32,7 @@ from test_alerting import LOAD_OVER_20, UP_IS_0, configure, dial_host, execute, 
 from netmetrix import alerts, pipeline
 from netmetrix import store as store_module
 from netmetrix.config import AlertRule
+from netmetrix.configxml import Alert, ConfigXml, Host, render
 from netmetrix.model import HostRun, Sample
 from netmetrix.pipeline import Forgotten
 from netmetrix.store import Store
@@ -79,13 +81,6 @@ def mails(store: Store) -> list[tuple[str, str]]:
     return [(i.recipient, i.subject) for i in store.outbox(undelivered=False)]
 
 
-def config_line(fleet: Fleet, text: str) -> int:
-    """The line of config.xml holding ``text`` (rules are named by line in messages)."""
-    lines = fleet.config.read_text().splitlines()
-    [number] = [n for n, line in enumerate(lines, 1) if text in line]
-    return number
-
-
 # ---------------------------------------------------------------- 9: rule changed (sshd)
 
 
@@ -94,13 +89,13 @@ def test_a_limit_changed_while_firing_resolves_as_rule_changed_and_the_new_rule_
     fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
 ) -> None:
     dial_host(fleet, "f4", 0, 38.5)
-    configure(fleet, smtp, LOAD_OVER_20.replace("ops@example.com", "ops@example.com,oncall@x.org"))
+    configure(fleet, smtp, replace(LOAD_OVER_20, email=("ops@example.com", "oncall@x.org")))
     upload(fleet, netmetrix)
     execute(fleet, netmetrix)
     assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20"] * 2
 
     # new limit, and only ops in the new rule: the end of the old alert still goes to both
-    configure(fleet, smtp, LOAD_OVER_20.replace('"20"', '"30"'))
+    configure(fleet, smtp, replace(LOAD_OVER_20, limit=30))
     ran = execute(fleet, netmetrix)
     assert "1 firing alert(s) resolved: their rule or host is no longer in config.xml" in ran.err
     got = sorted((m.recipients, m.subject) for m in smtp.messages[2:])
@@ -219,7 +214,7 @@ def test_up_fires_only_once_the_host_has_answered(
     upload(fleet, netmetrix)
     port = fleet.hosts[0]["port"]
 
-    fleet.hosts[0]["port"] = str(sshd.free_port())  # down before it ever answered
+    fleet.hosts[0]["port"] = str(ports.free_port())  # down before it ever answered
     configure(fleet, smtp, UP_IS_0)
     ran = execute(fleet, netmetrix, code=1)
     assert "ERROR [f4] FAILED: connection refused" in ran.err
@@ -233,7 +228,7 @@ def test_up_fires_only_once_the_host_has_answered(
     execute(fleet, netmetrix)
     assert smtp.messages == []
 
-    fleet.hosts[0]["port"] = str(sshd.free_port())
+    fleet.hosts[0]["port"] = str(ports.free_port())
     configure(fleet, smtp, UP_IS_0)
     ran = execute(fleet, netmetrix, code=1)
     assert "INFO Mail `ALERT [f4] up is 0==0` sent to `dba@example.com`" in ran.err
@@ -242,12 +237,17 @@ def test_up_fires_only_once_the_host_has_answered(
 
 # ---------------------------------------------------------------- 8: unmatched rules (sshd)
 
-NO_MOUNT = (
-    '<alert metric="disk_percent" labels="mount=/no/such/mount" op="&gt;" limit="50"'
-    ' email="ops@example.com"/>'
+NO_MOUNT = Alert(
+    metric="disk_percent",
+    labels="mount=/no/such/mount",
+    op=">",
+    limit=50,
+    email="ops@example.com",
 )
-NO_HOST = '<alert metric="load1" op="&gt;" limit="20" hosts="zz*" email="ops@example.com"/>'
-ONLY_F5 = '<alert metric="disk_percent" labels="mount=/x" op="&gt;" limit="1" hosts="f5"'
+NO_HOST = Alert(metric="load1", op=">", limit=20, hosts="zz*", email="ops@example.com")
+ONLY_F5 = Alert(
+    metric="disk_percent", labels="mount=/x", op=">", limit=1, hosts="f5", email="ops@example.com"
+)
 
 
 @pytest.mark.sshd
@@ -256,10 +256,10 @@ def test_rules_that_matched_no_series_are_named_in_one_warning(
 ) -> None:
     dial_host(fleet, "f4", 0, 38.5)
     fleet.host("f5", 1)
-    rules = (NO_MOUNT, NO_HOST, ONLY_F5 + ' email="ops@example.com"/>', UP_IS_0, LOAD_OVER_20)
+    rules = (NO_MOUNT, NO_HOST, ONLY_F5, UP_IS_0, LOAD_OVER_20)
     configure(fleet, smtp, *rules)
     upload(fleet, netmetrix)
-    fleet.hosts[1]["port"] = str(sshd.free_port())  # f5 fails: its rule could not match
+    fleet.hosts[1]["port"] = str(ports.free_port())  # f5 fails: its rule could not match
     configure(fleet, smtp, *rules)
 
     ran = execute(fleet, netmetrix, code=1)
@@ -267,9 +267,9 @@ def test_rules_that_matched_no_series_are_named_in_one_warning(
     assert len(warnings) == 1, ran.err
     assert warnings[0].endswith(
         " WARNING 2 alert rules matched no series this run:"
-        f" config line {config_line(fleet, 'no/such')}:"
+        f" config line {line_of(fleet.config, 'no/such')}:"
         ' disk_percent{mount="/no/such/mount"} > 50 (no such series on f4);'
-        f" config line {config_line(fleet, 'zz*')}: load1 > 20 on zz*"
+        f" config line {line_of(fleet.config, 'zz*')}: load1 > 20 on zz*"
         " (no host in config.xml matches zz*)"
     )
     assert smtp.subjects == ["ALERT [f4] load1 is 38.5>20"]  # the rules that match still work
@@ -304,8 +304,8 @@ def test_unmatched_judges_only_rules_a_host_that_answered_could_have_matched() -
         found = alerts.unmatched([case], configured=configured, answered=answered)
         assert [u.why for u in found] == ([] if why is None else [why]), case
     many = {f"h{i}": [("load1", ())] for i in range(5)}
-    [found] = alerts.unmatched([rule()], configured=list(many), answered=many)
-    assert found.why == "no such series on h0, h1, h2 and 2 more"
+    [one] = alerts.unmatched([rule()], configured=list(many), answered=many)
+    assert one.why == "no such series on h0, h1, h2 and 2 more"
     assert alerts.unmatched([rule()], configured=list(many), answered={}) == []
 
 
@@ -429,21 +429,12 @@ def test_forget_hosts_deletes_everything_of_those_hosts_only(store: Store) -> No
 
 # ---------------------------------------------------------------- hosts forget (CLI)
 
-CONFIG = """\
-<netmetrix>
-  <database>{database}</database>
-  <hosts>
-    <host name="web1"/>
-  </hosts>
-</netmetrix>
-"""
-
 
 @pytest.fixture
 def forget_env(tmp_path: Path, store_url: str) -> Path:
     """config.xml with web1; the store knows web1 and the removed old1, old2."""
     config = tmp_path / "config.xml"
-    config.write_text(CONFIG.format(database=store_url))
+    config.write_text(render(ConfigXml(database=store_url, hosts=[Host(name="web1")])))
     with Store.open(store_url) as store:
         store.record_runs(runs(T0, {h: [sample("load1", 1.0)] for h in ("web1", "old1", "old2")}))
     return config

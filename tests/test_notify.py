@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import text
 from netmetrix import notify, pipeline
 from netmetrix import store as store_module
 from netmetrix.config import AlertRule, SMTPConfig, load_config
+from netmetrix.configxml import SMTP, ConfigXml, Host, render
 from netmetrix.errors import ConfigError
 from netmetrix.model import HostRun, Sample
 from netmetrix.pipeline import Recorded
@@ -45,7 +46,7 @@ def record(
     store: Store,
     rules: list[AlertRule],
     ts: float,
-    hosts: dict[str, list[Sample] | None],
+    hosts: Mapping[str, list[Sample] | None],
 ) -> Recorded:
     """One execute's worth of runs: ``None`` for a host that did not answer."""
     runs = [
@@ -671,7 +672,9 @@ def test_a_claim_taken_over_while_sending_is_not_marked_delivered_by_us(
     with HoldingProxy(smtp.port, hold="data-reply") as proxy:
         a = threading.Thread(
             target=lambda: results.append(
-                deliver(store, smtp_config(smtp, port=proxy.port, deadline=600.0))
+                notify.deliver(
+                    store, smtp_config(smtp, port=proxy.port, deadline=600.0), digest_over=10
+                )
             ),
             daemon=True,
         )
@@ -712,7 +715,7 @@ def test_mail_delivered_counts_only_for_the_claim_still_held(store: Store) -> No
 def test_smtp_timeout_and_deadline_come_from_the_config(tmp_path: Path) -> None:
     path = tmp_path / "config.xml"
     path.write_text(
-        '<netmetrix><smtp timeout="5s" deadline="1m"/><hosts><host name="a"/></hosts></netmetrix>\n'
+        render(ConfigXml(smtp=SMTP(timeout="5s", deadline="1m"), hosts=[Host(name="a")]))
     )
     smtp = load_config(path).smtp
     assert (smtp.timeout, smtp.deadline) == (5.0, 60.0)

@@ -21,6 +21,7 @@ from conftest import Fleet, Run
 
 from netmetrix import collect, probe, ssh
 from netmetrix.config import HostConfig
+from netmetrix.configxml import ConfigXml, Host, render
 from netmetrix.errors import HostError
 from netmetrix.store import Store
 
@@ -49,7 +50,7 @@ def mode_of(path: Path) -> int:
 
 def test_existing_readable_store_warns_once_per_run(tmp_path: Path, netmetrix: Cli) -> None:
     config = tmp_path / "config.xml"
-    config.write_text('<netmetrix><hosts><host name="f4"/></hosts></netmetrix>\n')
+    config.write_text(render(ConfigXml(hosts=[Host(name="f4")])))
     assert netmetrix("--config", config, "hosts").code == 0
     database = tmp_path / "netmetrix.db"
     database.chmod(0o644)  # as an older netmetrix left it under umask 022

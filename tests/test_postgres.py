@@ -25,6 +25,7 @@ from conftest import Fleet, Run
 from sqlalchemy import event
 
 from netmetrix import probe
+from netmetrix.configxml import ConfigXml, Host, render
 from netmetrix.errors import StoreError
 from netmetrix.model import HostRun, Sample
 from netmetrix.store import Store, metadata
@@ -71,9 +72,7 @@ def test_password_comes_from_pgpassword_and_is_never_shown(
         store.record_runs([run("a", 1.0, 2.0)])
         assert store.url_display == url
     config = tmp_path / "config.xml"
-    config.write_text(
-        f'<netmetrix><database>{url}</database><hosts><host name="a"/></hosts></netmetrix>'
-    )
+    config.write_text(render(ConfigXml(database=url, hosts=[Host(name="a")])))
     outputs = ""
     for args in (
         ["db", "info"],
@@ -200,10 +199,8 @@ def test_two_concurrent_executes_on_one_database(
     for i, name in enumerate(hosts["a"] + hosts["b"]):
         fleet.host(name, i % 2)
     url = postgres.url(database)
-    text = fleet.write('  <retention days="1"/>\n').read_text()
-    fleet.config.write_text(
-        text.replace("<database>netmetrix.db</database>", f"<database>{url}</database>")
-    )
+    fleet.settings["database"] = url
+    fleet.write(retention_days=1)
     assert netmetrix("--config", fleet.config, "upload").code == 0
     now = time.time()
     with Store.open(url) as store:

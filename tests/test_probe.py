@@ -33,8 +33,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr, TypedDict
 
 import psutil
 import pytest
@@ -197,7 +198,10 @@ def read(name: str, file: str) -> str:
     return (CAPTURES / name / "proc" / file).read_text()
 
 
-def captured_statvfs(root: str, meta: dict[str, Any]) -> Any:
+Statvfs = Callable[[str], os.statvfs_result]
+
+
+def captured_statvfs(root: str, meta: dict[str, Any]) -> Statvfs:
     """A statvfs answering the probe's calls under ``root`` from the capture's statvfs table."""
 
     def statvfs(path: str) -> os.statvfs_result:
@@ -560,7 +564,11 @@ def test_mount_paths_with_spaces_round_trip(name: str) -> None:
 # ---------------------------------------------------------------- collect(), on the captures
 
 
-def fake_statvfs(root: Path, table: dict[str, Any], fallback: Any = None) -> Any:
+def fake_statvfs(
+    root: Path,
+    table: Mapping[str, tuple[int, int, int] | OSError],
+    fallback: Statvfs | None = None,
+) -> Statvfs:
     """A statvfs answering for root-relative paths from ``table`` of (blocks, bfree, bavail).
 
     Paths not in ``table`` go to ``fallback``, or are missing.
@@ -715,7 +723,7 @@ def test_collect_reports_unreadable_and_sizeless_mounts(
             "alice@host:/ /mnt/ssh fuse.sshfs rw 0 0\n"
             "overlay /var/lib/docker/overlay2/4f1c/merged overlay rw 0 0\n"
         )
-    table = {
+    table: dict[str, tuple[int, int, int] | OSError] = {
         "/mnt/nfs": (2000, 1500, 1500),  # network mounts are read too (under a deadline)
         "/mnt/smb": PermissionError(13, "Permission denied"),
         "/mnt/ssh": (0, 0, 0),  # FUSE filesystems without a size are left out
@@ -778,6 +786,16 @@ def test_overlong_mount_paths_are_reported_not_sent(
 # ---------------------------------------------------------------- rates and state
 
 
+class Counters(TypedDict):
+    """What ``write_tree`` puts in its /proc: uptime, cpu jiffies, eth0 and sda counters."""
+
+    uptime: float
+    user: int
+    idle: int
+    eth0: tuple[int, int]  # bytes received, sent
+    sda: tuple[int, int]  # sectors read, written
+
+
 def write_tree(
     root: Path, *, uptime: float, user: int, idle: int, eth0: tuple[int, int], sda: tuple[int, int]
 ) -> str:
@@ -805,8 +823,14 @@ def rate_table(samples: list[Any]) -> dict[str, float]:
     return {name: value for name, _labels, value in samples if name in RATES}
 
 
-BEFORE = {"uptime": 100.0, "user": 1000, "idle": 3000, "eth0": (1000, 0), "sda": (100, 0)}
-AFTER = {"uptime": 110.0, "user": 1250, "idle": 3750, "eth0": (11000, 5000), "sda": (120, 40)}
+BEFORE: Counters = {"uptime": 100.0, "user": 1000, "idle": 3000, "eth0": (1000, 0), "sda": (100, 0)}
+AFTER: Counters = {
+    "uptime": 110.0,
+    "user": 1250,
+    "idle": 3750,
+    "eth0": (11000, 5000),
+    "sda": (120, 40),
+}
 QUIET = dict.fromkeys(RATES, 0.0)  # what a short sample of an unchanging tree gives
 
 
@@ -1212,7 +1236,7 @@ def _marked(marker: str) -> list[psutil.Process]:
     return found
 
 
-def _kill(process: subprocess.Popen[str], marker: str) -> None:
+def _kill(process: subprocess.Popen[AnyStr], marker: str) -> None:
     """Clean up by PID what the test started, even when it failed."""
     if process.poll() is None:
         process.kill()

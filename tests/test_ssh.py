@@ -289,7 +289,7 @@ def _hold_unauthenticated(port: int) -> socket.socket:
 
 
 def test_a_command_that_ends_before_its_input_is_sent_reports_its_own_words(
-    farm: sshd.Farm, tmp_path: Path
+    farm: sshd.Farm, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The remote side closes the channel before netmetrix writes stdin (an upload the
     host refused at once, seen under load): the command's stderr and exit status come
@@ -311,7 +311,7 @@ def test_a_command_that_ends_before_its_input_is_sent_reports_its_own_words(
                 await proc.wait_closed()  # the command has ended and its channel is closed
                 return proc
 
-            conn.create_process = closed_first  # type: ignore[method-assign]
+            monkeypatch.setattr(conn, "create_process", closed_first)
             return await ssh.run(conn, "echo refused >&2; exit 3", seconds=60, stdin=b"probe")
 
     done = asyncio.run(scenario())

@@ -226,7 +226,7 @@ def test_retention_never_raises_even_on_absurd_input(
 @pytest.mark.sshd
 def test_execute_applies_retention(fleet: Fleet, netmetrix: Cli) -> None:
     fleet.host("f1", 0)
-    fleet.write('  <retention days="1"/>\n')
+    fleet.write(retention_days=1)
     assert netmetrix("--config", fleet.config, "upload").code == 0
     now = time.time()
     with Store.open(f"sqlite:///{fleet.database}") as store:
@@ -260,7 +260,7 @@ def test_vacuum_after_a_prune_keeps_the_data(store: Store) -> None:
         assert Path(f"{database}-wal").stat().st_size == 0  # checkpointed and truncated
 
 
-def test_sizes(store: Store, tmp_path: Path) -> None:
+def test_sizes(store: Store) -> None:
     size = admin.size_bytes(store)
     assert size is not None
     assert size > 0

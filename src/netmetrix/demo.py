@@ -48,7 +48,6 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
 from typing import IO, Any
-from xml.sax.saxutils import quoteattr
 
 import asyncssh
 from aiosmtpd.controller import Controller
@@ -408,47 +407,58 @@ def config_xml(
     hosts: Sequence[DemoHost], *, smtp_port: int, python: str, key_file: str = "demo_key"
 ) -> str:
     """The demo fleet's config.xml."""
-    host_lines = "".join(
-        "    <host "
-        + " ".join(
-            f"{name}={quoteattr(value)}"
-            for name, value in (
-                ("name", h.name),
-                ("address", "127.0.0.1"),
-                ("port", str(h.port)),
-                ("user", CLIENT_USER),
-                ("key", key_file),
-                ("directory", str(h.directory)),
-                ("python", python),
-            )
+    from netmetrix.configxml import SMTP, SSH, Alert, ConfigXml, Host, render
+
+    return render(
+        ConfigXml(
+            comment=(
+                "Written by `netmetrix demo` for SSH and SMTP servers that lived inside\n"
+                "that process on 127.0.0.1: they are gone now, so upload and execute\n"
+                "with this file fail; the query commands work on its database."
+            ),
+            script="client.py",
+            concurrency=50,
+            database="netmetrix.db",
+            ssh=SSH(
+                known_hosts="known_hosts",
+                host_key_policy="strict",
+                connect_timeout=10,
+                command_timeout=30,
+            ),
+            smtp=SMTP(
+                host="127.0.0.1", port=smtp_port, security="none", sender="netmetrix@localhost"
+            ),
+            hosts=[
+                Host(
+                    name=h.name,
+                    address="127.0.0.1",
+                    port=h.port,
+                    user=CLIENT_USER,
+                    key=key_file,
+                    directory=h.directory,
+                    python=python,
+                )
+                for h in hosts
+            ],
+            alerts=(
+                Alert(
+                    metric="cpu_count",
+                    op=">=",
+                    limit=1,
+                    severity="info",
+                    email=ALERT_EMAIL,
+                    comment="Always true, so that the demo has mail to show.",
+                ),
+                Alert(
+                    metric="up",
+                    op="==",
+                    limit=0,
+                    severity="critical",
+                    email=ALERT_EMAIL,
+                    comment="The rule you will want on a real fleet: a host stopped answering.",
+                ),
+            ),
         )
-        + "/>\n"
-        for h in hosts
-    )
-    return (
-        "<netmetrix>\n"
-        "  <!-- Written by `netmetrix demo` for SSH and SMTP servers that lived inside\n"
-        "       that process on 127.0.0.1: they are gone now, so upload and execute\n"
-        "       with this file fail; the query commands work on its database. -->\n"
-        "  <script>client.py</script>\n"
-        "  <concurrency>50</concurrency>\n"
-        "  <database>netmetrix.db</database>\n"
-        '  <ssh known_hosts="known_hosts" host_key_policy="strict"'
-        ' connect_timeout="10" command_timeout="30"/>\n'
-        f'  <smtp host="127.0.0.1" port="{smtp_port}" security="none"'
-        ' sender="netmetrix@localhost"/>\n'
-        "  <hosts>\n"
-        f"{host_lines}"
-        "  </hosts>\n"
-        "  <alerts>\n"
-        "    <!-- Always true, so that the demo has mail to show. -->\n"
-        f'    <alert metric="cpu_count" op="&gt;=" limit="1" email="{ALERT_EMAIL}"'
-        ' severity="info"/>\n'
-        "    <!-- The rule you will want on a real fleet: a host stopped answering. -->\n"
-        f'    <alert metric="up" op="==" limit="0" email="{ALERT_EMAIL}"'
-        ' severity="critical"/>\n'
-        "  </alerts>\n"
-        "</netmetrix>\n"
     )
 
 

@@ -1,64 +1,105 @@
 """The commented example config.xml that ``netmetrix config init`` writes.
 
-It must pass ``netmetrix config check`` as written (a test checks that).
+It must pass ``netmetrix config check`` as written (a test checks that).  The
+comments teach the file; the values are the defaults, spelled out.
 """
 
-EXAMPLE_CONFIG = """\
-<?xml version="1.0" encoding="UTF-8"?>
-<!-- netmetrix configuration: check it with `netmetrix config check`,
-     see what it resolves to with `netmetrix config show`. -->
-<netmetrix>
-  <!-- File name of the probe on every host; beside it, this store's key and state
-       files <script>.<collector_id>.key and .state (`netmetrix db info` shows the id). -->
-  <script>client.py</script>
+from netmetrix.configxml import SMTP, SSH, Alert, ConfigXml, Host, render
 
-  <!-- Hosts worked on at once. -->
-  <concurrency>50</concurrency>
+_COMMENTS = {
+    "script": (
+        "File name of the probe on every host; beside it, this store's key and state\n"
+        "files <script>.<collector_id>.key and .state (`netmetrix db info` shows the id)."
+    ),
+    "concurrency": "Hosts worked on at once.",
+    "database": (
+        "A path (relative to this file) for SQLite, or a SQLAlchemy URL such as\n"
+        "postgresql://netmetrix@db.example.com/netmetrix.  Never put a password in\n"
+        "the URL: PostgreSQL reads it from PGPASSWORD or ~/.pgpass."
+    ),
+    "ssh": (
+        "known_hosts is ours (relative to this file); ~/.ssh/known_hosts is read too.\n"
+        "host_key_policy: strict (unknown keys refused) or accept-new (recorded).\n"
+        "Timeouts are seconds, or with a unit: 30s, 2m."
+    ),
+    "smtp": (
+        "Where alert mail goes out.  security: none, starttls or tls.  With a user,\n"
+        "the password is read from the environment variable named by password_env.\n"
+        "timeout: for each reply of the server; deadline: for a whole delivery pass\n"
+        "(mail not tried by then waits for the next run)."
+    ),
+    "security": (
+        "preferred: AES-256-GCM where the host has `cryptography`, HMAC-SHA256 otherwise;\n"
+        "required: refuse hosts that cannot encrypt."
+    ),
+    "retention": "execute deletes samples older than this many days.",
+    "alerts": (
+        "Rules: metric, op (> >= < <= == !=), limit, email (comma-separated).\n"
+        'Optional: labels="mount=/", hosts="db*,web1", for="3" (samples in a row),\n'
+        'repeat="4h" (re-send while firing), resolved="false", severity\n'
+        "(info, warning, critical), clear (the limit to get back past)."
+    ),
+}
 
-  <!-- A path (relative to this file) for SQLite, or a SQLAlchemy URL such as
-       postgresql://netmetrix@db.example.com/netmetrix.  Never put a password in
-       the URL: PostgreSQL reads it from PGPASSWORD or ~/.pgpass. -->
-  <database>netmetrix.db</database>
+_HOSTS_COMMENT = (
+    "Only name is required.  Whatever is not given here comes from\n"
+    "~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump), then SSH\n"
+    "defaults.  directory holds the probe: the default, ~/.cache/netmetrix, is in\n"
+    "the login user's home, made 0700 by upload; python runs it."
+)
 
-  <!-- known_hosts is ours (relative to this file); ~/.ssh/known_hosts is read too.
-       host_key_policy: strict (unknown keys refused) or accept-new (recorded).
-       Timeouts are seconds, or with a unit: 30s, 2m. -->
-  <ssh known_hosts="known_hosts" host_key_policy="strict"
-       connect_timeout="10" command_timeout="30"/>
+EXAMPLE = ConfigXml(
+    comment=(
+        "netmetrix configuration: check it with `netmetrix config check`,\n"
+        "see what it resolves to with `netmetrix config show`."
+    ),
+    comments=_COMMENTS,
+    script="client.py",
+    concurrency=50,
+    database="netmetrix.db",
+    ssh=SSH(
+        known_hosts="known_hosts", host_key_policy="strict", connect_timeout=10, command_timeout=30
+    ),
+    smtp=SMTP(
+        host="localhost",
+        port=25,
+        security="none",
+        sender="netmetrix@localhost",
+        user="",
+        password_env="SMTP_PASSWORD",  # noqa: S106 -- the variable's name, never the secret
+        timeout="10s",
+        deadline="30s",
+    ),
+    encryption="preferred",
+    retention_days=30,
+    hosts=(
+        Host(
+            name="web1",
+            address="192.0.2.10",
+            port=22,
+            user="monitor",
+            key="~/.ssh/netmetrix",
+            directory="~/.cache/netmetrix",
+            python="python3",
+            comment=_HOSTS_COMMENT,
+        ),
+        Host(name="db1"),
+    ),
+    digest_over=10,
+    alerts=(
+        Alert(metric="cpu_percent", op=">", limit=90, for_count=3, email="ops@example.com"),
+        Alert(
+            metric="disk_percent",
+            labels="mount=/",
+            op=">=",
+            limit=90,
+            clear=85,
+            repeat="4h",
+            severity="critical",
+            email="ops@example.com",
+        ),
+        Alert(metric="up", op="==", limit=0, hosts="db*", email="ops@example.com"),
+    ),
+)
 
-  <!-- Where alert mail goes out.  security: none, starttls or tls.  With a user,
-       the password is read from the environment variable named by password_env.
-       timeout: for each reply of the server; deadline: for a whole delivery pass
-       (mail not tried by then waits for the next run). -->
-  <smtp host="localhost" port="25" security="none" sender="netmetrix@localhost"
-        user="" password_env="SMTP_PASSWORD" timeout="10s" deadline="30s"/>
-
-  <!-- preferred: AES-256-GCM where the host has `cryptography`, HMAC-SHA256 otherwise;
-       required: refuse hosts that cannot encrypt. -->
-  <security encryption="preferred"/>
-
-  <!-- execute deletes samples older than this many days. -->
-  <retention days="30"/>
-
-  <hosts>
-    <!-- Only name is required.  Whatever is not given here comes from
-         ~/.ssh/config (HostName, Port, User, IdentityFile, ProxyJump), then SSH
-         defaults.  directory holds the probe: the default, ~/.cache/netmetrix, is in
-         the login user's home, made 0700 by upload; python runs it. -->
-    <host name="web1" address="192.0.2.10" port="22" user="monitor"
-          key="~/.ssh/netmetrix" directory="~/.cache/netmetrix" python="python3"/>
-    <host name="db1"/>
-  </hosts>
-
-  <!-- Rules: metric, op (> >= < <= == !=), limit, email (comma-separated).
-       Optional: labels="mount=/", hosts="db*,web1", for="3" (samples in a row),
-       repeat="4h" (re-send while firing), resolved="false", severity
-       (info, warning, critical), clear (the limit to get back past). -->
-  <alerts digest_over="10">
-    <alert metric="cpu_percent" op="&gt;" limit="90" for="3" email="ops@example.com"/>
-    <alert metric="disk_percent" labels="mount=/" op="&gt;=" limit="90" clear="85"
-           repeat="4h" severity="critical" email="ops@example.com"/>
-    <alert metric="up" op="==" limit="0" hosts="db*" email="ops@example.com"/>
-  </alerts>
-</netmetrix>
-"""
+EXAMPLE_CONFIG = render(EXAMPLE)
