@@ -223,15 +223,13 @@ near_payloads = st.fixed_dictionaries(
 
 def assert_clean(message: envelope.Message) -> None:
     """Every string safe to store, log and show; every number finite."""
-    strings = [message.probe_version, message.python, *message.errors]
+    strings = [message.probe_version, *message.errors]
     for s in message.samples:
         strings += [s.metric, *(k for k, _ in s.labels), *(v for _, v in s.labels)]
         assert math.isfinite(s.value)
     for text in strings:
         assert sanitize.escape(text) == text, text  # nothing left to escape
         text.encode("utf-8")  # no lone surrogates
-    assert math.isfinite(message.probe_time)
-    assert math.isfinite(message.duration)
 
 
 def opens_cleanly_or_is_a_bad_message(line: str) -> None:
@@ -341,7 +339,6 @@ def test_host_strings_arrive_clean() -> None:
     )
     message = open_(authentic(body))
     assert message.probe_version == "1.0\\x00"
-    assert message.python == "3.\\ud800"
     [sample] = message.samples
     assert sample.labels == (("mount", "/mnt/a\\x1b[2J\\x0ab\\udcff"),)  # kept distinct, visible
     assert message.errors[0].startswith("disk /x:\\x00 yyy")

@@ -191,11 +191,6 @@ def select_names(
     return tuple(selected), problems
 
 
-def resolve_config_path(option: str | None, environ: dict[str, str]) -> Path:
-    """``--config`` wins, then $NETMETRIX_CONFIG, then ./config.xml."""
-    return Path(option or environ.get(CONFIG_ENV) or DEFAULT_CONFIG)
-
-
 # ---------------------------------------------------------------- loading
 
 T = TypeVar("T")

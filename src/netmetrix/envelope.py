@@ -65,9 +65,6 @@ class Message:
     kid: str
     encrypted: bool
     probe_version: str
-    python: str
-    probe_time: float
-    duration: float
     samples: tuple[Sample, ...]
     errors: tuple[str, ...]
 
@@ -288,13 +285,14 @@ def _message(data: Any, header: Mapping[str, Any]) -> Message:
     shown = [clean(e, 500) for e in errors[:MAX_ERRORS]]
     if len(errors) > MAX_ERRORS:
         shown.append(f"({len(errors) - MAX_ERRORS} more not shown)")
+    # Checked though not kept: a message whose clock or duration is out of range is bad.
+    _number(header["ts"], "'ts'", 0.0, MAX_TIME)
+    _number(_field(data, "duration", (int, float), 0.0), "'duration'", 0.0, MAX_TIME)
+    _field(data, "python", str, "?")
     return Message(
         kid=header["kid"],
         encrypted=header["alg"] == "A256GCM",
         probe_version=clean(_field(data, "probe", str), 40),
-        python=clean(_field(data, "python", str, "?"), 40),
-        probe_time=_number(header["ts"], "'ts'", 0.0, MAX_TIME),
-        duration=_number(_field(data, "duration", (int, float), 0.0), "'duration'", 0.0, MAX_TIME),
         samples=tuple(_sample(item) for item in items),
         errors=tuple(shown),
     )

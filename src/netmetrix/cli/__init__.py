@@ -19,6 +19,7 @@ import click
 
 from netmetrix.cli import alerts, config, db, demo, fleet, hosts, metrics
 from netmetrix.cli._common import HelpGroup, Settings
+from netmetrix.config import CONFIG_ENV, DEFAULT_CONFIG
 from netmetrix.errors import ExitStatus, NetmetrixError
 
 __all__ = ["cli", "main"]
@@ -47,8 +48,8 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    envvar="NETMETRIX_CONFIG",
-    default="config.xml",
+    envvar=CONFIG_ENV,
+    default=DEFAULT_CONFIG,
     show_default=True,
     help="config.xml to use (or set NETMETRIX_CONFIG).",
 )
