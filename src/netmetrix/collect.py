@@ -345,8 +345,6 @@ async def execute(
     stored_keys = store.host_keys([h.name for h in hosts])
     collector = store.collector_id()
     known = ssh.HostKeys(config.ssh, ssh_files)
-    required = config.security.encryption == "required"
-    limit = config.ssh.command_timeout
     finished: dict[str, float] = {}
     arrived: list[HostResult[envelope.Message]] = []
 
@@ -354,28 +352,12 @@ async def execute(
         keys = stored_keys.get(host.name)
         if not keys:
             raise HostError(Outcome.NOT_SET_UP, f"{NO_KEY} — run netmetrix upload -h {host.name}")
-        challenge = envelope.new_challenge()
-        async with ssh.connect(host, config.ssh, known, ssh_files) as conn:
-            began = time.monotonic()
-            command = probe_command(host, config.script, challenge, limit, collector=collector)
-            done = await ssh.run(conn, command, seconds=limit)
-            _check_host_deadline(done, time.monotonic() - began, limit)
-        _check_exit(host, config.script, collector, done)
-        line = envelope.find_envelope(done.stdout)
-        return envelope.open_envelope(
-            line, keys=keys, host=host.name, challenge=challenge, require_encryption=required
-        )
+        return await _run_probe(host, config, keys, _Session(known, ssh_files, collector))
 
     def done(result: HostResult[envelope.Message]) -> None:
         finished[result.host.name] = clock()
         arrived.append(result)
-        if result.ok:
-            path = remote_path(result.host, config.script)
-            log.info("[%s] SUCCESS! Script `%s` executed", result.host.name, path)
-            for problem in result.value.errors if result.value else ():
-                log.warning("[%s] probe could not read %s", result.host.name, problem)
-        else:
-            _log_failure(result)
+        _log_result(result, config.script)
         if progress is not None:
             progress(result)
 
@@ -391,6 +373,46 @@ async def execute(
     return ExecuteReport(
         results=tuple(results), recorded=recorded, seconds=time.monotonic() - started
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Session:
+    """What every host's probe run of one execute shares."""
+
+    known: ssh.HostKeys
+    files: ssh.ClientFiles
+    collector: str
+
+
+async def _run_probe(
+    host: HostConfig, config: Config, keys: dict[str, bytes], session: _Session
+) -> envelope.Message:
+    """One host: run the probe with a fresh challenge, check how it ended, open its message."""
+    limit = config.ssh.command_timeout
+    challenge = envelope.new_challenge()
+    async with ssh.connect(host, config.ssh, session.known, session.files) as conn:
+        began = time.monotonic()
+        command = probe_command(host, config.script, challenge, limit, collector=session.collector)
+        done = await ssh.run(conn, command, seconds=limit)
+        _check_host_deadline(done, time.monotonic() - began, limit)
+    _check_exit(host, config.script, session.collector, done)
+    line = envelope.find_envelope(done.stdout)
+    required = config.security.encryption == "required"
+    return envelope.open_envelope(
+        line, keys=keys, host=host.name, challenge=challenge, require_encryption=required
+    )
+
+
+def _log_result(result: HostResult[envelope.Message], script: str) -> None:
+    """The seed's SUCCESS line and what the probe could not read, or the failure."""
+    if not result.ok:
+        _log_failure(result)
+        return
+    log.info(
+        "[%s] SUCCESS! Script `%s` executed", result.host.name, remote_path(result.host, script)
+    )
+    for problem in result.value.errors if result.value else ():
+        log.warning("[%s] probe could not read %s", result.host.name, problem)
 
 
 async def _record(
