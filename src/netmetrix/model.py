@@ -7,7 +7,7 @@ alert rules consume the ``Point`` list that ``points`` makes of a batch of runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
@@ -52,25 +52,33 @@ def ms(ts: float) -> int:
     return round(ts * 1000)
 
 
-def points(runs: Iterable[HostRun]) -> list[Point]:
-    """Every point of ``runs``: each run's ``up`` (1.0 ok, 0.0 failed), then its samples.
+PointKey = tuple[str, str, Labels, int]  # host, metric, labels, ts_ms
+
+
+def point_values(
+    runs: Iterable[HostRun], metrics: Collection[str] | None = None
+) -> dict[PointKey, float]:
+    """The value of every point of ``runs`` (of ``metrics`` only, when given; ``up``
+    always): each run's ``up`` (1.0 ok, 0.0 failed), then its samples.
 
     The first value of a series at a millisecond wins, as the store keeps it.
     """
-    seen: set[tuple[str, str, Labels, int]] = set()
-    found: list[Point] = []
+    found: dict[PointKey, float] = {}
+    keep = found.setdefault
     for run in runs:
         ts_ms = ms(run.ts)
-        up = (run.host, UP, (), ts_ms)
-        if up not in seen:
-            seen.add(up)
-            found.append(Point(run.host, UP, (), ts_ms, 1.0 if run.ok else 0.0))
+        host = run.host
+        keep((host, UP, (), ts_ms), 1.0 if run.ok else 0.0)
         for sample in run.samples:
-            key = (run.host, sample.metric, sample.labels, ts_ms)
-            if key not in seen:
-                seen.add(key)
-                found.append(Point(run.host, sample.metric, sample.labels, ts_ms, sample.value))
+            if metrics is None or sample.metric in metrics:
+                keep((host, sample.metric, sample.labels, ts_ms), sample.value)
     return found
+
+
+def points(runs: Iterable[HostRun], metrics: Collection[str] | None = None) -> list[Point]:
+    """``point_values`` as ``Point`` values."""
+    make = Point._make
+    return [make((*key, value)) for key, value in point_values(runs, metrics).items()]
 
 
 # ---------------------------------------------------------------- alert state and events

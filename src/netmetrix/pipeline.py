@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from netmetrix import alerts, notice
 from netmetrix.config import AlertRule
 from netmetrix.model import UP, AlertEvent, HostRun, Point, RetireReason, points
-from netmetrix.store import Refused, Store, Transaction
+from netmetrix.store import NewMail, Refused, Store, Transaction
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,9 +81,11 @@ def record_in(
     written = tx.write_runs(runs)
     tx.update_hosts(marks)
     by_id = alerts.unique_rules(rules)
-    found = _paging_points(tx, points(written.runs), by_id)
+    # Only the series a rule can watch (and `up`, which dates the run) go to the rules.
+    watchable = {rule.metric for rule in by_id.values()}
+    found = _paging_points(tx, points(written.runs, watchable), by_id)
     states = tx.other_alert_states(by_id, hosts)
-    watched = {p.host for p in found if any(r.metric == p.metric for r in by_id.values())}
+    watched = {p.host for p in found if p.metric in watchable}
     if watched:
         states.update(tx.alert_states(watched, by_id))
     changes, events = alerts.evaluate(by_id, states, found, now, hosts=hosts)
@@ -163,7 +165,7 @@ def _queue(
     """Append ``events`` to the history and queue their mail; return the mails queued."""
     ids = tx.add_alert_events(events)
     addresses = tx.addresses({e.host for e in events})
-    queued = 0
+    mails: list[NewMail] = []
     for event_id, event in zip(ids, events, strict=True):
         rule = rules.get(event.rule_id)
         to = _recipients(tx, event, rule)
@@ -171,8 +173,8 @@ def _queue(
             continue
         recent = _recent(tx, event) if event.reason is None else ()
         subject, body = notice.render(event, rule, addresses.get(event.host, event.host), recent)
-        queued += tx.queue_mail(event_id, subject, body, to, now)
-    return queued
+        mails.append(NewMail(event_id=event_id, subject=subject, body=body, recipients=to))
+    return tx.queue_mail(mails, now)
 
 
 def _recipients(tx: Transaction, event: AlertEvent, rule: AlertRule | None) -> tuple[str, ...]:

@@ -31,7 +31,7 @@ from netmetrix.store.collector import UploadRunning
 from netmetrix.store.engine import DEFAULT_BUSY_TIMEOUT
 from netmetrix.store.facade import Store
 from netmetrix.store.hosts import Activated, HostRow
-from netmetrix.store.outbox import OutboxChange, OutboxItem
+from netmetrix.store.outbox import NewMail, OutboxChange, OutboxItem
 from netmetrix.store.samples import Refused, StoredSample, Written
 from netmetrix.store.schema import (
     SCHEMA_HEAD,
@@ -56,6 +56,7 @@ __all__ = [
     "ActiveAlert",
     "AlertHistoryRow",
     "HostRow",
+    "NewMail",
     "OutboxChange",
     "OutboxItem",
     "Refused",

@@ -55,25 +55,30 @@ class OutboxChange:
 # -- queueing, in the pipeline's transaction ---------------------------------------
 
 
-def queue_mail(
-    conn: Connection,
-    event_id: int,
-    subject: str,
-    body: str,
-    recipients: Iterable[str],
-    now: float,
-) -> int:
-    """Queue one mail per recipient for an alert event, created at ``now``; how many."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewMail:
+    """The mail of one alert event, to go to each of ``recipients``."""
+
+    event_id: int
+    subject: str
+    body: str
+    recipients: tuple[str, ...]
+
+
+def queue_mail(conn: Connection, mails: Iterable[NewMail], now: float) -> int:
+    """Queue one outbox row per mail and recipient, created at ``now``, in one statement;
+    how many."""
     rows = [
         {
-            "event_id": event_id,
+            "event_id": mail.event_id,
             "recipient": recipient,
-            "subject": subject,
-            "body": body,
+            "subject": mail.subject,
+            "body": mail.body,
             "created_ms": ms(now),
             "attempts": 0,
         }
-        for recipient in recipients
+        for mail in mails
+        for recipient in mail.recipients
     ]
     if rows:
         conn.execute(outbox_table.insert(), rows)

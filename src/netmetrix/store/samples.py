@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 
 from netmetrix.errors import Outcome
-from netmetrix.model import HostRun, Labels, Point, points
+from netmetrix.model import HostRun, Labels, point_values
 from netmetrix.store._sql import chunks, insert, ms, newest, now_ms
 from netmetrix.store.engine import DATABASE_ERRORS, detail
 from netmetrix.store.hosts import host_rows, upsert_hosts
@@ -95,9 +95,12 @@ def write_runs(conn: Connection, runs: Sequence[HostRun]) -> Written:
 
 def _write(conn: Connection, runs: Sequence[HostRun]) -> int:
     """Write host rows, series and samples of ``runs``; return the samples written."""
-    found: list[Point] = points(runs)
-    by_key = {p: (p.host, p.metric, sample_labels_json(p.labels)) for p in found}
-    keys = sorted(set(by_key.values()))
+    labels_of = sample_labels_json
+    keyed = [
+        ((host, metric, labels_of(labels)), ts_ms, value)
+        for (host, metric, labels, ts_ms), value in point_values(runs).items()
+    ]
+    keys = sorted({key for key, _, _ in keyed})
     dialect = conn.dialect.name
     conn.execute(upsert_hosts(dialect), host_rows(runs, now_ms()))
     conn.execute(
@@ -107,7 +110,7 @@ def _write(conn: Connection, runs: Sequence[HostRun]) -> int:
         [{"host": h, "metric": m, "labels": lb} for h, m, lb in keys],
     )
     ids = _series_ids(conn, keys)
-    rows = sorted((ids[by_key[p]], p.ts_ms, p.value) for p in found)
+    rows = sorted((ids[key], ts_ms, value) for key, ts_ms, value in keyed)
     written = conn.execute(
         insert(dialect, samples_table)
         .on_conflict_do_nothing(index_elements=["series_id", "ts_ms"])

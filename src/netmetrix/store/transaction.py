@@ -82,8 +82,6 @@ class Transaction:
         """Who the last firing mail of a (rule, series) went to, dead letters aside."""
         return outbox.last_firing_recipients(self._conn, rule_id, series)
 
-    def queue_mail(
-        self, event_id: int, subject: str, body: str, recipients: Iterable[str], now: float
-    ) -> int:
-        """Queue one mail per recipient for an alert event, created at ``now``; how many."""
-        return outbox.queue_mail(self._conn, event_id, subject, body, recipients, now)
+    def queue_mail(self, mails: Iterable[outbox.NewMail], now: float) -> int:
+        """Queue each mail to each of its recipients, created at ``now``; how many rows."""
+        return outbox.queue_mail(self._conn, mails, now)
