@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pgserver
 import ports
@@ -17,7 +18,9 @@ import smtpserver
 import sshd
 
 from netmetrix.cli import main
+from netmetrix.config import AlertRule
 from netmetrix.configxml import SMTP, SSH, Alert, ConfigXml, Host, render
+from netmetrix.model import Sample
 
 
 @pytest.fixture(autouse=True)
@@ -149,6 +152,23 @@ def fleet(farm: sshd.Farm, tmp_path: Path) -> Fleet:
     result = Fleet(root=tmp_path, farm=farm, hosts=[], settings={})
     result.known_hosts.write_text(farm.known_hosts_text())
     return result
+
+
+def rule(**overrides: Any) -> AlertRule:
+    """An alert rule, ``cpu_percent > 20`` mailing ops@example.com unless overridden."""
+    fields: dict[str, Any] = {
+        "metric": "cpu_percent",
+        "op": ">",
+        "limit": 20.0,
+        "email": ("ops@example.com",),
+    }
+    fields.update(overrides)
+    return AlertRule(**fields)
+
+
+def sample(metric: str, value: float, **labels: str) -> Sample:
+    """A probe sample; labels as keyword arguments."""
+    return Sample(metric=metric, labels=tuple(sorted(labels.items())), value=value)
 
 
 @dataclass

@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from conftest import rule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -17,17 +18,6 @@ from netmetrix.notice import DigestLine, Event
 
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 H = 3600.0
-
-
-def rule(**overrides: Any) -> AlertRule:
-    fields: dict[str, Any] = {
-        "metric": "cpu_percent",
-        "op": ">",
-        "limit": 20.0,
-        "email": ("ops@example.com",),
-    }
-    fields.update(overrides)
-    return AlertRule(**fields)
 
 
 def run(

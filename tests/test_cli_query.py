@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 import pytest
 import sshd
-from conftest import Fleet, Run, line_of
+from conftest import Fleet, Run, line_of, sample
 
 from netmetrix import pipeline
 from netmetrix.cli import cli
@@ -56,10 +56,6 @@ class Env:
 
     def store(self) -> Store:
         return Store.open(self.url)
-
-
-def sample(metric: str, value: float, **labels: str) -> Sample:
-    return Sample(metric=metric, labels=tuple(sorted(labels.items())), value=value)
 
 
 def host_run(host: str, ts: float, *samples: Sample, ok: bool = True, **kw: str) -> HostRun:

@@ -236,7 +236,7 @@ def test_second_ctrl_c_while_storing_leaves_a_sound_database(
 
 
 def test_an_interrupted_host_keeps_its_last_good_run(store_url: str) -> None:
-    """Store.update_hosts: the host row's error only; no sample, so no `up` = 0."""
+    """Transaction.update_hosts: the host row's error only; no sample, so no `up` = 0."""
     good = HostRun(
         host="a",
         address="a.example",
@@ -247,8 +247,9 @@ def test_an_interrupted_host_keeps_its_last_good_run(store_url: str) -> None:
     cut = HostRun(host="a", address="a.example", ts=200.0, ok=False, error=INTERRUPTED)
     with Store.open(store_url) as store:
         store.record_runs([good])
-        store.update_hosts([cut])
-        store.update_hosts([])  # nothing to do
+        with store.transaction("mark a host interrupted") as tx:
+            tx.update_hosts([cut])
+            tx.update_hosts([])  # nothing to do
         (row,) = store.hosts()
         assert (row.last_seen, row.last_error, row.up) == (100.0, INTERRUPTED, 1.0)
         assert [s.value for s in store.history("a", "up")] == [1.0]

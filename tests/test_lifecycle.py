@@ -20,18 +20,16 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import ports
 import pytest
-from conftest import Fleet, Run, line_of
+from conftest import Fleet, Run, line_of, rule, sample
 from smtpserver import SMTPServer
 from sqlalchemy import func, select
 from test_alerting import LOAD_OVER_20, UP_IS_0, configure, dial_host, execute, query, upload
 
 from netmetrix import alerts, pipeline
 from netmetrix import store as store_module
-from netmetrix.config import AlertRule
 from netmetrix.configxml import Alert, ConfigXml, Host, render
 from netmetrix.model import HostRun, Sample
 from netmetrix.pipeline import Forgotten
@@ -39,21 +37,6 @@ from netmetrix.store import Store
 
 Cli = Callable[..., Run]
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
-
-
-def rule(**overrides: Any) -> AlertRule:
-    fields: dict[str, Any] = {
-        "metric": "cpu_percent",
-        "op": ">",
-        "limit": 20.0,
-        "email": ("ops@example.com",),
-    }
-    fields.update(overrides)
-    return AlertRule(**fields)
-
-
-def sample(metric: str, value: float, **labels: str) -> Sample:
-    return Sample(metric=metric, labels=tuple(sorted(labels.items())), value=value)
 
 
 def runs(ts: float, hosts: dict[str, list[Sample] | None]) -> list[HostRun]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SMTP_PASSWORD_ENV
+from conftest import SMTP_PASSWORD_ENV, rule, sample
 from smtpserver import DripServer, HoldingProxy, SMTPServer
 from sqlalchemy import text
 
@@ -25,21 +25,6 @@ from netmetrix.store import OutboxChange, Store
 
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 SENDER = "netmetrix@example.com"
-
-
-def rule(**overrides: Any) -> AlertRule:
-    fields: dict[str, Any] = {
-        "metric": "cpu_percent",
-        "op": ">",
-        "limit": 20.0,
-        "email": ("ops@example.com",),
-    }
-    fields.update(overrides)
-    return AlertRule(**fields)
-
-
-def sample(metric: str, value: float, **labels: str) -> Sample:
-    return Sample(metric=metric, labels=tuple(sorted(labels.items())), value=value)
 
 
 def record(

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from conftest import sample
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, event, text
@@ -36,10 +37,6 @@ from netmetrix.store import (
     Written,
     metadata,
 )
-
-
-def sample(metric: str, value: float, **labels: str) -> Sample:
-    return Sample(metric=metric, labels=tuple(sorted(labels.items())), value=value)
 
 
 def run(

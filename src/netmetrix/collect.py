@@ -422,11 +422,12 @@ async def _record(
     finished: dict[str, float],
     stored_keys: dict[str, dict[str, bytes]],
     clock: Callable[[], float],
+    interrupted: Sequence[HostRun] = (),
 ) -> tuple[list[HostResult[envelope.Message]], pipeline.Recorded]:
     """Store the results: samples, `up`, alert state and outbox mail in one transaction (#7).
 
-    A host that is not set up (no key stored) gets only its row's last_error:
-    nothing was tried on it, so no `up` sample, and so no `up == 0` alert (#11).
+    A host not set up (no key stored) or ``interrupted`` (Ctrl-C) gets only its
+    row's last_error: no `up` sample, and so no `up == 0` alert (#11).
     Alerts whose rule or host left config.xml are resolved in the same
     transaction.  Returns the results, with every host the store refused (#10)
     turned into a failure, and what was recorded.
@@ -443,7 +444,7 @@ async def _record(
             config.alerts.rules,
             now=clock(),
             hosts=[h.name for h in config.hosts],
-            marks=[_host_run(r, finished[r.host.name]) for r in not_set_up],
+            marks=[*(_host_run(r, finished[r.host.name]) for r in not_set_up), *interrupted],
         )
     )
     if recorded.retired:
@@ -479,8 +480,8 @@ async def _keep_what_arrived(
 
     An interrupted host gets its row's last_error only: no `up` = 0 (a Ctrl-C
     is not an outage, and it would page someone) and no alert evaluation.
-    Each write is one transaction, run in a worker thread: a second Ctrl-C
-    ends the process only after it has committed (asyncio waits for the thread).
+    It is one transaction, run in a worker thread: a second Ctrl-C ends the
+    process only after it has committed (asyncio waits for the thread).
     """
     answered = {r.host.name for r in arrived}
     cut = [h for h in hosts if h.name not in answered]
@@ -494,8 +495,7 @@ async def _keep_what_arrived(
         HostRun(host=h.name, address=h.target, ts=now, ok=False, error=INTERRUPTED) for h in cut
     ]
     try:
-        await _record(config, store, arrived, finished, stored_keys, clock)
-        await asyncio.to_thread(store.update_hosts, marks)
+        await _record(config, store, arrived, finished, stored_keys, clock, interrupted=marks)
     except StoreError as exc:  # said, but the run still ends as interrupted
         log.error("%s", exc)
 

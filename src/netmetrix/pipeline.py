@@ -65,25 +65,24 @@ def record(
     at ``now`` (unix seconds).
     """
     with store.transaction(f"store {len(runs)} host run(s)") as tx:
-        return record_in(tx, runs, rules, now=now, hosts=hosts, marks=marks)
+        return _record(tx, runs, rules, now=now, hosts=hosts, marks=marks)
 
 
-def record_in(
+def _record(
     tx: Transaction,
     runs: Sequence[HostRun],
     rules: Sequence[AlertRule],
     *,
     now: float,
-    hosts: Collection[str] | None = None,
-    marks: Sequence[HostRun] = (),
+    hosts: Collection[str] | None,
+    marks: Sequence[HostRun],
 ) -> Recorded:
-    """``record`` inside a transaction the caller holds."""
     written = tx.write_runs(runs)
     tx.update_hosts(marks)
     by_id = alerts.unique_rules(rules)
     # Only the series a rule can watch (and `up`, which dates the run) go to the rules.
     watchable = {rule.metric for rule in by_id.values()}
-    found = _paging_points(tx, points(written.runs, watchable), by_id)
+    found = _paging_points(tx, points(written.runs, watchable), watchable)
     states = tx.other_alert_states(by_id, hosts)
     watched = {p.host for p in found if p.metric in watchable}
     if watched:
@@ -143,12 +142,10 @@ def forget(
     return forgotten
 
 
-def _paging_points(
-    tx: Transaction, found: list[Point], rules: Mapping[str, AlertRule]
-) -> list[Point]:
+def _paging_points(tx: Transaction, found: list[Point], watchable: Collection[str]) -> list[Point]:
     """The points the rules may see: `up` of a host that never answered pages nobody
     (not set up yet, or a fresh store) (#11)."""
-    if not any(rule.metric == UP for rule in rules.values()):
+    if UP not in watchable:
         return found
     never = tx.never_seen({p.host for p in found if p.metric == UP})
     if not never:
@@ -171,7 +168,11 @@ def _queue(
         to = _recipients(tx, event, rule)
         if not to:
             continue
-        recent = _recent(tx, event) if event.reason is None else ()
+        recent = (
+            tx.recent(event.host, event.metric, event.labels, event.ts, notice.RECENT)
+            if event.reason is None
+            else ()
+        )
         subject, body = notice.render(event, rule, addresses.get(event.host, event.host), recent)
         mails.append(NewMail(event_id=event_id, subject=subject, body=body, recipients=to))
     return tx.queue_mail(mails, now)
@@ -184,7 +185,3 @@ def _recipients(tx: Transaction, event: AlertEvent, rule: AlertRule | None) -> t
         return alerts.recipients(rule, event.kind)
     key = (event.rule_id, event.host, event.metric, event.labels)
     return tx.last_firing_recipients(event.rule_id, key)
-
-
-def _recent(tx: Transaction, event: AlertEvent) -> tuple[tuple[float, float], ...]:
-    return tx.recent(event.host, event.metric, event.labels, event.ts, notice.RECENT)

@@ -136,12 +136,6 @@ class Store(Database):
         with self.transaction(f"store {len(runs)} host run(s)") as tx:
             return tx.write_runs(runs)
 
-    def update_hosts(self, runs: Sequence[HostRun]) -> None:
-        """Update only the host rows of ``runs`` (``Transaction.update_hosts``)."""
-        if runs:
-            with self.transaction(f"update {len(runs)} host(s)") as tx:
-                tx.update_hosts(runs)
-
     # -- queries ----------------------------------------------------------------------
 
     def latest(self, hosts: Sequence[str] = (), metrics: Sequence[str] = ()) -> list[StoredSample]:
