@@ -33,7 +33,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, AnyStr, TypedDict
 
@@ -1297,3 +1298,141 @@ def test_watchdog_run_by_hand_ends_only_the_probe(tmp_path: Path) -> None:
 )
 def test_deadline_from_the_environment(text: str | None, seconds: float | None) -> None:
     assert probe.deadline_seconds(text) == seconds
+
+
+# ---------------------------------------------------------------- streaming mode (#13)
+
+
+def test_streaming_rates_cover_the_previous_tick_kept_in_memory(tmp_path: Path) -> None:
+    state = tmp_path / "client.py.state"
+    memory: dict[str, Any] = {}
+    first, _ = probe.collect(write_tree(tmp_path / "a", **BEFORE), str(state), 1000.0, memory)
+    second, errors = probe.collect(write_tree(tmp_path / "b", **AFTER), str(state), 1010.0, memory)
+    assert errors == []
+    assert rate_table(first) == QUIET
+    assert rate_table(second)["cpu_percent"] == 25.0
+    assert rate_table(second)["net_rx_bytes_per_sec"] == 1000.0
+    assert not state.exists()  # no disk write per tick
+    assert memory["time"] == 1010.0
+
+
+def test_streaming_first_tick_reads_the_state_file(tmp_path: Path) -> None:
+    state = str(tmp_path / "client.py.state")
+    probe.collect(write_tree(tmp_path / "a", **BEFORE), state, now=1000.0)  # an execute run
+    memory: dict[str, Any] = {}
+    samples, _ = probe.collect(write_tree(tmp_path / "b", **AFTER), state, 1010.0, memory)
+    assert rate_table(samples)["disk_write_bytes_per_sec"] == 2048.0
+
+
+@pytest.mark.parametrize(
+    ("line", "problem"),
+    [
+        (b"abc 30 10", "challenge is not 32"),
+        (b"A" * 32 + b" 30 10", "challenge is not 32"),
+        (b"a" * 32 + b" 30", "expected CHALLENGE IDLE DEADLINE"),
+        (b"a" * 32 + b" 0 10", "is not a number of seconds"),
+        (b"a" * 32 + b" 30 nan", "is not a number of seconds"),
+        (b"a" * 32 + b" 30 1e9", "is not a number of seconds"),
+        (b"a" * 32 + b" x 10", "could not convert"),
+    ],
+)
+def test_request_lines_are_checked(line: bytes, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        probe.parse_request(line)
+
+
+@dataclass
+class Streaming:
+    """A streaming probe in a subprocess, fed request lines on a pipe."""
+
+    process: subprocess.Popen[bytes]
+    key: bytes
+
+    def ask(self, challenge: str, idle: float = 30, deadline: float = 20) -> envelope.Message:
+        assert self.process.stdin is not None and self.process.stdout is not None
+        self.process.stdin.write(f"{challenge} {idle:g} {deadline:g}\n".encode())
+        self.process.stdin.flush()
+        line = self.process.stdout.readline().decode()
+        keys = {probe.key_id(self.key): self.key}
+        return envelope.open_envelope(line.strip(), keys=keys, host="f4", challenge=challenge)
+
+    def end(self, timeout: float = 30) -> tuple[int, str]:
+        assert self.process.stderr is not None
+        status = self.process.wait(timeout=timeout)
+        return status, self.process.stderr.read().decode()
+
+
+@pytest.fixture
+def streaming(tmp_path: Path) -> Iterator[Streaming]:
+    script = tmp_path / "client.py"
+    shutil.copy(probe.__file__, script)
+    key = envelope.new_key()
+    write_key(tmp_path / "client.py.c1.key", probe.key_file_text("f4", key))
+    process = subprocess.Popen(
+        [sys.executable, "-I", str(script), "--watch", "c1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        yield Streaming(process, key)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+        for pipe in (process.stdin, process.stdout, process.stderr):
+            if pipe is not None:
+                pipe.close()
+
+
+def test_streaming_probe_answers_each_challenge_and_ends_at_eof(
+    streaming: Streaming, tmp_path: Path
+) -> None:
+    challenges = [envelope.new_challenge() for _ in range(3)]
+    messages = [streaming.ask(challenge) for challenge in challenges]
+    assert all({s.metric for s in m.samples} >= {"cpu_percent", "uptime_sec"} for m in messages)
+    assert [m.errors for m in messages] == [(), (), ()]
+    assert not (tmp_path / "client.py.c1.state").exists()
+    assert streaming.process.stdin is not None
+    streaming.process.stdin.close()
+    assert streaming.end() == (0, "")
+
+
+def test_streaming_probe_ends_when_the_collector_falls_silent(streaming: Streaming) -> None:
+    streaming.ask(envelope.new_challenge(), idle=0.5)
+    status, stderr = streaming.end()  # stdin stays open: only the silence ends it
+    assert status == 0
+    assert "no request for 0.5s; ending" in stderr
+
+
+def test_streaming_probe_refuses_a_bad_request(streaming: Streaming) -> None:
+    assert streaming.process.stdin is not None
+    streaming.process.stdin.write(b"hello\n")
+    streaming.process.stdin.flush()
+    status, stderr = streaming.end()
+    assert status == probe.EXIT_USAGE
+    assert "bad request: expected CHALLENGE IDLE DEADLINE" in stderr
+
+
+def test_streaming_probe_reads_a_replaced_key(streaming: Streaming, tmp_path: Path) -> None:
+    streaming.ask(envelope.new_challenge())
+    new_key = envelope.new_key()
+    temp = write_key(tmp_path / "new.key", probe.key_file_text("f4", new_key))
+    temp.replace(tmp_path / "client.py.c1.key")  # as upload does: a new file, renamed
+    streaming.key = new_key
+    message = streaming.ask(envelope.new_challenge())
+    assert message.samples
+
+
+def test_streaming_probe_without_a_collector_id_says_usage(tmp_path: Path) -> None:
+    script = tmp_path / "client.py"
+    shutil.copy(probe.__file__, script)
+    done = subprocess.run(
+        [sys.executable, "-I", str(script), "--watch"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == probe.EXIT_USAGE
+    assert "--watch COLLECTOR" in done.stderr

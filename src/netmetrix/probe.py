@@ -38,6 +38,19 @@ payload JSON: {"probe": version, "python": "3.x.y", "time": unix seconds,
 
 Key file (JSON, mode 0600): {"v": 1, "host": "f4", "key": "<base64url 32 bytes>"}
 
+Streaming mode (``netmetrix watch``)::
+
+    python3 .cache/netmetrix/client.py --watch COLLECTOR
+
+reads one request line per tick on stdin, ``CHALLENGE IDLE DEADLINE``
+(seconds), and answers each with one envelope line, exactly as above, bound
+to that challenge.  Rates cover the time since the previous tick, kept in
+memory (the state file is read for the first tick, never written).  Each
+tick has its own watchdog of DEADLINE seconds.  The probe ends by itself,
+status 0, at EOF or when no request line came within IDLE seconds of the
+last one, so a collector that died without closing the session leaves
+nothing running.  The key file is read again when it changes (an upload).
+
 Exit status: 0 message printed; 2 bad arguments (the collector reads a usage
 line from a probe older than collector ids as "run upload"); 3 key file missing or invalid;
 5 refused a file another user could have planted or could change (stderr names it);
@@ -65,6 +78,7 @@ import json
 import math
 import os
 import re
+import select
 import signal
 import stat
 import sys
@@ -349,12 +363,14 @@ _TRAILING_NUMBER = re.compile(r"(.*\D)(\d+)$")
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
-def collect(proc_root="/", state_path=None, now=None):
+def collect(proc_root="/", state_path=None, now=None, memory=None):
     """Return (samples, errors): samples are [metric, {labels}, value] lists.
 
     Reads ``proc_root``/proc on Linux, psutil elsewhere; ``state_path`` keeps
     counters between runs so rates cover the time since the previous run;
     ``now`` is the wall clock (unix seconds) those rates are measured with.
+    ``memory`` (a dict, streaming mode) keeps them between ticks instead: the
+    state file is then only read, for the first tick.
     """
     started = time.monotonic()
     now = time.time() if now is None else now
@@ -364,7 +380,7 @@ def collect(proc_root="/", state_path=None, now=None):
         errors.append("cpu_percent and *_per_sec rates: need /proc or psutil")
     else:
         uptime = _value(samples, "uptime_sec")
-        args = (kind, read_counters, state_path, now, uptime, errors)
+        args = (kind, read_counters, state_path, now, uptime, errors, memory)
         _extend(samples, errors, "rates", _rate_samples, *args)
     mounts = _attempt(errors, "mounts", read_mounts) or []
     _extend(samples, errors, "disks", _disk_samples, mounts, usage, errors)
@@ -814,13 +830,17 @@ def _bare_gauges(errors):
 # ------------------------------------------------ rates and the state file
 
 
-def _rate_samples(kind, read_counters, state_path, now, uptime, errors):
+def _rate_samples(kind, read_counters, state_path, now, uptime, errors, memory=None):
     """cpu_percent and *_per_sec since the previous run, else over SAMPLE_WINDOW.
 
-    The state keeps this run's first reading, stamped ``now``, for the next run.
+    The state keeps this run's first reading, stamped ``now``, for the next run:
+    in the state file, or in ``memory`` when streaming (no disk write per tick).
     """
     current = read_counters()
-    previous = _load_state(state_path, kind, now, uptime)
+    if memory:
+        previous = _usable_state(memory, kind, now, uptime)
+    else:
+        previous = _load_state(state_path, kind, now, uptime)
     if previous is not None and _is_baseline(previous[1], current):
         samples = rates(previous[1], current, now - previous[0])
     else:
@@ -828,9 +848,12 @@ def _rate_samples(kind, read_counters, state_path, now, uptime, errors):
         time.sleep(SAMPLE_WINDOW)
         second = time.monotonic()
         samples = rates(current, read_counters(), second - first)
-    if state_path is not None:
-        state = {"v": STATE_VERSION, "kind": kind, "time": now, "uptime": uptime}
-        state["counters"] = current
+    state = {"v": STATE_VERSION, "kind": kind, "time": now, "uptime": uptime}
+    state["counters"] = current
+    if memory is not None:
+        memory.clear()
+        memory.update(state)
+    elif state_path is not None:
         _attempt(errors, "state %s" % state_path, _save_state, state_path, state)
     return samples
 
@@ -884,6 +907,14 @@ def _load_state(path, kind, now, uptime):
         # UnsafeFile is not caught: a planted state would make up every rate
         with open_private(path) as handle:
             state = json.load(handle)
+    except (OSError, ValueError):  # missing or corrupt
+        return None
+    return _usable_state(state, kind, now, uptime)
+
+
+def _usable_state(state, kind, now, uptime):
+    """(time, counters) of a previous reading, or None when it says nothing about now."""
+    try:
         then, counters = float(state["time"]), state["counters"]
         old_uptime = state.get("uptime")
         rebooted = uptime is not None and old_uptime is not None and uptime < old_uptime
@@ -893,7 +924,7 @@ def _load_state(path, kind, now, uptime):
             and state.get("kind") == kind
             and isinstance(counters, dict)
         )
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):  # missing or corrupt
+    except (ValueError, TypeError, KeyError, AttributeError):  # a damaged state
         return None
     return (then, counters) if usable and fresh and not rebooted else None
 
@@ -1059,34 +1090,220 @@ def _deadline_passed(seconds):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [WATCH_FLAG]:
+        return watch_main(argv[1:])
     started = time.time()
     deadline = deadline_seconds(os.environ.get(DEADLINE_ENV))
     if deadline is not None:
         start_watchdog(deadline)
     if not 1 <= len(argv) <= 2 or len(argv[0]) != CHALLENGE_HEX:
-        sys.stderr.write("usage: %s %s\n" % (sys.argv[0], USAGE))
-        return EXIT_USAGE
+        return _usage()
     challenge = argv[0]
     collector = argv[1] if len(argv) == 2 else None
     if collector is not None and not COLLECTOR_ID.match(collector):
-        sys.stderr.write("usage: %s %s\n" % (sys.argv[0], USAGE))
-        return EXIT_USAGE
+        return _usage()
     me = os.path.abspath(__file__)
-    key_path, state_path = file_names(me, collector)
+    opened = _open_files(me, collector)
+    if isinstance(opened, int):
+        return opened
+    host, key = opened
+    samples, errors = collect("/", file_names(me, collector)[1], started)
+    _answer(key, host, challenge, samples, errors, started)
+    return 0
+
+
+def _usage():
+    # type: () -> int
+    sys.stderr.write("usage: %s %s\n" % (sys.argv[0], USAGE))
+    return EXIT_USAGE
+
+
+def _open_files(me, collector):
+    # type: (str, str | None) -> tuple[str, bytes] | int
+    """(host, key) from the collector's key file, or the exit status after saying why not."""
     try:
-        host, key = load_files(me, collector)
+        return load_files(me, collector)
     except UnsafeFile as exc:
         sys.stderr.write("%s%s\n" % (UNSAFE_PREFIX, exc))
         return EXIT_UNSAFE
     except (OSError, ValueError) as exc:
+        key_path = file_names(me, collector)[0]
         sys.stderr.write("netmetrix probe: cannot read key %s: %s\n" % (key_path, exc))
         return EXIT_KEY
-    samples, errors = collect("/", state_path, started)
+
+
+def _answer(key, host, challenge, samples, errors, started):
+    """Write one envelope line to stdout, at once (the collector is waiting for it)."""
     now = time.time()
     payload = build_payload(samples, errors, started, now)
     sys.stdout.write(seal(key, host, challenge, payload, now) + "\n")
     sys.stdout.flush()
-    return 0
+
+
+# ---------------------------------------------------------------- streaming (watch)
+
+WATCH_FLAG = "--watch"
+WATCH_USAGE = "--watch COLLECTOR, then one line per tick on stdin: CHALLENGE IDLE DEADLINE"
+FIRST_LINE_WAIT = 60.0  # seconds to wait for the first request line
+MAX_REQUEST = 256  # bytes of one request line; "<32 hex> <idle> <deadline>" is about 50
+MAX_WAIT = 3 * 3600.0  # no request line may ask the probe to wait longer than this
+
+
+class Request(object):
+    """One tick's request: answer ``challenge`` within ``deadline`` seconds, then
+    wait at most ``idle`` seconds for the next line before ending."""
+
+    __slots__ = ("challenge", "deadline", "idle")
+
+    def __init__(self, challenge, idle, deadline):
+        # type: (str, float, float) -> None
+        self.challenge = challenge
+        self.idle = idle
+        self.deadline = deadline
+
+
+def parse_request(line):
+    # type: (bytes) -> Request
+    """Parse ``CHALLENGE IDLE DEADLINE`` (seconds); raises ValueError saying what is wrong."""
+    words = line.decode("ascii").split()
+    if len(words) < 3:
+        raise ValueError("expected CHALLENGE IDLE DEADLINE")
+    challenge = words[0]
+    if len(challenge) != CHALLENGE_HEX or not all(c in "0123456789abcdef" for c in challenge):
+        raise ValueError("challenge is not %d lowercase hex digits" % CHALLENGE_HEX)
+    idle, deadline = float(words[1]), float(words[2])
+    for value in (idle, deadline):
+        if not 0 < value <= MAX_WAIT:
+            raise ValueError("%r is not a number of seconds in (0, %g]" % (value, MAX_WAIT))
+    return Request(challenge, idle, deadline)
+
+
+class LineReader(object):
+    """Lines from a file descriptor, each waited for at most a given time.
+
+    select() and os.read() rather than sys.stdin: a buffered file object
+    cannot say whether a read would block, and we must notice silence.
+    """
+
+    def __init__(self, fd, limit=MAX_REQUEST):
+        # type: (int, int) -> None
+        self.fd = fd
+        self.limit = limit
+        self.buffer = b""
+        self.eof = False
+
+    def next_line(self, timeout):
+        # type: (float) -> bytes | None
+        """The next line without its newline; None at EOF or after ``timeout`` seconds
+        of silence; ValueError for a line over the limit."""
+        end = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            if len(self.buffer) > self.limit:
+                raise ValueError("request line over %d bytes" % self.limit)
+            left = end - time.monotonic()
+            if self.eof or left <= 0 or not _readable(self.fd, left):
+                return None
+            chunk = os.read(self.fd, 4096)
+            self.eof = not chunk
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        if len(line) > self.limit:
+            raise ValueError("request line over %d bytes" % self.limit)
+        return line
+
+
+def _readable(fd, timeout):
+    # type: (int, float) -> bool
+    try:
+        return bool(select.select([fd], [], [], timeout)[0])
+    except InterruptedError:  # a signal; Python >= 3.5 retries, older ones raise
+        return False
+
+
+class KeyWatch(object):
+    """The collector's key, read again when ``upload`` replaced the key file.
+
+    A streaming probe lives for days; a key rotated by upload must take
+    effect without waiting for the session to end.
+    """
+
+    def __init__(self, script, collector):
+        # type: (str, str) -> None
+        self.script = script
+        self.collector = collector
+        self.path = file_names(script, collector)[0]
+        self.seen = None  # type: tuple | None
+        self.host = ""
+        self.key = b""
+
+    def current(self):
+        # type: () -> tuple[str, bytes] | int
+        """(host, key), or the exit status after saying why there is none."""
+        try:
+            st = os.lstat(self.path)
+            seen = (st.st_ino, st.st_mtime_ns, st.st_size)  # type: tuple | None
+        except OSError:
+            seen = None
+        if seen is not None and seen == self.seen:
+            return self.host, self.key
+        opened = _open_files(self.script, self.collector)
+        if isinstance(opened, int):
+            return opened
+        self.host, self.key = opened
+        self.seen = seen
+        return opened
+
+
+def watch_main(argv):
+    """Streaming mode: answer one sealed envelope per request line on stdin.
+
+    Ends by itself, status 0, at EOF (the collector closed the session) or
+    when no request line came within the last one's IDLE seconds (the
+    collector died without closing it); each tick has its own watchdog.
+    """
+    if len(argv) != 1 or not COLLECTOR_ID.match(argv[0]):
+        sys.stderr.write("usage: %s %s\n" % (sys.argv[0], WATCH_USAGE))
+        return EXIT_USAGE
+    me = os.path.abspath(__file__)
+    keys = KeyWatch(me, argv[0])
+    opened = keys.current()
+    if isinstance(opened, int):
+        return opened
+    state_path = file_names(me, argv[0])[1]
+    reader = LineReader(sys.stdin.fileno())
+    memory = {}  # type: dict
+    wait = FIRST_LINE_WAIT
+    while True:
+        try:
+            line = reader.next_line(wait)
+            request = None if line is None else parse_request(line)
+        except ValueError as exc:
+            sys.stderr.write("netmetrix probe: bad request: %s\n" % exc)
+            return EXIT_USAGE
+        if request is None:
+            if not reader.eof:
+                sys.stderr.write("netmetrix probe: no request for %gs; ending\n" % wait)
+            return 0
+        status = _tick(keys, request, state_path, memory)
+        if status:
+            return status
+        wait = request.idle
+
+
+def _tick(keys, request, state_path, memory):
+    """Answer one request under its own deadline; non-zero: the status to end with."""
+    watchdog = start_watchdog(request.deadline)
+    try:
+        started = time.time()
+        opened = keys.current()
+        if isinstance(opened, int):
+            return opened
+        host, key = opened
+        samples, errors = collect("/", state_path, started, memory=memory)
+        _answer(key, host, request.challenge, samples, errors, started)
+        return 0
+    finally:
+        watchdog.cancel()
 
 
 if __name__ == "__main__":
