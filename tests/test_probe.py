@@ -1349,7 +1349,8 @@ class Streaming:
     key: bytes
 
     def ask(self, challenge: str, idle: float = 30, deadline: float = 20) -> envelope.Message:
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.write(f"{challenge} {idle:g} {deadline:g}\n".encode())
         self.process.stdin.flush()
         line = self.process.stdout.readline().decode()
