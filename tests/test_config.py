@@ -24,6 +24,7 @@ from netmetrix.config import (
     parse_duration,
 )
 from netmetrix.errors import ConfigError, UsageError
+from netmetrix.configxml import ConfigXml, Host, render
 
 DATA = Path(__file__).parent / "data" / "config"
 HOSTS = '<hosts><host name="f4"/></hosts>'
@@ -271,8 +272,8 @@ def test_select(here: Path) -> None:
         pytest.param(
             doc(HOSTS, "<colour>red</colour>"),
             "config.xml:3: <netmetrix>: unknown element <colour>; allowed: <script>,"
-            " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <hosts>,"
-            " <alerts>",
+            " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>,"
+            " <hosts>, <alerts>",
             id="unknown-element-listed",
         ),
         pytest.param(
@@ -339,8 +340,8 @@ def test_select(here: Path) -> None:
         pytest.param(
             doc(HOSTS, "<netmetrix/>"),
             "config.xml:3: <netmetrix>: unknown element <netmetrix>; allowed: <script>,"
-            " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <hosts>,"
-            " <alerts>",
+            " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>,"
+            " <hosts>, <alerts>",
             id="nested-root",
         ),
         pytest.param(
@@ -903,3 +904,31 @@ def test_every_catalogued_metric_and_label_is_accepted(here: Path) -> None:
     ]
     config = load(doc(HOSTS, "<alerts>", *rules, "</alerts>"))
     assert len(config.alerts.rules) == len(METRICS)
+
+
+# ---------------------------------------------------------------- <watch> (#13)
+
+
+def test_watch_interval_defaults_to_ten_seconds(tmp_path: Path) -> None:
+    path = tmp_path / "config.xml"
+    path.write_text(render(ConfigXml(hosts=[Host(name="f4")])))
+    assert load_config(path).watch.interval == 10.0
+
+
+@pytest.mark.parametrize(("raw", "seconds"), [("1s", 1.0), ("2.5", 2.5), ("1h", 3600.0)])
+def test_watch_interval_is_read(tmp_path: Path, raw: str, seconds: float) -> None:
+    path = tmp_path / "config.xml"
+    path.write_text(render(ConfigXml(watch_interval=raw, hosts=[Host(name="f4")])))
+    assert load_config(path).watch.interval == seconds
+
+
+@pytest.mark.parametrize("raw", ["0.5s", "2h", "soon"])
+def test_watch_interval_out_of_range_is_refused(tmp_path: Path, raw: str) -> None:
+    path = tmp_path / "config.xml"
+    path.write_text(render(ConfigXml(watch_interval=raw, hosts=[Host(name="f4")])))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (
+        f"{path}:3: <watch>: interval must be a duration from 1s to 1h"
+        f' ("10s", "1m"), got "{raw}"'
+    )

@@ -97,6 +97,15 @@ class RetentionConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class WatchConfig:
+    interval: float = 10.0  # seconds between ticks of `netmetrix watch`
+
+
+WATCH_INTERVAL_MIN = 1.0  # seconds: below this a tick is mostly SSH round trips
+WATCH_INTERVAL_MAX = 3600.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AlertRule:
     metric: str
     op: Operator
@@ -128,6 +137,7 @@ class Config:
     smtp: SMTPConfig = field(default_factory=SMTPConfig)
     security: SecurityConfig = field(default_factory=SecurityConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
     hosts: tuple[HostConfig, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Settings written in config.xml ("script", "ssh.connect_timeout", ...), not defaulted.
@@ -204,7 +214,7 @@ _SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
 _ROOT_CHILDREN = (
     *("script", "concurrency", "database", "ssh", "smtp"),
-    *("security", "retention", "hosts", "alerts"),
+    *("security", "retention", "watch", "hosts", "alerts"),
 )
 _SSH_ATTRS = ("known_hosts", "host_key_policy", "connect_timeout", "command_timeout")
 _SMTP_ATTRS = (
@@ -664,6 +674,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         smtp=_smtp(ctx, el.one("smtp")),
         security=_security(ctx, el.one("security")),
         retention=_retention(ctx, el.one("retention")),
+        watch=_watch(ctx, el.one("watch")),
         hosts=_hosts(ctx, el, hosts_node),
         alerts=_alerts(ctx, el.one("alerts"), host_names),
         given=_given(el),
@@ -673,7 +684,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
 def _given(el: _Element) -> frozenset[str]:
     """The settings written in the file: ``script`` for <script>, ``smtp.port`` for <smtp port>."""
     given = {tag for tag in ("script", "concurrency", "database") if el.all(tag)}
-    for tag in ("ssh", "smtp", "security", "retention", "alerts"):
+    for tag in ("ssh", "smtp", "security", "retention", "watch", "alerts"):
         for node in el.all(tag)[:1]:  # a repeat is already a problem
             given.update(f"{tag}.{name}" for name in node.attrs)
     return frozenset(given)
@@ -748,6 +759,31 @@ def _retention(ctx: _Ctx, node: _Node | None) -> RetentionConfig:
         return default
     el = _Element(ctx, node, attrs=("days",))
     return RetentionConfig(days=el.get("days", _integer(1, 36500), default.days))
+
+
+def interval_problem(seconds: float) -> str | None:
+    """Why ``seconds`` cannot be watch's interval, or None."""
+    if WATCH_INTERVAL_MIN <= seconds <= WATCH_INTERVAL_MAX:
+        return None
+    return f"{seconds:g}s is outside 1s..1h"
+
+
+def _interval(raw: str) -> float:
+    seconds = parse_duration(raw)
+    if interval_problem(seconds):
+        raise ValueError(raw)
+    return seconds
+
+
+_INTERVAL = _Conv('a duration from 1s to 1h ("10s", "1m")', _interval)
+
+
+def _watch(ctx: _Ctx, node: _Node | None) -> WatchConfig:
+    default = WatchConfig()
+    if node is None:
+        return default
+    el = _Element(ctx, node, attrs=("interval",))
+    return WatchConfig(interval=el.get("interval", _INTERVAL, default.interval))
 
 
 def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, ...]:
@@ -1014,6 +1050,7 @@ def effective_settings(config: Config, environ: Mapping[str, str]) -> list[Setti
     rows += [given(f"smtp.{n}", duration(getattr(smtp, n))) for n in ("timeout", "deadline")]
     rows.append(given("security.encryption", config.security.encryption))
     rows.append(given("retention.days", config.retention.days))
+    rows.append(given("watch.interval", duration(config.watch.interval)))
     rows.append(given("alerts.digest_over", config.alerts.digest_over))
     rows += [
         _setting(f"alert.{index}", rule_summary(rule), f"{file}:{rule.line}")

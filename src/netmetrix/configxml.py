@@ -96,6 +96,7 @@ class ConfigXml:
     smtp: SMTP | None = None
     encryption: str | None = None  # <security encryption=...>
     retention_days: int | str | None = None  # <retention days=...>
+    watch_interval: str | float | None = None  # <watch interval=...>
     hosts: Sequence[Host] = ()
     alerts: Sequence[Alert] = ()
     digest_over: int | str | None = None  # <alerts digest_over=...>
@@ -151,6 +152,8 @@ def _sections(config: ConfigXml) -> Iterator[tuple[str, list[str]]]:
         yield "security", _element("security", [[("encryption", config.encryption)]], _INDENT)
     if config.retention_days is not None:
         yield "retention", _element("retention", [[("days", config.retention_days)]], _INDENT)
+    if config.watch_interval is not None:
+        yield "watch", _element("watch", [[("interval", config.watch_interval)]], _INDENT)
     yield "hosts", _list("hosts", [], [_item("host", h, _HOST_GROUPS) for h in config.hosts])
     digest: Attrs = [[("digest_over", config.digest_over)]]
     if config.alerts or config.digest_over is not None:

@@ -32,7 +32,8 @@ _COMMENTS = {
         "preferred: AES-256-GCM where the host has `cryptography`, HMAC-SHA256 otherwise;\n"
         "required: refuse hosts that cannot encrypt."
     ),
-    "retention": "execute deletes samples older than this many days.",
+    "retention": "execute and watch delete samples older than this many days.",
+    "watch": "netmetrix watch samples every host this often (1s to 1h).",
     "alerts": (
         "Rules: metric, op (> >= < <= == !=), limit, email (comma-separated).\n"
         'Optional: labels="mount=/", hosts="db*,web1", for="3" (samples in a row),\n'
@@ -72,6 +73,7 @@ EXAMPLE = ConfigXml(
     ),
     encryption="preferred",
     retention_days=30,
+    watch_interval="10s",
     hosts=(
         Host(
             name="web1",
