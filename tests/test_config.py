@@ -23,8 +23,8 @@ from netmetrix.config import (
     load_config,
     parse_duration,
 )
-from netmetrix.errors import ConfigError, UsageError
 from netmetrix.configxml import ConfigXml, Host, render
+from netmetrix.errors import ConfigError, UsageError
 
 DATA = Path(__file__).parent / "data" / "config"
 HOSTS = '<hosts><host name="f4"/></hosts>'
@@ -929,6 +929,5 @@ def test_watch_interval_out_of_range_is_refused(tmp_path: Path, raw: str) -> Non
     with pytest.raises(ConfigError) as caught:
         load_config(path)
     assert str(caught.value) == (
-        f"{path}:3: <watch>: interval must be a duration from 1s to 1h"
-        f' ("10s", "1m"), got "{raw}"'
+        f'{path}:3: <watch>: interval must be a duration from 1s to 1h ("10s", "1m"), got "{raw}"'
     )
