@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import stat
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,9 +201,67 @@ def sigint_default() -> None:
     A shell starts background jobs (`make test &`, nohup, CI runners) with SIGINT
     ignored, children inherit that, and Python then never turns it into Ctrl-C.
     """
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+class Background:
+    """A `netmetrix` command running in the background, its stderr read line by line."""
+
+    def __init__(self, config: Path, *args: str) -> None:
+        exe = Path(sys.executable).with_name("netmetrix")
+        self.process = subprocess.Popen(
+            [str(exe), "--config", str(config), *args],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            preexec_fn=sigint_default,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self.lines.append("")  # EOF
+            self._changed.notify_all()
+
+    @property
+    def err(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, *texts: str, budget: float = 60.0) -> None:
+        """Wait (bounded) until stderr holds every one of ``texts``."""
+        deadline = time.monotonic() + budget
+        with self._changed:
+            while not all(text in self.err for text in texts):
+                left = deadline - time.monotonic()
+                assert left > 0, f"never logged {texts}:\n{self.err}"
+                assert "" not in self.lines, f"netmetrix ended first:\n{self.err}"
+                self._changed.wait(left)
+
+    def interrupt(self) -> None:
+        self.process.send_signal(signal.SIGINT)
+
+    def finish(self, budget: float = 60.0) -> int:
+        code = self.process.wait(timeout=budget)
+        self._reader.join(budget)
+        return code
+
+    def stop(self) -> None:
+        """Clean up, even when the test failed."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._reader.join(10)
+        assert self.process.stderr is not None
+        self.process.stderr.close()
 
 
 def pytest_report_header() -> str:

@@ -53,9 +53,17 @@ class Sshd:
     def known_hosts_line(self) -> str:
         return f"[127.0.0.1]:{self.port} {self.host_key_line}"
 
-    def stop(self) -> None:
+    def stop(self, *, sessions: bool = False) -> None:
+        """Stop listening; ``sessions``: end its open connections too (their sshd
+        processes outlive the listener otherwise), as a host going down would."""
         if self.process is None or self.process.poll() is not None:
             return
+        if sessions:
+            import psutil
+
+            for child in psutil.Process(self.process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    child.kill()
         self.process.terminate()
         try:
             self.process.wait(timeout=5)
@@ -71,6 +79,7 @@ def _config_text(
     sftp: bool,
     max_startups: str,
     extra: Sequence[str] = (),
+    log_level: str = "ERROR",
 ) -> str:
     lines = [
         f"Port {port}",
@@ -87,7 +96,7 @@ def _config_text(
         "PermitRootLogin prohibit-password",
         f"MaxStartups {max_startups}",
         "MaxSessions 1000",
-        "LogLevel ERROR",
+        f"LogLevel {log_level}",
         "UseDNS no",
         "PrintMotd no",
     ]
@@ -105,11 +114,14 @@ def start_sshd(
     max_startups: str = "1000:100:1000",
     port: int | None = None,
     extra_config: Sequence[str] = (),
+    log_level: str = "ERROR",
 ) -> Sshd:
     """Start one sshd in ``workdir`` and wait until it accepts connections.
 
     ``extra_config``: more sshd_config lines (``HostCertificate ...``); a
-    ``workdir/host_key`` made beforehand (to certify it) is used as is.
+    ``workdir/host_key`` made beforehand (to certify it) is used as is, so a
+    server restarted in the same ``workdir`` and ``port`` has the same key.
+    ``log_level`` INFO logs every accepted login to ``Sshd.log``.
     """
     if not os.access(SSHD, os.X_OK):
         raise RuntimeError(
@@ -125,9 +137,10 @@ def start_sshd(
     )
     port = port or free_port()
     cfg = workdir / "sshd_config"
-    cfg.write_text(_config_text(workdir, port, authorized_keys, sftp, max_startups, extra_config))
+    text = _config_text(workdir, port, authorized_keys, sftp, max_startups, extra_config, log_level)
+    cfg.write_text(text)
     server = Sshd(port=port, host_key_line=" ".join(host_key.split()[:2]), workdir=workdir)
-    with server.log.open("wb") as log:
+    with server.log.open("ab") as log:  # a restarted server adds to its log
         server.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(cfg)], stderr=log)
     try:
         _wait_listening(server)

@@ -7,20 +7,16 @@ hosts and one that hangs, on the real sshd farm, and send it SIGINT by PID.
 from __future__ import annotations
 
 import contextlib
-import os
 import secrets
-import signal
 import sqlite3
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from conftest import Fleet, Run, sigint_default
+from conftest import Background, Fleet, Run
 
 from netmetrix.collect import INTERRUPTED
 from netmetrix.configxml import Alert
@@ -33,72 +29,12 @@ Cli = Callable[..., Run]
 UP_RULE = Alert(metric="up", op="==", limit=0, email="ops@example.com")
 
 
-class Execute:
-    """`netmetrix execute` running in the background, its stderr read line by line."""
-
-    def __init__(self, config: Path) -> None:
-        exe = Path(sys.executable).with_name("netmetrix")
-        self.process = subprocess.Popen(
-            [str(exe), "--config", str(config), "execute"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            preexec_fn=sigint_default,
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self.lines.append("")  # EOF
-            self._changed.notify_all()
-
-    @property
-    def err(self) -> str:
-        return "".join(self.lines)
-
-    def wait_for(self, *texts: str, budget: float = 60.0) -> None:
-        """Wait (bounded) until stderr holds every one of ``texts``."""
-        deadline = time.monotonic() + budget
-        with self._changed:
-            while not all(text in self.err for text in texts):
-                left = deadline - time.monotonic()
-                assert left > 0, f"never logged {texts}:\n{self.err}"
-                assert "" not in self.lines, f"execute ended first:\n{self.err}"
-                self._changed.wait(left)
-
-    def interrupt(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-
-    def finish(self, budget: float = 60.0) -> int:
-        code = self.process.wait(timeout=budget)
-        self._reader.join(budget)
-        return code
-
-    def stop(self) -> None:
-        """Clean up, even when the test failed."""
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-        self._reader.join(10)
-        assert self.process.stderr is not None
-        self.process.stderr.close()
-
-
 @pytest.fixture
-def start() -> Iterator[Callable[[Path], Execute]]:
-    started: list[Execute] = []
+def start() -> Iterator[Callable[[Path], Background]]:
+    started: list[Background] = []
 
-    def run(config: Path) -> Execute:
-        started.append(Execute(config))
+    def run(config: Path) -> Background:
+        started.append(Background(config, "execute"))
         return started[-1]
 
     try:
@@ -175,7 +111,7 @@ def slow_login(request: pytest.FixtureRequest, fleet: Fleet) -> dict[str, str]:
 def test_ctrl_c_stores_what_arrived_and_marks_the_rest_interrupted(
     fleet: Fleet,
     netmetrix: Cli,
-    start: Callable[[Path], Execute],
+    start: Callable[[Path], Background],
     slow_login: dict[str, str],
     marker: str,
 ) -> None:
@@ -210,7 +146,7 @@ def test_ctrl_c_stores_what_arrived_and_marks_the_rest_interrupted(
 
 
 def test_second_ctrl_c_while_storing_leaves_a_sound_database(
-    fleet: Fleet, netmetrix: Cli, start: Callable[[Path], Execute], marker: str
+    fleet: Fleet, netmetrix: Cli, start: Callable[[Path], Background], marker: str
 ) -> None:
     (fleet.root / "bin").mkdir()
     _slow_fleet(

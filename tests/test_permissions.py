@@ -347,5 +347,5 @@ def test_a_host_faking_the_refusal_line_gets_a_host_error() -> None:
     """stderr is the host's to write: a bare prefix is still one clear host error."""
     done = ssh.Completed(probe.EXIT_UNSAFE, "", f"noise\n{probe.UNSAFE_PREFIX}")
     with pytest.raises(HostError) as caught:
-        collect._check_exit(HostConfig(name="h"), "client.py", "c0ffee42", done)
+        collect.check_exit(HostConfig(name="h"), "client.py", "c0ffee42", done)
     assert str(caught.value).startswith("probe refused  — another user could plant")

@@ -106,7 +106,7 @@ def probe_command(
     files to use.  It is an argument rather than an environment variable: a
     probe uploaded before collector ids ignores the environment and would read
     the shared ``<script>.key``, perhaps another collector's; given an extra
-    argument it stops with a usage line, which ``_check_exit`` turns into "run upload".
+    argument it stops with a usage line, which ``check_exit`` turns into "run upload".
     """
     deadlines = host_deadlines(command_timeout)
     words = [
@@ -122,6 +122,15 @@ def probe_command(
         challenge,
         collector,
     ]
+    return "exec " + " ".join(shlex.quote(word) for word in words)
+
+
+def watch_command(host: HostConfig, script: str, *, collector: str) -> str:
+    """The command line of the streaming probe (``watch``): it ends by itself at EOF
+    or when the collector falls silent, and each tick has its own watchdog, so no
+    supervisor shell is needed around it."""
+    path = ssh.home_relative(remote_path(host, script))
+    words = [host.python, path, probe.WATCH_FLAG, collector]
     return "exec " + " ".join(shlex.quote(word) for word in words)
 
 
@@ -366,8 +375,8 @@ async def execute(
     except asyncio.CancelledError:
         await _keep_what_arrived(config, store, hosts, arrived, finished, stored_keys, clock)
         raise
-    results, recorded = await _record(config, store, results, finished, stored_keys, clock)
-    _warn_unmatched(config, results)
+    results, recorded = await record_results(config, store, results, finished, stored_keys, clock)
+    warn_unmatched(config, results)
     # <retention days>: old samples go in small batches; a failure is only logged (#4)
     await asyncio.to_thread(admin.apply_retention, store, config.retention.days)
     return ExecuteReport(
@@ -395,7 +404,7 @@ async def _run_probe(
         command = probe_command(host, config.script, challenge, limit, collector=session.collector)
         done = await ssh.run(conn, command, seconds=limit)
         _check_host_deadline(done, time.monotonic() - began, limit)
-    _check_exit(host, config.script, session.collector, done)
+    check_exit(host, config.script, session.collector, done)
     line = envelope.find_envelope(done.stdout)
     required = config.security.encryption == "required"
     return envelope.open_envelope(
@@ -415,7 +424,7 @@ def _log_result(result: HostResult[envelope.Message], script: str) -> None:
         log.warning("[%s] probe could not read %s", result.host.name, problem)
 
 
-async def _record(
+async def record_results(
     config: Config,
     store: Store,
     results: Sequence[HostResult[envelope.Message]],
@@ -495,12 +504,14 @@ async def _keep_what_arrived(
         HostRun(host=h.name, address=h.target, ts=now, ok=False, error=INTERRUPTED) for h in cut
     ]
     try:
-        await _record(config, store, arrived, finished, stored_keys, clock, interrupted=marks)
+        await record_results(
+            config, store, arrived, finished, stored_keys, clock, interrupted=marks
+        )
     except StoreError as exc:  # said, but the run still ends as interrupted
         log.error("%s", exc)
 
 
-def _warn_unmatched(config: Config, results: Sequence[HostResult[envelope.Message]]) -> None:
+def warn_unmatched(config: Config, results: Sequence[HostResult[envelope.Message]]) -> None:
     """One WARNING naming the alert rules that matched no series (``alerts.unmatched``)."""
     answered = {
         r.host.name: [(s.metric, s.labels) for s in r.value.samples]
@@ -537,7 +548,8 @@ def _check_host_deadline(done: ssh.Completed, seconds: float, command_timeout: f
         )
 
 
-def _check_exit(host: HostConfig, script: str, collector: str, done: ssh.Completed) -> None:
+def check_exit(host: HostConfig, script: str, collector: str, done: ssh.Completed) -> None:
+    """Raise the HostError that says why the probe ended with ``done``'s status (0: nothing)."""
     if done.exit_status == 0:
         return
     # the host's own words: no NUL, escapes or forged lines in our logs and store (#10)

@@ -117,6 +117,22 @@ def open_envelope(
         raise EnvelopeError(f"bad message: unreadable ({type(exc).__name__})") from exc
 
 
+def challenge_of(line: str) -> str | None:
+    """The challenge a line claims to answer, unverified; None for what is no envelope.
+
+    Only for telling a late answer to an earlier tick from this tick's
+    (``watch``): a line is trusted only after ``open_envelope``.
+    """
+    parts = line.split(".")
+    if len(parts) != 4 or parts[0] != probe.MAGIC or len(parts[1]) > 2 * MAX_HEADER_BYTES:
+        return None
+    try:
+        challenge = _decode_header(parts[1])["ch"]
+    except EnvelopeError:
+        return None
+    return challenge if isinstance(challenge, str) else None
+
+
 def _open(
     line: str, keys: Mapping[str, bytes], host: str, challenge: str, require_encryption: bool
 ) -> Message:

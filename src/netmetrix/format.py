@@ -132,6 +132,20 @@ def duration(seconds: float) -> str:
     return f"{exact(seconds)}s"
 
 
+def elapsed(seconds: float) -> str:
+    """A time span for log lines: ``0.8s``, ``45s``, ``2m13s``, ``3h05m``, ``2d4h``."""
+    if seconds < 10:
+        return f"{seconds:.1f}s".replace(".0s", "s")
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600}h"
+
+
 def some(names: Sequence[str], shown: int = 10) -> str:
     """``a, b, c`` or, past ``shown`` names, ``a, b, ... j and 5 more``."""
     text = ", ".join(names[:shown])

@@ -7,6 +7,7 @@ it was and whose message names the phase and the limit that was hit.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -17,7 +18,7 @@ import secrets
 import shlex
 import socket
 import stat
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -761,6 +762,87 @@ async def _read_capped(stream: asyncssh.SSHReader[bytes], cap: int) -> bytes:
             raise HostError(Outcome.BAD_MESSAGE, f"bad message: output over {cap} bytes")
         data += chunk
     return bytes(data)
+
+
+class StreamEnded(Exception):
+    """The streaming command's output ended: it exited, or the connection went."""
+
+
+class Stream:
+    """A long-running command spoken to in lines: one request in, one line out.
+
+    ``watch`` keeps one per host, around the streaming probe.  stderr is
+    drained all along (a full channel window would stall the command) and
+    its last lines kept for the reason the command ended.
+    """
+
+    def __init__(self, proc: asyncssh.SSHClientProcess[bytes]) -> None:
+        self._proc = proc
+        self._buffer = bytearray()
+        self._stderr: collections.deque[bytes] = collections.deque(maxlen=STREAM_STDERR_LINES)
+        self._drain = asyncio.create_task(self._drain_stderr())
+
+    async def ask(self, request: bytes, accept: Callable[[str], bool], *, seconds: float) -> str:
+        """Send ``request``; the first line ``accept`` takes, within ``seconds``.
+
+        Lines it does not take (late answers to earlier requests) are dropped.
+        Raises HostError (TIMEOUT) or StreamEnded.
+        """
+        try:
+            self._proc.stdin.write(request)
+        except (BrokenPipeError, ConnectionError, asyncssh.Error) as exc:
+            raise StreamEnded(str(exc) or "connection lost") from exc
+        try:
+            async with asyncio.timeout(seconds):
+                while not accept(line := await self._line()):
+                    log.debug("dropped a late answer")
+        except TimeoutError as exc:
+            raise HostError(Outcome.TIMEOUT, f"no answer within {seconds:g}s") from exc
+        return line
+
+    async def _line(self) -> str:
+        while (end := self._buffer.find(b"\n")) < 0:
+            if len(self._buffer) > STDOUT_CAP:
+                raise HostError(Outcome.BAD_MESSAGE, f"bad message: a line over {STDOUT_CAP} bytes")
+            chunk = await self._proc.stdout.read(65536)
+            if not chunk:
+                raise StreamEnded("output ended")
+            self._buffer += chunk
+        line = bytes(self._buffer[:end])
+        del self._buffer[: end + 1]
+        return line.decode("utf-8", "replace")
+
+    async def _drain_stderr(self) -> None:
+        with contextlib.suppress(asyncssh.Error, OSError):
+            while line := await self._proc.stderr.readline():
+                self._stderr.append(line[:STDERR_LINE_CAP])
+
+    async def ended(self) -> Completed:
+        """Wait until the command has ended: how (status, signal, its last stderr lines)."""
+        finished = await self._proc.wait(check=False)
+        with contextlib.suppress(asyncio.TimeoutError):  # the rest of stderr, if it comes soon
+            await asyncio.wait_for(asyncio.shield(self._drain), STREAM_STDERR_WAIT)
+        by_signal = finished.exit_signal[0] if finished.exit_signal else None
+        stderr = b"".join(self._stderr).decode("utf-8", "replace")
+        return Completed(finished.exit_status, "", stderr, exit_signal=by_signal)
+
+    def close(self) -> None:
+        """EOF to the command (the streaming probe ends at once on it), then close the channel."""
+        with contextlib.suppress(Exception):
+            self._proc.stdin.write_eof()
+        self._proc.close()
+        self._drain.cancel()
+
+
+STREAM_STDERR_LINES = 20
+STREAM_STDERR_WAIT = 1.0  # seconds to wait for the last stderr lines after the exit status
+STDERR_LINE_CAP = 1000
+
+
+async def open_stream(conn: asyncssh.SSHClientConnection, command: str) -> Stream:
+    """Start ``command`` on ``conn`` for a ``Stream`` of requests and answers."""
+    proc = await conn.create_process(command, encoding=None)
+    return Stream(proc)
 
 
 def home_relative(path: str) -> str:

@@ -1,0 +1,465 @@
+"""``netmetrix watch``: every host sampled every interval, on persistent sessions.
+
+One tick: a fresh challenge to every host's streaming probe (``sessions``),
+answers awaited until the tick's deadline (the interval, or the command
+timeout if shorter), then one transaction for all of them: samples, `up`
+(0 for a host that did not answer in time or is down), alert state and
+outbox mail (``collect.record_results``, as ``execute``).  The store is
+written by one recorder task, in tick order; mail goes out in a thread of
+its own, so a slow SMTP server never delays a tick.
+
+SIGHUP re-reads config.xml (hosts added and removed, rules and interval from
+the next tick; an invalid file is reported and the running one kept).
+SIGTERM and SIGINT stop it: in-flight answers get up to 5 s, what arrived is
+stored, every session closed (each probe ends on EOF), exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import signal
+import statistics
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from netmetrix import collect, envelope, notify, ssh
+from netmetrix.config import Config, HostConfig, load_config
+from netmetrix.errors import ConfigError, Outcome, StoreError, UsageError
+from netmetrix.fleet import REASON_LIMIT, HostResult, classify
+from netmetrix.format import elapsed
+from netmetrix.sanitize import clean
+from netmetrix.sessions import NotYet, Plan, Ramp, Session
+from netmetrix.store import Store, admin
+
+log = logging.getLogger(__name__)
+
+SUMMARY_EVERY = 60.0  # seconds between summary lines
+RETENTION_EVERY = 3600.0  # seconds between retention passes
+DELIVERY_EVERY = 60.0  # seconds between delivery passes when no new mail wakes one
+STOP_GRACE = 5.0  # seconds in-flight answers get after SIGTERM/SIGINT
+CLOSE_GRACE = 3.0  # seconds to close every session at the end
+BEHIND = 10  # ticks waiting for the store before new ones are dropped
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchOptions:
+    patterns: tuple[str, ...] = ()  # -h: only these hosts (names or globs)
+    interval: float | None = None  # --interval: overrides <watch interval>
+    ticks: int | None = None  # --ticks: stop after this many
+    ssh_files: ssh.ClientFiles = ssh.USER_FILES
+
+
+@dataclass(slots=True, kw_only=True)
+class WatchReport:
+    ticks: int = 0
+    samples: int = 0
+    dropped: int = 0  # ticks the store could not take
+
+
+@dataclass(slots=True)
+class _Tick:
+    """One tick's answers, as they arrive."""
+
+    scheduled: float  # monotonic
+    results: dict[str, HostResult[envelope.Message]] = field(default_factory=dict)
+    finished: dict[str, float] = field(default_factory=dict)  # host -> unix seconds
+
+
+@dataclass(slots=True)
+class _Minute:
+    """What the summary line counts, reset every minute (nothing grows per tick)."""
+
+    samples: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+
+class Watcher:
+    """The long-running collector; ``run`` until stopped (or ``ticks`` are done)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        options: WatchOptions,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.options = options
+        self.clock = clock
+        self.report = WatchReport()
+        self._sessions: dict[str, Session] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # sessions a reload let go
+        self._stop = asyncio.Event()
+        self._reload = False
+        self._queue: asyncio.Queue[_Tick | None] = asyncio.Queue()
+        self._minute = _Minute()
+        self._last: dict[str, bool] = {}  # host -> answered the last tick
+        self._warned_unmatched = False
+        self._mail = _Mailer(self)
+        self._ramp = Ramp(config.concurrency, rate=max(10.0, config.concurrency))
+        self._plan: Plan | None = None
+        self._collector = ""
+
+    # ------------------------------------------------------------ control
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        self._reload = True
+
+    @property
+    def interval(self) -> float:
+        return self.options.interval or self.config.watch.interval
+
+    # ------------------------------------------------------------ the run
+
+    async def run(self) -> WatchReport:
+        self._collector = await asyncio.to_thread(self.store.collector_id)
+        self._apply(self.config, self.config.select(self.options.patterns))
+        recorder = asyncio.create_task(self._record_loop(), name="recorder")
+        background = [
+            asyncio.create_task(self._mail.loop(), name="mail"),
+            asyncio.create_task(self._summary_loop(), name="summary"),
+        ]
+        log.info(
+            "watch: %d host(s) every %s; SIGHUP reloads %s, SIGTERM or Ctrl-C stops",
+            len(self._sessions),
+            elapsed(self.interval),
+            self.config.path.name,
+        )
+        try:
+            await self._tick_loop()
+        finally:
+            await self._queue.put(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._close_all()
+            self._mail.stop()
+        log.info(
+            "watch: stopped after %d tick(s); %s samples stored",
+            self.report.ticks,
+            f"{self.report.samples:,}",
+        )
+        return self.report
+
+    async def _tick_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_at = loop.time()
+        inflight: set[asyncio.Task[None]] = set()
+        while not self._stop.is_set():
+            if self.options.ticks is not None and self.report.ticks >= self.options.ticks:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), max(0.0, next_at - loop.time()))
+            if self._stop.is_set():
+                break
+            if self._reload:
+                self._reload = False
+                await self._reread()
+            task = asyncio.create_task(self._tick(next_at))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+            self.report.ticks += 1
+            next_at = _next_tick(next_at, self.interval, loop.time())
+        if inflight:
+            await asyncio.wait(inflight, timeout=STOP_GRACE)
+            for task in inflight:
+                task.cancel()
+            await asyncio.gather(*inflight, return_exceptions=True)
+
+    async def _tick(self, scheduled: float) -> None:
+        tick = _Tick(scheduled)
+        plan = self._plan
+        assert plan is not None
+        deadline = scheduled + plan.wait
+        sessions = list(self._sessions.values())
+        try:
+            await asyncio.gather(*(self._one(tick, s, deadline) for s in sessions))
+        finally:  # cancelled at the stop: what arrived is stored all the same
+            self._enqueue(tick)
+
+    async def _one(self, tick: _Tick, session: Session, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            message = await session.ask(envelope.new_challenge(), deadline - started)
+        except NotYet:  # still making its first connection: no sample yet, not a failure
+            return
+        except Exception as exc:  # any: one host's failure stays its own
+            outcome, reason = classify(exc)
+            result: HostResult[envelope.Message] = HostResult(
+                host=session.host,
+                outcome=outcome,
+                error=clean(reason, REASON_LIMIT),
+                seconds=loop.time() - started,
+            )
+        else:
+            self._minute.latencies.append(loop.time() - tick.scheduled)
+            result = HostResult(
+                host=session.host,
+                outcome=Outcome.OK,
+                error=None,
+                seconds=loop.time() - started,
+                value=message,
+            )
+            _log_probe_errors(session, message)
+        tick.results[session.name] = result
+        tick.finished[session.name] = self.clock()
+
+    def _enqueue(self, tick: _Tick) -> None:
+        if self._queue.qsize() >= BEHIND:
+            self.report.dropped += 1
+            log.error(
+                "watch: the store is %d ticks behind; this tick's %d answer(s) are dropped",
+                self._queue.qsize(),
+                len(tick.results),
+            )
+            return
+        self._queue.put_nowait(tick)
+
+    # ------------------------------------------------------------ the store
+
+    async def _record_loop(self) -> None:
+        retention_at = 0.0
+        while (tick := await self._queue.get()) is not None:
+            await self._store_tick(tick)
+            if time.monotonic() >= retention_at:
+                retention_at = time.monotonic() + RETENTION_EVERY
+                await asyncio.to_thread(
+                    admin.apply_retention, self.store, self.config.retention.days
+                )
+
+    async def _store_tick(self, tick: _Tick) -> None:
+        results = list(tick.results.values())
+        if not results:
+            return
+        stored_keys = {s.name: s.keys for s in self._sessions.values()}
+        try:
+            results, recorded = await collect.record_results(
+                self.config, self.store, results, tick.finished, stored_keys, self.clock
+            )
+        except StoreError as exc:
+            self.report.dropped += 1
+            log.error("watch: a tick of %d host(s) not stored: %s", len(results), exc)
+            return
+        self.report.samples += recorded.samples
+        self._minute.samples += recorded.samples
+        self._last = {r.host.name: r.ok for r in results}
+        if recorded.queued:
+            self._mail.wake()
+        if not self._warned_unmatched and any(r.ok for r in results):
+            self._warned_unmatched = True
+            collect.warn_unmatched(self.config, results)
+
+    # ------------------------------------------------------------ hosts and reloads
+
+    def _apply(self, config: Config, hosts: Sequence[HostConfig]) -> None:
+        """Make the sessions those of ``hosts``: new ones connect, gone ones close."""
+        plan = self._plan_of(config)
+        restart = self._plan is None or _connection_changed(self._plan, plan)
+        self.config, self._plan = config, plan
+        wanted = {h.name: h for h in hosts}
+        for name, session in list(self._sessions.items()):
+            if restart or not _same_host(wanted.get(name), session.host):
+                closing = asyncio.create_task(session.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+                del self._sessions[name]
+            else:
+                session.plan = plan
+        for name, host in wanted.items():
+            if name not in self._sessions:
+                session = Session(host, plan, self._ramp, self._host_keys)
+                self._sessions[name] = session
+                session.start()
+
+    def _plan_of(self, config: Config) -> Plan:
+        return Plan(
+            ssh=config.ssh,
+            script=config.script,
+            collector=self._collector,
+            interval=self.interval if config is self.config else self._interval_of(config),
+            require_encryption=config.security.encryption == "required",
+            known=ssh.HostKeys(config.ssh, self.options.ssh_files),
+            files=self.options.ssh_files,
+        )
+
+    def _interval_of(self, config: Config) -> float:
+        return self.options.interval or config.watch.interval
+
+    async def _reread(self) -> None:
+        path = self.config.path
+        try:
+            config = await asyncio.to_thread(load_config, path)
+            hosts = config.select(self.options.patterns)
+        except (ConfigError, UsageError) as exc:
+            log.error("reload: %s", str(exc).replace("\n", "; "))
+            log.error("reload: %s has problems; the running configuration is kept", path.name)
+            return
+        before = set(self._sessions)
+        if config.database != self.config.database:
+            log.warning("reload: <database> changed; it applies when watch is restarted")
+            config = dataclasses.replace(config, database=self.config.database)
+        self._apply(config, hosts)
+        added, removed = set(self._sessions) - before, before - set(self._sessions)
+        log.info(
+            "reload: %s read; %d host(s), %d added, %d removed, every %s",
+            path.name,
+            len(self._sessions),
+            len(added),
+            len(removed),
+            elapsed(self.interval),
+        )
+
+    async def _host_keys(self, name: str) -> dict[str, bytes]:
+        keys = await asyncio.to_thread(self.store.host_keys, [name])
+        return keys.get(name, {})
+
+    async def _close_all(self) -> None:
+        closing = [*(s.close() for s in self._sessions.values()), *self._closing]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*closing), CLOSE_GRACE)
+
+    # ------------------------------------------------------------ the summary
+
+    async def _summary_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SUMMARY_EVERY)
+            log.info("%s", self.summary_line())
+            self._minute = _Minute()
+
+    def summary_line(self) -> str:
+        """``watch: 200 hosts, 198 up, 2 down, 1,200 samples/min, tick p50 0.08s p95 0.21s``."""
+        hosts = len(self._sessions)
+        not_set_up = sum(s.not_set_up for s in self._sessions.values())
+        up = sum(self._last.get(name, False) for name in self._sessions)
+        parts = [f"watch: {hosts:,} hosts", f"{up:,} up", f"{hosts - up - not_set_up:,} down"]
+        if not_set_up:
+            parts.append(f"{not_set_up:,} not set up")
+        parts.append(f"{self._minute.samples:,} samples/min")
+        line = ", ".join(parts)
+        latencies = self._minute.latencies
+        if latencies:
+            p50, p95 = _percentile(latencies, 50), _percentile(latencies, 95)
+            line += f", tick p50 {p50:.2f}s p95 {p95:.2f}s"
+        return line
+
+
+def _next_tick(previous: float, interval: float, now: float) -> float:
+    """The tick after ``previous``; ticks already missed (a stalled loop) are skipped."""
+    following = previous + interval
+    if following >= now:
+        return following
+    missed = int((now - following) // interval) + 1
+    log.warning("watch: %d tick(s) skipped: the collector fell behind", missed)
+    return following + missed * interval
+
+
+def _percentile(values: list[float], pct: int) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
+
+
+def _same_host(new: HostConfig | None, old: HostConfig) -> bool:
+    """Whether ``new`` reaches the host as ``old`` did (a moved line is no change)."""
+    return new is not None and dataclasses.replace(new, line=old.line) == old
+
+
+def _connection_changed(old: Plan, new: Plan) -> bool:
+    """Whether open sessions must be reopened to follow ``new``."""
+    return (old.ssh, old.script) != (new.ssh, new.script)
+
+
+def _log_probe_errors(session: Session, message: envelope.Message) -> None:
+    """What the probe could not read, logged when it changes rather than every tick."""
+    if message.errors == session.said_errors:
+        return
+    session.said_errors = message.errors
+    for problem in message.errors:
+        log.warning("[%s] probe could not read %s", session.name, problem)
+
+
+class _Mailer:
+    """Delivery in a daemon thread of its own: a slow SMTP server delays no tick, and
+    a stop does not wait for it (mail being sent stays queued for the next pass)."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+        self._wake = asyncio.Event()
+        self._done = threading.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._done.set()
+
+    async def loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), DELIVERY_EVERY)
+            self._wake.clear()
+            finished: asyncio.Future[None] = loop.create_future()
+            thread = threading.Thread(
+                target=self._deliver, args=(loop, finished), name="netmetrix-mail", daemon=True
+            )
+            thread.start()
+            await finished
+
+    def _deliver(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None]) -> None:
+        watcher = self._watcher
+        try:
+            delivery = notify.deliver(
+                watcher.store,
+                watcher.config.smtp,
+                digest_over=watcher.config.alerts.digest_over,
+                clock=watcher.clock,
+            )
+            for line in delivery.problems("watch"):
+                log.warning("%s", line)
+        except Exception:  # a bug here must not end the watch: said, retried next pass
+            log.exception("watch: mail delivery failed")
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: we are stopping
+                loop.call_soon_threadsafe(_settle, finished)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def run_watch(config: Config, store: Store, options: WatchOptions) -> WatchReport:
+    """Run ``watch`` until SIGTERM, SIGINT or ``options.ticks``; signals are ours meanwhile."""
+
+    async def main() -> WatchReport:
+        watcher = Watcher(config, store, options)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, _stopping, watcher, sig)
+        loop.add_signal_handler(signal.SIGHUP, watcher.reload)
+        try:
+            return await watcher.run()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())
+
+
+def _stopping(watcher: Watcher, sig: signal.Signals) -> None:
+    log.info("watch: %s: stopping", sig.name)
+    watcher.stop()

@@ -1,0 +1,235 @@
+"""netmetrix watch against real sshd servers on 127.0.0.1: ticks, sessions, failures (#13).
+
+Intervals are short real ones (1-2 s) because a real sshd is involved; every
+wait is bounded and generous, and assertions count ticks, not seconds.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+import smtpserver
+import sshd
+from conftest import Background, Fleet, Run
+
+from netmetrix.configxml import SMTP, Alert
+
+pytestmark = pytest.mark.sshd
+Cli = Callable[..., Run]
+
+
+def up_values(fleet: Fleet, host: str) -> list[float]:
+    """Host ``host``'s `up` samples, oldest first."""
+    with sqlite3.connect(fleet.database) as db:
+        rows = db.execute(
+            "SELECT s.value FROM samples s JOIN series r ON r.id = s.series_id"
+            " WHERE r.host = ? AND r.metric = 'up' ORDER BY s.ts_ms",
+            (host,),
+        ).fetchall()
+    return [value for (value,) in rows]
+
+
+def sample_count(fleet: Fleet) -> int:
+    with sqlite3.connect(fleet.database) as db:
+        return int(db.execute("SELECT count(*) FROM samples").fetchone()[0])
+
+
+def wait_until(check: Callable[[], bool], what: str, budget: float = 60.0) -> None:
+    deadline = time.monotonic() + budget
+    while not check():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.1)
+
+
+def probes_of(directory: Path) -> list[psutil.Process]:
+    """Running streaming probes whose file is in ``directory`` (this test's own)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if "--watch" in cmdline and any(str(directory) in word for word in cmdline):
+            found.append(proc)
+    return found
+
+
+@pytest.fixture
+def own_sshd(farm: sshd.Farm, fleet: Fleet, tmp_path: Path) -> Iterator[sshd.Sshd]:
+    """An sshd of this test's own (it may stop it), logging every accepted login."""
+    server = sshd.start_sshd(tmp_path / "own-sshd", farm.root / "authorized_keys", log_level="INFO")
+    farm.servers.append(server)  # fleet.host(..., server=-1) and known_hosts find it
+    fleet.known_hosts.write_text(farm.known_hosts_text())
+    try:
+        yield server
+    finally:
+        farm.servers.remove(server)
+        server.stop(sessions=True)
+
+
+@pytest.fixture
+def background() -> Iterator[Callable[..., Background]]:
+    started: list[Background] = []
+
+    def start(config: Path, *args: str) -> Background:
+        started.append(Background(config, *args))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+
+
+def logins(server: sshd.Sshd) -> int:
+    return server.log.read_text().count("Accepted publickey")
+
+
+def test_watch_samples_every_tick_on_one_connection_per_host(
+    fleet: Fleet, own_sshd: sshd.Sshd, netmetrix: Cli
+) -> None:
+    fleet.host("w1", -1)
+    fleet.host("w2", -1)
+    fleet.host("nokey", -1)
+    assert netmetrix("--config", fleet.config, "upload", "-h", "w*").code == 0
+    before = logins(own_sshd)
+
+    ran = netmetrix("--config", fleet.config, "watch", "--interval", "1s", "--ticks", "10")
+
+    assert ran.code == 0, ran.err
+    assert logins(own_sshd) - before == 2  # one connection per host for all ten ticks
+    for name in ("w1", "w2"):
+        assert ran.err.count(f"[{name}] connected") == 1
+        ups = up_values(fleet, name)
+        # every tick stores one `up`, but the first may come before the connection is made
+        assert 9 <= len(ups) <= 10, ups
+        assert sum(ups) >= 3, ups  # most answer in time even on a loaded machine
+    assert ran.err.count("[nokey] not set up") == 1  # said once, not every tick
+    assert up_values(fleet, "nokey") == []
+    assert "SUCCESS!" not in ran.err  # no per-host line per tick at INFO
+    assert "stopped after 10 tick(s)" in ran.err
+
+
+def test_sigterm_stores_what_arrived_and_exits_0(
+    fleet: Fleet, netmetrix: Cli, background: Callable[..., Background]
+) -> None:
+    fleet.host("t1", 0)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    watch = background(fleet.config, "watch", "--interval", "1s")
+    wait_until(lambda: len(up_values(fleet, "t1")) >= 2, "two ticks stored")
+    watch.process.send_signal(signal.SIGTERM)
+    began = time.monotonic()
+    assert watch.finish(budget=30) == 0, watch.err
+    assert time.monotonic() - began < 10 + 5  # 10 s promised; 5 s for a loaded machine
+    assert "watch: SIGTERM: stopping" in watch.err
+    [stored] = [line for line in watch.err.splitlines() if "samples stored" in line]
+    assert stored.endswith(f"; {sample_count(fleet):,} samples stored"), stored
+    assert probes_of(fleet.remote_dir("t1")) == []
+
+
+def test_killed_collector_leaves_no_probe_on_the_host(
+    fleet: Fleet,
+    netmetrix: Cli,
+    background: Callable[..., Background],
+    test_user: sshd.User,
+    user_dir: Path,
+) -> None:
+    directory = user_dir / "probe"
+    fleet.host("k1", 0, user=test_user.name, python=test_user.python, directory=str(directory))
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    watch = background(fleet.config, "watch", "--interval", "2s")
+    wait_until(lambda: sum(up_values(fleet, "k1")) >= 1, "an answer stored")
+    probes = probes_of(directory)
+    assert [p.username() for p in probes] == [test_user.name]
+
+    watch.process.kill()  # kill -9: nothing of ours runs to close the session
+    watch.finish()
+
+    # within 3 intervals (6 s), with room for a loaded machine
+    _gone, alive = psutil.wait_procs(probes, timeout=6 + 9)
+    assert alive == [], [p.cmdline() for p in alive]
+
+
+def test_sighup_adds_and_removes_hosts_and_keeps_a_broken_config_out(
+    fleet: Fleet, netmetrix: Cli, background: Callable[..., Background]
+) -> None:
+    for name in ("h1", "h2", "h3"):
+        fleet.host(name, 0)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    fleet.hosts = [h for h in fleet.hosts if h["name"] != "h3"]
+    fleet.write()
+    watch = background(fleet.config, "watch", "--interval", "1s")
+    watch.wait_for("[h1] connected", "[h2] connected")
+    wait_until(lambda: len(up_values(fleet, "h2")) >= 1, "h2 sampled")
+
+    fleet.hosts = [h for h in [*fleet.hosts, {**fleet.hosts[0], "name": "h3"}] if h["name"] != "h2"]
+    fleet.hosts[-1]["directory"] = str(fleet.remote_dir("h3"))
+    fleet.write()
+    watch.process.send_signal(signal.SIGHUP)
+    watch.wait_for("reload: config.xml read; 2 host(s), 1 added, 1 removed", "[h3] connected")
+    wait_until(lambda: len(up_values(fleet, "h3")) >= 2, "h3 sampled")
+    wait_until(lambda: probes_of(fleet.remote_dir("h2")) == [], "h2's probe ended", 30)
+    h2_samples = len(up_values(fleet, "h2"))
+
+    fleet.config.write_text(fleet.config.read_text().replace("<hosts>", "<hosts><oops>"))
+    watch.process.send_signal(signal.SIGHUP)
+    watch.wait_for("has problems; the running configuration is kept")
+    h1_then = len(up_values(fleet, "h1"))
+    wait_until(lambda: len(up_values(fleet, "h1")) >= h1_then + 2, "ticks go on")
+
+    watch.process.send_signal(signal.SIGTERM)
+    assert watch.finish() == 0, watch.err
+    assert watch.err.count("[h1] connected") == 1  # a reload leaves other sessions alone
+    assert len(up_values(fleet, "h2")) == h2_samples  # no tick samples a removed host
+
+
+def test_outage_alert_and_a_slow_mail_server(
+    fleet: Fleet,
+    own_sshd: sshd.Sshd,
+    farm: sshd.Farm,
+    netmetrix: Cli,
+    background: Callable[..., Background],
+    smtp: smtpserver.SMTPServer,
+) -> None:
+    fleet.host("o1", -1)
+    fleet.host("o2", 0)
+    with smtpserver.HoldingProxy(smtp.port, "data-reply") as slow:
+        fleet.write(
+            smtp=SMTP(host="127.0.0.1", port=slow.port, timeout="60s", deadline="120s"),
+            alerts=[Alert(metric="up", op="==", limit=0, for_count=2, email="ops@example.com")],
+        )
+        assert netmetrix("--config", fleet.config, "upload").code == 0
+        watch = background(fleet.config, "watch", "--interval", "1s")
+        watch.wait_for("[o1] connected", "[o2] connected")
+        wait_until(lambda: sum(up_values(fleet, "o1")) >= 1, "o1 answered")
+
+        answered = len(up_values(fleet, "o1"))
+        own_sshd.stop(sessions=True)  # the host goes down, its connection with it
+        wait_until(lambda: 0.0 in up_values(fleet, "o1"), "o1 down")
+        assert sum(up_values(fleet, "o1")[answered:]) <= 1  # down from the next tick on
+        watch.wait_for("[o1] lost:")
+
+        assert slow.held.wait(60), "the FIRING mail never reached the mail server"
+        ticks_then = len(up_values(fleet, "o2"))
+        wait_until(lambda: len(up_values(fleet, "o2")) >= ticks_then + 3, "ticks go on", 30)
+        slow.release.set()
+
+        restarted = sshd.start_sshd(
+            own_sshd.workdir, farm.root / "authorized_keys", port=own_sshd.port, log_level="INFO"
+        )
+        own_sshd.process = restarted.process  # the fixture stops it
+        watch.wait_for("[o1] back after", budget=90)
+        wait_until(lambda: len(smtp.messages) >= 2, "FIRING and RESOLVED mail", 90)
+        watch.process.send_signal(signal.SIGTERM)
+        assert watch.finish() == 0, watch.err
+
+    assert watch.err.count("[o1] back after") == 1
+    assert watch.err.count("[o1] lost:") == 1  # said once however many retries failed
+    assert up_values(fleet, "o1")[-1] == 1.0
+    subjects = smtp.subjects
+    assert len(subjects) == 2, subjects
+    assert [s.split(" is ")[0] for s in subjects] == ["ALERT [o1] up", "RESOLVED [o1] up"]
