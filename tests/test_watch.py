@@ -19,6 +19,7 @@ import sshd
 from conftest import Background, Fleet, Run
 
 from netmetrix.configxml import SMTP, Alert
+from netmetrix.store import Store
 
 pytestmark = pytest.mark.sshd
 Cli = Callable[..., Run]
@@ -233,3 +234,54 @@ def test_outage_alert_and_a_slow_mail_server(
     subjects = smtp.subjects
     assert len(subjects) == 2, subjects
     assert [s.split(" is ")[0] for s in subjects] == ["ALERT [o1] up", "RESOLVED [o1] up"]
+
+
+def test_execute_runs_beside_a_running_watch_on_the_same_store(
+    fleet: Fleet, netmetrix: Cli, background: Callable[..., Background], store_url: str
+) -> None:
+    fleet.settings["database"] = store_url
+    fleet.host("x1", 0)
+    fleet.host("x2", 1)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+
+    def ups(host: str) -> list[float]:
+        with Store.open(store_url) as store:
+            return [s.value for s in store.history(host, "up")]
+
+    watch = background(fleet.config, "watch", "--interval", "1s")
+    wait_until(lambda: len(ups("x1")) >= 2, "watch storing ticks")
+    for _ in range(2):
+        ran = netmetrix("--config", fleet.config, "execute")
+        assert ran.code == 0, ran.err
+        assert "execute: 2 ok" in ran.err
+    count = len(ups("x1"))
+    wait_until(lambda: len(ups("x1")) >= count + 2, "watch going on after execute")
+    watch.process.send_signal(signal.SIGTERM)
+    assert watch.finish() == 0, watch.err
+    assert "not stored" not in watch.err
+    assert "ERROR" not in watch.err
+
+
+def test_a_mute_or_lying_host_is_down_each_tick_and_delays_no_other(
+    fleet: Fleet, netmetrix: Cli
+) -> None:
+    for name in ("ok1", "mute", "liar"):
+        fleet.host(name, 0)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    fleet.hosts[1]["python"] = fleet.wrapper("mute", "exec cat >/dev/null")  # ends at EOF
+    fleet.hosts[2]["python"] = fleet.wrapper("liar", "while read line; do echo garbage; done")
+    fleet.write()
+
+    ran = netmetrix("--config", fleet.config, "watch", "--interval", "1s", "--ticks", "5")
+
+    assert ran.code == 0, ran.err
+    ok, mute, liar = (up_values(fleet, name) for name in ("ok1", "mute", "liar"))
+    assert len(ok) >= 4
+    assert sum(ok) >= 2  # answered in time: the mute host's wait is not its own
+    assert mute == [0.0] * len(mute)
+    assert len(mute) >= 4
+    assert liar == [0.0] * len(liar)
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        errors = {row.name: row.last_error for row in store.hosts()}
+    assert errors["mute"] == "timeout: no answer within 1s"
+    assert errors["liar"] == "bad message: not a netmetrix envelope"

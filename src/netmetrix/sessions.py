@@ -40,7 +40,7 @@ KEY_RECHECK = 60.0  # seconds between looks in the store for a host that has no 
 def backoff(failures: int, rng: Callable[[], float] = random.random) -> float:
     """Seconds before try ``failures`` + 1: doubling from 1 s to 5 min, each drawn
     from the upper half of its step so that hosts that failed together spread out."""
-    step = min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** max(0, failures - 1))
+    step = min(MAX_BACKOFF, FIRST_BACKOFF * 2.0 ** min(max(0, failures - 1), 30))
     return max(FIRST_BACKOFF, step * (0.5 + rng() / 2))
 
 
@@ -166,8 +166,10 @@ class Session:
             )
         except ssh.StreamEnded as exc:
             raise HostError(Outcome.ERROR, f"lost: {exc}") from exc
-        except HostError:
+        except HostError as exc:
             self._check_silence(stream)
+            if exc.outcome is Outcome.TIMEOUT:  # the tick's wait, not what was left of it
+                raise HostError(exc.outcome, f"no answer within {self.plan.wait:g}s") from exc
             raise
         self._last_answer = time.monotonic()
         return await self._open(line, challenge)
@@ -200,12 +202,12 @@ class Session:
 
     async def _run(self) -> None:
         while True:
-            self.keys = await self._load_keys(self.name)
-            if not self.keys:
-                self._fail(HostError(Outcome.NOT_SET_UP, collect.NO_KEY), retry=KEY_RECHECK)
-                await asyncio.sleep(KEY_RECHECK)
-                continue
             try:
+                self.keys = await self._load_keys(self.name)
+                if not self.keys:
+                    self._fail(HostError(Outcome.NOT_SET_UP, collect.NO_KEY), retry=KEY_RECHECK)
+                    await asyncio.sleep(KEY_RECHECK)
+                    continue
                 async with contextlib.AsyncExitStack() as stack:
                     stream = await self._connect(stack)
                     self._connected(stream)

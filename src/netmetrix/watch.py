@@ -173,10 +173,16 @@ class Watcher:
             self.report.ticks += 1
             next_at = _next_tick(next_at, self.interval, loop.time())
         if inflight:
-            await asyncio.wait(inflight, timeout=STOP_GRACE)
+            # stopped: answers get a few seconds; the last of --ticks: its whole deadline
+            grace = STOP_GRACE if self._stop.is_set() else self._plan_wait() + 1
+            await asyncio.wait(inflight, timeout=grace)
             for task in inflight:
                 task.cancel()
             await asyncio.gather(*inflight, return_exceptions=True)
+
+    def _plan_wait(self) -> float:
+        assert self._plan is not None
+        return self._plan.wait
 
     async def _tick(self, scheduled: float) -> None:
         tick = _Tick(scheduled)
