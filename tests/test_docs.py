@@ -334,3 +334,22 @@ def _write_generated() -> None:
 
 if __name__ == "__main__":
     _write_generated()
+
+
+def test_systemd_watch_service_runs_watch_hardened() -> None:
+    unit = _unit("netmetrix-watch.service")
+    service = unit["Service"]
+    exec_start = service["ExecStart"]
+    assert exec_start.split()[0].startswith("/"), "systemd needs an absolute path"
+    code, output = parses(netmetrix_args(exec_start))
+    assert code == 0, output
+    assert output.startswith("Usage: netmetrix watch "), output
+    assert service["Restart"] == "on-failure"
+    assert (service["NoNewPrivileges"], service["ProtectSystem"], service["UMask"]) == (
+        "yes",
+        "strict",
+        "0077",
+    )
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    text = (CONTRIB / "netmetrix-watch.service").read_text(encoding="utf-8")
+    assert f"```ini\n{text}```" in README.read_text(encoding="utf-8")  # shown verbatim

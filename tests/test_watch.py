@@ -6,6 +6,7 @@ wait is bounded and generous, and assertions count ticks, not seconds.
 
 from __future__ import annotations
 
+import re
 import signal
 import sqlite3
 import time
@@ -229,6 +230,7 @@ def test_outage_alert_and_a_slow_mail_server(
         assert watch.finish() == 0, watch.err
 
     assert watch.err.count("[o1] back after") == 1
+    assert "[o1] lost: connection lost; retrying in" in watch.err
     assert watch.err.count("[o1] lost:") == 1  # said once however many retries failed
     assert up_values(fleet, "o1")[-1] == 1.0
     subjects = smtp.subjects
@@ -285,3 +287,30 @@ def test_a_mute_or_lying_host_is_down_each_tick_and_delays_no_other(
         errors = {row.name: row.last_error for row in store.hosts()}
     assert errors["mute"] == "timeout: no answer within 1s"
     assert errors["liar"] == "bad message: not a netmetrix envelope"
+
+
+def test_the_minute_summary_counts_hosts_answers_and_latency(
+    fleet: Fleet, netmetrix: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from netmetrix import watch
+
+    monkeypatch.setattr(watch, "SUMMARY_EVERY", 2.0)  # a "minute" of two 1 s ticks
+    fleet.host("s1", 0)
+    fleet.host("s2", 1)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    ran = netmetrix("--config", fleet.config, "watch", "--interval", "1s", "--ticks", "6")
+    assert ran.code == 0, ran.err
+    summaries = [line for line in ran.err.splitlines() if "answers/min" in line]
+    assert summaries, ran.err
+    match = re.search(
+        r"watch: 2 hosts, (\d) up, (\d) down, (\d+) answers/min, ([\d,]+) samples/min"
+        r"(, tick p50 ([\d.]+)s p95 ([\d.]+)s)?$",
+        summaries[-1],
+    )
+    assert match, summaries[-1]
+    up, down, answers, samples = (int(match[i].replace(",", "")) for i in range(1, 5))
+    assert up + down == 2
+    assert samples >= answers  # every answer holds many samples
+    if answers:
+        assert match[5], summaries[-1]  # answers came: how long after the tick is said
+        assert 0 < float(match[6]) <= float(match[7])

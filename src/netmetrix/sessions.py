@@ -247,6 +247,8 @@ class Session:
 
     def _ended(self, done: ssh.Completed) -> HostError:
         """Why the streaming probe ended (it never ends by itself while we ask)."""
+        if done.exit_status is None and done.exit_signal is None:
+            return HostError(Outcome.ERROR, "connection lost")
         if done.exit_status == probe.EXIT_USAGE and "--watch" not in done.stderr:
             path = collect.remote_path(self.host, self.plan.script)
             return HostError(

@@ -74,6 +74,7 @@ class _Tick:
 class _Minute:
     """What the summary line counts, reset every minute (nothing grows per tick)."""
 
+    answers: int = 0  # hosts that answered a tick, summed over the ticks
     samples: int = 0
     latencies: list[float] = field(default_factory=list)
 
@@ -261,6 +262,7 @@ class Watcher:
             return
         self.report.samples += recorded.samples
         self._minute.samples += recorded.samples
+        self._minute.answers += sum(r.ok for r in results)
         self._last = {r.host.name: r.ok for r in results}
         if recorded.queued:
             self._mail.wake()
@@ -346,13 +348,16 @@ class Watcher:
             self._minute = _Minute()
 
     def summary_line(self) -> str:
-        """``watch: 200 hosts, 198 up, 2 down, 1,200 samples/min, tick p50 0.08s p95 0.21s``."""
+        """``watch: 200 hosts, 198 up, 2 down, 1,188 answers/min, 47,520 samples/min,
+        tick p50 0.08s p95 0.21s``: the last tick's hosts, the last minute's counts, and
+        how long after its scheduled start each answer came."""
         hosts = len(self._sessions)
         not_set_up = sum(s.not_set_up for s in self._sessions.values())
         up = sum(self._last.get(name, False) for name in self._sessions)
         parts = [f"watch: {hosts:,} hosts", f"{up:,} up", f"{hosts - up - not_set_up:,} down"]
         if not_set_up:
             parts.append(f"{not_set_up:,} not set up")
+        parts.append(f"{self._minute.answers:,} answers/min")
         parts.append(f"{self._minute.samples:,} samples/min")
         line = ", ".join(parts)
         latencies = self._minute.latencies
