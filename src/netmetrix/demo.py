@@ -47,13 +47,16 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import asyncssh
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from netmetrix.errors import ExitStatus, UsageError
+
+if TYPE_CHECKING:
+    from netmetrix.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -599,7 +602,28 @@ def _collect(config_path: Path, mailbox: Mailbox, output: _Output) -> bool:
                 output.say(f"  ({arrived} mail(s) arrived at the demo SMTP server during this run)")
             else:
                 output.say("  (no new mail: an alert that is still firing is not mailed again)")
-    return all_ok
+    return _watch_a_little(config, output) and all_ok
+
+
+WATCH_TICKS = 3
+
+
+def _watch_a_little(config: Config, output: _Output) -> bool:
+    """A few ticks of ``watch``: the same hosts, on one SSH session each."""
+    from netmetrix import ssh
+    from netmetrix.store import Store
+    from netmetrix.watch import WatchOptions, run_watch
+
+    output.say()
+    output.say(f"$ netmetrix --config {config.path} watch --interval 1s --ticks {WATCH_TICKS}")
+    options = WatchOptions(interval=1.0, ticks=WATCH_TICKS, ssh_files=ssh.NO_USER_FILES)
+    with Store.open(config.database) as store:
+        report = run_watch(config, store, options)
+    output.say(
+        f"  ({report.ticks} ticks, {report.samples} samples stored, on one SSH session per"
+        " host; without --ticks, watch runs until SIGTERM or Ctrl-C)"
+    )
+    return report.answers >= len(config.hosts)  # a slow answer is up=0, not a failed demo
 
 
 def _show_metrics(config_path: Path, output: _Output) -> None:

@@ -111,7 +111,7 @@ class Session:
         self._down_since: float | None = None  # monotonic; None while up or before the first try
         self._said: str | None = None  # the last failure logged, so that it is said once
         self._connected_once = False
-        self._tried = False  # a first connection has succeeded or failed
+        self.tried = asyncio.Event()  # a first connection has succeeded or failed
         self._last_answer = 0.0
         self._task: asyncio.Task[None] | None = None
         self._asking = asyncio.Lock()  # one request on the stream at a time
@@ -146,7 +146,7 @@ class Session:
         """This tick's verified message within ``seconds``, or a HostError (at once, with
         the host's reason, when it is down)."""
         stream = self._stream
-        if stream is None and not self._tried:
+        if stream is None and not self.tried.is_set():
             raise NotYet(self.name)
         if stream is None:
             raise HostError(self.outcome, self.reason)
@@ -233,7 +233,7 @@ class Session:
 
     def _connected(self, stream: ssh.Stream) -> None:
         self._stream = stream
-        self._tried = True
+        self.tried.set()
         self._last_answer = time.monotonic()
         if self._down_since is not None and self._connected_once:
             log.info("[%s] back after %s", self.name, elapsed(time.monotonic() - self._down_since))
@@ -263,7 +263,7 @@ class Session:
         return HostError(Outcome.ERROR, f"probe ended: {tail}")
 
     def _fail(self, failure: BaseException, *, retry: float) -> None:
-        self._tried = True
+        self.tried.set()
         was_up = self._down_since is None and self._connected_once
         outcome, reason = classify(failure)
         reason = clean(reason, 500)

@@ -57,6 +57,7 @@ class WatchOptions:
 @dataclass(slots=True, kw_only=True)
 class WatchReport:
     ticks: int = 0
+    answers: int = 0  # verified answers stored, summed over the hosts and ticks
     samples: int = 0
     dropped: int = 0  # ticks the store could not take
 
@@ -154,8 +155,22 @@ class Watcher:
         )
         return self.report
 
+    async def _first_tries(self) -> None:
+        """Give the first connections up to one interval before the first tick, so that
+        it samples every host that can be reached rather than none."""
+        async def all_tried() -> None:
+            for session in list(self._sessions.values()):
+                await session.tried.wait()
+
+        waits = [asyncio.create_task(all_tried()), asyncio.create_task(self._stop.wait())]
+        await asyncio.wait(waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
+        await asyncio.gather(*waits, return_exceptions=True)
+
     async def _tick_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        await self._first_tries()
         next_at = loop.time()
         inflight: set[asyncio.Task[None]] = set()
         while not self._stop.is_set():
@@ -262,7 +277,9 @@ class Watcher:
             return
         self.report.samples += recorded.samples
         self._minute.samples += recorded.samples
-        self._minute.answers += sum(r.ok for r in results)
+        answered = sum(r.ok for r in results)
+        self._minute.answers += answered
+        self.report.answers += answered
         self._last = {r.host.name: r.ok for r in results}
         if recorded.queued:
             self._mail.wake()
@@ -459,14 +476,17 @@ def run_watch(config: Config, store: Store, options: WatchOptions) -> WatchRepor
     async def main() -> WatchReport:
         watcher = Watcher(config, store, options)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _stopping, watcher, sig)
-        loop.add_signal_handler(signal.SIGHUP, watcher.reload)
+        handled = threading.current_thread() is threading.main_thread()
+        if handled:  # only the main thread may; elsewhere --ticks ends it
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, _stopping, watcher, sig)
+            loop.add_signal_handler(signal.SIGHUP, watcher.reload)
         try:
             return await watcher.run()
         finally:
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
+            if handled:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
 
     return asyncio.run(main())
 
