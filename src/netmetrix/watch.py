@@ -158,6 +158,7 @@ class Watcher:
     async def _first_tries(self) -> None:
         """Give the first connections up to one interval before the first tick, so that
         it samples every host that can be reached rather than none."""
+
         async def all_tried() -> None:
             for session in list(self._sessions.values()):
                 await session.tried.wait()
