@@ -116,18 +116,19 @@ def test_watch_samples_every_tick_on_one_connection_per_host(
     assert "stopped after 10 tick(s)" in ran.err
 
 
-def test_sigterm_stores_what_arrived_and_exits_0(
-    fleet: Fleet, netmetrix: Cli, background: Callable[..., Background]
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_stores_what_arrived_and_exits_0(
+    fleet: Fleet, netmetrix: Cli, background: Callable[..., Background], sig: signal.Signals
 ) -> None:
     fleet.host("t1", 0)
     assert netmetrix("--config", fleet.config, "upload").code == 0
     watch = background(fleet.config, "watch", "--interval", "1s")
     wait_until(lambda: len(up_values(fleet, "t1")) >= 2, "two ticks stored")
-    watch.process.send_signal(signal.SIGTERM)
+    watch.process.send_signal(sig)
     began = time.monotonic()
     assert watch.finish(budget=30) == 0, watch.err
     assert time.monotonic() - began < 10 + 5  # 10 s promised; 5 s for a loaded machine
-    assert "watch: SIGTERM: stopping" in watch.err
+    assert f"watch: {sig.name}: stopping" in watch.err
     [stored] = [line for line in watch.err.splitlines() if "samples stored" in line]
     assert stored.endswith(f"; {sample_count(fleet):,} samples stored"), stored
     assert probes_of(fleet.remote_dir("t1")) == []

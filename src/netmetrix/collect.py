@@ -472,7 +472,8 @@ async def record_results(
         for r in results
         if r.value is not None and len(stored_keys.get(r.host.name, {})) > 1
     ]
-    await asyncio.to_thread(store.activate_keys, settled, pending_only=True)
+    if settled:  # no write transaction for nothing: watch records every tick
+        await asyncio.to_thread(store.activate_keys, settled, pending_only=True)
     return results, recorded
 
 
