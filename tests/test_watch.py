@@ -7,6 +7,7 @@ wait is bounded and generous, and assertions count ticks, not seconds.
 from __future__ import annotations
 
 import re
+import shutil
 import signal
 import sqlite3
 import time
@@ -18,6 +19,7 @@ import pytest
 import smtpserver
 import sshd
 from conftest import Background, Fleet, Run
+from test_identity import OLD_PROBE
 
 from netmetrix.configxml import SMTP, Alert
 from netmetrix.store import Store
@@ -315,3 +317,23 @@ def test_the_minute_summary_counts_hosts_answers_and_latency(
     if answers:
         assert match[5], summaries[-1]  # answers came: how long after the tick is said
         assert 0 < float(match[6]) <= float(match[7])
+
+
+def test_a_probe_without_streaming_mode_says_run_upload_once(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("old", 0)
+    fleet.host("new", 1)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    script = fleet.remote_dir("old") / "client.py"
+    shutil.copyfile(OLD_PROBE, script)  # as uploaded by a netmetrix before watch
+    script.chmod(0o700)
+    ran = netmetrix("--config", fleet.config, "watch", "--interval", "1s", "--ticks", "4")
+    assert ran.code == 0, ran.err  # a host's problem is not watch's failure
+    assert (
+        ran.err.count(
+            f"ERROR [old] FAILED: probe {script} is from an older netmetrix (no streaming mode)"
+            " — run upload"
+        )
+        == 1
+    )
+    assert set(up_values(fleet, "old")) == {0.0}
+    assert sum(up_values(fleet, "new")) >= 1

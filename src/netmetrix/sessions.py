@@ -111,6 +111,8 @@ class Session:
         self._down_since: float | None = None  # monotonic; None while up or before the first try
         self._said: str | None = None  # the last failure logged, so that it is said once
         self._connected_once = False
+        self._answered = False  # the current session has answered (the host is up)
+        self._silenced: str | None = None  # why we closed a silent session
         self.tried = asyncio.Event()  # a first connection has succeeded or failed
         self._last_answer = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -172,7 +174,10 @@ class Session:
                 raise HostError(exc.outcome, f"no answer within {self.plan.wait:g}s") from exc
             raise
         self._last_answer = time.monotonic()
-        return await self._open(line, challenge)
+        message = await self._open(line, challenge)
+        if not self._answered:
+            self._answering()
+        return message
 
     async def _open(self, line: str, challenge: str) -> envelope.Message:
         for attempt in range(2):
@@ -196,6 +201,7 @@ class Session:
         silent = time.monotonic() - self._last_answer
         if silent > max(self.plan.ssh.command_timeout, 3 * self.plan.interval):
             log.debug("[%s] silent for %.0fs: reconnecting", self.name, silent)
+            self._silenced = f"no answer for {elapsed(silent)}"
             stream.close()
 
     # ------------------------------------------------------------ the connection's life
@@ -235,6 +241,13 @@ class Session:
         self._stream = stream
         self.tried.set()
         self._last_answer = time.monotonic()
+        self._answered = False
+        self._silenced = None
+
+    def _answering(self) -> None:
+        """The session's first verified answer: only now is the host up (a probe that
+        cannot run, or answers what does not verify, is not)."""
+        self._answered = True
         if self._down_since is not None and self._connected_once:
             log.info("[%s] back after %s", self.name, elapsed(time.monotonic() - self._down_since))
         else:
@@ -247,6 +260,8 @@ class Session:
 
     def _ended(self, done: ssh.Completed) -> HostError:
         """Why the streaming probe ended (it never ends by itself while we ask)."""
+        if self._silenced is not None:
+            return HostError(Outcome.TIMEOUT, self._silenced)
         if done.exit_status is None and done.exit_signal is None:
             return HostError(Outcome.ERROR, "connection lost")
         if done.exit_status == probe.EXIT_USAGE and "--watch" not in done.stderr:
@@ -264,7 +279,8 @@ class Session:
 
     def _fail(self, failure: BaseException, *, retry: float) -> None:
         self.tried.set()
-        was_up = self._down_since is None and self._connected_once
+        was_up = self._answered
+        self._answered = False
         outcome, reason = classify(failure)
         reason = clean(reason, 500)
         self.outcome, self.reason = outcome, reason
