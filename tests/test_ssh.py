@@ -316,3 +316,30 @@ def test_a_command_that_ends_before_its_input_is_sent_reports_its_own_words(
 
     done = asyncio.run(scenario())
     assert (done.exit_status, done.stderr) == (3, "refused\n")
+
+
+@pytest.mark.parametrize(
+    ("user_config", "cipher"),
+    [
+        ("", "aes128-gcm@openssh.com"),  # cheaper per packet than chacha20-poly1305
+        ("Ciphers chacha20-poly1305@openssh.com\n", "chacha20-poly1305@openssh.com"),
+    ],
+)
+def test_aes_gcm_is_preferred_unless_the_user_chose_ciphers(
+    farm: sshd.Farm, tmp_path: Path, user_config: str, cipher: str
+) -> None:
+    config_file = tmp_path / "ssh_config"
+    config_file.write_text(user_config)
+    files = ssh.ClientFiles(ssh_config=(config_file,), known_hosts=())
+    (tmp_path / "known_hosts").write_text(farm.known_hosts_text())
+    cfg = SSHConfig(known_hosts=tmp_path / "known_hosts", connect_timeout=60)
+    server = farm.servers[0]
+    host = HostConfig(
+        name="c", address="127.0.0.1", port=server.port, user="root", key=farm.client_key
+    )
+
+    async def negotiated() -> tuple[str, str]:
+        async with ssh.connect(host, cfg, ssh.HostKeys(cfg, files), files) as conn:
+            return conn.get_extra_info("send_cipher"), conn.get_extra_info("recv_cipher")
+
+    assert asyncio.run(negotiated()) == (cipher, cipher)

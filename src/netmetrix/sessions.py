@@ -14,6 +14,7 @@ retrying in 4s``, ``[f4] back after 2m13s``), never per tick.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 FIRST_BACKOFF = 1.0  # seconds before the first reconnect
 MAX_BACKOFF = 300.0  # and never more than this between tries
 MIN_IDLE = 10.0  # seconds the probe waits for a request at least (3 intervals otherwise)
+LATE_ANSWERS = 8  # challenges remembered, so that a late answer to one is dropped quietly
 KEY_RECHECK = 60.0  # seconds between looks in the store for a host that has no key yet
 
 
@@ -117,6 +119,7 @@ class Session:
         self._last_answer = 0.0
         self._task: asyncio.Task[None] | None = None
         self._asking = asyncio.Lock()  # one request on the stream at a time
+        self._asked: collections.deque[str] = collections.deque(maxlen=LATE_ANSWERS)
         self.said_errors: tuple[str, ...] = ()  # what the probe could not read, as last logged
 
     @property
@@ -160,12 +163,16 @@ class Session:
             return await self._ask(stream, challenge, max(0.001, left))
 
     async def _ask(self, stream: ssh.Stream, challenge: str, seconds: float) -> envelope.Message:
+        deadline = time.monotonic() + seconds
+        self._asked.append(challenge)
         try:
-            line = await stream.ask(
-                self.plan.request(challenge),
-                lambda text: envelope.challenge_of(text) in (challenge, None),
-                seconds=seconds,
-            )
+            stream.send(self.plan.request(challenge))
+            while True:
+                line = await stream.read_line(max(0.001, deadline - time.monotonic()))
+                self._last_answer = time.monotonic()
+                message = await self._open(line, challenge)
+                if message is not None:
+                    break
         except ssh.StreamEnded as exc:
             raise HostError(Outcome.ERROR, f"lost: {exc}") from exc
         except HostError as exc:
@@ -173,13 +180,13 @@ class Session:
             if exc.outcome is Outcome.TIMEOUT:  # the tick's wait, not what was left of it
                 raise HostError(exc.outcome, f"no answer within {self.plan.wait:g}s") from exc
             raise
-        self._last_answer = time.monotonic()
-        message = await self._open(line, challenge)
         if not self._answered:
             self._answering()
         return message
 
-    async def _open(self, line: str, challenge: str) -> envelope.Message:
+    async def _open(self, line: str, challenge: str) -> envelope.Message | None:
+        """The verified message; None for a late answer to an earlier tick's challenge
+        (checked only when the line fails: a tick's own answer costs one opening)."""
         for attempt in range(2):
             try:
                 return envelope.open_envelope(
@@ -190,6 +197,10 @@ class Session:
                     require_encryption=self.plan.require_encryption,
                 )
             except EnvelopeError as exc:
+                claimed = envelope.challenge_of(line)
+                if claimed != challenge and claimed in self._asked:
+                    log.debug("[%s] dropped a late answer to an earlier tick", self.name)
+                    return None
                 if attempt or "unknown key" not in str(exc):
                     raise
                 self.keys = await self._load_keys(self.name)  # an upload rotated it

@@ -18,7 +18,7 @@ import secrets
 import shlex
 import socket
 import stat
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -581,15 +581,17 @@ async def _options(
     Resolved before connecting so that the host key policy looks at the host
     and port we will really reach, not at an alias.
     """
+    config = files.config_paths()
     try:
         options: asyncssh.SSHClientConnectionOptions
         options = await asyncssh.SSHClientConnectionOptions.construct(
-            config=files.config_paths(),  # the default, None, would skip ~/.ssh/config
+            config=config,  # the default, None, would skip ~/.ssh/config
             host=host.target,
             port=host.port or (),
             username=host.user or (),
             client_keys=_client_keys(host.key) if host.key else (),
             connect_timeout=ssh.connect_timeout,
+            encryption_algs=() if _names_ciphers(config) else GCM_FIRST,
         )
     except (OSError, asyncssh.KeyImportError) as exc:
         what = f"private key {host.key}" if host.key else "~/.ssh/config or default keys"
@@ -679,6 +681,35 @@ def _client_keys(path: Path) -> list[asyncssh.SSHKeyPair]:
     """
     stat = path.stat()
     return list(_load_keypairs(str(path), stat.st_mtime_ns, stat.st_size))
+
+
+# AES-GCM before asyncssh's default first choice, chacha20-poly1305: one AEAD call per
+# packet instead of three cipher set-ups (its Poly1305 key is derived per packet), which
+# is most of the SSH layer's CPU once a session is open (watch: bench/RESULTS.md).  Every
+# OpenSSH since 6.2 offers it; a Ciphers line in the user's ~/.ssh/config wins.
+GCM_FIRST = "^aes128-gcm@openssh.com,aes256-gcm@openssh.com"
+_CIPHERS_LINE = re.compile(rb"^[ \t]*Ciphers\b", re.IGNORECASE | re.MULTILINE)
+
+
+def _names_ciphers(paths: Sequence[Path]) -> bool:
+    """Whether any of the OpenSSH config files sets Ciphers (then it is theirs to choose)."""
+    return any(_file_names_ciphers(str(p), *_stamp(p)) for p in paths)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except OSError:
+        return 0, 0
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=16)
+def _file_names_ciphers(path: str, _mtime_ns: int, _size: int) -> bool:
+    try:
+        return _CIPHERS_LINE.search(Path(path).read_bytes()) is not None
+    except OSError:
+        return False
 
 
 @functools.lru_cache(maxsize=16)
@@ -782,23 +813,20 @@ class Stream:
         self._stderr: collections.deque[bytes] = collections.deque(maxlen=STREAM_STDERR_LINES)
         self._drain = asyncio.create_task(self._drain_stderr())
 
-    async def ask(self, request: bytes, accept: Callable[[str], bool], *, seconds: float) -> str:
-        """Send ``request``; the first line ``accept`` takes, within ``seconds``.
-
-        Lines it does not take (late answers to earlier requests) are dropped.
-        Raises HostError (TIMEOUT) or StreamEnded.
-        """
+    def send(self, request: bytes) -> None:
+        """Write ``request`` to the command's stdin; StreamEnded if the channel is gone."""
         try:
             self._proc.stdin.write(request)
         except (BrokenPipeError, ConnectionError, asyncssh.Error) as exc:
             raise StreamEnded(str(exc) or "connection lost") from exc
+
+    async def read_line(self, seconds: float) -> str:
+        """The next line of output within ``seconds``: HostError (TIMEOUT) or StreamEnded."""
         try:
             async with asyncio.timeout(seconds):
-                while not accept(line := await self._line()):
-                    log.debug("dropped a late answer")
+                return await self._line()
         except TimeoutError as exc:
             raise HostError(Outcome.TIMEOUT, f"no answer within {seconds:g}s") from exc
-        return line
 
     async def _line(self) -> str:
         while (end := self._buffer.find(b"\n")) < 0:
