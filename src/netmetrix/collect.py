@@ -464,9 +464,18 @@ async def record_results(
         )
     results = _fail_refused(results, recorded.refused)
     _log_saved(runs, {r.host for r in recorded.refused})
-    # A host that answered with a pending key settles on it (an upload crashed before
-    # activating it, or is activating it right now); answering with its active key
-    # changes nothing, as a running upload may be about to activate a pending one.
+    await _settle_keys(store, results, stored_keys)
+    return results, recorded
+
+
+async def _settle_keys(
+    store: Store,
+    results: Sequence[HostResult[envelope.Message]],
+    stored_keys: Mapping[str, Mapping[str, bytes]],
+) -> None:
+    """A host that answered with a pending key settles on it (an upload crashed before
+    activating it, or is activating it right now); answering with its active key
+    changes nothing, as a running upload may be about to activate a pending one."""
     settled = [
         (r.host.name, r.value.kid)
         for r in results
@@ -474,7 +483,6 @@ async def record_results(
     ]
     if settled:  # no write transaction for nothing: watch records every tick
         await asyncio.to_thread(store.activate_keys, settled, pending_only=True)
-    return results, recorded
 
 
 async def _keep_what_arrived(
