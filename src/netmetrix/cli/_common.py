@@ -12,7 +12,7 @@ import datetime as dt
 import gc
 import sys
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,6 @@ import click
 
 from netmetrix.config import Config, HostConfig, load_config, parse_duration, select_names
 from netmetrix.errors import UsageError
-from netmetrix.format import iso
 from netmetrix.render import render
 
 if TYPE_CHECKING:
@@ -133,19 +132,6 @@ def one(row: Mapping[str, Any], fmt: str, line: str) -> None:
         click.echo(line)
     else:
         render([row], list(row), fmt, sys.stdout)
-
-
-def record(
-    item: object,
-    columns: Sequence[str],
-    *,
-    times: Collection[str] = (),
-    renamed: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """The row of ``columns`` from ``item``'s attributes (``renamed``: column -> attribute);
-    the ``times`` columns (unix seconds) as ISO 8601 UTC."""
-    row = {c: getattr(item, (renamed or {}).get(c, c)) for c in columns}
-    return {c: iso(v) if c in times else v for c, v in row.items()}
 
 
 class HelpGroup(click.Group):

@@ -14,20 +14,20 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from netmetrix.cli._common import HelpGroup, Settings, host_option, open_store, record, select_hosts
+from netmetrix.cli._common import HelpGroup, Settings, host_option, open_store, select_hosts
 from netmetrix.errors import ExitStatus, UsageError
 from netmetrix.render import format_option, raw_option, render, value_cells
+from netmetrix.rows import (
+    ACTIVE_COLUMNS,
+    HISTORY_COLUMNS,
+    OUTBOX_COLUMNS,
+    active_row,
+    history_row,
+    outbox_row,
+)
 
 if TYPE_CHECKING:
     from netmetrix.notify import Delivery
-    from netmetrix.store import OutboxItem
-
-ACTIVE_COLUMNS = ("host", "metric", "labels", "state", "value", "rule", "severity", "since", "ts")
-HISTORY_COLUMNS = ("ts", "event", "host", "metric", "labels", "value", "rule", "severity", "since")
-OUTBOX_COLUMNS = (
-    *("id", "created", "status", "recipient", "subject"),
-    *("attempts", "last_attempt", "last_error", "delivered"),
-)
 
 
 def register(group: click.Group) -> None:
@@ -79,7 +79,7 @@ def active(settings: Settings, hosts: tuple[str, ...], fmt: str, raw: bool) -> N
     config = settings.load()
     with open_store(config) as store:
         found = store.alerts_active(select_hosts(config, hosts, store).names)
-    rows = [record(a, ACTIVE_COLUMNS, times=("since", "ts")) for a in found]
+    rows = [active_row(a) for a in found]
     render(rows, ACTIVE_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
@@ -115,9 +115,7 @@ def history(settings: Settings, hosts: tuple[str, ...], limit: int, fmt: str, ra
     config = settings.load()
     with open_store(config) as store:
         events = store.alert_history(select_hosts(config, hosts, store).names, limit)
-    rows = [
-        record(e, HISTORY_COLUMNS, times=("ts", "since"), renamed={"event": "kind"}) for e in events
-    ]
+    rows = [history_row(e) for e in events]
     render(rows, HISTORY_COLUMNS, fmt, sys.stdout, cells=value_cells(raw))
 
 
@@ -166,25 +164,8 @@ def outbox(
             limit=limit if show_all else None,
             hosts=select_hosts(config, hosts, store).names,
         )
-    rows = [_outbox_row(item, time.time()) for item in items]
+    rows = [outbox_row(item, time.time()) for item in items]
     render(rows, OUTBOX_COLUMNS, fmt, sys.stdout)
-
-
-def _outbox_row(item: OutboxItem, now: float) -> dict[str, Any]:
-    """One mail of ``alerts outbox``; its status as of ``now``."""
-    stored = [c for c in OUTBOX_COLUMNS if c != "status"]
-    times = ("created", "last_attempt", "delivered")
-    return {**record(item, stored, times=times), "status": _status(item, now)}
-
-
-def _status(item: OutboxItem, now: float) -> str:
-    if item.delivered is not None:
-        return "delivered"
-    if item.failed is not None:
-        return "failed"
-    if item.claimed_until is not None and item.claimed_until > now:
-        return "sending"
-    return "pending"
 
 
 @alerts.command()

@@ -6,9 +6,10 @@ import sys
 
 import click
 
-from netmetrix.cli._common import DURATION, HelpGroup, Settings, one, open_store, record
+from netmetrix.cli._common import DURATION, HelpGroup, Settings, one, open_store
 from netmetrix.format import count, file_size, iso
 from netmetrix.render import format_option, render
+from netmetrix.rows import record
 
 DB_INFO_COLUMNS = (
     *("url", "backend", "collector_id", "schema_version", "schema_head"),

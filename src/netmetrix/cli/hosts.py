@@ -6,21 +6,20 @@ import asyncio
 import sys
 import time
 from collections.abc import Collection, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
 from netmetrix.cli._common import Settings, explicit_format, host_option, open_store, select_hosts
 from netmetrix.errors import ExitStatus, UsageError
-from netmetrix.format import count, iso, some
+from netmetrix.format import count, some
 from netmetrix.render import format_option, render
+from netmetrix.rows import HOST_COLUMNS, host_row
 
 if TYPE_CHECKING:
-    from netmetrix.config import Config, HostConfig
+    from netmetrix.config import Config
     from netmetrix.pipeline import Forgotten
-    from netmetrix.store import HostRow
 
-HOST_COLUMNS = ("host", "address", "port", "last_seen", "last_error", "probe_version", "up")
 FORGET_COLUMNS = ("host", "series", "samples", "keys", "alerts", "resolved", "mails")
 
 
@@ -63,7 +62,7 @@ def hosts(ctx: click.Context, hosts: tuple[str, ...], fmt: str) -> None:
     with open_store(config) as store:
         stored = {row.name: row for row in store.hosts()}
     ports = asyncio.run(ssh.resolve_ports(selected, config.ssh))
-    rows = [_host_row(h, stored.get(h.name), ports[h.name]) for h in selected]
+    rows = [host_row(h, stored.get(h.name), ports[h.name]) for h in selected]
     render(rows, HOST_COLUMNS, fmt, sys.stdout)
 
 
@@ -74,19 +73,6 @@ def _options_before(ctx: click.Context, hosts: tuple[str, ...]) -> None:
             f"-h and --format go after the command: netmetrix hosts {ctx.invoked_subcommand}"
             " ... --format FORMAT"
         )
-
-
-def _host_row(host: HostConfig, row: HostRow | None, port: int | None) -> dict[str, Any]:
-    """One line of ``hosts``: config.xml's host, what the store knows of it, its SSH port."""
-    return {
-        "host": host.name,
-        "address": host.target,
-        "port": port,
-        "last_seen": iso(row.last_seen) if row else None,
-        "last_error": row.last_error if row else None,
-        "probe_version": row.probe_version if row else None,
-        "up": None if row is None or row.up is None else int(row.up),
-    }
 
 
 @hosts.command()

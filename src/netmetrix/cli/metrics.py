@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,28 +16,21 @@ from netmetrix.cli._common import (
     explicit_format,
     host_option,
     open_store,
-    record,
     select_hosts,
 )
 from netmetrix.config import unknown_name
 from netmetrix.errors import UsageError, require_extra
 from netmetrix.format import iso, labels_text
 from netmetrix.render import format_option, raw_option, render, value_cells
+from netmetrix.rows import SAMPLE_COLUMNS, sample_row
 
 if TYPE_CHECKING:
     from netmetrix.store import Store, StoredSample
-
-SAMPLE_COLUMNS = ("host", "metric", "labels", "ts", "value")
 
 
 def register(group: click.Group) -> None:
     """Add ``metrics`` to the ``netmetrix`` group."""
     group.add_command(metrics)
-
-
-def sample_row(sample: StoredSample) -> dict[str, Any]:
-    """The JSON shape of a sample: host, metric, labels (an object), ts (ISO 8601 UTC), value."""
-    return record(sample, SAMPLE_COLUMNS, times=("ts",))
 
 
 def _unknown_metrics(store: Store, names: Sequence[str]) -> list[str]:
