@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with netmetrix and its test tools
 
-system-deps: ## install OpenSSH server and PostgreSQL with apt-get when missing (tests need them)
+system-deps: ## install sshd, PostgreSQL, Chromium and Prometheus with apt-get when missing (tests need them)
 	@if [ ! -x /usr/sbin/sshd ]; then \
 	  echo "sshd not found: installing openssh-server with apt-get"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends openssh-server openssh-client; \
@@ -30,6 +30,11 @@ system-deps: ## install OpenSSH server and PostgreSQL with apt-get when missing 
 	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 	  echo "PostgreSQL server not found: installing postgresql with apt-get"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends postgresql; \
+	fi
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/prometheus ]; then \
+	  echo "chromium, chromedriver or prometheus not found: installing them with apt-get"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends \
+	    chromium chromium-driver prometheus; \
 	fi
 
 lint: $(STAMP) ## ruff, mypy (--strict on src, relaxed on tests and bench) and vermin (probe: Python 3.6)

@@ -272,7 +272,7 @@ def test_select(here: Path) -> None:
         pytest.param(
             doc(HOSTS, "<colour>red</colour>"),
             "config.xml:3: <netmetrix>: unknown element <colour>; allowed: <script>,"
-            " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>,"
+            " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>, <web>,"
             " <hosts>, <alerts>",
             id="unknown-element-listed",
         ),
@@ -340,7 +340,7 @@ def test_select(here: Path) -> None:
         pytest.param(
             doc(HOSTS, "<netmetrix/>"),
             "config.xml:3: <netmetrix>: unknown element <netmetrix>; allowed: <script>,"
-            " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>,"
+            " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>, <web>,"
             " <hosts>, <alerts>",
             id="nested-root",
         ),

@@ -101,6 +101,26 @@ class WatchConfig:
     interval: float = 10.0  # seconds between ticks of `netmetrix watch`
 
 
+DEFAULT_LISTEN = "127.0.0.1:8470"  # netmetrix serve; loopback unless config.xml says otherwise
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebConfig:
+    """``<web>``: where ``serve`` (and ``watch --listen``) listen, and who may read."""
+
+    listen: str = DEFAULT_LISTEN  # HOST:PORT; --listen overrides it
+    user: str = ""  # basic auth: this user, with the scrypt hash in password_file
+    password_file: Path | None = None  # `netmetrix web hash-password` writes its content
+    token_env: str = ""  # bearer token: the environment variable that holds it
+    token_file: Path | None = None  # ... or the file that holds it
+    tls_cert: Path | None = None  # HTTPS with this certificate chain (PEM) ...
+    tls_key: Path | None = None  # ... and its private key
+
+    @property
+    def has_auth(self) -> bool:
+        return bool(self.user or self.token_env or self.token_file)
+
+
 WATCH_INTERVAL_MIN = 1.0  # seconds: below this a tick is mostly SSH round trips
 WATCH_INTERVAL_MAX = 3600.0
 
@@ -138,6 +158,7 @@ class Config:
     security: SecurityConfig = field(default_factory=SecurityConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     hosts: tuple[HostConfig, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Settings written in config.xml ("script", "ssh.connect_timeout", ...), not defaulted.
@@ -214,7 +235,7 @@ _SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
 _ROOT_CHILDREN = (
     *("script", "concurrency", "database", "ssh", "smtp"),
-    *("security", "retention", "watch", "hosts", "alerts"),
+    *("security", "retention", "watch", "web", "hosts", "alerts"),
 )
 _SSH_ATTRS = ("known_hosts", "host_key_policy", "connect_timeout", "command_timeout")
 _SMTP_ATTRS = (
@@ -262,6 +283,28 @@ def parse_duration(text: str) -> float:
             f"duration must be greater than 0 and at most 100 years, got {_show(text)}"
         )
     return seconds
+
+
+def parse_when(text: str, now: float) -> float:
+    """A point in time as unix seconds: a duration before ``now`` (``30m``, ``2d``) or
+    ISO 8601 (``2026-11-24T10:00Z``; UTC when no zone is given).  ValueError if neither."""
+    import datetime as dt
+
+    text = text.strip()
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        stamp = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration ago (30m, 1h, 2d) nor an ISO 8601 time"
+            " (2026-11-24T10:00Z)"
+        ) from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=dt.UTC)
+    return stamp.timestamp()
 
 
 def load_config(path: Path) -> Config:
@@ -675,6 +718,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         security=_security(ctx, el.one("security")),
         retention=_retention(ctx, el.one("retention")),
         watch=_watch(ctx, el.one("watch")),
+        web=_web(ctx, el.one("web")),
         hosts=_hosts(ctx, el, hosts_node),
         alerts=_alerts(ctx, el.one("alerts"), host_names),
         given=_given(el),
@@ -684,7 +728,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
 def _given(el: _Element) -> frozenset[str]:
     """The settings written in the file: ``script`` for <script>, ``smtp.port`` for <smtp port>."""
     given = {tag for tag in ("script", "concurrency", "database") if el.all(tag)}
-    for tag in ("ssh", "smtp", "security", "retention", "watch", "alerts"):
+    for tag in ("ssh", "smtp", "security", "retention", "watch", "web", "alerts"):
         for node in el.all(tag)[:1]:  # a repeat is already a problem
             given.update(f"{tag}.{name}" for name in node.attrs)
     return frozenset(given)
@@ -784,6 +828,48 @@ def _watch(ctx: _Ctx, node: _Node | None) -> WatchConfig:
         return default
     el = _Element(ctx, node, attrs=("interval",))
     return WatchConfig(interval=el.get("interval", _INTERVAL, default.interval))
+
+
+def parse_listen(raw: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:8470`` for IPv6) as (host, port); ValueError if it is not."""
+    host, sep, port = raw.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(raw)
+    if not re.fullmatch(r"[A-Za-z0-9._:-]+", host):
+        raise ValueError(raw)
+    return host, int(port)
+
+
+def _listen(raw: str) -> str:
+    parse_listen(raw)
+    return raw
+
+
+_LISTEN = _Conv('HOST:PORT, e.g. "127.0.0.1:8470" or "0.0.0.0:8470"', _listen)
+_WEB_ATTRS = ("listen", "user", "password_file", "token_env", "token_file", "tls_cert", "tls_key")
+
+
+def _web(ctx: _Ctx, node: _Node | None) -> WebConfig:
+    default = WebConfig()
+    if node is None:
+        return default
+    el = _Element(ctx, node, attrs=_WEB_ATTRS)
+    path = _path(ctx.base)
+    web = WebConfig(
+        listen=el.get("listen", _LISTEN, default.listen),
+        user=el.get("user", _USER, default.user),
+        password_file=el.opt("password_file", path),
+        token_env=el.get("token_env", _ENV_NAME, default.token_env),
+        token_file=el.opt("token_file", path),
+        tls_cert=el.opt("tls_cert", path),
+        tls_key=el.opt("tls_key", path),
+    )
+    if bool(web.user) != bool(web.password_file):
+        el.problem("user and password_file go together (basic auth needs both)")
+    if bool(web.tls_cert) != bool(web.tls_key):
+        el.problem("tls_cert and tls_key go together (HTTPS needs both)")
+    return web
 
 
 def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, ...]:

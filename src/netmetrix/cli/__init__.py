@@ -1,6 +1,6 @@
 """The ``netmetrix`` command line: parse, call the library, render.
 
-One module per command group (``fleet``: upload and execute; ``watch``; ``hosts``,
+One module per command group (``fleet``: upload and execute; ``watch``; ``web``: serve; ``hosts``,
 ``metrics``, ``alerts``, ``config``, ``db``, ``demo``), each registered on the
 main group here; what they share is in ``_common``, and none imports this
 module.  ``main`` is the only place that turns errors into exit statuses.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from netmetrix.cli import alerts, config, db, demo, fleet, hosts, metrics, watch
+from netmetrix.cli import alerts, config, db, demo, fleet, hosts, metrics, watch, web
 from netmetrix.cli._common import HelpGroup, Settings
 from netmetrix.config import CONFIG_ENV, DEFAULT_CONFIG
 from netmetrix.errors import ExitStatus, NetmetrixError
@@ -78,7 +78,7 @@ def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool, debug:
     ctx.obj = Settings(config_path=config_path, debug=debug, owns_process=ctx.obj is True)
 
 
-for _group in (fleet, watch, hosts, metrics, config, db, alerts, demo):
+for _group in (fleet, watch, web, hosts, metrics, config, db, alerts, demo):
     _group.register(cli)
 
 

@@ -8,7 +8,6 @@ command, with one did-you-mean message.
 
 from __future__ import annotations
 
-import datetime as dt
 import gc
 import sys
 import time
@@ -20,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from netmetrix.config import Config, HostConfig, load_config, parse_duration, select_names
+from netmetrix.config import (
+    Config,
+    HostConfig,
+    load_config,
+    parse_duration,
+    parse_when,
+    select_names,
+)
 from netmetrix.errors import UsageError
 from netmetrix.render import render
 
@@ -157,23 +163,10 @@ class _When(click.ParamType[float]):
     ) -> float:
         if isinstance(value, float):
             return value
-        text = str(value).strip()
         try:
-            return time.time() - parse_duration(text)
-        except ValueError:
-            pass
-        try:
-            stamp = dt.datetime.fromisoformat(text)
-        except ValueError:
-            self.fail(
-                f"{text!r} is neither a duration ago (30m, 1h, 2d) nor an ISO 8601 time"
-                " (2026-11-24T10:00Z)",
-                param,
-                ctx,
-            )
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=dt.UTC)
-        return stamp.timestamp()
+            return parse_when(str(value), time.time())
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
 
 
 class _Duration(click.ParamType[float]):
