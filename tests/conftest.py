@@ -23,7 +23,7 @@ import sshd
 
 from netmetrix.cli import main
 from netmetrix.config import AlertRule
-from netmetrix.configxml import SMTP, SSH, Alert, ConfigXml, Host, render
+from netmetrix.configxml import SMTP, SSH, Alert, ConfigXml, Host, Web, render
 from netmetrix.model import Sample
 
 
@@ -108,6 +108,7 @@ class Fleet:
         alerts: Sequence[Alert] = (),
         digest_over: int | None = None,
         retention_days: int | None = None,
+        web: Web | None = None,
     ) -> Path:
         """Write config.xml for the hosts and settings, with these sections besides."""
         settings = self.settings
@@ -124,6 +125,7 @@ class Fleet:
             smtp=smtp,
             encryption=settings.get("encryption", "preferred"),
             retention_days=retention_days,
+            web=web,
             hosts=[Host(**host) for host in self.hosts],
             alerts=alerts,
             digest_over=digest_over,

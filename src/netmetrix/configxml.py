@@ -85,6 +85,17 @@ class SMTP:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Web:
+    listen: str | None = None
+    user: str | None = None
+    password_file: str | Path | None = None
+    token_env: str | None = None
+    token_file: str | Path | None = None
+    tls_cert: str | Path | None = None
+    tls_key: str | Path | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigXml:
     """A whole config.xml.  ``comment`` goes above ``<netmetrix>``; ``comments`` maps a
     top-level tag ("script", "ssh", "alerts", ...) to the comment written above it."""
@@ -97,6 +108,7 @@ class ConfigXml:
     encryption: str | None = None  # <security encryption=...>
     retention_days: int | str | None = None  # <retention days=...>
     watch_interval: str | float | None = None  # <watch interval=...>
+    web: Web | None = None
     hosts: Sequence[Host] = ()
     alerts: Sequence[Alert] = ()
     digest_over: int | str | None = None  # <alerts digest_over=...>
@@ -114,6 +126,11 @@ _SSH_GROUPS = (("known_hosts", "host_key_policy"), ("connect_timeout", "command_
 _SMTP_GROUPS = (
     ("host", "port", "security", "sender"),
     ("user", "password_env", "timeout", "deadline"),
+)
+_WEB_GROUPS = (
+    ("listen", "user", "password_file"),
+    ("token_env", "token_file"),
+    ("tls_cert", "tls_key"),
 )
 _FIELD = {"for": "for_count"}  # an attribute whose field has another name
 Attrs = list[list[tuple[str, object]]]  # groups of (name, value); None values are left out
@@ -154,6 +171,8 @@ def _sections(config: ConfigXml) -> Iterator[tuple[str, list[str]]]:
         yield "retention", _element("retention", [[("days", config.retention_days)]], _INDENT)
     if config.watch_interval is not None:
         yield "watch", _element("watch", [[("interval", config.watch_interval)]], _INDENT)
+    if config.web is not None:
+        yield "web", _element("web", _values(config.web, _WEB_GROUPS), _INDENT)
     yield "hosts", _list("hosts", [], [_item("host", h, _HOST_GROUPS) for h in config.hosts])
     digest: Attrs = [[("digest_over", config.digest_over)]]
     if config.alerts or config.digest_over is not None:

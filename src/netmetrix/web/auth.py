@@ -83,22 +83,32 @@ class Auth:
         return False
 
 
-def load_auth(web: WebConfig, environ: Mapping[str, str] = os.environ) -> Auth | None:
+def load_auth(
+    web: WebConfig, source: str = "config.xml", environ: Mapping[str, str] = os.environ
+) -> Auth | None:
     """The credentials ``<web>`` names, read from their files and environment; None when
-    it names none.  ConfigError (naming the file or variable) when one cannot be read."""
+    it names none.  ConfigError (``source``, then the file or variable) when one cannot
+    be read."""
     if not web.has_auth:
         return None
+    try:
+        return _load(web, environ)
+    except ValueError as exc:
+        raise ConfigError([f"{source}: {exc}"]) from None
+
+
+def _load(web: WebConfig, environ: Mapping[str, str]) -> Auth:
     password_hash = _read(web.password_file, "password_file") if web.password_file else ""
     if password_hash and not password_hash.startswith("scrypt$"):
-        raise ConfigError(
-            f"{web.password_file}: not a password hash; write one with"
+        raise ValueError(
+            f"<web password_file>: {web.password_file} holds no password hash; write one with"
             f" `netmetrix hash-password --output {web.password_file}`"
         )
     token = _read(web.token_file, "token_file") if web.token_file else ""
     if web.token_env:
         token = environ.get(web.token_env, "")
         if not token:
-            raise ConfigError(f"<web token_env>: ${web.token_env} is not set or empty")
+            raise ValueError(f"<web token_env>: ${web.token_env} is not set or empty")
     return Auth(user=web.user, password_hash=password_hash, token=token)
 
 
@@ -106,9 +116,9 @@ def _read(path: Path, what: str) -> str:
     try:
         text = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"<web {what}>: cannot read {path}: {exc.strerror}") from exc
+        raise ValueError(f"<web {what}>: cannot read {path}: {exc.strerror}") from exc
     if not text:
-        raise ConfigError(f"<web {what}>: {path} is empty")
+        raise ValueError(f"<web {what}>: {path} is empty")
     return text
 
 

@@ -124,7 +124,7 @@ def run_serve(config: Config, store: Store, *, listen: str | None, no_auth: bool
         listen_of(listen, "--listen") if listen else listen_of(config.web.listen, "<web listen>")
     )
     check_exposure(where, config.web, no_auth)
-    app = create_app(config, store, auth=load_auth(config.web))
+    app = create_app(config, store, auth=load_auth(config.web, config.path.name))
     server = make_server(app, where, config.web)
     log.info("serve: %s (SIGTERM or Ctrl-C stops)", where.url(bool(config.web.tls_cert)))
     asyncio.run(run_until_stopped(server))
