@@ -240,3 +240,34 @@ def test_password_hashes_are_salted_and_checked() -> None:
     assert not check_password("pW", first)
     assert not check_password("pw", "md5$abc")
     assert not check_password("pw", "scrypt$x$y")
+
+
+def test_watch_listen_serves_the_same_api_from_the_watch_process(
+    collected: Fleet, netmetrix: Cli
+) -> None:
+    executed = {r["host"]: r["ts"] for r in cli_json(netmetrix, collected, "metrics", "latest")}
+    port = ports.free_port()
+    listen = f"127.0.0.1:{port}"
+    watch = Background(collected.config, "watch", "--interval", "1s", "--listen", listen)
+    try:
+        served = Served(watch, f"http://127.0.0.1:{port}")
+        _wait_up(served)
+        deadline = time.monotonic() + 60
+        while True:  # the API shows the watch's ticks: `up` newer than the execute run's
+            status, body, _ = served.get("/api/v1/latest?metric=up")
+            newer = {r["host"] for r in body if r["value"] == 1.0 and r["ts"] > executed[r["host"]]}
+            if status == 200 and newer == {"a1", "a2"}:
+                break
+            assert time.monotonic() < deadline, body
+            time.sleep(0.2)
+        watch.process.send_signal(signal.SIGTERM)
+        assert watch.finish() == 0, watch.err
+        assert f"watch: serving http://127.0.0.1:{port}/" in watch.err
+    finally:
+        watch.stop()
+
+
+def test_watch_listen_off_loopback_needs_credentials(collected: Fleet, netmetrix: Cli) -> None:
+    ran = netmetrix("--config", collected.config, "watch", "--listen", "0.0.0.0:8470")
+    assert ran.code == 2
+    assert "--no-auth" in ran.err

@@ -17,6 +17,7 @@ stored, every session closed (each probe ends on EOF), exit 0.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
@@ -26,6 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from netmetrix import collect, envelope, notify, ssh
 from netmetrix.config import Config, HostConfig, load_config
@@ -35,6 +37,11 @@ from netmetrix.format import elapsed
 from netmetrix.sanitize import clean
 from netmetrix.sessions import NotYet, Plan, Ramp, Session
 from netmetrix.store import Store, admin
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from netmetrix.web.app import Health
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +59,8 @@ class WatchOptions:
     interval: float | None = None  # --interval: overrides <watch interval>
     ticks: int | None = None  # --ticks: stop after this many
     ssh_files: ssh.ClientFiles = ssh.USER_FILES
+    listen: str | None = None  # --listen HOST:PORT: serve the web side from this process
+    no_auth: bool = False  # --no-auth: off loopback without credentials
 
 
 @dataclass(slots=True, kw_only=True)
@@ -108,6 +117,7 @@ class Watcher:
         self._ramp = Ramp(config.concurrency, rate=max(10.0, config.concurrency))
         self._plan: Plan | None = None
         self._collector = ""
+        self.health: Health | None = None  # with --listen: what /metrics says of the ticks
 
     # ------------------------------------------------------------ control
 
@@ -126,11 +136,13 @@ class Watcher:
     async def run(self) -> WatchReport:
         self._collector = await asyncio.to_thread(self.store.collector_id)
         self._apply(self.config, self.config.select(self.options.patterns))
+        web = self._web_server()
         recorder = asyncio.create_task(self._record_loop(), name="recorder")
         background = [
             asyncio.create_task(self._mail.loop(), name="mail"),
             asyncio.create_task(self._summary_loop(), name="summary"),
         ]
+        serving = asyncio.create_task(web.serve(), name="web") if web else None
         log.info(
             "watch: %d host(s) every %s; SIGHUP reloads %s, SIGTERM or Ctrl-C stops",
             len(self._sessions),
@@ -146,6 +158,9 @@ class Watcher:
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            if web is not None and serving is not None:
+                web.should_exit = True  # ends its open connections gracefully
+                await asyncio.wait([serving], timeout=CLOSE_GRACE)
             await self._close_all()
             self._mail.stop()
         log.info(
@@ -154,6 +169,22 @@ class Watcher:
             f"{self.report.samples:,}",
         )
         return self.report
+
+    def _web_server(self) -> uvicorn.Server | None:
+        """``--listen``: the web side (``netmetrix serve``'s app) on this loop, fed the ticks'
+        health; its start-up problems (a port in use) are said by uvicorn and end the watch."""
+        if self.options.listen is None:
+            return None
+        from netmetrix.web.app import Health, create_app
+        from netmetrix.web.auth import load_auth
+        from netmetrix.web.server import listen_of, make_server
+
+        where = listen_of(self.options.listen, "--listen")
+        self.health = Health()
+        auth = load_auth(self.config.web, self.config.path.name)
+        app = create_app(self.config, self.store, auth=auth, health=self.health)
+        log.info("watch: serving %s", where.url(bool(self.config.web.tls_cert)))
+        return make_server(app, where, self.config.web)
 
     async def _first_tries(self) -> None:
         """Give the first connections up to one interval before the first tick, so that
@@ -276,6 +307,7 @@ class Watcher:
             self.report.dropped += 1
             log.error("watch: a tick of %d host(s) not stored: %s", len(results), exc)
             return
+        self._note_health(tick, results)
         self.report.samples += recorded.samples
         self._minute.samples += recorded.samples
         answered = sum(r.ok for r in results)
@@ -287,6 +319,13 @@ class Watcher:
         if not self._warned_unmatched and any(r.ok for r in results):
             self._warned_unmatched = True
             collect.warn_unmatched(self.config, results)
+
+    def _note_health(self, tick: _Tick, results: Sequence[HostResult[envelope.Message]]) -> None:
+        if self.health is None:
+            return
+        self.health.last_run = self.clock()
+        self.health.last_duration = asyncio.get_running_loop().time() - tick.scheduled
+        self.health.outcomes = dict(collections.Counter(r.outcome.value for r in results))
 
     # ------------------------------------------------------------ hosts and reloads
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from netmetrix.cli._common import (
@@ -12,8 +14,11 @@ from netmetrix.cli._common import (
     open_store,
     select_hosts,
 )
-from netmetrix.config import interval_problem
+from netmetrix.config import Config, interval_problem
 from netmetrix.errors import ExitStatus, UsageError
+
+if TYPE_CHECKING:
+    from netmetrix.watch import WatchOptions
 
 
 def register(group: click.Group) -> None:
@@ -36,9 +41,25 @@ def register(group: click.Group) -> None:
     metavar="N",
     help="Stop after N ticks. Default: run until SIGTERM or Ctrl-C.",
 )
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    default=None,
+    help="Also serve the dashboard, /metrics and the API here (as `serve` does).",
+)
+@click.option(
+    "--no-auth",
+    is_flag=True,
+    help="With --listen off loopback: serve without authentication (a WARNING says so).",
+)
 @click.pass_obj
 def watch(
-    settings: Settings, hosts: tuple[str, ...], interval: float | None, ticks: int | None
+    settings: Settings,
+    hosts: tuple[str, ...],
+    interval: float | None,
+    ticks: int | None,
+    listen: str | None,
+    no_auth: bool,
 ) -> int:
     """Sample every host every interval, on one SSH session per host.
 
@@ -57,15 +78,36 @@ def watch(
       netmetrix watch                      # every host, every <watch interval>
       netmetrix watch --interval 1s -h 'web*'
       netmetrix watch --ticks 3            # three samples of each host, then stop
+      netmetrix watch --listen 127.0.0.1:8470   # and the dashboard, as `serve` has it
     """
-    from netmetrix.watch import WatchOptions, run_watch
+    from netmetrix.watch import run_watch
 
-    if interval is not None and (problem := interval_problem(interval)):
-        raise UsageError(f"--interval: {problem}")
     config = settings.load()
-    select_hosts(config, hosts)
+    options = _options(config, hosts, interval, ticks, listen, no_auth)
     imports_done(settings)
-    options = WatchOptions(patterns=hosts, interval=interval, ticks=ticks)
     with open_store(config) as store:
         run_watch(config, store, options)
     return ExitStatus.OK
+
+
+def _options(
+    config: Config,
+    hosts: tuple[str, ...],
+    interval: float | None,
+    ticks: int | None,
+    listen: str | None,
+    no_auth: bool,
+) -> WatchOptions:
+    """The run's options, every one checked before anything starts."""
+    from netmetrix.watch import WatchOptions
+
+    if interval is not None and (problem := interval_problem(interval)):
+        raise UsageError(f"--interval: {problem}")
+    select_hosts(config, hosts)
+    if listen is not None:
+        from netmetrix.web.server import check_exposure, listen_of
+
+        check_exposure(listen_of(listen, "--listen"), config.web, no_auth)
+    return WatchOptions(
+        patterns=hosts, interval=interval, ticks=ticks, listen=listen, no_auth=no_auth
+    )
