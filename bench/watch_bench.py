@@ -59,6 +59,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import re
@@ -87,14 +88,14 @@ import simfleet  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PY_SPY = Path(shutil.which("py-spy") or BIN / "py-spy")
-START_MARK = "<!-- watch-bench:start -->"
-END_MARK = "<!-- watch-bench:end -->"
+MARK = "<!-- {section}:{end} -->"  # a section of --markdown: between its start and end marks
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (.*)$")
 TARGET_CPU_MS = 0.2  # collector CPU per answer, at 1,000 hosts x 1 s (issue #13)
 TARGET_RSS_KB = 60.0  # RSS per connected host
 TARGET_JITTER_MS = 100.0  # p95 of answer time - scheduled tick
 TARGET_HOST_RATIO = 10.0  # host CPU per sample: one-shot / watch
 PROBLEMS = ("WARNING", "ERROR", "CRITICAL")
+SKIPPED = re.compile(r"watch: (\d+) tick\(s\) skipped")
 
 
 # ------------------------------------------------------------ records
@@ -128,6 +129,7 @@ class Steady:
     rss_end_mb: float
     rss_median_mb: float
     rss_slope_kb_min: float | None  # least squares over the window's points
+    rss_late_slope_kb_min: float | None = None  # the same over the window's second half
     sim_cpu: float | None = None
     host_cpu: float | None = None
 
@@ -168,6 +170,8 @@ class WatchRun:
     summaries: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # warning/error lines (the first 20)
     problem_count: int = 0
+    skipped_ticks: int = 0  # "N tick(s) skipped: the collector fell behind"
+    dropped_ticks: int = 0  # "the store is N ticks behind; this tick's ... are dropped"
     ready: float | None = None  # unix seconds by which every host had connected
     steady: Steady | None = None
     jitter: Jitter | None = None
@@ -466,6 +470,10 @@ def read_log(text: str, run: WatchRun) -> None:
             run.last_connected = _log_time(stamp)
         elif message.startswith("watch: ") and "samples/min" in message:
             run.summaries.append(message)
+        if skipped := SKIPPED.match(message):
+            run.skipped_ticks += int(skipped.group(1))
+        elif "answer(s) are dropped" in message:
+            run.dropped_ticks += 1
         if level in PROBLEMS:
             run.problem_count += 1
             if len(run.problems) < 20:
@@ -564,10 +572,11 @@ def _jitter(lates: Sequence[float], misses: int) -> Jitter | None:
 
 def _window(run: WatchRun, samples_per_answer: float) -> Steady | None:
     """Between the first point after every host connected and the last before the last
-    tick's deadline: CPU and the answers stored in between, read at both ends."""
+    tick: CPU and the answers stored in between, read at both ends."""
     assert run.ready is not None
     assert run.t0 is not None
-    last = run.t0 + run.ticks * run.interval
+    # up to the last tick's start: once it is answered, watch closes every session
+    last = run.t0 + (run.ticks - 1) * run.interval
     inside = [p for p in run.points if run.ready <= p.t <= last and p.stored is not None]
     if len(inside) < 2:
         return None
@@ -590,6 +599,9 @@ def _window(run: WatchRun, samples_per_answer: float) -> Steady | None:
         rss_end_mb=rss[-1],
         rss_median_mb=statistics.median(rss),
         rss_slope_kb_min=_slope([(p.t / 60, p.rss / 1024) for p in inside]),
+        rss_late_slope_kb_min=_slope(
+            [(p.t / 60, p.rss / 1024) for p in inside[len(inside) // 2 :]]
+        ),
         sim_cpu=_delta(a.sim_cpu, b.sim_cpu),
         host_cpu=_delta(a.host_cpu, b.host_cpu),
     )
@@ -625,8 +637,19 @@ def _pristine(database: Path) -> Path:
     return copy
 
 
-def _watch_argv(config: Path, interval: float, ticks: int) -> list[Any]:
-    argv: list[Any] = [BIN / "netmetrix", "--config", config, "watch"]
+# netmetrix's CLI under another GIL switch interval (--switch-interval): an experiment
+SWITCHED = "import sys; sys.setswitchinterval(float(sys.argv.pop(1))); " + (
+    "from netmetrix.cli import main; sys.exit(main())"
+)
+
+
+def _watch_argv(
+    config: Path, interval: float, ticks: int, switch: float | None = None
+) -> list[Any]:
+    argv: list[Any] = [BIN / "netmetrix"]
+    if switch is not None:
+        argv = [sys.executable, "-c", SWITCHED, f"{switch:g}"]
+    argv += ["--config", config, "watch"]
     return [*argv, "--interval", f"{interval:g}s", "--ticks", str(ticks)]
 
 
@@ -637,7 +660,9 @@ def _execute(
     env: dict[str, str],
     cwd: Path,
     host_cpu: Callable[[], float] | None = None,
+    settle: Callable[[], object] | None = None,
 ) -> ExecuteRun:
+    """One execute run; ``host_cpu`` is read before it and after ``settle`` (sessions reaped)."""
     before_host = host_cpu() if host_cpu else None
     load_before = _load()
     done = harness.run_measured(
@@ -646,6 +671,8 @@ def _execute(
         cwd=cwd,
         timeout=120 + 0.6 * hosts,
     )
+    if settle is not None:
+        settle()
     ok = harness.ok_count(done.stderr, "netmetrix")
     error = None if done.returncode == 0 and ok == hosts else done.stderr.strip()[-1500:]
     return ExecuteRun(
@@ -675,7 +702,7 @@ def _sim_watch(
     run = WatchRun(fleet="sim", role=role, hosts=hosts, ticks=ticks, interval=args.interval)
     spied = fleet.root / f"py-spy-{hosts}.txt" if profile else None
     text = run_watch(
-        _watch_argv(fleet.config_for(hosts), args.interval, ticks),
+        _watch_argv(fleet.config_for(hosts), args.interval, ticks, args.switch_interval),
         run,
         cwd=fleet.root,
         env=env,
@@ -753,7 +780,7 @@ def _farm_watch(
     )
     before = bench.sshd_cpu()
     text = run_watch(
-        _watch_argv(config, args.interval, args.farm_ticks),
+        _watch_argv(config, args.interval, args.farm_ticks, args.switch_interval),
         run,
         cwd=bench.root,
         env=env,
@@ -795,8 +822,15 @@ def bench_farm(
             for i in range(args.farm_runs):
                 _log(f"watch-bench: farm N={n} execute {i + 1}/{args.farm_runs}")
                 _fresh_store(database, pristine)
-                ran = _execute("farm", config, n, env, bench.root, host_cpu=bench.sshd_cpu)
-                bench.wait_sessions_closed()
+                ran = _execute(
+                    "farm",
+                    config,
+                    n,
+                    env,
+                    bench.root,
+                    host_cpu=bench.sshd_cpu,
+                    settle=bench.wait_sessions_closed,
+                )
                 results.execute.append(ran)
                 _report_execute(ran)
 
@@ -873,6 +907,19 @@ def rss_per_host_kb(data: dict[str, Any], hosts: int | None = None) -> list[tupl
     ]
 
 
+def rss_marginal_kb(data: dict[str, Any]) -> list[tuple[int, int, float]]:
+    """(N1, N2, KB per host) between consecutive fleet sizes: steady RSS medians' slope."""
+    by_size: dict[int, list[float]] = {}
+    for r in _runs(data, "sim") + _runs(data, "sim", "base"):
+        if r["steady"]:
+            by_size.setdefault(r["hosts"], []).append(r["steady"]["rss_median_mb"])
+    sizes = sorted(by_size)
+    return [
+        (a, b, 1024 * (statistics.median(by_size[b]) - statistics.median(by_size[a])) / (b - a))
+        for a, b in itertools.pairwise(sizes)
+    ]
+
+
 def _rate(steady: dict[str, Any] | None, what: str) -> float | None:
     """``steady[what]`` per second of the steady window."""
     if not steady or steady.get(what) is None or steady["end"] <= steady["start"]:
@@ -880,12 +927,24 @@ def _rate(steady: dict[str, Any] | None, what: str) -> float | None:
     return float(steady[what] / (steady["end"] - steady["start"]))
 
 
+def _stored_share(run: dict[str, Any]) -> str:
+    """`up` rows stored of hosts x ticks, and why some are not (skipped or dropped ticks)."""
+    stored = run["answers"] + run["failures"]
+    text = f"{100 * stored / (run['hosts'] * run['ticks']):.0f}%"
+    why = []
+    if run.get("skipped_ticks"):
+        why.append(f"{run['skipped_ticks']} ticks skipped")
+    if run.get("dropped_ticks"):
+        why.append(f"{run['dropped_ticks']} dropped")
+    return text + (f" ({', '.join(why)})" if why else "")
+
+
 def watch_table(data: dict[str, Any], fleet: str) -> list[str]:
     lines = [
         "| run | hosts x ticks | load 1-min (before → after) | collector CPU/answer, steady "
         "| answers/s | samples/s | collector cores | simulator cores | CPU/answer, whole run "
-        "| jitter p50 / p95 / max | misses | RSS steady (slope) |",
-        "|" + "---|" * 12,
+        "| jitter p50 / p95 / max | misses | stored of requested | RSS steady (slope) |",
+        "|" + "---|" * 13,
     ]
     runs = sorted(_runs(data, fleet) + _runs(data, fleet, "base"), key=lambda r: r["hosts"])
     for r in runs:
@@ -904,7 +963,7 @@ def watch_table(data: dict[str, Any], fleet: str) -> list[str]:
             f"| {_fmt(_per_answer(r), '.3f', ' ms')} | {_fmt(_rate(s, 'answers'), '.0f')} "
             f"| {_fmt(_rate(s, 'samples'), ',.0f')} | {_fmt(_rate(s, 'cpu'), '.2f')} "
             f"| {_fmt(_rate(s, 'sim_cpu'), '.2f')} | {_fmt(whole, '.3f', ' ms')} | {jit} "
-            f"| {misses} | {rss} |"
+            f"| {misses} | {_stored_share(r)} | {rss} |"
         )
     return lines
 
@@ -955,7 +1014,7 @@ def host_ratio(data: dict[str, Any]) -> tuple[float, float, float] | None:
     steady = [
         1000 * r["steady"]["host_cpu"] / r["steady"]["answers"]
         for r in watch
-        if r["steady"] and r["steady"]["host_cpu"] is not None and r["steady"]["answers"]
+        if r["steady"] and (r["steady"]["host_cpu"] or 0) > 0 and r["steady"]["answers"]
     ]
     if not watch or not execs:
         return None
@@ -1035,19 +1094,21 @@ def _jitter_target(fleet: list[dict[str, Any]], n: int) -> str:
 
 
 def _flat_target(fleet: list[dict[str, Any]]) -> str:
-    """Flat: the least-squares growth over the steady window is under 5% of the RSS."""
+    """Flat: over the second half of a 10-minute steady window (after the connections and
+    the first batches have settled) RSS grows by less than 2% of itself."""
     shown, met, long_enough = [], True, False
     for r in fleet:
         s = r["steady"]
-        if not s or s["rss_slope_kb_min"] is None:
+        late = s.get("rss_late_slope_kb_min") if s else None
+        if not s or late is None:
             continue
         minutes = (s["end"] - s["start"]) / 60
-        growth_mb = s["rss_slope_kb_min"] * minutes / 1024
+        growth_mb = late * minutes / 2 / 1024
         shown.append(
-            f"{s['rss_slope_kb_min']:+.0f} KB/min over {minutes:.1f} min "
-            f"({growth_mb:+.1f} MB on {s['rss_median_mb']:.0f} MB)"
+            f"{s['rss_start_mb']:.0f} → {s['rss_end_mb']:.0f} MB over {minutes:.1f} min; "
+            f"second half {late:+.0f} KB/min ({growth_mb:+.1f} MB)"
         )
-        met = met and abs(growth_mb) < 0.05 * s["rss_median_mb"]
+        met = met and abs(growth_mb) < 0.02 * s["rss_median_mb"]
         long_enough = long_enough or minutes >= 9
     text = "RSS flat over a 10-minute run"
     if not shown:
@@ -1072,20 +1133,23 @@ def _verdict(met: bool) -> str:
 def markdown(data: dict[str, Any], raw_path: Path) -> str:
     machine = data["machine"]
     s = data["settings"]
+    section = s.get("section", "watch-bench")
     setup = (
         f"{machine['nproc']} CPUs ({machine['cpu']}), Python {machine['python']}, "
         f"asyncssh {machine['versions'].get('asyncssh', '?')}; interval {s['interval']:g} s; "
         f"every run on a fresh store (SQLite); CPU, RSS and the store read every "
         f"{s['sample_every']:g} s."
     )
+    if s.get("switch_interval") is not None:
+        setup += f" watch ran under sys.setswitchinterval({s['switch_interval']:g})."
     if not s["no_sim"]:
         setup += (
             f" Simulated fleet: {max(s['sizes'])} hosts on {s['workers']} asyncssh worker "
             f"processes on the same machine, concurrency {s['concurrency']}."
         )
     lines = [
-        START_MARK,
-        "## watch (`bench/watch_bench.py`)",
+        MARK.format(section=section, end="start"),
+        f"## {s.get('title') or 'watch'} (`bench/watch_bench.py`)",
         "",
         f"Run {data['started']} - {data['finished']} with:",
         "",
@@ -1113,7 +1177,8 @@ def markdown(data: dict[str, Any], raw_path: Path) -> str:
     ]
     if problems:
         lines += ["", "Log problems:", "", *problems]
-    lines += ["", *data["notes"], "", f"Raw data: `{_shown_path(raw_path)}`.", END_MARK]
+    lines += ["", *data["notes"], "", f"Raw data: `{_shown_path(raw_path)}`."]
+    lines.append(MARK.format(section=section, end="end"))
     return "\n".join(lines) + "\n"
 
 
@@ -1143,6 +1208,12 @@ def _sim_lines(data: dict[str, Any]) -> list[str]:
             "- RSS per connected host (steady median at N minus the 1-host base run, / (N-1)): "
             + ", ".join(f"{kb:.1f} KB at N={n}" for n, kb in per_host)
         )
+    marginal = rss_marginal_kb(data)
+    if marginal:
+        lines.append(
+            "- RSS per extra host between fleet sizes (medians of the steady medians): "
+            + ", ".join(f"{kb:.1f} KB from N={a} to N={b}" for a, b, kb in marginal)
+        )
     for r in _runs(data, "sim"):
         if r.get("profile"):
             lines += ["", *profile_lines(r)]
@@ -1155,6 +1226,26 @@ def _sim_lines(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def restudy(data: dict[str, Any]) -> None:
+    """Work the steady windows out again from the raw points (--report-only after a
+    change to ``_window``); jitter needs the store, so it stays as measured."""
+    for r in data["watch"]:
+        if r.get("ready") is None or r.get("t0") is None or not r["answers"]:
+            continue
+        run = WatchRun(
+            fleet=r["fleet"],
+            role=r["role"],
+            hosts=r["hosts"],
+            ticks=r["ticks"],
+            interval=r["interval"],
+            t0=r["t0"],
+            ready=r["ready"],
+            points=[Point(**p) for p in r["points"]],
+        )
+        steady = _window(run, (r["samples"] - r["failures"]) / r["answers"])
+        r["steady"] = asdict(steady) if steady else None
+
+
 def _shown_path(path: Path) -> str:
     """``path`` relative to the repository when it is inside it."""
     try:
@@ -1163,12 +1254,14 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace the watch section of ``path`` (between the markers), or append it."""
+def write_section(path: Path, section: str, name: str) -> None:
+    """Replace section ``name`` of ``path`` (between its marks), or append it."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start, end = text.find(START_MARK), text.find(END_MARK)
+    start_mark = MARK.format(section=name, end="start")
+    end_mark = MARK.format(section=name, end="end")
+    start, end = text.find(start_mark), text.find(end_mark)
     if start >= 0 and end > start:
-        text = text[:start] + section + text[end + len(END_MARK) + 1 :]
+        text = text[:start] + section + text[end + len(end_mark) + 1 :]
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
@@ -1211,6 +1304,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="fleet files (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--report-only", type=Path, metavar="RAW.json")
+    parser.add_argument(
+        "--section",
+        default="watch-bench",
+        help="name of this report's section in --markdown (another name adds another)",
+    )
+    parser.add_argument("--title", default="watch", help="the section's heading")
+    parser.add_argument(
+        "--switch-interval",
+        type=float,
+        metavar="SECONDS",
+        help="run watch under this sys.setswitchinterval (Python's default: 0.005)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.hosts, args.ticks, args.base_ticks, args.repeat = "100", 15, 8, 1
@@ -1225,6 +1330,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error(f"--hosts: {args.hosts!r} is not a list of numbers")
     if not args.sizes or min(*args.sizes, args.ticks, args.base_ticks or 1, args.repeat) < 1:
         parser.error("--hosts, --ticks, --base-ticks and --repeat must be at least 1")
+    if not re.fullmatch(r"[a-z0-9-]+", args.section):
+        parser.error("--section: lowercase letters, digits and dashes")
     if args.farm_hosts < 0:
         parser.error("--farm-hosts must not be negative")
     if args.profile and not PY_SPY.exists():
@@ -1262,14 +1369,17 @@ def _notes() -> list[str]:
     return [
         "How to read these figures: *steady* is the window from the first reading after "
         "the first tick with every host connected to the last reading before the last "
-        "tick's deadline; "
+        "tick; "
         "*CPU/answer* is the watch process's user+sys over that window / the answers "
         "(`up` = 1) the store gained in it (one answer = one host's envelope of 24 samples, "
         "plus `up`); *cores* are CPU seconds per second over it; *whole run* divides the "
         "process's total CPU (start-up and every SSH handshake included) by every answer. "
         "*Jitter* is each answer's stored time (after verification) minus the scheduled "
         "time of the tick its request was sent for; *misses* are requests of the steady "
-        "ticks that got no answer by the tick's deadline (stored as `up` = 0). The "
+        "ticks that got no answer by the tick's deadline (stored as `up` = 0); *stored of "
+        "requested* is the `up` rows stored / (hosts x ticks): the first tick or two of a "
+        "run, while hosts connect, store nothing, and so do ticks skipped (the collector fell "
+        "behind) or dropped (the store fell 10 ticks behind). The "
         "simulator's workers (and the farm's sshd and probes) share the collector's 2 "
         "cores, and other test suites ran on the machine (load averages in the tables): "
         "jitter and wall times are upper bounds; CPU times are the figures to compare.",
@@ -1280,8 +1390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
         data = json.loads(args.report_only.read_text())
+        restudy(data)
+        data["notes"] = _notes()  # the method as this version describes it
         section = markdown(data, args.report_only.resolve())
-        write_section(args.markdown, section)
+        write_section(args.markdown, section, data["settings"].get("section", "watch-bench"))
         print(section)
         return 0
     shown = ["python", "bench/watch_bench.py", *(sys.argv[1:] if argv is None else argv)]
@@ -1304,6 +1416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "farm_runs": args.farm_runs,
             "farm_servers": args.farm_servers,
             "no_sim": args.no_sim,
+            "section": args.section,
+            "switch_interval": args.switch_interval,
+            "title": args.title,
             "profile": args.profile,
         },
         notes=_notes(),
@@ -1335,7 +1450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw_path.write_text(json.dumps(data, indent=1) + "\n")
     section = markdown(data, raw_path)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    write_section(args.markdown, section)
+    write_section(args.markdown, section, args.section)
     print(section)
     _log(f"watch-bench: wrote {raw_path} and {args.markdown}")
     failed = [r for r in results.watch if r.error] + [r for r in results.execute if r.error]
