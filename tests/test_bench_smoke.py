@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,3 +44,67 @@ def test_harness_runs_netmetrix_and_the_spec_baseline(tmp_path: Path) -> None:
     assert "| 4 | spec design (paramiko + Pool) |" in report
     assert "## Goals" in report
     assert not (tmp_path / "farm").exists()  # the harness cleans up after itself
+
+
+WATCH_BENCH = ROOT / "bench" / "watch_bench.py"
+
+
+def test_watch_bench_measures_a_simulated_fleet_and_the_farm(tmp_path: Path) -> None:
+    """bench/watch_bench.py end to end on 3 simulated hosts and 2 farm hosts, 3 ticks each.
+
+    A 2 s interval leaves a loaded machine time to connect before the last tick;
+    only the report's shape and that each figure was measured (> 0) are checked.
+    """
+    out, work = tmp_path / "out", tmp_path / "work"
+    args: list[str | Path] = ["--hosts", "3", "--interval", "2s", "--ticks", "3", "--repeat", "1"]
+    args += ["--execute-runs", "1", "--workers", "2", "--sample-every", "0.25"]
+    args += ["--farm-hosts", "2", "--farm-ticks", "3", "--farm-runs", "1", "--farm-servers", "1"]
+    args += ["--login", "current", "--out", out, "--markdown", out / "RESULTS.md"]
+    args += ["--workdir", work]
+    done = subprocess.run(
+        [sys.executable, WATCH_BENCH, *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (raw_path,) = out.glob("watch-*.json")
+    raw = json.loads(raw_path.read_text())
+    runs = {(r["fleet"], r["role"], r["hosts"]): r for r in raw["watch"]}
+    assert set(runs) == {("sim", "base", 1), ("sim", "fleet", 3), ("farm", "fleet", 2)}
+    for run in runs.values():
+        assert (run["error"], run["connected"], run["ticks"]) == (None, run["hosts"], 3), run
+        assert min(run["answers"], run["user"] + run["sys"], run["maxrss_mb"]) > 0, run
+        assert run["samples"] >= 25 * run["answers"]  # 24 probe samples and `up` each
+        jitter = run["jitter"]
+        assert jitter is not None, run
+        assert jitter["answers"] > 0, run
+        # answers are taken until the 2 s deadline: a tick told wrong is 2 s off
+        assert 0 <= jitter["p50_ms"] <= jitter["max_ms"], run
+        assert jitter["p50_ms"] < 2500, run
+        assert len(run["points"]) >= 2, run
+        assert all(p["rss"] > 0 for p in run["points"]), run
+    farm = runs["farm", "fleet", 2]
+    assert farm["host_cpu"] > 0, farm
+    assert all(p["host_cpu"] is not None for p in farm["points"])
+    assert all(p["sim_cpu"] is not None for p in runs["sim", "fleet", 3]["points"])
+    executes = {(r["fleet"], r["hosts"]): r for r in raw["execute"]}
+    assert set(executes) == {("sim", 3), ("farm", 2)}
+    for run in executes.values():
+        assert (run["ok"], run["error"]) == (run["hosts"], None), run
+        assert min(run["cpu"], run["wall"]) > 0, run
+    assert executes["farm", 2]["host_cpu"] > 0
+    report = (out / "RESULTS.md").read_text()
+    assert report.count("<!-- watch-bench:start -->") == 1
+    assert "| fleet | 3 x 3 |" in report
+    assert "| base | 1 x 3 |" in report
+    assert "| fleet | 2 x 3 |" in report  # the farm's
+    assert "host CPU per sample an order of magnitude under one-shot" in report
+    assert not work.exists()  # the bench cleans up after itself
+    mine = [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if str(work) in " ".join(p.info["cmdline"] or [])
+    ]
+    assert mine == []  # no simulator worker, sshd or watch outlived it
