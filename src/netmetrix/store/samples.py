@@ -14,6 +14,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -105,13 +106,28 @@ def _write(conn: Connection, runs: Sequence[HostRun]) -> int:
     conn.execute(upsert_hosts(dialect), host_rows(runs, now_ms()))
     ids = _ensure_series(conn, keys)
     rows = sorted((ids[key], ts_ms, value) for key, ts_ms, value in keyed)
-    written = conn.execute(
-        insert(dialect, samples_table)
-        .on_conflict_do_nothing(index_elements=["series_id", "ts_ms"])
-        .returning(samples_table.c.series_id),
-        [{"series_id": sid, "ts_ms": ts_ms, "value": value} for sid, ts_ms, value in rows],
+    return _insert_samples(conn, rows)
+
+
+def _insert_samples(conn: Connection, rows: Sequence[tuple[int, int, float]]) -> int:
+    """INSERT ... ON CONFLICT DO NOTHING of (series_id, ts_ms, value) rows; the rows added.
+
+    The statement is compiled once and its rows go to the driver's executemany
+    as they are: SQLAlchemy's per-row parameter processing was the largest cost
+    of a ``watch`` tick (25,000 rows at 1,000 hosts).  Still bound parameters.
+    """
+    stmt = insert(conn.dialect.name, samples_table).on_conflict_do_nothing(
+        index_elements=["series_id", "ts_ms"]
     )
-    return len(written.all())
+    compiled = stmt.compile(dialect=conn.dialect)
+    names = ("series_id", "ts_ms", "value")
+    if conn.dialect.positional:
+        order = [names.index(name) for name in compiled.positiontup or ()]
+        params: list[Any] = [tuple(row[i] for i in order) for row in rows]
+    else:
+        params = [dict(zip(names, row, strict=True)) for row in rows]
+    result = conn.exec_driver_sql(compiled.string, params)
+    return max(0, result.rowcount)
 
 
 def _ensure_series(conn: Connection, keys: Sequence[SeriesKey]) -> dict[SeriesKey, int]:
@@ -143,7 +159,7 @@ def _series_ids(conn: Connection, keys: Sequence[SeriesKey]) -> dict[SeriesKey, 
     for chunk in chunks(sorted({host for host, _, _ in keys})):
         rows = conn.execute(
             select(s.c.id, s.c.host, s.c.metric, s.c.labels).where(s.c.host.in_(chunk))
-        )
+        ).all()  # one fetchall: iterating fetched row by row cost 10% of a watch tick
         for sid, host, metric, labels in rows:
             if (host, metric, labels) in wanted:
                 ids[(host, metric, labels)] = sid
