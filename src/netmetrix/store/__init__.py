@@ -31,8 +31,8 @@ from netmetrix.store.collector import UploadRunning
 from netmetrix.store.engine import DEFAULT_BUSY_TIMEOUT
 from netmetrix.store.facade import Store
 from netmetrix.store.hosts import Activated, HostRow
-from netmetrix.store.outbox import NewMail, OutboxChange, OutboxItem
-from netmetrix.store.samples import Refused, StoredSample, Written
+from netmetrix.store.outbox import NewMail, OutboxChange, OutboxItem, OutboxSize
+from netmetrix.store.samples import LatestRow, Refused, StoredSample, Written
 from netmetrix.store.schema import (
     SCHEMA_HEAD,
     alembic_config,
@@ -56,9 +56,11 @@ __all__ = [
     "ActiveAlert",
     "AlertHistoryRow",
     "HostRow",
+    "LatestRow",
     "NewMail",
     "OutboxChange",
     "OutboxItem",
+    "OutboxSize",
     "Refused",
     "Store",
     "StoreError",

@@ -12,8 +12,8 @@ from netmetrix.store import hosts as _hosts  # `hosts` is a parameter name of th
 from netmetrix.store.alertstate import ActiveAlert, AlertHistoryRow
 from netmetrix.store.engine import DEFAULT_BUSY_TIMEOUT, Database, connect
 from netmetrix.store.hosts import Activated, HostRow
-from netmetrix.store.outbox import OutboxChange, OutboxItem
-from netmetrix.store.samples import StoredSample, Written
+from netmetrix.store.outbox import OutboxChange, OutboxItem, OutboxSize
+from netmetrix.store.samples import LatestRow, StoredSample, Written
 from netmetrix.store.transaction import Transaction
 
 
@@ -146,6 +146,14 @@ class Store(Database):
         with self.reading("read the latest samples") as conn:
             return samples.latest(conn, hosts, metrics)
 
+    def latest_rows(
+        self, hosts: Sequence[str] = (), metrics: Sequence[str] = ()
+    ) -> list[LatestRow]:
+        """``latest`` with each series' labels as stored (canonical JSON): cheaper for
+        a caller that reads the whole fleet at once (``/metrics``)."""
+        with self.reading("read the latest samples") as conn:
+            return samples.latest_rows(conn, hosts, metrics)
+
     def history(
         self,
         host: str,
@@ -206,6 +214,11 @@ class Store(Database):
             return outbox.outbox(
                 conn, undelivered=undelivered, failed=failed, limit=limit, hosts=hosts
             )
+
+    def outbox_size(self) -> OutboxSize:
+        """How much mail is undelivered: pending and failed (dead letters)."""
+        with self.reading("count the outbox") as conn:
+            return outbox.outbox_size(conn)
 
     def claim_mail(self, ids: Sequence[int], token: str, *, now: float, lease: float) -> bool:
         """Claim waiting outbox rows ``ids`` for ``lease`` seconds, all or none

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Connection
 
 from netmetrix.model import StateKey
@@ -141,6 +141,23 @@ def outbox(
     if limit is not None:
         query = query.limit(limit)
     return sorted((_item(row) for row in conn.execute(query)), key=lambda item: item.id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxSize:
+    """Undelivered mail: ``pending`` (waiting, claimed or to be retried) and ``failed``
+    (dead letters)."""
+
+    pending: int
+    failed: int
+
+
+def outbox_size(conn: Connection) -> OutboxSize:
+    """How much mail is undelivered, counted (no row is read)."""
+    o = outbox_table
+    query = select(func.count(), func.count(o.c.failed_ms)).where(o.c.delivered_ms.is_(None))
+    undelivered, failed = conn.execute(query).one()
+    return OutboxSize(pending=undelivered - failed, failed=failed)
 
 
 def _item(r: Any) -> OutboxItem:

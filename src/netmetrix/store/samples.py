@@ -14,7 +14,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
@@ -233,13 +233,21 @@ def _write_each_host(
 # -- reading --------------------------------------------------------------------
 
 
-def latest(
-    conn: Connection, hosts: Sequence[str] = (), metrics: Sequence[str] = ()
-) -> list[StoredSample]:
-    """The newest sample of every matching series, by host, metric, labels.
+class LatestRow(NamedTuple):
+    """The newest sample of one series as stored: a NamedTuple, as a fleet makes many."""
 
-    Empty ``hosts`` or ``metrics`` means all of them.
-    """
+    host: str
+    metric: str
+    labels: str  # canonical JSON (schema.labels_json), "{}" when none
+    ts_ms: int
+    value: float
+
+
+def latest_rows(
+    conn: Connection, hosts: Sequence[str] = (), metrics: Sequence[str] = ()
+) -> list[LatestRow]:
+    """``latest`` with labels left as stored: for callers that read every series
+    (``/metrics``) and decode each distinct label set once."""
     s = series_table
     query = select(s.c.host, s.c.metric, s.c.labels, newest(s, "ts_ms"), newest(s, "value"))
     if metrics:
@@ -249,15 +257,24 @@ def latest(
         if hosts
         else [query]
     )
-    found: list[StoredSample] = []
-    for q in queries:
-        found.extend(
-            _stored(host, metric, labels, ts_ms, value)
-            for host, metric, labels, ts_ms, value in conn.execute(q)
-            if ts_ms is not None
-        )
-    found.sort(key=lambda x: (x.host, x.metric, labels_json(x.labels)))
+    make = LatestRow._make
+    found = [make(row) for q in queries for row in conn.execute(q).all() if row[3] is not None]
+    # Stored labels are canonical JSON, so their text sorts as labels_json() would.
+    found.sort()
     return found
+
+
+def latest(
+    conn: Connection, hosts: Sequence[str] = (), metrics: Sequence[str] = ()
+) -> list[StoredSample]:
+    """The newest sample of every matching series, by host, metric, labels.
+
+    Empty ``hosts`` or ``metrics`` means all of them.
+    """
+    return [
+        _stored(row.host, row.metric, row.labels, row.ts_ms, row.value)
+        for row in latest_rows(conn, hosts, metrics)
+    ]
 
 
 def history(
