@@ -14,6 +14,7 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -538,3 +539,26 @@ def test_the_docs_show_the_mapping_and_the_collectors_metrics(tmp_path: Path) ->
     }
     for name in own:
         assert f"| `{name}` |" in page, name
+
+
+# ---------------------------------------------------------------- the benchmark
+
+
+def test_the_metrics_benchmark_runs() -> None:
+    """bench/metrics_bench.py end to end on a tiny fleet (no timing asserted)."""
+    script = METRICS_PAGE.parent.parent / "bench" / "metrics_bench.py"
+    args = ["--hosts", "20", "--runs", "2", "--repeat", "2", "--budget", "1e9"]
+    done = subprocess.run(
+        [sys.executable, script, *args], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("store: 20 hosts x 25 series, 2 runs each, filled in ")
+    assert [line.split(":")[0] for line in lines[1:]] == [
+        "render (store read + text exposition)",
+        "render, CPU time of this process",
+        "HTTP GET /metrics",
+        "HTTP GET /metrics, Accept-Encoding",
+        "goal",
+    ]
+    assert lines[-1].endswith(", met")
