@@ -13,7 +13,7 @@ from netmetrix.store.alertstate import ActiveAlert, AlertHistoryRow
 from netmetrix.store.engine import DEFAULT_BUSY_TIMEOUT, Database, connect
 from netmetrix.store.hosts import Activated, HostRow
 from netmetrix.store.outbox import OutboxChange, OutboxItem
-from netmetrix.store.samples import StoredSample, Written
+from netmetrix.store.samples import Buckets, StoredSample, Written
 from netmetrix.store.transaction import Transaction
 
 
@@ -160,6 +160,20 @@ class Store(Database):
         """
         with self.reading(f'read {metric} history of host "{host}"') as conn:
             return samples.history(conn, host, metric, labels, since, until)
+
+    def history_buckets(
+        self,
+        hosts: Sequence[str],
+        metrics: Sequence[str],
+        step: float,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[Buckets]:
+        """Every series of ``hosts`` (of ``metrics``; empty: all) as the mean of each
+        ``step`` seconds, oldest first; ``since``/``until`` inclusive (``samples.history_buckets``).
+        """
+        with self.reading(f"read {step:g} s averages of {len(hosts)} host(s)") as conn:
+            return samples.history_buckets(conn, hosts, metrics, step, since, until)
 
     def hosts(self) -> list[HostRow]:
         """Every host the store has seen, by name, with its latest ``up``."""
