@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from netmetrix.config import Config
 from netmetrix.store import Store
-from netmetrix.web import api
+from netmetrix.web import api, pages
 from netmetrix.web.auth import Auth, AuthMiddleware
 
 # No inline script or style anywhere: what a hostile host name or label might smuggle
@@ -78,6 +78,7 @@ def _routes() -> list[BaseRoute]:
     return [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Mount("/api/v1", routes=api.routes()),
+        *pages.routes(),
         Mount("/static", app=static, name="static"),
     ]
 
