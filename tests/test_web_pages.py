@@ -9,7 +9,6 @@ DIR as well (the README's come from there).
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import hashlib
 import html.parser
@@ -19,7 +18,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -44,12 +42,12 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from netmetrix import rows
 from netmetrix.cli import main
-from netmetrix.config import WebConfig, load_config
+from netmetrix.config import load_config
 from netmetrix.configxml import SMTP, Alert
 from netmetrix.model import HostRun
 from netmetrix.store import Store
-from netmetrix.web import create_app, views
-from netmetrix.web.server import Listen, make_server
+from netmetrix.web import views
+from netmetrix.web.background import serving
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = ROOT / "src" / "netmetrix" / "web" / "static" / "vendor"
@@ -62,38 +60,6 @@ HOSTS = ("web1", "web2", "db1", "gone1")
 
 
 # ---------------------------------------------------------------- the site
-
-
-class LiveServer:
-    """The real server (uvicorn, as ``serve`` runs it) in a thread of its own."""
-
-    def __init__(self, config_path: Path, store: Store) -> None:
-        self.port = ports.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(load_config(config_path), store)
-        self.server = make_server(app, Listen(host="127.0.0.1", port=self.port), WebConfig())
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="web-test-server", daemon=True)
-
-    def _run(self) -> None:
-        try:
-            asyncio.run(self.server.serve())
-        except BaseException as exc:  # reported by start()
-            self.failure = exc
-
-    def start(self) -> None:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while not self.server.started:  # bounded: uvicorn sets it once it listens
-            assert self.failure is None, f"the server failed: {self.failure!r}"
-            assert self.thread.is_alive(), "the server thread ended"
-            assert time.monotonic() < deadline, "the server did not start within 60 s"
-            self.thread.join(0.05)
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "the server did not stop within 60 s"
 
 
 @dataclass
@@ -145,12 +111,9 @@ def site(farm: sshd.Farm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 HostRun(host="gone1", address="127.0.0.1", ts=now, ok=False, error=HOSTILE_ERROR),
             ]
         )
-        server = LiveServer(fleet.config, store)
-        server.start()
-        try:
-            yield Site(url=server.url, fleet=fleet, store=store, shots=root / "screenshots")
-        finally:
-            server.stop()
+        # the real server (uvicorn, as `serve` runs it) in a thread of its own
+        with serving(load_config(fleet.config), store) as url:
+            yield Site(url=url.rstrip("/"), fleet=fleet, store=store, shots=root / "screenshots")
 
 
 def get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
