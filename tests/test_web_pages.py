@@ -129,28 +129,33 @@ def get(url: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
 # ---------------------------------------------------------------- the browser
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    """Debian's headless Chromium, its console kept (goog:loggingPrefs)."""
-    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
-        pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed: run make system-deps")
+def chromium(profile: Path, width: int = 1400, height: int = 1000) -> WebDriver:
+    """Debian's headless Chromium through its chromedriver, its console kept
+    (goog:loggingPrefs); the caller quits it."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    profile = tmp_path_factory.mktemp("chromium")
     for arg in (
         "--headless=new",
         "--no-sandbox",
         "--disable-gpu",
         "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
+        f"--window-size={width},{height}",
         f"--user-data-dir={profile}",
     ):
         options.add_argument(arg)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
+    driver.set_page_load_timeout(WAIT)
+    driver.set_script_timeout(WAIT)
+    return driver
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    if not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)):
+        pytest.fail(f"{CHROMIUM} and {CHROMEDRIVER} are needed: run make system-deps")
+    driver = chromium(tmp_path_factory.mktemp("chromium"))
     try:
-        driver.set_page_load_timeout(WAIT)
-        driver.set_script_timeout(WAIT)
         yield driver
     finally:
         driver.quit()
@@ -344,7 +349,15 @@ def test_a_host_page_draws_every_series_and_zooms(browser: WebDriver, site: Site
     )
     assert all(a < b / 2 for a, b in zip(after, before, strict=True)), (before, after)
     since = browser.find_element(By.ID, "since").get_attribute("value")
-    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\dZ", since or ""), since
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", since or ""), since
+    assert console_errors(browser) == []
+    # "custom" reloads the zoomed span, in finer steps
+    browser.find_element(By.CSS_SELECTOR, "#custom-range button").click()
+    wait(browser).until(lambda d: "since=" in d.current_url)
+    charts_ready(browser)
+    step = float(browser.find_element(By.ID, "charts").get_attribute("data-step") or 0)
+    assert 0 < step < views.chart_step(3600.0)
+    assert browser.find_element(By.ID, "since").get_attribute("value") == since
     assert console_errors(browser) == []
     assert shot.stat().st_size > 10_000
 
@@ -552,11 +565,12 @@ def test_pages_are_compressed_for_browsers_that_accept_it(site: Site) -> None:
 
 
 def test_the_history_api_averages_with_step(site: Site) -> None:
-    url = f"{site.url}/api/v1/history?host=web*&metric=up&step=1h"
+    since = time.time() - 7200
+    url = f"{site.url}/api/v1/history?host=web*&metric=up&step=1h&since={_iso(since)}"
     status, _, body = get(url)
     assert status == 200
     found = json.loads(body)
-    buckets = site.store.history_buckets(["web1", "web2"], ["up"], 3600.0)
+    buckets = site.store.history_buckets(["web1", "web2"], ["up"], 3600.0, since, time.time())
     assert found == [
         {"host": b.host, "metric": "up", "labels": {}, "ts": iso, "value": value}
         for b in buckets
@@ -567,9 +581,14 @@ def test_the_history_api_averages_with_step(site: Site) -> None:
     # without step: every sample, as before
     _, _, body = get(f"{site.url}/api/v1/history?host=web1&metric=up")
     assert len(json.loads(body)) == len(site.store.history("web1", "up"))
-    status, _, body = get(f"{site.url}/api/v1/history?host=web1&metric=up&step=soon")
-    assert status == 400
-    assert json.loads(body)["error"].startswith("step='soon': invalid duration")
+    for query, error in (
+        ("step=soon&since=1h", "step='soon': invalid duration"),
+        ("step=1m", "step needs since: ?since=1h&step=1m"),
+        ("step=1s&since=1d", "step='1s': 86400 steps, at most 10000; a longer one"),
+    ):
+        status, _, body = get(f"{site.url}/api/v1/history?host=web1&metric=up&{query}")
+        assert status == 400
+        assert json.loads(body)["error"].startswith(error)
 
 
 def _iso(ts: float) -> str | None:
@@ -598,14 +617,15 @@ def test_a_long_span_steps_by_whole_days() -> None:
     ("points", "top", "path"),
     [
         ([], 100.0, ""),
-        ([(0.0, 50.0)], 100.0, "M0,10 0,10"),  # a lone point: a dot
-        ([(0.0, 0.0), (120.0, 100.0), (240.0, 50.0)], 100.0, "M0,20 2,0 4,10"),
-        ([(0.0, 1.0), (480.0, 2.0), (600.0, 4.0)], None, "M0,15 0,15M8,10 10,0"),  # a gap
-        ([(3600.0, 250.0)], 100.0, "M60,0 60,0"),  # clipped to the box
+        ([(3600.0, 50.0)], 100.0, "M60,10 60,10"),  # a lone point: a dot
+        ([(3000.0, 0.0), (3300.0, 100.0), (3600.0, 50.0)], 100.0, "M49,20 55,0 60,10"),
+        ([(300.0, 1.0), (1500.0, 2.0), (1800.0, 4.0)], None, "M0,15 0,15M22,10 27,0"),  # gap
+        ([(0.0, 250.0)], 100.0, "M0,0 0,0"),  # clipped to the box
     ],
 )
 def test_spark_paths(points: list[tuple[float, float]], top: float | None, path: str) -> None:
-    assert views.spark_path(points, 0.0, top) == path
+    """Twelve instants five minutes apart ending at 3600: x 0, 5.45, ... 60."""
+    assert views.spark_path(points, 3600.0, top) == path
 
 
 @pytest.mark.parametrize(

@@ -9,11 +9,12 @@
     GET /api/v1/alerts/outbox         ?host= &all=1 &failed=1 &limit=
 
 ``history`` returns every sample in the range, oldest first; with ``step``
-(seconds, or a duration: ``60``, ``5m``, ``1h``) it returns one record per
-series and step instead, averaged by the database: ``ts`` is the step's start
-(steps are aligned to multiples of ``step`` since the epoch), ``value`` the mean
-of the samples in it, and a step without samples is left out.  So a week of a
-1 s series asked with ``step=15m`` is 672 records, not 604,800.
+(seconds, or a duration: ``60``, ``5m``, ``1h``; it needs ``since``, and at
+most 10,000 steps) it returns one record per series and step instead,
+averaged by the database: ``ts`` is the step's start (steps are aligned to
+multiples of ``step`` since the epoch), ``value`` the mean of the samples in
+it, and a step without samples is left out.  So a week of a 1 s series asked
+with ``since=7d&step=15m`` is 673 records at most, not 604,800.
 
 Errors are ``{"error": "..."}`` with 400 (a bad parameter), 404 (an unknown
 host or metric) or 503 (the store cannot be read); never a traceback.
@@ -35,10 +36,11 @@ from netmetrix.config import Config, parse_duration, parse_when, select_names, u
 from netmetrix.errors import StoreError
 from netmetrix.model import UP
 from netmetrix.probe import METRICS
-from netmetrix.store import Buckets, Store, StoredSample
+from netmetrix.store import Buckets, Store, StoredSample, samples
 
 DEFAULT_LIMIT = 100
 MIN_STEP = 0.001  # seconds: the store keeps milliseconds
+MAX_STEPS = samples.MAX_STEPS  # per series of one answer
 MAX_LIMIT = 10_000
 
 
@@ -119,11 +121,13 @@ async def history(request: Request) -> list[dict[str, Any]]:
     since, until = _when(params.get("since"), now), _when(params.get("until"), now)
     if since is not None and until is not None and since > until:
         raise ApiError(400, "since is after until")
-    step = _step(params.get("step"))
+    step = _step(params.get("step"), since, until, now)
 
     def read() -> list[dict[str, Any]]:
         if step is not None:
-            found = _averaged(store.history_buckets(names, [metric], step, since, until), labels)
+            assert since is not None  # _step wants it
+            averaged = store.history_buckets(names, [metric], step, since, until or now)
+            found = _averaged(averaged, labels)
         else:
             found = [s for n in names for s in store.history(n, metric, labels, since, until)]
         found.sort(key=lambda s: (s.ts, s.host, sorted(s.labels.items())))
@@ -229,7 +233,8 @@ def _when(raw: str | None, now: float) -> float | None:
         raise ApiError(400, str(exc)) from exc
 
 
-def _step(raw: str | None) -> float | None:
+def _step(raw: str | None, since: float | None, until: float | None, now: float) -> float | None:
+    """``step`` in seconds; it needs ``since``, and makes at most ``MAX_STEPS`` steps."""
     if raw is None:
         return None
     try:
@@ -238,6 +243,11 @@ def _step(raw: str | None) -> float | None:
         raise ApiError(400, f"step={raw!r}: {exc}") from exc
     if step < MIN_STEP:
         raise ApiError(400, f"step={raw!r}: at least {MIN_STEP:g} s")
+    if since is None:
+        raise ApiError(400, "step needs since: ?since=1h&step=1m")
+    steps = ((until or now) - since) / step
+    if steps > MAX_STEPS - 1:
+        raise ApiError(400, f"step={raw!r}: {steps:.0f} steps, at most {MAX_STEPS}; a longer one")
     return step
 
 

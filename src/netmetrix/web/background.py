@@ -25,17 +25,23 @@ STOP_TIMEOUT = 30.0  # seconds for it to close its connections and end
 
 
 def loopback_socket(preferred: int) -> socket.socket:
-    """A socket bound to 127.0.0.1:``preferred``, or to a port the kernel picks when
+    """A socket listening on 127.0.0.1:``preferred``, or on a port the kernel picks when
     ``preferred`` is taken (or 0).  Bound here, not by uvicorn: no race for the port."""
-    sock = socket.socket()
     for port in (preferred, 0):
+        sock = socket.socket()
         try:
+            # as every server does: a connection of an earlier run in TIME_WAIT must not
+            # keep the port; one that listens still does
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", port))
+            sock.listen(128)
         except OSError:
+            sock.close()
+            if port == 0:
+                raise
             continue
         return sock
-    sock.close()
-    raise OSError("no free port on 127.0.0.1")
+    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager

@@ -109,7 +109,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(iso=iso, path=_path_segment, cell=cell, number=number)
-    env.globals.update(static=_static, version=PROBE_VERSION)
+    env.globals.update(static=_static, version=PROBE_VERSION, titles=views.COLUMN_TITLES)
     return env
 
 

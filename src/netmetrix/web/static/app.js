@@ -143,7 +143,7 @@
   var syncing = true; // until every chart is drawn: uPlot sets each scale once when it starts
 
   function isoUTC(ts) {
-    return new Date(ts * 1000).toISOString().replace(/:\d\d\.\d+Z$/, "Z");
+    return new Date(ts * 1000).toISOString().replace(/\.\d+Z$/, "Z");
   }
 
   // The x axis in UTC, 24 h: "14:20", the day under the first tick of each day.
