@@ -54,13 +54,15 @@ demo: $(STAMP) ## run the whole job on an embedded local fleet (no root, sshd or
 
 BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS  ?=
+WEB_BENCH_ARGS ?=
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e '.[test,postgres,docs,demo,plot,bench]'
 	@touch $@
 
-bench: $(BENCH_STAMP) system-deps ## netmetrix vs the spec design, ansible, parallel-ssh; writes bench/RESULTS.md (BENCH_ARGS=--quick)
+bench: $(BENCH_STAMP) system-deps ## netmetrix vs the spec design, ansible, parallel-ssh, then the dashboard on 1,000 hosts; writes bench/RESULTS.md (BENCH_ARGS=--quick, WEB_BENCH_ARGS="--hosts 100")
 	BENCH_COMMAND="make bench $(BENCH_ARGS)" $(BIN)/python bench/harness.py $(BENCH_ARGS)
+	$(BIN)/python bench/web_bench.py --markdown bench/RESULTS.md $(WEB_BENCH_ARGS)
 
 clean: ## remove the virtualenv, the caches and the built site
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache .hypothesis
