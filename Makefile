@@ -56,14 +56,16 @@ BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS  ?=
 # bench/watch_bench.py takes its own options; --quick in BENCH_ARGS reaches it too
 WATCH_BENCH_ARGS ?= $(filter --quick,$(BENCH_ARGS))
+WEB_BENCH_ARGS ?=
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e '.[test,postgres,docs,demo,plot,bench]'
 	@touch $@
 
-bench: $(BENCH_STAMP) system-deps ## execute vs the spec design, ansible, parallel-ssh, then watch (simulated fleet + farm); writes bench/RESULTS.md (BENCH_ARGS=--quick)
+bench: $(BENCH_STAMP) system-deps ## execute vs the spec design, ansible, parallel-ssh, then watch (simulated fleet + farm) and the dashboard on 1,000 hosts; writes bench/RESULTS.md (BENCH_ARGS=--quick, WEB_BENCH_ARGS="--hosts 100")
 	BENCH_COMMAND="make bench $(BENCH_ARGS)" $(BIN)/python bench/harness.py $(BENCH_ARGS)
 	BENCH_COMMAND="make bench $(BENCH_ARGS)" $(BIN)/python bench/watch_bench.py $(WATCH_BENCH_ARGS)
+	$(BIN)/python bench/web_bench.py --markdown bench/RESULTS.md $(WEB_BENCH_ARGS)
 
 clean: ## remove the virtualenv, the caches and the built site
 	rm -rf $(VENV) site .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -108,3 +108,31 @@ def test_watch_bench_measures_a_simulated_fleet_and_the_farm(tmp_path: Path) -> 
         if str(work) in " ".join(p.info["cmdline"] or [])
     ]
     assert mine == []  # no simulator worker, sshd or watch outlived it
+
+
+def test_the_web_benchmark_builds_its_store_and_reports(tmp_path: Path) -> None:
+    """bench/web_bench.py on a tiny store: every figure measured, its RESULTS section written
+    (replacing the one there, keeping the rest)."""
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Benchmarks\n\n## Web\n\nold\n\n## After\n\nkept\n")
+    args: list[str | Path] = ["--hosts", "5", "--hours", "1", "--interval", "60", "--runs", "1"]
+    args += ["--workdir", tmp_path / "work", "--markdown", results]
+    done = subprocess.run(
+        [sys.executable, ROOT / "bench" / "web_bench.py", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    assert result["rows"] == 5 * 25 * 60
+    assert result["sparklines"] == 5 * 4  # every host's four columns have data
+    assert result["charts"] == 20  # the metrics of the 25 series
+    assert min(result["render_ms"], result["chart_ms"], result["html_gzip_bytes"]) > 0
+    assert "vendor/htmx.min.js" in result["assets"]
+    report = results.read_text()
+    assert report.startswith("# Benchmarks\n\n## Web\n")
+    assert "| `/` rendered server-side (queries + template) |" in report
+    assert "old" not in report
+    assert report.endswith("## After\n\nkept\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +31,15 @@ SCRIPT_RE = re.compile(r"Script `(/\S+)/hosts/demo1/client\.py` uploaded \(sftp\
 def _sockets(process: psutil.Process) -> set[tuple[object, ...]]:
     """Every inet socket the process holds: (local, remote, status)."""
     return {(c.laddr, c.raddr, c.status) for c in process.net_connections(kind="inet")}
+
+
+@pytest.fixture(autouse=True)
+def brief_dashboard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process demos serve their dashboard for no time: started, shown, stopped
+    (the subprocess tests below keep the real few seconds)."""
+    from netmetrix import demo
+
+    monkeypatch.setattr(demo, "SERVE_SECONDS", 0.0)
 
 
 def test_demo_collects_from_every_host_mails_and_leaves_nothing(
@@ -75,6 +86,9 @@ def test_demo_collects_from_every_host_mails_and_leaves_nothing(
     for name in HOSTS:
         assert ran.out.count(f"ALERT [{name}] cpu_count is ") >= 1
     assert "(to ops@example.com)" in ran.out
+    # ... and ends with the dashboard's URL (the server is gone: see the sockets below)
+    assert re.search(r"^Dashboard: http://127\.0\.0\.1:\d+/  \(up for 0 s", ran.out, re.M), ran.out
+    assert f"netmetrix --config {keep / 'config.xml'} serve" in ran.out
 
     # What it leaves: the kept files (a config that loads), nothing else.
     config = load_config(keep / "config.xml")
@@ -185,6 +199,92 @@ def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
         with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
             sock.connect(("127.0.0.1", port))
     assert not Path(workdir[1]).exists()
+
+
+URL_RE = re.compile(r"^Dashboard: (http://127\.0\.0\.1:(\d+)/)")
+
+
+def _start_demo(tmp_path: Path, *args: str) -> subprocess.Popen[str]:
+    exe = Path(sys.executable).with_name("netmetrix")
+    return subprocess.Popen(
+        [exe, "demo", "--hosts", "1", "--keep", tmp_path / "kept", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,  # the log lines too, for the assertion messages
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=sigint_default,
+    )
+
+
+def _dashboard_url(demo: subprocess.Popen[str]) -> tuple[str, int, str]:
+    """Read the demo's stdout up to its "Dashboard: URL" line: (url, port, what came before)."""
+    assert demo.stdout is not None
+    out = ""
+    while True:  # bounded: the demo either prints the line or ends (EOF)
+        line = demo.stdout.readline()
+        assert line, f"the demo ended without a dashboard:\n{out}"
+        out += line
+        match = URL_RE.match(line)
+        if match:
+            return match[1], int(match[2]), out
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=60) as response:
+        assert response.status == 200
+        text: str = response.read().decode()
+        return text
+
+
+def _refused(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            return True
+    return False
+
+
+def test_demo_ends_with_the_dashboard_for_a_few_seconds(tmp_path: Path) -> None:
+    demo = _start_demo(tmp_path)
+    try:
+        url, port, _ = _dashboard_url(demo)
+        page = _get(url)
+        assert '<tr class="host up" data-name="demo1"' in page
+        assert "1 host</strong>" in page
+        charts = json.loads(_get(url + "hosts/demo1/series.json"))
+        assert {c["metric"] for c in charts["charts"]} >= {"up", "cpu_percent"}
+        rest, _ = demo.communicate(timeout=120)  # it stops serving by itself
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 0
+    assert "demo: finished in" in rest
+    assert _refused(port)
+
+
+def test_demo_serve_keeps_the_dashboard_up_and_collecting_until_ctrl_c(tmp_path: Path) -> None:
+    demo = _start_demo(tmp_path, "--serve")
+    try:
+        url, port, _ = _dashboard_url(demo)
+        history = url + "api/v1/history?host=demo1&metric=up"
+        first = len(json.loads(_get(history)))
+        deadline = time.monotonic() + 120
+        while len(json.loads(_get(history))) <= first:  # watch stores a tick every 2 s
+            assert time.monotonic() < deadline, "watch stored nothing while serving"
+            assert demo.poll() is None, "the demo ended while serving"
+            time.sleep(0.5)
+        demo.send_signal(signal.SIGINT)
+        rest, _ = demo.communicate(timeout=120)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
+    assert demo.returncode == 0, rest
+    assert re.search(r"\(\d+ ticks, \d+ samples stored while serving\)", rest), rest
+    assert "demo: finished in" in rest
+    assert _refused(port)
 
 
 def _processes_naming(path: str) -> list[psutil.Process]:

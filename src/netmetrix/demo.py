@@ -13,6 +13,11 @@ argument: the demo's hosts are described completely by its config.xml, so the
 jobs read no OpenSSH file of the user's (``ssh.NO_USER_FILES``: a ``Host *``
 ProxyJump in ~/.ssh/config must not redirect loopback connections).
 
+It ends with the dashboard (``netmetrix.web``) over the demo's store on
+127.0.0.1:8470 (another port when that one is taken), served from a thread of
+its own for a few seconds, or with ``--serve`` until SIGINT/SIGTERM while
+``watch`` keeps collecting from the demo hosts on the main thread.
+
 The SSH servers run on their own event loop in a background thread, so nothing
 the collector does on its loop (store writes, sending mail) can stall them.
 
@@ -57,6 +62,7 @@ from netmetrix.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
     from netmetrix.config import Config
+    from netmetrix.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -514,9 +520,18 @@ def check_keep(keep: Path) -> Path:
 
 
 def run(
-    *, hosts: int = DEFAULT_HOSTS, keep: Path | None = None, out: IO[str], err: IO[str]
+    *,
+    hosts: int = DEFAULT_HOSTS,
+    keep: Path | None = None,
+    serve: bool = False,
+    out: IO[str],
+    err: IO[str],
 ) -> ExitStatus:
-    """Run the demo; return OK when every host succeeded in every run."""
+    """Run the demo; return OK when every host succeeded in every run.
+
+    It ends with the dashboard over the demo's store, up for SERVE_SECONDS, or
+    (``serve``) until SIGINT or SIGTERM while ``watch`` keeps collecting.
+    """
     if not 1 <= hosts <= MAX_HOSTS:
         raise UsageError(f"--hosts must be 1-{MAX_HOSTS}, got {hosts}")
     keep = check_keep(keep) if keep is not None else None
@@ -532,7 +547,7 @@ def run(
         files = keep or workdir  # mkdtemp made workdir 0700
         if not files.exists():
             files.mkdir(mode=0o700, parents=True)  # it will hold a private key and the store
-        status = _run(hosts, files, workdir, output)
+        status = _run(hosts, files, workdir, output, serve)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     output.say()
@@ -542,6 +557,7 @@ def run(
         output.say(f"  netmetrix --config {keep / 'config.xml'} hosts")
         output.say(f"  netmetrix --config {keep / 'config.xml'} metrics latest")
         output.say(f"  netmetrix --config {keep / 'config.xml'} alerts history")
+        output.say(f"  netmetrix --config {keep / 'config.xml'} serve     # the dashboard")
     else:
         output.say(f"The demo's files were in {workdir} and have been removed.")
         output.say("To keep them and query the database afterwards:")
@@ -551,7 +567,7 @@ def run(
     return status
 
 
-def _run(count: int, files: Path, workdir: Path, output: _Output) -> ExitStatus:
+def _run(count: int, files: Path, workdir: Path, output: _Output, serve: bool) -> ExitStatus:
     names = [f"demo{i}" for i in range(1, count + 1)]
     directories = {name: workdir / "hosts" / name for name in names}
     for directory in directories.values():
@@ -575,6 +591,7 @@ def _run(count: int, files: Path, workdir: Path, output: _Output) -> ExitStatus:
         ok = _collect(config_path, mailbox, output)
         _show_metrics(config_path, output)
         _show_mail(mailbox.mails(), output)
+        _dashboard(config_path, output, serve)
     return ExitStatus.OK if ok else ExitStatus.HOST_FAILED
 
 
@@ -606,6 +623,9 @@ def _collect(config_path: Path, mailbox: Mailbox, output: _Output) -> bool:
 
 
 WATCH_TICKS = 3
+DASHBOARD_PORT = 8470  # serve's default; another port when something listens there
+SERVE_SECONDS = 10.0  # how long the dashboard stays up at the end, without --serve
+SERVE_INTERVAL = 2.0  # seconds between watch's ticks while --serve keeps it up
 
 
 def _watch_a_little(config: Config, output: _Output) -> bool:
@@ -624,6 +644,38 @@ def _watch_a_little(config: Config, output: _Output) -> bool:
         " host; without --ticks, watch runs until SIGTERM or Ctrl-C)"
     )
     return report.answers >= len(config.hosts)  # a slow answer is up=0, not a failed demo
+
+
+def _dashboard(config_path: Path, output: _Output, serve: bool) -> None:
+    """The dashboard over the demo's store: for SERVE_SECONDS, or (``serve``) until SIGINT or
+    SIGTERM while ``watch`` keeps the demo hosts' charts moving."""
+    from netmetrix.config import load_config
+    from netmetrix.store import Store
+    from netmetrix.web.background import serving
+
+    config = load_config(config_path)
+    with Store.open(config.database) as store, serving(config, store, DASHBOARD_PORT) as url:
+        output.say()
+        if serve:
+            _serve_and_watch(config, store, url, output)
+            return
+        output.say(f"Dashboard: {url}  (up for {SERVE_SECONDS:g} s: open it now; run")
+        output.say("  `netmetrix demo --serve` to keep it up, and collecting, until Ctrl-C)")
+        time.sleep(SERVE_SECONDS)  # it serves from its own thread meanwhile
+
+
+def _serve_and_watch(config: Config, store: Store, url: str, output: _Output) -> None:
+    from netmetrix import ssh
+    from netmetrix.watch import WatchOptions, run_watch
+
+    output.say(f"Dashboard: {url}")
+    output.say(
+        f"  (watch collects from the demo hosts every {SERVE_INTERVAL:g} s meanwhile;"
+        " Ctrl-C stops both)"
+    )
+    options = WatchOptions(interval=SERVE_INTERVAL, ssh_files=ssh.NO_USER_FILES)
+    report = run_watch(config, store, options)
+    output.say(f"  ({report.ticks} ticks, {report.samples} samples stored while serving)")
 
 
 def _show_metrics(config_path: Path, output: _Output) -> None:

@@ -9,7 +9,8 @@ Each method hands its work to one module:
     engine       the URL, SQLite's WAL and busy timeout, errors as one-line StoreErrors
     files        the SQLite file created owner-only; a warning when others can read it
     migrate      the schema version; Alembic ``upgrade head`` when it is behind
-    samples      write_runs (host by host when a row is refused), latest, history
+    samples      write_runs (host by host when a row is refused), latest, history,
+                 history_buckets (averaged in SQL) and sparklines
     hosts        host rows and host keys (pending, then active)
     collector    the collector id and the upload lock
     alertstate   alert state per (rule, series) and the alert history
@@ -32,7 +33,14 @@ from netmetrix.store.engine import DEFAULT_BUSY_TIMEOUT
 from netmetrix.store.facade import Store
 from netmetrix.store.hosts import Activated, HostRow
 from netmetrix.store.outbox import NewMail, OutboxChange, OutboxItem, OutboxSize
-from netmetrix.store.samples import LatestRow, Refused, StoredSample, Written
+from netmetrix.store.samples import (
+    Buckets,
+    LatestRow,
+    Refused,
+    Sparkline,
+    StoredSample,
+    Written,
+)
 from netmetrix.store.schema import (
     SCHEMA_HEAD,
     alembic_config,
@@ -55,6 +63,7 @@ __all__ = [
     "Activated",
     "ActiveAlert",
     "AlertHistoryRow",
+    "Buckets",
     "HostRow",
     "LatestRow",
     "NewMail",
@@ -62,6 +71,7 @@ __all__ = [
     "OutboxItem",
     "OutboxSize",
     "Refused",
+    "Sparkline",
     "Store",
     "StoreError",
     "StoredSample",

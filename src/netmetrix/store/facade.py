@@ -3,7 +3,7 @@ in a connection or transaction of its own."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from netmetrix.model import HostRun
@@ -13,7 +13,7 @@ from netmetrix.store.alertstate import ActiveAlert, AlertHistoryRow
 from netmetrix.store.engine import DEFAULT_BUSY_TIMEOUT, Database, connect
 from netmetrix.store.hosts import Activated, HostRow
 from netmetrix.store.outbox import OutboxChange, OutboxItem, OutboxSize
-from netmetrix.store.samples import LatestRow, StoredSample, Written
+from netmetrix.store.samples import Buckets, LatestRow, Sparkline, StoredSample, Written
 from netmetrix.store.transaction import Transaction
 
 
@@ -168,6 +168,35 @@ class Store(Database):
         """
         with self.reading(f'read {metric} history of host "{host}"') as conn:
             return samples.history(conn, host, metric, labels, since, until)
+
+    def history_buckets(
+        self,
+        hosts: Sequence[str],
+        metrics: Sequence[str],
+        step: float,
+        since: float,
+        until: float,
+    ) -> list[Buckets]:
+        """Every series of ``hosts`` (of ``metrics``; empty: all) as the mean of each ``step``
+        seconds from ``since`` to ``until`` (``samples.history_buckets``).  ValueError for
+        more than ``samples.MAX_STEPS`` steps."""
+        samples.step_count(step, since, until)
+        with self.reading(f"read {step:g} s averages of {len(hosts)} host(s)") as conn:
+            return samples.history_buckets(conn, hosts, metrics, step, since, until)
+
+    def sparklines(
+        self,
+        hosts: Sequence[str],
+        series: Sequence[tuple[str, Mapping[str, str]]],
+        until: float,
+        step: float,
+        count: int,
+    ) -> list[Sparkline]:
+        """The (metric, labels) ``series`` of ``hosts``: the newest sample, and the values at
+        ``count`` instants ``step`` seconds apart up to ``until`` (``samples.sparklines``)."""
+        samples.check_instants(count)
+        with self.reading(f"read recent values of {len(hosts)} host(s)") as conn:
+            return samples.sparklines(conn, hosts, series, until, step, count)
 
     def hosts(self) -> list[HostRow]:
         """Every host the store has seen, by name, with its latest ``up``."""

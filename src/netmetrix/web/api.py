@@ -3,9 +3,18 @@
     GET /api/v1/hosts                 ?host=NAME-or-glob (repeatable)
     GET /api/v1/latest                ?host= &metric= (repeatable) &labels=k=v,k=v
     GET /api/v1/history               ?host= (repeatable) &metric= (one) &labels= &since= &until=
+                                      &step=
     GET /api/v1/alerts                ?host=   what is pending or firing
     GET /api/v1/alerts/history        ?host= &limit=
     GET /api/v1/alerts/outbox         ?host= &all=1 &failed=1 &limit=
+
+``history`` returns every sample in the range, oldest first; with ``step``
+(seconds, or a duration: ``60``, ``5m``, ``1h``; it needs ``since``, and at
+most 10,000 steps) it returns one record per series and step instead,
+averaged by the database: ``ts`` is the step's start (steps are aligned to
+multiples of ``step`` since the epoch), ``value`` the mean of the samples in
+it, and a step without samples is left out.  So a week of a 1 s series asked
+with ``since=7d&step=15m`` is 673 records at most, not 604,800.
 
 Errors are ``{"error": "..."}`` with 400 (a bad parameter), 404 (an unknown
 host or metric) or 503 (the store cannot be read); never a traceback.
@@ -23,13 +32,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from netmetrix import rows, ssh
-from netmetrix.config import Config, parse_when, select_names, unknown_name
+from netmetrix.config import Config, parse_duration, parse_when, select_names, unknown_name
 from netmetrix.errors import StoreError
 from netmetrix.model import UP
 from netmetrix.probe import METRICS
-from netmetrix.store import Store
+from netmetrix.store import Buckets, Store, StoredSample, samples
 
 DEFAULT_LIMIT = 100
+MIN_STEP = 0.001  # seconds: the store keeps milliseconds
+MAX_STEPS = samples.MAX_STEPS  # per series of one answer
 MAX_LIMIT = 10_000
 
 
@@ -110,9 +121,15 @@ async def history(request: Request) -> list[dict[str, Any]]:
     since, until = _when(params.get("since"), now), _when(params.get("until"), now)
     if since is not None and until is not None and since > until:
         raise ApiError(400, "since is after until")
+    step = _step(params.get("step"), since, until, now)
 
     def read() -> list[dict[str, Any]]:
-        found = [s for n in names for s in store.history(n, metric, labels, since, until)]
+        if step is not None:
+            assert since is not None  # _step wants it
+            averaged = store.history_buckets(names, [metric], step, since, until or now)
+            found = _averaged(averaged, labels)
+        else:
+            found = [s for n in names for s in store.history(n, metric, labels, since, until)]
         found.sort(key=lambda s: (s.ts, s.host, sorted(s.labels.items())))
         return [rows.sample_row(s) for s in found]
 
@@ -214,6 +231,34 @@ def _when(raw: str | None, now: float) -> float | None:
         return parse_when(raw, now)
     except ValueError as exc:
         raise ApiError(400, str(exc)) from exc
+
+
+def _step(raw: str | None, since: float | None, until: float | None, now: float) -> float | None:
+    """``step`` in seconds; it needs ``since``, and makes at most ``MAX_STEPS`` steps."""
+    if raw is None:
+        return None
+    try:
+        step = parse_duration(raw)
+    except ValueError as exc:
+        raise ApiError(400, f"step={raw!r}: {exc}") from exc
+    if step < MIN_STEP:
+        raise ApiError(400, f"step={raw!r}: at least {MIN_STEP:g} s")
+    if since is None:
+        raise ApiError(400, "step needs since: ?since=1h&step=1m")
+    steps = ((until or now) - since) / step
+    if steps > MAX_STEPS - 1:
+        raise ApiError(400, f"step={raw!r}: {steps:.0f} steps, at most {MAX_STEPS}; a longer one")
+    return step
+
+
+def _averaged(found: Sequence[Buckets], labels: dict[str, str] | None) -> list[StoredSample]:
+    """Each step's mean as a sample at the step's start (``labels`` None: every series)."""
+    return [
+        StoredSample(host=b.host, metric=b.metric, labels=b.labels, ts=ts, value=value)
+        for b in found
+        if labels is None or b.labels == labels
+        for ts, value in b.points
+    ]
 
 
 def _limit(raw: str | None) -> int:

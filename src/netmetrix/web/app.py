@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from netmetrix.config import Config
 from netmetrix.store import Store
-from netmetrix.web import api, exposition
+from netmetrix.web import api, exposition, pages
 from netmetrix.web.auth import Auth, AuthMiddleware
 
 # No inline script or style anywhere: what a hostile host name or label might smuggle
@@ -79,6 +79,7 @@ def _routes() -> list[BaseRoute]:
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/metrics", exposition.metrics, methods=["GET", "HEAD"]),
         Mount("/api/v1", routes=api.routes()),
+        *pages.routes(),
         Mount("/static", app=static, name="static"),
     ]
 
