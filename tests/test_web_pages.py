@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -47,7 +48,7 @@ from netmetrix.configxml import SMTP, Alert
 from netmetrix.model import HostRun
 from netmetrix.store import Store
 from netmetrix.web import views
-from netmetrix.web.background import serving
+from netmetrix.web.background import loopback_socket, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 VENDOR = ROOT / "src" / "netmetrix" / "web" / "static" / "vendor"
@@ -681,3 +682,30 @@ def test_the_wheel_ships_templates_static_files_and_licences(tmp_path: Path) -> 
     assert "netmetrix/web/static/vendor/htmx.LICENSE" in wanted
     assert "netmetrix/web/templates/overview.html" in wanted
     assert wanted - names == set()
+
+
+# ---------------------------------------------------------------- the server's socket
+
+
+def test_the_dashboard_takes_its_port_unless_someone_listens_there() -> None:
+    port = ports.free_port()
+    first = loopback_socket(port)
+    try:
+        assert first.getsockname() == ("127.0.0.1", port)
+        second = loopback_socket(port)  # taken: the kernel picks another
+        with second:
+            assert second.getsockname()[1] not in (port, 0)
+    finally:
+        first.close()
+
+
+def test_a_closed_connection_in_time_wait_does_not_move_the_dashboard() -> None:
+    """The server closed a connection last (it is in TIME_WAIT) and stopped: the next
+    run still gets the port (SO_REUSEADDR), as `netmetrix demo` twice in a row should."""
+    port = ports.free_port()
+    with loopback_socket(port) as listener, socket.create_connection(("127.0.0.1", port)) as c:
+        accepted, _ = listener.accept()
+        accepted.close()  # the server's side closes first: it goes to TIME_WAIT
+        assert c.recv(1) == b""
+    with loopback_socket(port) as again:
+        assert again.getsockname() == ("127.0.0.1", port)
