@@ -54,7 +54,9 @@ def wait_until(check: Callable[[], bool], what: str, budget: float = 60.0) -> No
 def probes_of(directory: Path) -> list[psutil.Process]:
     """Running streaming probes whose file is in ``directory`` (this test's own)."""
     found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:  # ended, not yet reaped by its sshd
+            continue
         cmdline = proc.info["cmdline"] or []
         if "--watch" in cmdline and any(str(directory) in word for word in cmdline):
             found.append(proc)
@@ -133,7 +135,8 @@ def test_a_stop_signal_stores_what_arrived_and_exits_0(
     assert f"watch: {sig.name}: stopping" in watch.err
     [stored] = [line for line in watch.err.splitlines() if "samples stored" in line]
     assert stored.endswith(f"; {sample_count(fleet):,} samples stored"), stored
-    assert probes_of(fleet.remote_dir("t1")) == []
+    # the probe ends on EOF as its session closes; sshd may take a moment to reap it
+    wait_until(lambda: probes_of(fleet.remote_dir("t1")) == [], "the probe ended", 30)
 
 
 def test_killed_collector_leaves_no_probe_on_the_host(
@@ -337,3 +340,19 @@ def test_a_probe_without_streaming_mode_says_run_upload_once(fleet: Fleet, netme
     )
     assert set(up_values(fleet, "old")) == {0.0}
     assert sum(up_values(fleet, "new")) >= 1
+
+
+def test_a_silent_session_is_reopened_and_never_counted_up(fleet: Fleet, netmetrix: Cli) -> None:
+    """Closing a session for silence once left it dead and its host `up` = 1 every tick."""
+    fleet.settings["command_timeout"] = "2"  # silent for 3 s (3 intervals) -> reopened
+    fleet.host("quiet", 0)
+    fleet.host("ok2", 1)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    fleet.hosts[0]["python"] = fleet.wrapper("quiet", "exec cat >/dev/null")
+    fleet.write()
+    ran = netmetrix("--config", fleet.config, "watch", "--interval", "1s", "--ticks", "9")
+    assert ran.code == 0, ran.err
+    assert set(up_values(fleet, "quiet")) == {0.0}, ran.err
+    assert len(up_values(fleet, "quiet")) >= 6
+    assert "[quiet] FAILED: no answer for" in ran.err  # closed for silence, then retried
+    assert sum(up_values(fleet, "ok2")) >= 2

@@ -154,7 +154,9 @@ class Session:
         if stream is None and not self.tried.is_set():
             raise NotYet(self.name)
         if stream is None:
-            raise HostError(self.outcome, self.reason)
+            # never OK without a stream: a session between tries is down
+            outcome = Outcome.ERROR if self.outcome is Outcome.OK else self.outcome
+            raise HostError(outcome, self.reason)
         if self._asking.locked():  # the previous tick's ask is ending at this moment
             log.debug("[%s] waiting for the previous tick's answer to end", self.name)
         started = time.monotonic()
@@ -232,6 +234,7 @@ class Session:
                         done = await stream.ended()
                     finally:
                         self._stream = None
+                        self.outcome, self.reason = Outcome.ERROR, "connection lost"
                         stream.close()
                     failure: Exception = self._ended(done)
             except Exception as exc:  # any: one host's failure stays its own, and is retried

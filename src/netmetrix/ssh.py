@@ -848,8 +848,9 @@ class Stream:
     async def ended(self) -> Completed:
         """Wait until the command has ended: how (status, signal, its last stderr lines)."""
         finished = await self._proc.wait(check=False)
-        with contextlib.suppress(asyncio.TimeoutError):  # the rest of stderr, if it comes soon
-            await asyncio.wait_for(asyncio.shield(self._drain), STREAM_STDERR_WAIT)
+        # The rest of stderr, if it comes soon.  asyncio.wait, not awaiting the task: after
+        # close() cancelled it, awaiting it would raise CancelledError in the caller.
+        await asyncio.wait({self._drain}, timeout=STREAM_STDERR_WAIT)
         by_signal = finished.exit_signal[0] if finished.exit_signal else None
         stderr = b"".join(self._stderr).decode("utf-8", "replace")
         return Completed(finished.exit_status, "", stderr, exit_signal=by_signal)

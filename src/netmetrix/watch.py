@@ -40,6 +40,7 @@ from netmetrix.store import Store, admin
 
 if TYPE_CHECKING:
     import uvicorn
+    from starlette.applications import Starlette
 
     from netmetrix.web.app import Health
 
@@ -118,6 +119,7 @@ class Watcher:
         self._plan: Plan | None = None
         self._collector = ""
         self.health: Health | None = None  # with --listen: what /metrics says of the ticks
+        self._app: Starlette | None = None  # with --listen: the web side it serves
 
     # ------------------------------------------------------------ control
 
@@ -183,6 +185,7 @@ class Watcher:
         self.health = Health()
         auth = load_auth(self.config.web, self.config.path.name)
         app = create_app(self.config, self.store, auth=auth, health=self.health)
+        self._app = app
         log.info("watch: serving %s", where.url(bool(self.config.web.tls_cert)))
         return make_server(app, where, self.config.web)
 
@@ -377,6 +380,8 @@ class Watcher:
             log.warning("reload: <database> changed; it applies when watch is restarted")
             config = dataclasses.replace(config, database=self.config.database)
         self._apply(config, hosts)
+        if self._app is not None:  # --listen: the pages, API and /metrics follow the reload
+            self._app.state.nmx = dataclasses.replace(self._app.state.nmx, config=config)
         added, removed = set(self._sessions) - before, before - set(self._sessions)
         log.info(
             "reload: %s read; %d host(s), %d added, %d removed, every %s",
