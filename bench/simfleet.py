@@ -65,8 +65,6 @@ BOOTED_FOR = 11557.38  # seconds: the capture's uptime, every simulated host's a
 READY_WAIT = 120.0  # seconds a worker may take to bind its ports (a loaded machine)
 STOP_WAIT = 5.0  # seconds a worker gets to exit after its stdin closes, before SIGKILL
 
-log = logging.getLogger("simfleet")
-
 
 @dataclass(frozen=True)
 class SimHost:

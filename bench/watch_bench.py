@@ -110,7 +110,8 @@ class Point:
     cpu: float  # user+sys seconds of the watch process so far
     rss: int  # bytes
     stored: int | None = None  # `up` rows in the store so far (answers and misses)
-    stored_ok: int | None = None  # of them, answers (up = 1)
+    stored_ok: int | None = None  # of them, up = 1
+    stored_real: int | None = None  # answers that brought samples (their uptime_sec rows)
     sim_cpu: float | None = None  # simulated fleet: CPU seconds of its workers so far
     host_cpu: float | None = None  # farm: CPU seconds of every live session process
 
@@ -132,6 +133,7 @@ class Steady:
     rss_late_slope_kb_min: float | None = None  # the same over the window's second half
     sim_cpu: float | None = None
     host_cpu: float | None = None
+    empty_ok: int = 0  # up = 1 rows with no samples between the two points
 
 
 @dataclass
@@ -164,7 +166,8 @@ class WatchRun:
     t0: float | None = None
     connected: int = 0
     last_connected: float | None = None  # unix seconds of the last "[host] connected" line
-    answers: int = 0
+    answers: int = 0  # up = 1 with the probe's samples
+    empty_ok: int = 0  # up = 1 with no samples at all: not an answer (see RESULTS.md)
     failures: int = 0
     samples: int = 0
     summaries: list[str] = field(default_factory=list)
@@ -256,26 +259,31 @@ class _Sampler(threading.Thread):
             times, rss = proc.cpu_times(), proc.memory_info().rss
         point = Point(time.time(), times.user + times.system, rss)
         if r.database is not None:
-            point.stored, point.stored_ok = store_progress(r.database)
+            point.stored, point.stored_ok, point.stored_real = store_progress(r.database)
         point.sim_cpu = r.sim_cpu() if r.sim_cpu else None
         point.host_cpu = r.host_cpu() if r.host_cpu else None
         return point
 
 
-def store_progress(database: Path) -> tuple[int | None, int | None]:
-    """(`up` rows, of them up = 1) in the store now; read-only, through the primary key."""
+def store_progress(database: Path) -> tuple[int | None, int | None, int | None]:
+    """(`up` rows, of them up = 1, answers with samples) in the store now: read-only,
+    through the primary key.  An answer with samples has an uptime_sec row."""
     if not database.exists():
-        return None, None
+        return None, None, None
     try:
         with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
             db.execute("PRAGMA busy_timeout = 1000")
-            total, ok = db.execute(
-                "SELECT count(*), coalesce(sum(value = 1), 0) FROM samples WHERE series_id IN"
-                " (SELECT id FROM series WHERE metric = 'up')"
-            ).fetchone()
+            total, ok = db.execute(PROGRESS.format(metric="up")).fetchone()
+            real, _ = db.execute(PROGRESS.format(metric="uptime_sec")).fetchone()
     except sqlite3.Error:
-        return None, None  # not created yet, or busy: this point has no count
-    return int(total), int(ok)
+        return None, None, None  # not created yet, or busy: this point has no count
+    return int(total), int(ok), int(real)
+
+
+PROGRESS = (
+    "SELECT count(*), coalesce(sum(value = 1), 0) FROM samples WHERE series_id IN"
+    " (SELECT id FROM series WHERE metric = '{metric}')"
+)
 
 
 def cpu_of(pids: Sequence[int]) -> Callable[[], float]:
@@ -521,8 +529,9 @@ def analyse(run: WatchRun, database: Path, boot: float) -> None:
     was scheduled: that names the tick, even for an answer later than one interval.
     """
     rows = store_rows(database)
-    run.answers = sum(1 for r in rows if r.ok)
-    run.failures = len(rows) - run.answers
+    run.answers = sum(1 for r in rows if r.ok and r.uptime is not None)
+    run.empty_ok = sum(1 for r in rows if r.ok and r.uptime is None)
+    run.failures = sum(1 for r in rows if not r.ok)
     run.samples = count_samples(database)
     if run.t0 is None or not run.answers:
         run.error = run.error or "no start line or no answers: nothing to analyse"
@@ -533,9 +542,9 @@ def analyse(run: WatchRun, database: Path, boot: float) -> None:
     # the tick after the last connection is the first with every host in it
     run.ready = run.t0 + ((run.last_connected - run.t0) // run.interval + 1) * run.interval
     steady = [r for r in rows if r.ts >= run.ready]
-    lates = [_late(r, run.t0, run.interval, boot) for r in steady if r.ok]
+    lates = [_late(r, run.t0, run.interval, boot) for r in steady if r.ok and r.uptime]
     run.jitter = _jitter([x for x in lates if x is not None], sum(1 for r in steady if not r.ok))
-    samples_per_answer = (run.samples - run.failures) / run.answers
+    samples_per_answer = (run.samples - run.failures - run.empty_ok) / run.answers
     run.steady = _window(run, samples_per_answer)
 
 
@@ -577,16 +586,19 @@ def _window(run: WatchRun, samples_per_answer: float) -> Steady | None:
     assert run.t0 is not None
     # up to the last tick's start: once it is answered, watch closes every session
     last = run.t0 + (run.ticks - 1) * run.interval
-    inside = [p for p in run.points if run.ready <= p.t <= last and p.stored is not None]
+    inside = [p for p in run.points if run.ready <= p.t <= last and p.stored_real is not None]
     if len(inside) < 2:
         return None
     a, b = inside[0], inside[-1]
     assert a.stored is not None
     assert a.stored_ok is not None
+    assert a.stored_real is not None
     assert b.stored is not None
     assert b.stored_ok is not None
-    answers = b.stored_ok - a.stored_ok
+    assert b.stored_real is not None
+    answers = b.stored_real - a.stored_real
     failures = (b.stored - b.stored_ok) - (a.stored - a.stored_ok)
+    empty = (b.stored_ok - b.stored_real) - (a.stored_ok - a.stored_real)
     rss = [p.rss / 2**20 for p in inside]
     return Steady(
         start=a.t,
@@ -604,6 +616,7 @@ def _window(run: WatchRun, samples_per_answer: float) -> Steady | None:
         ),
         sim_cpu=_delta(a.sim_cpu, b.sim_cpu),
         host_cpu=_delta(a.host_cpu, b.host_cpu),
+        empty_ok=empty,
     )
 
 
@@ -844,6 +857,7 @@ def _report_watch(run: WatchRun) -> None:
     parts = [
         f"       wall {run.wall:6.1f}s  cpu {run.cpu:6.2f}s  answers {run.answers}",
         f"failures {run.failures}",
+        f"up=1 without samples {run.empty_ok}",
         f"steady cpu/answer {per:.3f} ms" if per is not None else "no steady window",
     ]
     if run.jitter:
@@ -929,7 +943,7 @@ def _rate(steady: dict[str, Any] | None, what: str) -> float | None:
 
 def _stored_share(run: dict[str, Any]) -> str:
     """`up` rows stored of hosts x ticks, and why some are not (skipped or dropped ticks)."""
-    stored = run["answers"] + run["failures"]
+    stored = run["answers"] + run["failures"] + run.get("empty_ok", 0)
     text = f"{100 * stored / (run['hosts'] * run['ticks']):.0f}%"
     why = []
     if run.get("skipped_ticks"):
@@ -943,8 +957,9 @@ def watch_table(data: dict[str, Any], fleet: str) -> list[str]:
     lines = [
         "| run | hosts x ticks | load 1-min (before → after) | collector CPU/answer, steady "
         "| answers/s | samples/s | collector cores | simulator cores | CPU/answer, whole run "
-        "| jitter p50 / p95 / max | misses | stored of requested | RSS steady (slope) |",
-        "|" + "---|" * 13,
+        "| jitter p50 / p95 / max | misses | up = 1 without samples | stored of requested "
+        "| RSS steady (slope) |",
+        "|" + "---|" * 14,
     ]
     runs = sorted(_runs(data, fleet) + _runs(data, fleet, "base"), key=lambda r: r["hosts"])
     for r in runs:
@@ -963,7 +978,7 @@ def watch_table(data: dict[str, Any], fleet: str) -> list[str]:
             f"| {_fmt(_per_answer(r), '.3f', ' ms')} | {_fmt(_rate(s, 'answers'), '.0f')} "
             f"| {_fmt(_rate(s, 'samples'), ',.0f')} | {_fmt(_rate(s, 'cpu'), '.2f')} "
             f"| {_fmt(_rate(s, 'sim_cpu'), '.2f')} | {_fmt(whole, '.3f', ' ms')} | {jit} "
-            f"| {misses} | {_stored_share(r)} | {rss} |"
+            f"| {misses} | {r.get('empty_ok', 0)} | {_stored_share(r)} | {rss} |"
         )
     return lines
 
@@ -1130,7 +1145,18 @@ def _verdict(met: bool) -> str:
     return "**met**" if met else "**not met**"
 
 
-def markdown(data: dict[str, Any], raw_path: Path) -> str:
+def merged(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The raw data of several invocations as one: the first's settings, everyone's runs."""
+    data = runs[0]
+    for other in runs[1:]:
+        data["watch"] += other["watch"]
+        data["execute"] += other["execute"]
+        data["command"] += "\n" + other["command"]
+        data["finished"] = other["finished"]
+    return data
+
+
+def markdown(data: dict[str, Any], raw_paths: Sequence[Path]) -> str:
     machine = data["machine"]
     s = data["settings"]
     section = s.get("section", "watch-bench")
@@ -1161,6 +1187,7 @@ def markdown(data: dict[str, Any], raw_path: Path) -> str:
         "",
         "### Targets",
         "",
+        *_empty_warning(data),
         *targets(data),
     ]
     if not s["no_sim"]:
@@ -1177,9 +1204,24 @@ def markdown(data: dict[str, Any], raw_path: Path) -> str:
     ]
     if problems:
         lines += ["", "Log problems:", "", *problems]
-    lines += ["", *data["notes"], "", f"Raw data: `{_shown_path(raw_path)}`."]
+    shown = ", ".join(f"`{_shown_path(path)}`" for path in raw_paths)
+    lines += ["", *data["notes"], "", f"Raw data: {shown}."]
     lines.append(MARK.format(section=section, end="end"))
     return "\n".join(lines) + "\n"
+
+
+def _empty_warning(data: dict[str, Any]) -> list[str]:
+    """A line to read before the figures when watch stored `up` = 1 without samples."""
+    empty = [r for r in data["watch"] if r.get("empty_ok")]
+    if not empty:
+        return []
+    shown = ", ".join(f"{r['empty_ok']:,} ({r['hosts']} hosts x {r['ticks']})" for r in empty)
+    return [
+        f"**Warning:** watch stored `up` = 1 without any sample {shown} times: sessions "
+        "that had died went on reporting their hosts up. Only rows with samples count as "
+        "answers below.",
+        "",
+    ]
 
 
 def profile_lines(run: dict[str, Any]) -> list[str]:
@@ -1242,7 +1284,12 @@ def restudy(data: dict[str, Any]) -> None:
             ready=r["ready"],
             points=[Point(**p) for p in r["points"]],
         )
-        steady = _window(run, (r["samples"] - r["failures"]) / r["answers"])
+        if "empty_ok" not in r:  # raw data from before empty answers were counted
+            for point in run.points:
+                point.stored_real = None  # what it counted is not known: no window
+            r["empty_ok"] = 0
+        spa = (r["samples"] - r["failures"] - r.get("empty_ok", 0)) / r["answers"]
+        steady = _window(run, spa)
         r["steady"] = asdict(steady) if steady else None
 
 
@@ -1303,7 +1350,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--markdown", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--workdir", type=Path, help="fleet files (default: a temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--report-only", type=Path, metavar="RAW.json")
+    parser.add_argument(
+        "--report-only",
+        type=Path,
+        nargs="+",
+        metavar="RAW.json",
+        help="rewrite the section from raw data; several files: their runs in one section",
+    )
     parser.add_argument(
         "--section",
         default="watch-bench",
@@ -1389,10 +1442,10 @@ def _notes() -> list[str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
-        data = json.loads(args.report_only.read_text())
+        data = merged([json.loads(path.read_text()) for path in args.report_only])
         restudy(data)
         data["notes"] = _notes()  # the method as this version describes it
-        section = markdown(data, args.report_only.resolve())
+        section = markdown(data, [path.resolve() for path in args.report_only])
         write_section(args.markdown, section, data["settings"].get("section", "watch-bench"))
         print(section)
         return 0
@@ -1448,7 +1501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     raw_path = (args.out / f"watch-{stamp}.json").resolve()
     raw_path.write_text(json.dumps(data, indent=1) + "\n")
-    section = markdown(data, raw_path)
+    section = markdown(data, [raw_path])
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     write_section(args.markdown, section, args.section)
     print(section)

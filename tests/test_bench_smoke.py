@@ -52,11 +52,11 @@ WATCH_BENCH = ROOT / "bench" / "watch_bench.py"
 def test_watch_bench_measures_a_simulated_fleet_and_the_farm(tmp_path: Path) -> None:
     """bench/watch_bench.py end to end on 3 simulated hosts and 2 farm hosts, 3 ticks each.
 
-    A 2 s interval leaves a loaded machine time to connect before the last tick;
+    A 3 s interval leaves a loaded machine 6 s to connect before the last tick;
     only the report's shape and that each figure was measured (> 0) are checked.
     """
     out, work = tmp_path / "out", tmp_path / "work"
-    args: list[str | Path] = ["--hosts", "3", "--interval", "2s", "--ticks", "3", "--repeat", "1"]
+    args: list[str | Path] = ["--hosts", "3", "--interval", "3s", "--ticks", "3", "--repeat", "1"]
     args += ["--execute-runs", "1", "--workers", "2", "--sample-every", "0.25"]
     args += ["--farm-hosts", "2", "--farm-ticks", "3", "--farm-runs", "1", "--farm-servers", "1"]
     args += ["--login", "current", "--out", out, "--markdown", out / "RESULTS.md"]
@@ -77,12 +77,13 @@ def test_watch_bench_measures_a_simulated_fleet_and_the_farm(tmp_path: Path) -> 
         assert (run["error"], run["connected"], run["ticks"]) == (None, run["hosts"], 3), run
         assert min(run["answers"], run["user"] + run["sys"], run["maxrss_mb"]) > 0, run
         assert run["samples"] >= 25 * run["answers"]  # 24 probe samples and `up` each
+        assert run["empty_ok"] == 0, run  # no `up` = 1 stored without the probe's samples
         jitter = run["jitter"]
         assert jitter is not None, run
         assert jitter["answers"] > 0, run
-        # answers are taken until the 2 s deadline: a tick told wrong is 2 s off
+        # answers are taken until the 3 s deadline: a tick told wrong is 3 s off
         assert 0 <= jitter["p50_ms"] <= jitter["max_ms"], run
-        assert jitter["p50_ms"] < 2500, run
+        assert jitter["p50_ms"] < 3500, run
         assert len(run["points"]) >= 2, run
         assert all(p["rss"] > 0 for p in run["points"]), run
     farm = runs["farm", "fleet", 2]
