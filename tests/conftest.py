@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
+import ssl
 import stat
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -264,6 +268,59 @@ class Background:
         self._reader.join(10)
         assert self.process.stderr is not None
         self.process.stderr.close()
+
+
+class Served:
+    """A running `netmetrix serve` and how to ask it things."""
+
+    def __init__(self, process: Background, base: str, context: ssl.SSLContext | None = None):
+        self.process = process
+        self.base = base
+        self.context = context
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+        """(status, parsed JSON or text, headers) of GET ``path``."""
+        request = urllib.request.Request(self.base + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=30, context=self.context) as answer:
+                status, body, got = answer.status, answer.read(), answer.headers
+        except urllib.error.HTTPError as exc:
+            status, body, got = exc.code, exc.read(), exc.headers
+        kind = got.get("content-type", "")
+        return status, json.loads(body) if "json" in kind else body.decode(), got
+
+
+@pytest.fixture
+def serve(fleet: Fleet) -> Iterator[Callable[..., Served]]:
+    """Start `netmetrix serve` on a free loopback port (``tls``: over HTTPS); stopped by PID."""
+    started: list[Background] = []
+
+    def start(*args: str, tls: ssl.SSLContext | None = None) -> Served:
+        port = ports.free_port()
+        process = Background(fleet.config, "serve", "--listen", f"127.0.0.1:{port}", *args)
+        started.append(process)
+        served = Served(process, f"{'https' if tls else 'http'}://127.0.0.1:{port}", tls)
+        wait_up(served)
+        return served
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+
+
+def wait_up(served: Served, budget: float = 60.0) -> None:
+    deadline = time.monotonic() + budget
+    while True:
+        try:
+            if served.get("/healthz")[0] == 200:
+                return
+        except OSError:
+            pass
+        assert served.process.process.poll() is None, f"serve ended:\n{served.process.err}"
+        assert time.monotonic() < deadline, f"serve never answered:\n{served.process.err}"
+        time.sleep(0.1)
 
 
 def pytest_report_header() -> str:

@@ -14,74 +14,20 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ports
 import pytest
 import smtpserver
-from conftest import Background, Fleet, Run
+from conftest import Background, Fleet, Run, Served, wait_up
 
 from netmetrix.configxml import Web
 from netmetrix.web.auth import check_password, hash_password
 
 pytestmark = pytest.mark.sshd
 Cli = Callable[..., Run]
-
-
-class Served:
-    """A running `netmetrix serve` and how to ask it things."""
-
-    def __init__(self, process: Background, base: str, context: ssl.SSLContext | None = None):
-        self.process = process
-        self.base = base
-        self.context = context
-
-    def get(self, path: str, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
-        """(status, parsed JSON or text, headers) of GET ``path``."""
-        request = urllib.request.Request(self.base + path, headers=headers or {})
-        try:
-            with urllib.request.urlopen(request, timeout=30, context=self.context) as answer:
-                status, body, got = answer.status, answer.read(), answer.headers
-        except urllib.error.HTTPError as exc:
-            status, body, got = exc.code, exc.read(), exc.headers
-        kind = got.get("content-type", "")
-        return status, json.loads(body) if "json" in kind else body.decode(), got
-
-
-@pytest.fixture
-def serve(fleet: Fleet) -> Iterator[Callable[..., Served]]:
-    started: list[Background] = []
-
-    def start(*args: str, tls: ssl.SSLContext | None = None) -> Served:
-        port = ports.free_port()
-        process = Background(fleet.config, "serve", "--listen", f"127.0.0.1:{port}", *args)
-        started.append(process)
-        served = Served(process, f"{'https' if tls else 'http'}://127.0.0.1:{port}", tls)
-        _wait_up(served)
-        return served
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            process.stop()
-
-
-def _wait_up(served: Served, budget: float = 60.0) -> None:
-    deadline = time.monotonic() + budget
-    while True:
-        try:
-            if served.get("/healthz")[0] == 200:
-                return
-        except OSError:
-            pass
-        assert served.process.process.poll() is None, f"serve ended:\n{served.process.err}"
-        assert time.monotonic() < deadline, f"serve never answered:\n{served.process.err}"
-        time.sleep(0.1)
 
 
 @pytest.fixture
@@ -251,7 +197,7 @@ def test_watch_listen_serves_the_same_api_from_the_watch_process(
     watch = Background(collected.config, "watch", "--interval", "1s", "--listen", listen)
     try:
         served = Served(watch, f"http://127.0.0.1:{port}")
-        _wait_up(served)
+        wait_up(served)
         deadline = time.monotonic() + 60
         while True:  # the API shows the watch's ticks: `up` newer than the execute run's
             status, body, _ = served.get("/api/v1/latest?metric=up")

@@ -24,14 +24,13 @@ from typing import Any
 
 import ports
 import pytest
-from conftest import Background, Fleet, Run
+from conftest import Background, Fleet, Run, Served, wait_up
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-from test_web_api import Served, _wait_up
 
 from netmetrix import configxml, pipeline
 from netmetrix.config import AlertRule, Config, load_config
@@ -135,26 +134,6 @@ def collected(fleet: Fleet, netmetrix: Cli) -> Fleet:
     ran = netmetrix("--config", fleet.config, "execute")
     assert ran.code == 0, ran.err
     return fleet
-
-
-@pytest.fixture
-def serve(fleet: Fleet) -> Iterator[Callable[[], Served]]:
-    """Start `netmetrix serve` on a free loopback port; stopped by PID afterwards."""
-    started: list[Background] = []
-
-    def start() -> Served:
-        port = ports.free_port()
-        process = Background(fleet.config, "serve", "--listen", f"127.0.0.1:{port}")
-        started.append(process)
-        served = Served(process, f"http://127.0.0.1:{port}")
-        _wait_up(served)
-        return served
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            process.stop()
 
 
 class Prometheus:
@@ -390,7 +369,7 @@ def test_watch_listen_reports_its_ticks(collected: Fleet) -> None:
     watch = Background(collected.config, "watch", "--interval", "2s", "--listen", listen)
     try:
         served = Served(watch, f"http://127.0.0.1:{port}")
-        _wait_up(served)
+        wait_up(served)
         deadline = time.monotonic() + BUDGET
         while True:  # until a tick where both hosts answered (a loaded tick may miss one)
             status, text, _ = served.get("/metrics")

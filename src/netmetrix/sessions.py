@@ -127,10 +127,6 @@ class Session:
         return self.host.name
 
     @property
-    def up(self) -> bool:
-        return self._stream is not None
-
-    @property
     def not_set_up(self) -> bool:
         return self.outcome is Outcome.NOT_SET_UP
 

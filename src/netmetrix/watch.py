@@ -61,7 +61,6 @@ class WatchOptions:
     ticks: int | None = None  # --ticks: stop after this many
     ssh_files: ssh.ClientFiles = ssh.USER_FILES
     listen: str | None = None  # --listen HOST:PORT: serve the web side from this process
-    no_auth: bool = False  # --no-auth: off loopback without credentials
 
 
 @dataclass(slots=True, kw_only=True)
@@ -131,7 +130,7 @@ class Watcher:
 
     @property
     def interval(self) -> float:
-        return self.options.interval or self.config.watch.interval
+        return self._interval_of(self.config)
 
     # ------------------------------------------------------------ the run
 
@@ -357,7 +356,7 @@ class Watcher:
             ssh=config.ssh,
             script=config.script,
             collector=self._collector,
-            interval=self.interval if config is self.config else self._interval_of(config),
+            interval=self._interval_of(config),
             require_encryption=config.security.encryption == "required",
             known=ssh.HostKeys(config.ssh, self.options.ssh_files),
             files=self.options.ssh_files,

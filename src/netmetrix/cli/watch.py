@@ -108,6 +108,4 @@ def _options(
         from netmetrix.web.server import check_exposure, listen_of
 
         check_exposure(listen_of(listen, "--listen"), config.web, no_auth)
-    return WatchOptions(
-        patterns=hosts, interval=interval, ticks=ticks, listen=listen, no_auth=no_auth
-    )
+    return WatchOptions(patterns=hosts, interval=interval, ticks=ticks, listen=listen)
