@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,15 +14,18 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pgserver
 import pytest
 from conftest import Background, Fleet, Run
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from smtpserver import SMTPServer
 
-from netmetrix.config import load_config, machine_name
-from netmetrix.configxml import Collector, ConfigXml, Host, render
+from netmetrix import alerts, pipeline
+from netmetrix.config import AlertRule, load_config, machine_name
+from netmetrix.configxml import Alert, Collector, ConfigXml, Host, render
 from netmetrix.errors import UsageError
-from netmetrix.model import HostRun
+from netmetrix.model import AlertState, HostRun, Sample
 from netmetrix.shard import MAX_SHARDS, Shard, owner, parse_shard, pick, take, weight
 from netmetrix.store import Store
 
@@ -322,6 +326,211 @@ def test_migration_0005_keeps_the_host_rows(store_url: str) -> None:
         new.record_runs([HostRun(host="f4", address="f4", ts=8.0, ok=False, error="x")])
         [row] = new.hosts()
         assert (row.last_seen, row.collector) == (7.0, "c (1/2)")  # kept: not named by 8.0
+
+
+# ---------------------------------------------------------------- alert state per shard
+
+T0 = 1_700_000_000.0
+CPU_OVER_20 = AlertRule(metric="cpu_percent", op=">", limit=20.0, email=("ops@example.com",))
+
+
+def cpu_run(host: str, ts: float, value: float) -> HostRun:
+    sample = Sample(metric="cpu_percent", labels=(), value=value)
+    return HostRun(host=host, address=host, ts=ts, ok=True, samples=(sample,))
+
+
+def firing(store: Store) -> dict[str, str]:
+    """Host -> phase of every stored alert state."""
+    return {a.host: a.state for a in store.alerts_active()}
+
+
+def resolved(store: Store) -> list[tuple[str, str]]:
+    return sorted((e.host, e.kind) for e in store.alert_history() if e.kind == "resolved")
+
+
+def test_a_shard_retires_only_its_own_hosts_alerts(store_url: str) -> None:
+    """Regression (#15): a collector resolved every shard's alerts of a rule that left
+    config.xml; two collectors doing so at once would both mail RESOLVED."""
+    with Store.open(store_url) as store:
+        runs = [cpu_run(h, T0, 50.0) for h in ("a", "d")]  # a: shard 2/2, d: 1/2
+        pipeline.record(store, runs, [CPU_OVER_20], now=T0, hosts=["a", "d"])
+        assert firing(store) == {"a": "firing", "d": "firing"}
+
+        # the rule left config.xml; collector 1/2 runs first: d's alert only
+        done = pipeline.record(
+            store,
+            [cpu_run("d", T0 + 60, 50.0)],
+            [],
+            now=T0 + 60,
+            hosts=["a", "d"],
+            shard=Shard(1, 2),
+        )
+        assert (done.retired, done.queued) == (1, 1)
+        assert firing(store) == {"a": "firing"}
+        assert resolved(store) == [("d", "resolved")]
+        # then 2/2: a's
+        done = pipeline.record(
+            store,
+            [cpu_run("a", T0 + 61, 50.0)],
+            [],
+            now=T0 + 61,
+            hosts=["a", "d"],
+            shard=Shard(2, 2),
+        )
+        assert (done.retired, done.queued) == (1, 1)
+        assert firing(store) == {}
+        assert resolved(store) == [("a", "resolved"), ("d", "resolved")]
+
+
+def test_a_removed_host_is_resolved_by_the_shard_it_hashes_to(store_url: str) -> None:
+    with Store.open(store_url) as store:
+        runs = [cpu_run(h, T0, 50.0) for h in ("a", "b", "d")]
+        pipeline.record(store, runs, [CPU_OVER_20], now=T0, hosts=["a", "b", "d"])
+        # b (shard 2/2) left config.xml: collector 1/2 leaves its alert alone ...
+        kept = ["a", "d"]
+        done = pipeline.record(
+            store,
+            [cpu_run("d", T0 + 60, 50.0)],
+            [CPU_OVER_20],
+            now=T0 + 60,
+            hosts=kept,
+            shard=Shard(1, 2),
+        )
+        assert (done.retired, firing(store)) == (0, {"a": "firing", "b": "firing", "d": "firing"})
+        # ... and 2/2 resolves it, once, "host removed"
+        done = pipeline.record(
+            store,
+            [cpu_run("a", T0 + 61, 50.0)],
+            [CPU_OVER_20],
+            now=T0 + 61,
+            hosts=kept,
+            shard=Shard(2, 2),
+        )
+        assert (done.retired, firing(store)) == (1, {"a": "firing", "d": "firing"})
+        [mail] = [m for m in store.outbox(undelivered=True) if m.subject.startswith("RESOLVED")]
+        assert mail.subject.startswith("RESOLVED [b] ")
+        assert "host removed" in mail.body
+
+
+def test_evaluate_never_touches_states_it_was_not_given() -> None:
+    """What the pipeline relies on: states of hosts without points, and not orphaned, stay."""
+    rid = alerts.rule_id(CPU_OVER_20)
+    other = (rid, "a", "cpu_percent", ())
+    state = AlertState(phase="pending", count=1, since=T0, value=50.0, ts=T0)
+    changes, events = alerts.evaluate(
+        {rid: CPU_OVER_20}, {other: state}, [], T0 + 60, hosts=["a", "d"]
+    )
+    assert (changes, events) == ({}, [])
+
+
+# ---------------------------------------------------------------- three collectors, one PostgreSQL
+
+ALERTED = (
+    "s1",
+    "s4",
+    "s6",
+    "s7",
+    "s9",
+)  # on every shard: s1 in 2/3, s4 and s7 in 3/3, s6 and s9 in 1/3
+UPTIME_ALERT = Alert(
+    metric="uptime_sec", op=">", limit=0, hosts=",".join(ALERTED), email="ops@example.com"
+)
+
+
+def collectors_at_once(fleet: Fleet, rounds: int) -> dict[int, str]:
+    """``netmetrix execute --shard K/3`` for K = 1, 2, 3, as three processes started together,
+    each ``rounds`` times in a row; their stderr, by K."""
+    exe = Path(sys.executable).with_name("netmetrix")
+    script = f'for i in $(seq {rounds}); do "$0" "$@" || exit 1; done'
+    procs = {
+        k: subprocess.Popen(
+            [
+                "sh",
+                "-c",
+                script,
+                str(exe),
+                "--config",
+                str(fleet.config),
+                "execute",
+                "--shard",
+                f"{k}/3",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for k in (1, 2, 3)
+    }
+    try:
+        outputs = {k: proc.communicate(timeout=300) for k, proc in procs.items()}
+    finally:
+        for proc in procs.values():  # ours, by PID, even when the test failed
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    for k, proc in procs.items():
+        assert proc.returncode == 0, outputs[k][1]
+        assert outputs[k][0] == ""
+    return {k: err for k, (_, err) in outputs.items()}
+
+
+@pytest.mark.sshd
+def test_three_collectors_split_the_fleet_on_one_postgresql(
+    fleet: Fleet, postgres: pgserver.Postgres, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    names = list(OWNERS_OF_3)
+    for i, name in enumerate(names):
+        fleet.host(name, i % 3)
+    database = postgres.create_database()
+    try:
+        url = postgres.url(database)
+        fleet.settings["database"] = url
+        fleet.write(smtp=smtp.settings(), alerts=[UPTIME_ALERT])
+        done = netmetrix("--config", fleet.config, "upload")
+        assert done.code == 0, done.err
+
+        # round 1: every host collected once, by its shard; one mail per alert
+        errs = collectors_at_once(fleet, rounds=1)
+        for k in (1, 2, 3):
+            mine = [n for n in names if OWNERS_OF_3[n] == k]
+            assert f"execute: {len(mine)} ok" in errs[k], errs[k]
+        assert up_counts(url) == dict.fromkeys(sorted(names), 1)
+        label = machine_name()
+        hosts = json.loads(netmetrix("--config", fleet.config, "hosts", "--format", "json").out)
+        assert {h["host"]: h["collector"] for h in hosts} == {
+            n: f"{label} ({OWNERS_OF_3[n]}/3)" for n in names
+        }
+        assert {h["host"]: h["up"] for h in hosts} == dict.fromkeys(names, 1)
+        info = json.loads(netmetrix("--config", fleet.config, "db", "info", "--format", "json").out)
+        assert info[0]["collectors"] == {
+            f"{label} (2/3)": 5,
+            f"{label} (1/3)": 2,
+            f"{label} (3/3)": 2,
+        }
+        assert sorted(re.findall(r"ALERT \[(\w+)\]", " ".join(smtp.subjects))) == sorted(ALERTED)
+        assert len(smtp.messages) == len(ALERTED)
+
+        # two more rounds: every host collected once per round, no mail sent twice
+        collectors_at_once(fleet, rounds=2)
+        assert up_counts(url) == dict.fromkeys(sorted(names), 3)
+        assert len(smtp.messages) == len(ALERTED)
+        with Store.open(url) as store:
+            assert firing(store) == dict.fromkeys(ALERTED, "firing")
+            assert sorted(e.host for e in store.alert_history() if e.kind == "firing") == sorted(
+                ALERTED
+            )
+
+        # the rule leaves config.xml: each alert resolved once, by its own shard's collector
+        fleet.write(smtp=smtp.settings())
+        collectors_at_once(fleet, rounds=1)
+        resolved_mail = [s for s in smtp.subjects if s.startswith("RESOLVED")]
+        assert sorted(re.findall(r"RESOLVED \[(\w+)\]", " ".join(resolved_mail))) == sorted(ALERTED)
+        with Store.open(url) as store:
+            assert firing(store) == {}
+            assert len(resolved(store)) == len(ALERTED)
+            assert store.outbox(undelivered=True) == []
+    finally:
+        postgres.drop_database(database)
 
 
 # ---------------------------------------------------------------- watch

@@ -438,8 +438,9 @@ async def record_results(
     A host not set up (no key stored) or ``interrupted`` (Ctrl-C) gets only its
     row's last_error: no `up` sample, and so no `up == 0` alert (#11).
     Alerts whose rule or host left config.xml are resolved in the same
-    transaction.  Returns the results, with every host the store refused (#10)
-    turned into a failure, and what was recorded.
+    transaction (with a shard, only those of its hosts: ``pipeline.record``).
+    Returns the results, with every host the store refused (#10) turned into a
+    failure, and what was recorded.
     """
     not_set_up = [r for r in results if r.outcome is Outcome.NOT_SET_UP]
     by = config.collector.label  # each host row says which collector (and shard) ran it
@@ -457,6 +458,7 @@ async def record_results(
             now=clock(),
             hosts=[h.name for h in config.hosts],
             marks=[*(_host_run(r, finished[r.host.name], by) for r in not_set_up), *interrupted],
+            shard=config.collector.shard,
         )
     )
     if recorded.retired:
