@@ -65,6 +65,13 @@ def test_every_host_is_in_exactly_one_shard(names: list[str], count: int) -> Non
 
 @settings(max_examples=300, deadline=None)
 @given(name=NAMES, count=st.integers(1, 60))
+def test_the_owner_is_the_shard_of_the_highest_weight(name: str, count: int) -> None:
+    weights = {index: weight(name, index) for index in range(1, count + 1)}
+    assert owner(name, count) == max(weights, key=lambda index: (weights[index], index))
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=NAMES, count=st.integers(1, 60))
 def test_one_more_shard_takes_hosts_only_for_itself(name: str, count: int) -> None:
     # a host either stays where it was or moves to the new shard N+1, never elsewhere
     assert owner(name, count + 1) in (owner(name, count), count + 1)

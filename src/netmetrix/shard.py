@@ -57,15 +57,25 @@ def parse_shard(text: str) -> Shard:
 
 
 def weight(name: str, index: int) -> int:
-    """The weight shard ``index`` gives the host ``name``: 64 bits of BLAKE2b."""
-    data = index.to_bytes(4, "big") + name.encode("utf-8", "surrogateescape")
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
+    """The weight shard ``index`` gives the host ``name``: 64 bits of BLAKE2b of the
+    shard's number (4 bytes, big-endian) followed by the name (UTF-8)."""
+    return _weight(index, name.encode("utf-8", "surrogateescape"))
+
+
+def _weight(index: int, name: bytes) -> int:
+    digest = hashlib.blake2b(index.to_bytes(4, "big") + name, digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
 
 def owner(name: str, count: int) -> int:
-    """The shard (1..``count``) that collects the host ``name``: the highest weight wins
-    (a tie, which takes 2^64 bad luck, goes to the higher shard)."""
-    return max(range(1, count + 1), key=lambda index: (weight(name, index), index))
+    """The shard (1..``count``) that collects the host ``name``: the highest ``weight``
+    wins (a tie, which takes 2^64 bad luck, goes to the higher shard)."""
+    data = name.encode("utf-8", "surrogateescape")  # once, not once per shard
+    best, top = 1, -1
+    for index in range(1, count + 1):
+        if (found := _weight(index, data)) >= top:
+            best, top = index, found
+    return best
 
 
 class Named(Protocol):
