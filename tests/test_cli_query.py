@@ -74,8 +74,9 @@ def fill(store: Store, t0: float = T0) -> None:
                 sample("disk_percent", 38.25, mount="/"),
                 sample("disk_percent", 71.0, mount="/var"),
                 sample("load1", 0.5),
+                collector="c2 (2/2)",
             ),
-            host_run("f5", t0 - 60, sample("load1", 2.0)),
+            host_run("f5", t0 - 60, sample("load1", 2.0), collector="c2 (2/2)"),
         ]
     )
     store.record_runs(
@@ -86,7 +87,9 @@ def fill(store: Store, t0: float = T0) -> None:
                 sample("disk_percent", 38.5, mount="/"),
                 sample("disk_percent", 72.0, mount="/var"),
                 sample("load1", 1.25),
+                collector="c1 (1/2)",
             ),
+            # no collector named: the row keeps the last one (as runs before #15 did)
             HostRun(host="f5", address="f5", ts=t0, ok=False, error="timeout after 10s (connect)"),
         ]
     )
@@ -127,9 +130,11 @@ def csv_rows(text: str) -> list[list[str]]:
 def test_hosts_table(filled: Env) -> None:
     assert ok(filled("hosts")) == (
         "host   address    port  last_seen                 last_error"
-        "                   probe_version  up\n"
-        f"f4     192.0.2.4  22    {ISO0}                               1.0            1\n"
-        f"f5     f5         22    {ISO1}  timeout after 10s (connect)  1.0            0\n"
+        "                   probe_version  up  collector\n"
+        f"f4     192.0.2.4  22    {ISO0}                               1.0            1"
+        "   c1 (1/2)\n"
+        f"f5     f5         22    {ISO1}  timeout after 10s (connect)  1.0            0"
+        "   c2 (2/2)\n"
         "never  192.0.2.9  22\n"
     )
 
@@ -144,6 +149,7 @@ def test_hosts_json_and_csv(filled: Env) -> None:
             "last_error": None,
             "probe_version": "1.0",
             "up": 1,
+            "collector": "c1 (1/2)",
         },
         {
             "host": "f5",
@@ -153,6 +159,7 @@ def test_hosts_json_and_csv(filled: Env) -> None:
             "last_error": "timeout after 10s (connect)",
             "probe_version": "1.0",
             "up": 0,
+            "collector": "c2 (2/2)",
         },
         {
             "host": "never",
@@ -162,14 +169,15 @@ def test_hosts_json_and_csv(filled: Env) -> None:
             "last_error": None,
             "probe_version": None,
             "up": None,
+            "collector": None,
         },
     ]
     assert json.loads(ok(filled("hosts", "--format", "json"))) == expected
     assert csv_rows(ok(filled("hosts", "--format", "csv"))) == [
-        ["host", "address", "port", "last_seen", "last_error", "probe_version", "up"],
-        ["f4", "192.0.2.4", "22", ISO0, "", "1.0", "1"],
-        ["f5", "f5", "22", ISO1, "timeout after 10s (connect)", "1.0", "0"],
-        ["never", "192.0.2.9", "22", "", "", "", ""],
+        ["host", "address", "port", "last_seen", "last_error", "probe_version", "up", "collector"],
+        ["f4", "192.0.2.4", "22", ISO0, "", "1.0", "1", "c1 (1/2)"],
+        ["f5", "f5", "22", ISO1, "timeout after 10s (connect)", "1.0", "0", "c2 (2/2)"],
+        ["never", "192.0.2.9", "22", "", "", "", "", ""],
     ]
 
 
@@ -182,6 +190,7 @@ def test_hosts_before_any_run_lists_the_configured_hosts(env: Env) -> None:
         "last_error": None,
         "probe_version": None,
         "up": None,
+        "collector": None,
     }
     assert ok(env("hosts")).splitlines()[1:] == [
         "f4     192.0.2.4  22",
@@ -1052,8 +1061,10 @@ def test_db_info_formats(filled: Env) -> None:
     assert lines[0].split() == ["field", "value"]
     assert [line.split()[0] for line in lines[1:]] == [
         *("url", "backend", "collector_id", "schema_version", "schema_head"),
-        *("series", "samples", "size_bytes", "oldest", "newest"),
+        *("series", "samples", "size_bytes", "oldest", "newest", "collectors"),
     ]
+    # f4's last run by c1, f5's by c2 (its failed run after that named none)
+    assert lines[-1] == "collectors      c1 (1/2) 1 host, c2 (2/2) 1 host"
     [row] = json.loads(ok(filled("db", "info", "--format", "json")))
     assert row["size_bytes"] > 0
     assert {k: v for k, v in row.items() if k != "size_bytes"} == {
@@ -1066,10 +1077,12 @@ def test_db_info_formats(filled: Env) -> None:
         "samples": 11,
         "oldest": ISO1,
         "newest": ISO0,
+        "collectors": {"c1 (1/2)": 1, "c2 (2/2)": 1},
     }
     rows = csv_rows(ok(filled("db", "info", "--format", "csv")))
     assert rows[0] == list(row)
-    assert rows[1][5:] == ["6", "11", str(row["size_bytes"]), ISO1, ISO0]
+    collectors = "c1 (1/2) 1 host, c2 (2/2) 1 host"
+    assert rows[1][5:] == ["6", "11", str(row["size_bytes"]), ISO1, ISO0, collectors]
 
 
 def test_db_info_of_an_empty_store_and_before_any_schema(env: Env) -> None:

@@ -270,10 +270,10 @@ def test_select(here: Path) -> None:
             id="unknown-element-suggested",
         ),
         pytest.param(
-            doc(HOSTS, "<colour>red</colour>"),
-            "config.xml:3: <netmetrix>: unknown element <colour>; allowed: <script>,"
+            doc(HOSTS, "<flavour>red</flavour>"),
+            "config.xml:3: <netmetrix>: unknown element <flavour>; allowed: <script>,"
             " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>, <web>,"
-            " <hosts>, <alerts>",
+            " <collector>, <hosts>, <alerts>",
             id="unknown-element-listed",
         ),
         pytest.param(
@@ -341,7 +341,7 @@ def test_select(here: Path) -> None:
             doc(HOSTS, "<netmetrix/>"),
             "config.xml:3: <netmetrix>: unknown element <netmetrix>; allowed: <script>,"
             " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>, <web>,"
-            " <hosts>, <alerts>",
+            " <collector>, <hosts>, <alerts>",
             id="nested-root",
         ),
         pytest.param(

@@ -43,7 +43,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from netmetrix import rows
 from netmetrix.cli import main
-from netmetrix.config import load_config
+from netmetrix.config import load_config, machine_name
 from netmetrix.configxml import SMTP, Alert
 from netmetrix.model import HostRun
 from netmetrix.store import Store
@@ -485,6 +485,21 @@ def test_a_bad_range_is_a_400_page(site: Site, query: str, message: str) -> None
     status, _, body = get(f"{site.url}/hosts/web1?{query}")
     assert status == 400
     assert message in body.decode()
+
+
+def test_every_page_names_the_collector_of_each_host(site: Site) -> None:
+    """Which collector (and shard) ran a host's last run (#15): the overview's column,
+    the host page, and the API's host record."""
+    import html as html_text
+
+    label = machine_name()  # the site's executes ran here, without a shard
+    _, _, body = get(site.url + "/fleet")
+    cells = re.findall(r'<td class="collector muted">([^<]*)</td>', body.decode())
+    assert cells == [html_text.escape(label)] * len(HOSTS)
+    _, _, body = get(site.url + "/hosts/web1")
+    assert f"<dt>collected by</dt><dd>{html_text.escape(label)}</dd>" in body.decode()
+    _, _, body = get(site.url + "/api/v1/hosts")
+    assert {h["host"]: h["collector"] for h in json.loads(body)} == dict.fromkeys(HOSTS, label)
 
 
 def test_strings_from_hosts_are_escaped_in_the_html(site: Site) -> None:

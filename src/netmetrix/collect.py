@@ -438,12 +438,16 @@ async def record_results(
     A host not set up (no key stored) or ``interrupted`` (Ctrl-C) gets only its
     row's last_error: no `up` sample, and so no `up == 0` alert (#11).
     Alerts whose rule or host left config.xml are resolved in the same
-    transaction.  Returns the results, with every host the store refused (#10)
-    turned into a failure, and what was recorded.
+    transaction (with a shard, only those of its hosts: ``pipeline.record``).
+    Returns the results, with every host the store refused (#10) turned into a
+    failure, and what was recorded.
     """
     not_set_up = [r for r in results if r.outcome is Outcome.NOT_SET_UP]
+    by = config.collector.label  # each host row says which collector (and shard) ran it
     runs = [
-        _host_run(r, finished[r.host.name]) for r in results if r.outcome is not Outcome.NOT_SET_UP
+        _host_run(r, finished[r.host.name], by)
+        for r in results
+        if r.outcome is not Outcome.NOT_SET_UP
     ]
     recorded = await asyncio.to_thread(
         functools.partial(
@@ -453,7 +457,8 @@ async def record_results(
             config.alerts.rules,
             now=clock(),
             hosts=[h.name for h in config.hosts],
-            marks=[*(_host_run(r, finished[r.host.name]) for r in not_set_up), *interrupted],
+            marks=[*(_host_run(r, finished[r.host.name], by) for r in not_set_up), *interrupted],
+            shard=config.collector.shard,
         )
     )
     if recorded.retired:
@@ -509,8 +514,10 @@ async def _keep_what_arrived(
         some([h.name for h in cut], 20) or "none",
     )
     now = clock()
+    by = config.collector.label
     marks = [
-        HostRun(host=h.name, address=h.target, ts=now, ok=False, error=INTERRUPTED) for h in cut
+        HostRun(host=h.name, address=h.target, ts=now, ok=False, error=INTERRUPTED, collector=by)
+        for h in cut
     ]
     try:
         await record_results(
@@ -538,8 +545,11 @@ def setup_hint(results: Sequence[HostResult[Any]], config: Config) -> str | None
     names = [r.host.name for r in results if r.outcome is Outcome.NOT_SET_UP]
     if not names:
         return None
+    shard = config.collector.shard
     if len(names) == len(config.hosts):
         command = "netmetrix upload"
+    elif shard is not None and len(names) == len(results) and len(names) > _HINT_HOSTS:
+        command = f"netmetrix upload --shard {shard}"
     elif len(names) <= _HINT_HOSTS:
         command = "netmetrix upload " + " ".join(f"-h {shlex.quote(n)}" for n in names)
     else:
@@ -592,7 +602,7 @@ def check_exit(host: HostConfig, script: str, collector: str, done: ssh.Complete
     raise HostError(Outcome.BAD_MESSAGE, f"probe exited with status {done.exit_status}: {tail}")
 
 
-def _host_run(result: HostResult[envelope.Message], ts: float) -> HostRun:
+def _host_run(result: HostResult[envelope.Message], ts: float, collector: str) -> HostRun:
     message = result.value
     return HostRun(
         host=result.host.name,
@@ -602,6 +612,7 @@ def _host_run(result: HostResult[envelope.Message], ts: float) -> HostRun:
         error=None if result.ok else _stored_error(result),
         probe_version=message.probe_version if message else None,
         samples=message.samples if message else (),
+        collector=collector,
     )
 
 

@@ -8,6 +8,7 @@ all problems are reported together in one ``ConfigError`` (exit 2).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import io
 import json
@@ -15,6 +16,7 @@ import math
 import os
 import posixpath
 import re
+import socket
 import xml.sax
 import xml.sax.handler
 import xml.sax.xmlreader
@@ -32,6 +34,8 @@ from defusedxml.sax import make_parser  # type: ignore[import-untyped]
 
 from netmetrix.errors import ConfigError
 from netmetrix.format import duration, labels_text, number
+from netmetrix.sanitize import clean
+from netmetrix.shard import Shard, parse_shard
 
 HostKeyPolicy = Literal["strict", "accept-new"]
 SmtpSecurity = Literal["none", "starttls", "tls"]
@@ -121,6 +125,24 @@ class WebConfig:
         return bool(self.user or self.token_env or self.token_file)
 
 
+def machine_name() -> str:
+    """This machine's host name (``socket.gethostname``), as a collector's default name."""
+    return clean(socket.gethostname(), 63) or "localhost"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CollectorConfig:
+    """``<collector>``: who this collector is, and which shard of the hosts it collects."""
+
+    name: str = field(default_factory=machine_name)  # shown in `db info` and the dashboard
+    shard: Shard | None = None  # None: every host; --shard K/N overrides it
+
+    @property
+    def label(self) -> str:
+        """What the store keeps of the collector of a host's run: ``db1 (2/3)``, ``db1``."""
+        return self.name if self.shard is None else f"{self.name} ({self.shard})"
+
+
 WATCH_INTERVAL_MIN = 1.0  # seconds: below this a tick is mostly SSH round trips
 WATCH_INTERVAL_MAX = 3600.0
 
@@ -159,6 +181,7 @@ class Config:
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
     hosts: tuple[HostConfig, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Settings written in config.xml ("script", "ssh.connect_timeout", ...), not defaulted.
@@ -178,6 +201,19 @@ class Config:
         if problems:
             raise UsageError("\n".join(f"{self.path.name}: {p}" for p in problems))
         return tuple(by_name[n] for n in names)
+
+    def with_shard(self, shard: Shard | None) -> Config:
+        """This config with ``--shard`` in place of <collector shard> (None: as it is)."""
+        if shard is None:
+            return self
+        return dataclasses.replace(self, collector=dataclasses.replace(self.collector, shard=shard))
+
+    def shard_source(self, flag: bool) -> str:
+        """Where the collector's shard comes from, for messages: the flag or the file."""
+        shard = self.collector.shard
+        if flag:
+            return f"--shard {shard}"
+        return f'{self.path.name}: <collector shard="{shard}">'
 
 
 _SHOWN_NAMES = 10  # known names listed in an "unknown name" message
@@ -235,7 +271,7 @@ _SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
 _ROOT_CHILDREN = (
     *("script", "concurrency", "database", "ssh", "smtp"),
-    *("security", "retention", "watch", "web", "hosts", "alerts"),
+    *("security", "retention", "watch", "web", "collector", "hosts", "alerts"),
 )
 _SSH_ATTRS = ("known_hosts", "host_key_policy", "connect_timeout", "command_timeout")
 _SMTP_ATTRS = (
@@ -719,6 +755,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         retention=_retention(ctx, el.one("retention")),
         watch=_watch(ctx, el.one("watch")),
         web=_web(ctx, el.one("web")),
+        collector=_collector(ctx, el.one("collector")),
         hosts=_hosts(ctx, el, hosts_node),
         alerts=_alerts(ctx, el.one("alerts"), host_names),
         given=_given(el),
@@ -728,7 +765,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
 def _given(el: _Element) -> frozenset[str]:
     """The settings written in the file: ``script`` for <script>, ``smtp.port`` for <smtp port>."""
     given = {tag for tag in ("script", "concurrency", "database") if el.all(tag)}
-    for tag in ("ssh", "smtp", "security", "retention", "watch", "web", "alerts"):
+    for tag in ("ssh", "smtp", "security", "retention", "watch", "web", "collector", "alerts"):
         for node in el.all(tag)[:1]:  # a repeat is already a problem
             given.update(f"{tag}.{name}" for name in node.attrs)
     return frozenset(given)
@@ -870,6 +907,25 @@ def _web(ctx: _Ctx, node: _Node | None) -> WebConfig:
     if bool(web.tls_cert) != bool(web.tls_key):
         el.problem("tls_cert and tls_key go together (HTTPS needs both)")
     return web
+
+
+def _shard(raw: str) -> Shard:
+    try:
+        return parse_shard(raw)
+    except ValueError as err:
+        raise _Refused(str(err)) from None
+
+
+_SHARD = _Conv("K/N with 1 <= K <= N", _shard)
+
+
+def _collector(ctx: _Ctx, node: _Node | None) -> CollectorConfig:
+    if node is None:
+        return CollectorConfig()
+    el = _Element(ctx, node, attrs=("name", "shard"))
+    name = el.opt("name", _HOST_NAME)
+    shard = el.opt("shard", _SHARD)
+    return CollectorConfig(shard=shard) if name is None else CollectorConfig(name=name, shard=shard)
 
 
 def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, ...]:
@@ -1137,6 +1193,8 @@ def effective_settings(config: Config, environ: Mapping[str, str]) -> list[Setti
     rows.append(given("security.encryption", config.security.encryption))
     rows.append(given("retention.days", config.retention.days))
     rows.append(given("watch.interval", duration(config.watch.interval)))
+    rows.append(given("collector.name", config.collector.name))
+    rows.append(given("collector.shard", config.collector.shard or "every host"))
     rows.append(given("alerts.digest_over", config.alerts.digest_over))
     rows += [
         _setting(f"alert.{index}", rule_summary(rule), f"{file}:{rule.line}")

@@ -96,6 +96,12 @@ class Web:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Collector:
+    name: str | None = None
+    shard: str | None = None  # "2/3"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigXml:
     """A whole config.xml.  ``comment`` goes above ``<netmetrix>``; ``comments`` maps a
     top-level tag ("script", "ssh", "alerts", ...) to the comment written above it."""
@@ -109,6 +115,7 @@ class ConfigXml:
     retention_days: int | str | None = None  # <retention days=...>
     watch_interval: str | float | None = None  # <watch interval=...>
     web: Web | None = None
+    collector: Collector | None = None
     hosts: Sequence[Host] = ()
     alerts: Sequence[Alert] = ()
     digest_over: int | str | None = None  # <alerts digest_over=...>
@@ -165,14 +172,18 @@ def _sections(config: ConfigXml) -> Iterator[tuple[str, list[str]]]:
         yield "ssh", _element("ssh", _values(config.ssh, _SSH_GROUPS), _INDENT)
     if config.smtp is not None:
         yield "smtp", _element("smtp", _values(config.smtp, _SMTP_GROUPS), _INDENT)
-    if config.encryption is not None:
-        yield "security", _element("security", [[("encryption", config.encryption)]], _INDENT)
-    if config.retention_days is not None:
-        yield "retention", _element("retention", [[("days", config.retention_days)]], _INDENT)
-    if config.watch_interval is not None:
-        yield "watch", _element("watch", [[("interval", config.watch_interval)]], _INDENT)
+    for tag, attr, value in (
+        ("security", "encryption", config.encryption),
+        ("retention", "days", config.retention_days),
+        ("watch", "interval", config.watch_interval),
+    ):
+        if value is not None:
+            yield tag, _element(tag, [[(attr, value)]], _INDENT)
     if config.web is not None:
         yield "web", _element("web", _values(config.web, _WEB_GROUPS), _INDENT)
+    if config.collector is not None:
+        groups = _values(config.collector, (("name", "shard"),))
+        yield "collector", _element("collector", groups, _INDENT)
     yield "hosts", _list("hosts", [], [_item("host", h, _HOST_GROUPS) for h in config.hosts])
     digest: Attrs = [[("digest_over", config.digest_over)]]
     if config.alerts or config.digest_over is not None:

@@ -35,6 +35,7 @@ class HostRun:
     error: str | None = None
     probe_version: str | None = None
     samples: tuple[Sample, ...] = ()
+    collector: str | None = None  # who collected it: "db1 (2/3)" (None: kept as stored)
 
 
 class Point(NamedTuple):

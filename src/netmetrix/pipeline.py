@@ -15,7 +15,17 @@ from dataclasses import dataclass
 
 from netmetrix import alerts, notice
 from netmetrix.config import AlertRule
-from netmetrix.model import UP, AlertEvent, HostRun, Point, RetireReason, points
+from netmetrix.model import (
+    UP,
+    AlertEvent,
+    AlertState,
+    HostRun,
+    Point,
+    RetireReason,
+    StateKey,
+    points,
+)
+from netmetrix.shard import Shard
 from netmetrix.store import NewMail, Refused, Store, Transaction
 
 
@@ -52,6 +62,7 @@ def record(
     now: float,
     hosts: Collection[str] | None = None,
     marks: Sequence[HostRun] = (),
+    shard: Shard | None = None,
 ) -> Recorded:
     """Store ``runs`` and evaluate ``rules`` on them, in one transaction.
 
@@ -63,9 +74,15 @@ def record(
     last_seen).  ``marks`` only update their host rows (hosts not set up,
     interrupted): no sample, so nothing for the rules to see.  Mail is queued
     at ``now`` (unix seconds).
+
+    ``shard``: this collector's (``--shard K/N``).  It retires only the states
+    of hosts in its shard, a host gone from config.xml included (the shard
+    its name hashes to owns it): the collectors of the other shards, reading
+    the same config.xml, retire theirs, so each alert is resolved once, by one
+    collector, even when two of them run at the same moment (#15).
     """
     with store.transaction(f"store {len(runs)} host run(s)") as tx:
-        return _record(tx, runs, rules, now=now, hosts=hosts, marks=marks)
+        return _record(tx, runs, rules, now=now, hosts=hosts, marks=marks, shard=shard)
 
 
 def _record(
@@ -76,6 +93,7 @@ def _record(
     now: float,
     hosts: Collection[str] | None,
     marks: Sequence[HostRun],
+    shard: Shard | None,
 ) -> Recorded:
     written = tx.write_runs(runs)
     tx.update_hosts(marks)
@@ -83,7 +101,7 @@ def _record(
     # Only the series a rule can watch (and `up`, which dates the run) go to the rules.
     watchable = {rule.metric for rule in by_id.values()}
     found = _paging_points(tx, points(written.runs, watchable), watchable)
-    states = tx.other_alert_states(by_id, hosts)
+    states = _owned(tx.other_alert_states(by_id, hosts), shard)
     watched = {p.host for p in found if p.metric in watchable}
     if watched:
         states.update(tx.alert_states(watched, by_id))
@@ -140,6 +158,14 @@ def forget(
                 )
             )
     return forgotten
+
+
+def _owned(states: dict[StateKey, AlertState], shard: Shard | None) -> dict[StateKey, AlertState]:
+    """The states of hosts in ``shard`` (all for None): those of other shards' hosts are
+    their collectors' to retire."""
+    if shard is None:
+        return states
+    return {key: state for key, state in states.items() if shard.owns(key[1])}
 
 
 def _paging_points(tx: Transaction, found: list[Point], watchable: Collection[str]) -> list[Point]:

@@ -18,7 +18,10 @@ if TYPE_CHECKING:
     from netmetrix.store import ActiveAlert, AlertHistoryRow, HostRow, OutboxItem, StoredSample
 
 SAMPLE_COLUMNS = ("host", "metric", "labels", "ts", "value")
-HOST_COLUMNS = ("host", "address", "port", "last_seen", "last_error", "probe_version", "up")
+HOST_COLUMNS = (
+    *("host", "address", "port", "last_seen", "last_error", "probe_version", "up"),
+    "collector",
+)
 ACTIVE_COLUMNS = ("host", "metric", "labels", "state", "value", "rule", "severity", "since", "ts")
 HISTORY_COLUMNS = ("ts", "event", "host", "metric", "labels", "value", "rule", "severity", "since")
 OUTBOX_COLUMNS = (
@@ -55,6 +58,7 @@ def host_row(host: HostConfig, row: HostRow | None, port: int | None) -> dict[st
         "last_error": row.last_error if row else None,
         "probe_version": row.probe_version if row else None,
         "up": None if row is None or row.up is None else int(row.up),
+        "collector": row.collector if row else None,
     }
 
 

@@ -9,7 +9,8 @@ written by one recorder task, in tick order; mail goes out in a thread of
 its own, so a slow SMTP server never delays a tick.
 
 SIGHUP re-reads config.xml (hosts added and removed, rules and interval from
-the next tick; an invalid file is reported and the running one kept).
+the next tick; an invalid file is reported and the running one kept).  With
+a shard (``--shard K/N`` or <collector shard>), only its hosts are watched.
 SIGTERM and SIGINT stop it: in-flight answers get up to 5 s, what arrived is
 stored, every session closed (each probe ends on EOF), exit 0.
 """
@@ -36,6 +37,7 @@ from netmetrix.fleet import REASON_LIMIT, HostResult, classify
 from netmetrix.format import elapsed
 from netmetrix.sanitize import clean
 from netmetrix.sessions import NotYet, Plan, Ramp, Session
+from netmetrix.shard import Shard, take
 from netmetrix.store import Store, admin
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class WatchOptions:
     ticks: int | None = None  # --ticks: stop after this many
     ssh_files: ssh.ClientFiles = ssh.USER_FILES
     listen: str | None = None  # --listen HOST:PORT: serve the web side from this process
+    shard: Shard | None = None  # --shard K/N: overrides <collector shard>, reloads included
 
 
 @dataclass(slots=True, kw_only=True)
@@ -136,7 +139,8 @@ class Watcher:
 
     async def run(self) -> WatchReport:
         self._collector = await asyncio.to_thread(self.store.collector_id)
-        self._apply(self.config, self.config.select(self.options.patterns))
+        self.config = self.config.with_shard(self.options.shard)
+        self._apply(self.config, self._chosen(self.config))
         web = self._web_server()
         recorder = asyncio.create_task(self._record_loop(), name="recorder")
         background = [
@@ -368,8 +372,8 @@ class Watcher:
     async def _reread(self) -> None:
         path = self.config.path
         try:
-            config = await asyncio.to_thread(load_config, path)
-            hosts = config.select(self.options.patterns)
+            config = (await asyncio.to_thread(load_config, path)).with_shard(self.options.shard)
+            hosts = self._chosen(config)
         except (ConfigError, UsageError) as exc:
             log.error("reload: %s", str(exc).replace("\n", "; "))
             log.error("reload: %s has problems; the running configuration is kept", path.name)
@@ -390,6 +394,12 @@ class Watcher:
             len(removed),
             elapsed(self.interval),
         )
+
+    def _chosen(self, config: Config) -> tuple[HostConfig, ...]:
+        """The hosts to watch: ``-h``'s in this collector's shard; UsageError for none."""
+        patterns, shard = self.options.patterns, config.collector.shard
+        where = config.shard_source(self.options.shard is not None)
+        return take(config.select(patterns), shard, where=where, selected=bool(patterns))
 
     async def _host_keys(self, name: str) -> dict[str, bytes]:
         keys = await asyncio.to_thread(self.store.host_keys, [name])

@@ -29,6 +29,7 @@ from netmetrix.config import (
 )
 from netmetrix.errors import UsageError
 from netmetrix.render import render
+from netmetrix.shard import Shard, parse_shard, take
 
 if TYPE_CHECKING:
     from netmetrix.store import Store
@@ -112,6 +113,32 @@ def select_hosts(
         raise UsageError("\n".join([*problems, *more_problems]))
     chosen = tuple(configured[n] for n in names if n in configured)
     return Selection(names=names, hosts=chosen if patterns else config.hosts)
+
+
+def shard_option() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--shard K/N`` as ``shard`` (a Shard, or None)."""
+    return click.option(
+        "--shard",
+        type=SHARD,
+        default=None,
+        help="Collect only shard K of N: the hosts that rendezvous hashing of their names"
+        " gives this collector, so that N collectors sharing one config.xml and one"
+        " database split the fleet. Default: <collector shard>, else every host.",
+    )
+
+
+def collected_hosts(
+    config: Config, patterns: Sequence[str], shard: Shard | None
+) -> tuple[Config, tuple[HostConfig, ...]]:
+    """The hosts this collector works on: ``-h``'s (all without it) in its shard.
+
+    ``shard`` (``--shard``) replaces config.xml's <collector shard>; the config
+    returned carries it.  UsageError when the shard leaves no host.
+    """
+    config = config.with_shard(shard)
+    selected = select_hosts(config, patterns).hosts
+    where = config.shard_source(shard is not None)
+    return config, take(selected, config.collector.shard, where=where, selected=bool(patterns))
 
 
 @contextmanager
@@ -204,4 +231,20 @@ class _Labels(click.ParamType[dict[str, str]]):
         return labels
 
 
-WHEN, DURATION, LABELS = _When(), _Duration(), _Labels()
+class _Shard(click.ParamType[Shard]):
+    """``K/N``: shard K of N (``shard.parse_shard``)."""
+
+    name = "K/N"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> Shard:
+        if isinstance(value, Shard):
+            return value
+        try:
+            return parse_shard(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+WHEN, DURATION, LABELS, SHARD = _When(), _Duration(), _Labels(), _Shard()

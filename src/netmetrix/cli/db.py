@@ -13,7 +13,7 @@ from netmetrix.rows import record
 
 DB_INFO_COLUMNS = (
     *("url", "backend", "collector_id", "schema_version", "schema_head"),
-    *("series", "samples", "size_bytes", "oldest", "newest"),
+    *("series", "samples", "size_bytes", "oldest", "newest", "collectors"),
 )
 
 
@@ -41,15 +41,17 @@ def db() -> None:
 @format_option
 @click.pass_obj
 def info(settings: Settings, fmt: str) -> None:
-    """Show the database: URL, collector id, schema, series, samples, size, oldest, newest.
+    """Show the database: URL, collector id, schema, sizes, time span, collectors.
 
     The URL is shown with any password hidden.  collector_id names this
     store's key and state files on the hosts (<script>.<collector_id>.key),
     so that several collectors, each with its own store, share a host.
     size_bytes is the SQLite file plus its write-ahead log, or
-    pg_database_size on PostgreSQL.  The table is one field per line; JSON
-    and CSV give one flat record.  The schema is not upgraded by this command
-    (see `db upgrade`).
+    pg_database_size on PostgreSQL.  collectors: which collector (<collector
+    name>, and its --shard) collected the last run of how many hosts, e.g.
+    "db1 (1/2) 340 hosts, db2 (2/2) 332 hosts" (JSON: an object).  The table
+    is one field per line; JSON and CSV give one flat record.  The schema is
+    not upgraded by this command (see `db upgrade`).
 
     \b
     Examples:
@@ -61,11 +63,18 @@ def info(settings: Settings, fmt: str) -> None:
     with open_store(settings.load(), upgrade=False) as store:
         found = admin.info(store)
     row = record(found, DB_INFO_COLUMNS, times=("oldest", "newest"))
+    if fmt != "json":
+        row["collectors"] = _collectors_text(found.collectors)
     if fmt == "table":
         fields = [{"field": c, "value": row[c]} for c in DB_INFO_COLUMNS]
         render(fields, ("field", "value"), fmt, sys.stdout)
     else:
         render([row], DB_INFO_COLUMNS, fmt, sys.stdout)
+
+
+def _collectors_text(collectors: dict[str, int]) -> str:
+    """``db1 (1/2) 340 hosts, db2 (2/2) 332 hosts``; ``none yet`` before any run."""
+    return ", ".join(f"{name} {count(n, 'host')}" for name, n in collectors.items()) or "none yet"
 
 
 @db.command()

@@ -10,11 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from netmetrix.cli._common import Settings, host_option, imports_done, open_store, select_hosts
+from netmetrix.cli._common import (
+    Settings,
+    collected_hosts,
+    host_option,
+    imports_done,
+    open_store,
+    shard_option,
+)
 from netmetrix.errors import ExitStatus
 
 if TYPE_CHECKING:
     from netmetrix.fleet import HostResult
+    from netmetrix.shard import Shard
 
 
 def register(group: click.Group) -> None:
@@ -25,29 +33,32 @@ def register(group: click.Group) -> None:
 
 @click.command()
 @host_option()
+@shard_option()
 @click.pass_obj
-def upload(settings: Settings, hosts: tuple[str, ...]) -> int:
+def upload(settings: Settings, hosts: tuple[str, ...], shard: Shard | None) -> int:
     """Put the probe and a fresh random key on every host.
 
     Writes <directory>/<script> (mode 0700) and <script>.<collector_id>.key
     (mode 0600; the id is this store's, see `db info`) atomically over SFTP,
     or over an exec channel when the host has no SFTP.  Other collectors'
     keys on the same host are left alone.  Run it once before `execute`, and
-    again to rotate the keys.  One upload per store at a time: a second one
-    stops at once, naming the running one (exit 1).
+    again to rotate the keys.  One upload per store at a time, --shard or not:
+    a second one stops at once, naming the running one (exit 1).
 
     \b
     Examples:
       netmetrix upload
       netmetrix upload -h f4
+      netmetrix upload --shard 2/3    # the hosts of collector 2 of 3
     """
-    return _run(settings, hosts, "upload")
+    return _run(settings, hosts, shard, "upload")
 
 
 @click.command()
 @host_option()
+@shard_option()
 @click.pass_obj
-def execute(settings: Settings, hosts: tuple[str, ...]) -> int:
+def execute(settings: Settings, hosts: tuple[str, ...], shard: Shard | None) -> int:
     """Run the probe on every host and store the verified metrics.
 
     Every run sends a fresh challenge; a host whose answer does not verify is
@@ -58,21 +69,25 @@ def execute(settings: Settings, hosts: tuple[str, ...]) -> int:
     undelivered (it is kept and retried) or was refused for good (a dead
     letter, counted by this run only).
 
+    With --shard K/N, N collectors sharing one config.xml and one database
+    split the hosts between them, each host collected by exactly one; every
+    collector sends whatever mail is queued, never a mail twice.
+
     \b
     Examples:
       netmetrix execute
       netmetrix -v execute -h f4      # also log every metric saved
+      netmetrix execute --shard 1/3   # on the first of three collectors
     """
-    return _run(settings, hosts, "execute")
+    return _run(settings, hosts, shard, "execute")
 
 
-def _run(settings: Settings, patterns: tuple[str, ...], verb: str) -> int:
+def _run(settings: Settings, patterns: tuple[str, ...], shard: Shard | None, verb: str) -> int:
     """Run the ``verb`` job of ``collect`` over the selected hosts; its exit status."""
     from netmetrix import collect
 
     job = collect.JOBS[verb]
-    config = settings.load()
-    selected = select_hosts(config, patterns).hosts
+    config, selected = collected_hosts(settings.load(), patterns, shard)
     imports_done(settings)
     with open_store(config) as store, _progress(verb, len(selected)) as advance:
         report = job(config, store, selected, progress=advance, say=_say)

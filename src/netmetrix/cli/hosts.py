@@ -38,9 +38,10 @@ def hosts(ctx: click.Context, hosts: tuple[str, ...], fmt: str) -> None:
     One row per host of config.xml, in its order, collected or not: the
     address, the SSH port (config.xml's, else ~/.ssh/config's, else 22),
     when it last answered (last_seen, ISO 8601 UTC), the error of its last
-    run if that failed, the probe version, and up (1 answered and verified
-    on its last run, 0 not, empty before its first run or while the host is
-    not set up).  `hosts forget` deletes what the store holds of hosts removed
+    run if that failed, the probe version, up (1 answered and verified on
+    its last run, 0 not, empty before its first run or while the host is not
+    set up), and the collector of its last run (<collector name>, with its
+    --shard: "db1 (2/3)").  `hosts forget` deletes what the store holds of hosts removed
     from config.xml.
 
     \b

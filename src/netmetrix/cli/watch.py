@@ -9,15 +9,17 @@ import click
 from netmetrix.cli._common import (
     DURATION,
     Settings,
+    collected_hosts,
     host_option,
     imports_done,
     open_store,
-    select_hosts,
+    shard_option,
 )
 from netmetrix.config import Config, interval_problem
 from netmetrix.errors import ExitStatus, UsageError
 
 if TYPE_CHECKING:
+    from netmetrix.shard import Shard
     from netmetrix.watch import WatchOptions
 
 
@@ -28,6 +30,7 @@ def register(group: click.Group) -> None:
 
 @click.command()
 @host_option()
+@shard_option()
 @click.option(
     "--interval",
     type=DURATION,
@@ -56,6 +59,7 @@ def register(group: click.Group) -> None:
 def watch(
     settings: Settings,
     hosts: tuple[str, ...],
+    shard: Shard | None,
     interval: float | None,
     ticks: int | None,
     listen: str | None,
@@ -71,7 +75,7 @@ def watch(
     5m).  Logs say when a host connects, is lost and comes back, and sum up
     every minute (-v: every metric saved).  SIGHUP re-reads config.xml;
     SIGTERM or Ctrl-C stop it cleanly (exit 0).  `execute` can run beside it
-    on the same store.
+    on the same store, and N watches with --shard 1/N ... N/N share the fleet.
 
     \b
     Examples:
@@ -79,11 +83,12 @@ def watch(
       netmetrix watch --interval 1s -h 'web*'
       netmetrix watch --ticks 3            # three samples of each host, then stop
       netmetrix watch --listen 127.0.0.1:8470   # and the dashboard, as `serve` has it
+      netmetrix watch --shard 2/3          # the hosts of collector 2 of 3
     """
     from netmetrix.watch import run_watch
 
     config = settings.load()
-    options = _options(config, hosts, interval, ticks, listen, no_auth)
+    options = _options(config, hosts, shard, interval, ticks, listen, no_auth)
     imports_done(settings)
     with open_store(config) as store:
         run_watch(config, store, options)
@@ -93,6 +98,7 @@ def watch(
 def _options(
     config: Config,
     hosts: tuple[str, ...],
+    shard: Shard | None,
     interval: float | None,
     ticks: int | None,
     listen: str | None,
@@ -103,9 +109,9 @@ def _options(
 
     if interval is not None and (problem := interval_problem(interval)):
         raise UsageError(f"--interval: {problem}")
-    select_hosts(config, hosts)
+    collected_hosts(config, hosts, shard)
     if listen is not None:
         from netmetrix.web.server import check_exposure, listen_of
 
         check_exposure(listen_of(listen, "--listen"), config.web, no_auth)
-    return WatchOptions(patterns=hosts, interval=interval, ticks=ticks, listen=listen)
+    return WatchOptions(patterns=hosts, interval=interval, ticks=ticks, listen=listen, shard=shard)

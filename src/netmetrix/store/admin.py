@@ -18,15 +18,15 @@ import logging
 import os
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import delete, func, select, text, tuple_
+from sqlalchemy import delete, func, inspect, select, text, tuple_
 from sqlalchemy.engine import Connection
 
 from netmetrix.errors import StoreError
 from netmetrix.format import iso
-from netmetrix.store import migrate
+from netmetrix.store import hosts, migrate
 from netmetrix.store.facade import Store
 from netmetrix.store.files import sqlite_path
 from netmetrix.store.schema import samples_table, series_table
@@ -52,6 +52,8 @@ class DbInfo:
     size_bytes: int | None  # None when unknown (SQLite in memory)
     oldest: float | None  # unix seconds of the oldest sample
     newest: float | None
+    # collector ("db1 (2/3)") -> the hosts whose last run it collected, most first (#15)
+    collectors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -72,6 +74,7 @@ def info(store: Store) -> DbInfo:
     version = store.schema_version()
     series = samples = 0
     oldest = newest = None
+    collectors: dict[str, int] = {}
     if version is not None:
         s, p = series_table, samples_table
         first = select(p.c.ts_ms).where(p.c.series_id == s.c.id).order_by(p.c.ts_ms)
@@ -85,6 +88,9 @@ def info(store: Store) -> DbInfo:
         with store.reading("read database statistics") as conn:
             series, oldest_ms, newest_ms = conn.execute(ends).one()
             samples = conn.execute(select(func.count()).select_from(p)).scalar_one()
+            # `db info` does not upgrade: an older schema has no hosts.collector yet
+            if any(c["name"] == "collector" for c in inspect(conn).get_columns("hosts")):
+                collectors = dict(hosts.collectors(conn))
         oldest = None if oldest_ms is None else oldest_ms / 1000
         newest = None if newest_ms is None else newest_ms / 1000
     return DbInfo(
@@ -98,6 +104,7 @@ def info(store: Store) -> DbInfo:
         size_bytes=size_bytes(store),
         oldest=oldest,
         newest=newest,
+        collectors=collectors,
     )
 
 

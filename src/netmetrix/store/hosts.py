@@ -37,6 +37,7 @@ class HostRow:
     last_error: str | None
     probe_version: str | None
     up: float | None  # latest `up` sample
+    collector: str | None = None  # who collected its last run: "db1 (2/3)"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -58,7 +59,8 @@ def update_hosts(conn: Connection, runs: Sequence[HostRun]) -> None:
 
 def upsert_hosts(dialect: str) -> sqlite.Insert | postgresql.Insert:
     """Upsert one host row: a good run sets last_seen and clears the error; a failed one
-    sets the error and keeps last_seen.  The probe version is kept when not given."""
+    sets the error and keeps last_seen.  The probe version and the collector are kept
+    when not given."""
     t = hosts_table
     stmt = insert(dialect, t)
     return stmt.on_conflict_do_update(
@@ -69,6 +71,7 @@ def upsert_hosts(dialect: str) -> sqlite.Insert | postgresql.Insert:
             "last_error": stmt.excluded.last_error,
             "probe_version": func.coalesce(stmt.excluded.probe_version, t.c.probe_version),
             "updated_ms": stmt.excluded.updated_ms,
+            "collector": func.coalesce(stmt.excluded.collector, t.c.collector),
         },
     )
 
@@ -78,7 +81,8 @@ def host_rows(runs: Sequence[HostRun], at_ms: int) -> list[dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     for run in sorted(runs, key=lambda r: r.ts):
         row = rows.setdefault(
-            run.host, {"name": run.host, "last_seen_ms": None, "probe_version": None}
+            run.host,
+            {"name": run.host, "last_seen_ms": None, "probe_version": None, "collector": None},
         )
         row["address"] = run.address
         row["updated_ms"] = at_ms
@@ -89,6 +93,8 @@ def host_rows(runs: Sequence[HostRun], at_ms: int) -> list[dict[str, Any]]:
             row["last_error"] = run.error or "failed"
         if run.probe_version is not None:
             row["probe_version"] = run.probe_version
+        if run.collector is not None:
+            row["collector"] = run.collector
     return [rows[name] for name in sorted(rows)]
 
 
@@ -138,6 +144,7 @@ def hosts(conn: Connection) -> list[HostRow]:
         h.c.last_error,
         h.c.probe_version,
         newest(s, "value"),
+        h.c.collector,
     ).select_from(h.outerjoin(s, is_up))
     rows = [
         HostRow(
@@ -147,10 +154,24 @@ def hosts(conn: Connection) -> list[HostRow]:
             last_error=error,
             probe_version=version,
             up=value,
+            collector=collector,
         )
-        for name, address, seen, error, version, value in conn.execute(query)
+        for name, address, seen, error, version, value, collector in conn.execute(query)
     ]
     return sorted(rows, key=lambda row: row.name)
+
+
+def collectors(conn: Connection) -> list[tuple[str, int]]:
+    """(collector, hosts whose last run it collected), most hosts first; hosts that no
+    collector has named (runs before netmetrix knew collectors) are left out."""
+    h = hosts_table
+    query = (
+        select(h.c.collector, func.count())
+        .where(h.c.collector.is_not(None))
+        .group_by(h.c.collector)
+    )
+    found = [(name, int(hosts)) for name, hosts in conn.execute(query)]
+    return sorted(found, key=lambda item: (-item[1], item[0]))
 
 
 def host_names(conn: Connection) -> set[str]:

@@ -36,7 +36,7 @@ from sqlalchemy import (
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
-SCHEMA_HEAD = "0004"  # the head migration; a test keeps the two equal
+SCHEMA_HEAD = "0005"  # the head migration; a test keeps the two equal
 MIGRATIONS = "netmetrix:migrations"  # Alembic's script_location
 NO_LABELS = "{}"
 COLLECTOR_ID = "collector_id"  # meta key: names this store's key/state files on the hosts
@@ -63,6 +63,7 @@ hosts_table = Table(
     Column("last_error", Text),  # NULL since the last good run
     Column("probe_version", Text),
     Column("updated_ms", BigInteger, nullable=False),
+    Column("collector", Text),  # who collected its last run: "db1 (2/3)" (#15)
     PrimaryKeyConstraint("name"),
 )
 

@@ -258,6 +258,7 @@ def _removed_host_row(name: str, stored: Any) -> dict[str, Any]:
         "last_error": stored.last_error if stored else None,
         "probe_version": stored.probe_version if stored else None,
         "up": None if stored is None or stored.up is None else int(stored.up),
+        "collector": stored.collector if stored else None,
     }
 
 

@@ -133,6 +133,7 @@ class FleetLine:
     last_seen: float | None
     last_seen_text: str
     last_error: str | None
+    collector: str | None  # who collected its last run: "db1 (2/3)"
     cells: tuple[Cell, ...]  # in OVERVIEW's order
     firing: tuple[str, ...]  # series names of the host's firing alerts
     pending: int
@@ -196,6 +197,7 @@ def _line(
         last_seen=last_seen,
         last_seen_text=ago(last_seen, now),
         last_error=row.last_error if row else None,
+        collector=row.collector if row else None,
         cells=cells,
         firing=firing,
         pending=sum(1 for a in alerts if a.state == "pending"),
