@@ -1070,8 +1070,9 @@ def _sim_targets(data: dict[str, Any]) -> list[str]:
             ".3f",
         )
     )
-    execs = _execs(data, "sim")
-    if per and execs:
+    execs = [r for r in _execs(data, "sim") if r["ok"]]
+    # a tiny smoke run can measure 0 ms of CPU per answer: no ratio then, not a crash
+    if per and execs and statistics.median(per) > 0:
         one = statistics.median(1000 * r["cpu"] / r["ok"] for r in execs)
         ratio = one / statistics.median(per)
         rows.append(
