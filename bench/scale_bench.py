@@ -556,6 +556,13 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+def _command(shown: Sequence[str]) -> str:
+    """How this run was started: the script's command line, and ``make bench``'s if that ran it."""
+    mine = shlex.join(shown)
+    make = " ".join(os.environ.get("BENCH_COMMAND", "").split())
+    return f"{make}   # ran: {mine}" if make else mine
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
@@ -584,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     data = {
-        "command": (os.environ.get("BENCH_COMMAND") or shlex.join(shown)).strip(),
+        "command": _command(shown),
         "started": started,
         "finished": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "machine": harness.machine(),
