@@ -407,6 +407,33 @@ def goals(data: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
     return result
 
 
+def _commit(data: dict[str, Any]) -> str:
+    commit = data.get("commit")
+    return f" (commit {commit})" if commit else ""
+
+
+def git_commit() -> str | None:
+    """The checkout's commit, with ``+`` when it has changes: which netmetrix ran."""
+    try:
+        head = subprocess.run(
+            ["git", "-C", HERE.parent, "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", HERE.parent, "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+" if dirty else "")
+
+
 def _setup(data: dict[str, Any]) -> str:
     m, s = data["machine"], data["settings"]
     versions = ", ".join(
@@ -419,8 +446,9 @@ def _setup(data: dict[str, Any]) -> str:
         fail = f"{100 * s['fail']:g}% failing hosts ({', '.join(s['fail_modes'])})"
     return (
         f"{m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB, Linux {m['kernel']}, "
-        f"Python {m['python']}; {versions}. Simulated fleet of {max(s['sizes']):,} hosts on "
-        f"{s['sim_workers']} asyncssh worker processes on the same machine (127.77.x.y, one "
+        f"Python {m['python']}; {versions}{_commit(data)}. "
+        f"Simulated fleet of {max(s['sizes']):,} hosts on {s['sim_workers']} asyncssh worker "
+        f"process{'es' * (s['sim_workers'] != 1)} on the same machine (127.77.x.y, one "
         f"address and host key per host), answer latency {s['latency']}, {fail}; "
         f"concurrency {s['concurrency']}; SQLite store, a fresh copy (keys only) every run. "
         f"Load average (1 min) at the start of the runs: {load}."
@@ -499,8 +527,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--workers-curve",
-        default="1,2",
-        help="netmetrix execute --workers values to run (default 1,2; auto: all cores)",
+        default="1,2" + (",auto" if (os.cpu_count() or 1) > 2 else ""),
+        help="netmetrix execute --workers values to run (default 1,2 and, with more than "
+        "2 cores, auto: all of them)",
     )
     simfleet.add_fleet_options(parser, workers_flag="--sim-workers")
     parser.add_argument("--out", type=Path, default=HERE / "results", help="raw JSON directory")
@@ -595,6 +624,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "started": started,
         "finished": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "machine": harness.machine(),
+        "commit": git_commit(),
         "settings": {
             "sizes": args.sizes,
             "runs": args.runs,

@@ -349,7 +349,7 @@ class _Busy(Exception):
     """A worker found the fleet's port taken on one of its addresses."""
 
 
-def _read_ready(worker: subprocess.Popen[bytes], deadline: float) -> None:
+def _read_ready(worker: subprocess.Popen[bytes], deadline: float, log: Path) -> None:
     """Wait for the worker's ``READY`` line; _Busy, or SystemExit saying why not."""
     assert worker.stdout is not None
     fd = worker.stdout.fileno()
@@ -363,7 +363,11 @@ def _read_ready(worker: subprocess.Popen[bytes], deadline: float) -> None:
             if not chunk:
                 if worker.wait(timeout=STOP_WAIT) == BUSY_EXIT:
                     raise _Busy
-                raise SystemExit(f"simfleet: worker {worker.pid} exited before it was ready")
+                said = log.read_text(errors="replace").strip().splitlines()[-1:] or ["nothing"]
+                raise SystemExit(
+                    f"simfleet: worker {worker.pid} exited before it was ready: {said[0]} "
+                    f"(all it said: {log})"
+                )
             data += chunk
     line = data.split(b"\n", 1)[0].decode()
     if not line.startswith("READY"):
@@ -400,8 +404,8 @@ def _serve(fleet: SimFleet, specs: list[dict[str, Any]], before_ready: Callable[
             before_ready()
         deadline = time.monotonic() + READY_WAIT
         try:
-            for worker in fleet.workers:
-                _read_ready(worker, deadline)
+            for index, worker in enumerate(fleet.workers):
+                _read_ready(worker, deadline, fleet.root / f"worker-{index}.log")
             return
         except _Busy:
             fleet.stop()
@@ -705,15 +709,20 @@ async def _stdin_closed() -> None:
 
 
 def _raise_fd_limit(needed: int) -> None:
-    """Raise the soft RLIMIT_NOFILE to ``needed`` or more (up to the hard limit), or exit."""
+    """Raise the soft RLIMIT_NOFILE to the hard limit when under ``needed``, or exit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < needed:
-        if hard != resource.RLIM_INFINITY and hard < needed:
-            raise SystemExit(
-                f"simfleet: a worker needs {needed} open files, the hard limit is {hard}: "
-                "use more --workers, or raise the limit (ulimit -Hn, systemd LimitNOFILE)"
-            )
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return
+    if hard == resource.RLIM_INFINITY:
+        raised = max(needed, 65536)  # an infinite soft limit is refused: plenty, then
+    elif hard < needed:
+        raise SystemExit(
+            f"simfleet: a worker needs {needed} open files, the hard limit is {hard}: "
+            "use more --workers, or raise the limit (ulimit -Hn, systemd LimitNOFILE)"
+        )
+    else:
+        raised = hard
+    resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
 
 
 def worker_main(spec_path: Path) -> int:
@@ -824,7 +833,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         failing = list(fleet.failing.values())
         counts = ", ".join(f"{failing.count(m)} {m}" for m in MODES if m in failing) or "none"
         print(
-            f"simfleet: {len(fleet.hosts)} hosts on {len(fleet.workers)} workers, "
+            f"simfleet: {len(fleet.hosts)} hosts on {len(fleet.workers)} "
+            f"worker{'s' * (len(fleet.workers) != 1)}, "
             f"{NET}.x.y port {fleet.port}, ready in {took:.1f}s; "
             f"latency {fleet.latency}; failing: {counts}",
             flush=True,

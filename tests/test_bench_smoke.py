@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -340,3 +341,45 @@ def test_peak_rss_is_the_childs_own_not_the_benchs(tmp_path: Path) -> None:
     assert (small.returncode, big.returncode) == (0, 0)
     assert small.maxrss_mb < 20
     assert 60 < big.maxrss_mb < 140
+
+
+SIMFLEET = ROOT / "bench" / "simfleet.py"
+
+
+def _serve_under(nofile: str, root: Path, hosts: int) -> subprocess.Popen[str]:
+    """bench/simfleet.py (one worker) with RLIMIT_NOFILE soft:hard = ``nofile``."""
+    argv = ["--hosts", str(hosts), "--workers", "1", "--dir", str(root)]
+    return subprocess.Popen(
+        ["prlimit", f"--nofile={nofile}", sys.executable, SIMFLEET, *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_a_simulator_worker_raises_its_file_limit_or_says_what_it_needs(tmp_path: Path) -> None:
+    """300 hosts on one worker need more than a 128-file soft limit: raised to the hard
+    limit, or, with the hard limit at 128 too, one line saying so."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 1024:
+        pytest.skip(f"the hard file limit is {hard}")
+    limit = f"128:{hard if hard != resource.RLIM_INFINITY else 'unlimited'}"
+    with _serve_under(limit, tmp_path / "ok", 300) as served:
+        try:
+            assert served.stdout is not None
+            first = served.stdout.readline()  # the ready line, or EOF when it failed
+            assert first.startswith("simfleet: 300 hosts on 1 worker, "), served.communicate()
+            (worker,) = psutil.Process(served.pid).children()
+            assert worker.rlimit(psutil.RLIMIT_NOFILE)[0] >= 300
+            listening = [c for c in worker.net_connections("tcp") if c.status == "LISTEN"]
+            assert len(listening) == 300  # every host has its own listening socket
+        finally:
+            served.terminate()  # SIGTERM: it stops its workers, as on Ctrl-C
+            served.wait(timeout=60)
+    assert served.returncode == 0
+    with _serve_under("128:128", tmp_path / "short", 300) as short:
+        _, err = short.communicate(timeout=300)
+    assert short.returncode == 1
+    needed = 300 + 2 * 100 + simfleet.FD_SPARE  # hosts, connections at concurrency 100, spare
+    assert f"exited before it was ready: simfleet: a worker needs {needed} open files" in err
+    assert "the hard limit is 128: use more --workers, or raise the limit" in err
