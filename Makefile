@@ -56,14 +56,19 @@ BENCH_STAMP := $(VENV)/.bench-installed
 BENCH_ARGS  ?=
 # bench/watch_bench.py takes its own options; --quick in BENCH_ARGS reaches it too
 WATCH_BENCH_ARGS ?= $(filter --quick,$(BENCH_ARGS))
+# bench/scale_bench.py too (its options: python bench/scale_bench.py --help)
+SCALE_BENCH_ARGS ?= $(filter --quick,$(BENCH_ARGS))
 WEB_BENCH_ARGS ?=
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install -q -e '.[test,postgres,docs,demo,plot,bench]'
 	@touch $@
 
-bench: $(BENCH_STAMP) system-deps ## execute vs the spec design, ansible, parallel-ssh, then watch (simulated fleet + farm) and the dashboard on 1,000 hosts; writes bench/RESULTS.md (BENCH_ARGS=--quick, WEB_BENCH_ARGS="--hosts 100")
+bench: $(BENCH_STAMP) system-deps ## execute vs the spec design, ansible, parallel-ssh; execute vs bare asyncssh on 1,000 and 10,000 simulated hosts; watch (simulated fleet + farm); the dashboard on 1,000 hosts; writes bench/RESULTS.md (BENCH_ARGS=--quick, SCALE_BENCH_ARGS="--hosts 5000", WEB_BENCH_ARGS="--hosts 100")
+	@[ -x /usr/bin/time ] || { echo "GNU time not found (it measures peak RSS): installing time with apt-get"; \
+	  $(APT) update -qq && $(APT) install -y -qq time; }
 	BENCH_COMMAND="make bench $(BENCH_ARGS)" $(BIN)/python bench/harness.py $(BENCH_ARGS)
+	BENCH_COMMAND="make bench $(BENCH_ARGS)" $(BIN)/python bench/scale_bench.py $(SCALE_BENCH_ARGS)
 	BENCH_COMMAND="make bench $(BENCH_ARGS)" $(BIN)/python bench/watch_bench.py $(WATCH_BENCH_ARGS)
 	$(BIN)/python bench/web_bench.py --markdown bench/RESULTS.md $(WEB_BENCH_ARGS)
 

@@ -7,8 +7,10 @@ key parsed once; per host: connect, run ``<python> <dir>/client.py CHALLENGE
 COLLECTOR`` (the store's collector id, which names the key file that
 ``netmetrix upload`` wrote), check that an envelope line came back.  No
 envelope verification, no store writes, no alerts, no retries, no per-phase
-deadlines: the difference to
-``netmetrix execute`` is what netmetrix adds on top of its SSH library.
+deadlines (one deadline per host, connect_timeout + command_timeout, so that a
+host that never answers, as bench/simfleet.py's ``--fail`` makes some, ends
+too): the difference to ``netmetrix execute`` is what netmetrix adds on top of
+its SSH library.
 """
 
 from __future__ import annotations
@@ -44,23 +46,27 @@ async def collect(config_path: Path) -> tuple[int, int]:
     known = asyncssh.import_known_hosts(config.ssh.known_hosts.read_text())
     keys = {h.key: asyncssh.load_keypairs([str(h.key)]) for h in config.hosts if h.key}
     gate = asyncio.Semaphore(config.concurrency)
+    deadline = config.ssh.connect_timeout + config.ssh.command_timeout
 
     async def one(host: HostConfig) -> bool:
         async with gate:
             try:
-                async with asyncssh.connect(
-                    host.target,
-                    port=host.port or 22,
-                    username=host.user,
-                    client_keys=keys[host.key] if host.key else None,
-                    known_hosts=known,
-                    config=None,
-                ) as conn:
+                async with (
+                    asyncio.timeout(deadline),
+                    asyncssh.connect(
+                        host.target,
+                        port=host.port or 22,
+                        username=host.user,
+                        client_keys=keys[host.key] if host.key else None,
+                        known_hosts=known,
+                        config=None,
+                    ) as conn,
+                ):
                     command = f"exec {host.python} {host.directory}/{config.script} "
                     challenge = secrets.token_hex(16)
                     done = await conn.run(f"{command}{challenge} {collector}", check=False)
-            except (OSError, asyncssh.Error) as exc:
-                print(f"[{host.name}] FAILED: {exc}", file=sys.stderr)
+            except (OSError, asyncssh.Error, TimeoutError) as exc:
+                print(f"[{host.name}] FAILED: {exc!r}", file=sys.stderr)
                 return False
             return done.exit_status == 0 and str(done.stdout).startswith("NMX1.")
 

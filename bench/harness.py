@@ -8,10 +8,11 @@ Starts a farm of real sshd processes on 127.0.0.1 (see farm.py), uploads the
 probes once per fleet size, then for every N runs each contender once as a
 warm-up (the one run whose memory is sampled) and ``--runs`` more times,
 interleaved, each in its own process so that its CPU and peak RSS are its own
-(``os.wait4``: user+sys and ru_maxrss of the process and every descendant it
-waited for).  Host-side CPU is what the sshd listeners reaped from their
-sessions (sshd, shell, probe) during a run.  Writes raw data as JSON to
-``--out`` and a report to ``--markdown``; prints the table.
+(``os.wait4``: user+sys of the process and every descendant it waited for;
+their largest ru_maxrss, measured by GNU time).  Host-side CPU is what the
+sshd listeners reaped from their sessions (sshd, shell, probe) during a run.
+Writes raw data as JSON to ``--out`` and its section of ``--markdown``
+(between its marks; the other benchmarks' sections are kept); prints the table.
 
 The harness kills only what it started, by PID: a contender's own process
 group on timeout or Ctrl-C, then the farm's sshd sessions and listeners.
@@ -50,6 +51,7 @@ import report  # noqa: E402
 from asyncssh_floor import collector_id  # noqa: E402
 
 BIN = Path(sys.executable).parent
+GNU_TIME = Path("/usr/bin/time")  # measures a child's peak RSS from a small parent
 CONTENDERS = ("netmetrix", "spec", "ansible", "pssh", "floor")
 NEEDS = {
     "netmetrix": "asyncssh",
@@ -109,11 +111,12 @@ def _kill_group(pgid: int) -> None:
 
 
 class _TreeSampler(threading.Thread):
-    """Peak of the summed PSS of a process and its descendants, sampled every ``interval``."""
+    """Peak of the summed PSS (or RSS: ``rss``) of a process and its descendants, sampled
+    every ``interval``.  RSS is cheap to read; PSS reads every mapping (smaps)."""
 
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
+    def __init__(self, pid: int, interval: float = 0.2, *, rss: bool = False) -> None:
         super().__init__(daemon=True)
-        self.pid, self.interval, self.peak = pid, interval, 0
+        self.pid, self.interval, self.rss, self.peak = pid, interval, rss, 0
         self.done = threading.Event()
 
     def run(self) -> None:
@@ -123,7 +126,10 @@ class _TreeSampler(threading.Thread):
                 total = 0
                 for proc in [root, *root.children(recursive=True)]:
                     with contextlib.suppress(psutil.Error):
-                        total += proc.memory_full_info().pss
+                        if self.rss:
+                            total += proc.memory_info().rss
+                        else:
+                            total += proc.memory_full_info().pss
                 self.peak = max(self.peak, total)
 
 
@@ -136,6 +142,7 @@ class Finished:
     returncode: int
     stderr: str
     tree_pss_mb: float | None
+    tree_rss_mb: float | None = None
 
 
 def run_measured(
@@ -145,13 +152,25 @@ def run_measured(
     cwd: Path,
     timeout: float,
     sample_memory: bool = False,
+    sample_rss: bool = False,
     user: tuple[int, int] | None = None,
 ) -> Finished:
-    """Run ``argv`` in its own process group; its wall time and its tree's rusage."""
-    with tempfile.TemporaryFile() as err:
+    """Run ``argv`` in its own process group; its wall time and its tree's rusage.
+
+    ``sample_memory``: also the peak PSS of its process tree; ``sample_rss``: of RSS.
+    The peak RSS comes from GNU time (``%M``) when it is installed: the ru_maxrss
+    that ``os.wait4`` gives is never under this process's own RSS, which the child
+    inherited at fork (Linux keeps the high-water mark across exec).
+    """
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as peak:
+        command = [os.fspath(a) for a in argv]
+        if GNU_TIME.exists():
+            if user:
+                os.chown(peak.name, *user)  # GNU time writes it as the user it runs as
+            command = [str(GNU_TIME), "-q", "-f", "%M", "-o", peak.name, *command]
         started = time.perf_counter()
         proc = subprocess.Popen(
-            [os.fspath(a) for a in argv],
+            command,
             env=env,
             cwd=cwd,
             stdin=subprocess.DEVNULL,
@@ -171,8 +190,10 @@ def run_measured(
         timer = threading.Timer(timeout, expire)
         timer.start()
         sampler = _TreeSampler(proc.pid) if sample_memory else None
-        if sampler:
-            sampler.start()
+        rss = _TreeSampler(proc.pid, rss=True) if sample_rss else None
+        for reader in (sampler, rss):
+            if reader:
+                reader.start()
         try:
             _, status, usage = os.wait4(proc.pid, 0)
             wall = time.perf_counter() - started
@@ -181,26 +202,35 @@ def run_measured(
             raise
         finally:
             timer.cancel()
-            if sampler:
-                sampler.done.set()
-                sampler.join()
+            for reader in (sampler, rss):
+                if reader:
+                    reader.done.set()
+                    reader.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 0)  # something of it outlived it (a daemonised ssh?)
             _kill_group(proc.pid)
         err.seek(0)
         text = err.read().decode("utf-8", "replace")
+        maxrss_kb = _peak_kb(peak.read()) or usage.ru_maxrss
     if expired.is_set():
         text += f"\nbench: killed after the {timeout:g}s timeout"
     return Finished(
         wall=wall,
         user=usage.ru_utime,
         sys=usage.ru_stime,
-        maxrss_mb=usage.ru_maxrss / 1024,
+        maxrss_mb=maxrss_kb / 1024,
         returncode=proc.returncode,
         stderr=text,
         tree_pss_mb=sampler.peak / 2**20 if sampler else None,
+        tree_rss_mb=rss.peak / 2**20 if rss else None,
     )
+
+
+def _peak_kb(text: str) -> int | None:
+    """GNU time's ``%M`` (kilobytes) from its output file, or None (not run, killed)."""
+    words = text.split()
+    return int(words[-1]) if words and words[-1].isdigit() else None
 
 
 # ------------------------------------------------------------ contenders
@@ -495,7 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.report_only:
         data = json.loads(args.report_only.read_text())
-        args.markdown.write_text(report.markdown(data, args.report_only, HERE / "analysis.md"))
+        section = report.markdown(data, args.report_only, HERE / "analysis.md")
+        report.write_section(args.markdown, section, report.SECTION)
         print(report.table(data) + "\n\n" + report.goals_text(data))
         return 0
     shown = ["python", "bench/harness.py", *(sys.argv[1:] if argv is None else argv)]
@@ -539,7 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw_path.write_text(json.dumps(data, indent=1) + "\n")
     text = report.markdown(data, raw_path, HERE / "analysis.md")
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    args.markdown.write_text(text)
+    report.write_section(args.markdown, text, report.SECTION)  # the other sections stay
     print(report.table(data))
     print()
     print(report.goals_text(data))

@@ -1,4 +1,8 @@
-"""Turn the harness's raw results (a dict, as in bench/results/*.json) into tables and goals."""
+"""Turn the harness's raw results (a dict, as in bench/results/*.json) into tables and goals.
+
+Also ``write_section``, which every benchmark uses to put its own section into
+bench/RESULTS.md: between its marks, leaving the other benchmarks' sections as they are.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,30 @@ LABELS = {
 }
 GOAL_N = 200
 RSS_N = 1000
+MARK = "<!-- {section}:{end} -->"  # a section of RESULTS.md: between its start and end marks
+SECTION = "harness"  # this report's own section
+TITLE = "# Benchmarks\n"  # a new RESULTS.md starts with it
+
+
+def marked(section: str, text: str) -> str:
+    """``text`` between the marks of ``section``."""
+    start, end = MARK.format(section=section, end="start"), MARK.format(section=section, end="end")
+    return f"{start}\n{text.strip(chr(10))}\n{end}\n"
+
+
+def write_section(path: Path, section: str, name: str) -> None:
+    """Replace section ``name`` of ``path`` (from its start mark to its end mark) with
+    ``section`` (marks included), or append it; the rest of the file stays as it was."""
+    text = path.read_text() if path.exists() else TITLE
+    start_mark = MARK.format(section=name, end="start")
+    end_mark = MARK.format(section=name, end="end")
+    start, end = text.find(start_mark), text.find(end_mark)
+    if start >= 0 and end > start:
+        after = text[end + len(end_mark) :].removeprefix("\n")
+        text = text[:start] + section + after
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
 
 
 class Row(NamedTuple):
@@ -211,12 +239,11 @@ def _probe(data: dict[str, Any]) -> str:
 
 
 def markdown(data: dict[str, Any], raw_path: Path, analysis: Path) -> str:
+    """The harness's section of RESULTS.md, between its marks (``write_section``)."""
     notes = analysis.read_text().strip() if analysis.exists() else ""
     skipped = data["settings"].get("skipped") or []
     startup = data.get("startup") or {}
     parts = [
-        "# Benchmarks",
-        "",
         f"Run {data['started']} - {data['finished']} with:",
         "",
         "```",
@@ -263,5 +290,5 @@ def markdown(data: dict[str, Any], raw_path: Path, analysis: Path) -> str:
     shown = raw_path.resolve()
     if shown.is_relative_to(repo):
         shown = shown.relative_to(repo)
-    parts += ["", f"Raw data: `{shown}`.", ""]
-    return "\n".join(parts)
+    parts += ["", f"Raw data: `{shown}`."]
+    return marked(SECTION, "\n".join(parts))

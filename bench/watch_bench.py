@@ -84,11 +84,11 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import farm as farmlib  # noqa: E402
 import harness  # noqa: E402
+import report  # noqa: E402
 import simfleet  # noqa: E402
 
 BIN = Path(sys.executable).parent
 PY_SPY = Path(shutil.which("py-spy") or BIN / "py-spy")
-MARK = "<!-- {section}:{end} -->"  # a section of --markdown: between its start and end marks
 LOG_TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (\w+) (.*)$")
 TARGET_CPU_MS = 0.2  # collector CPU per answer, at 1,000 hosts x 1 s (issue #13)
 TARGET_RSS_KB = 60.0  # RSS per connected host
@@ -1175,7 +1175,7 @@ def markdown(data: dict[str, Any], raw_paths: Sequence[Path]) -> str:
             f"processes on the same machine, concurrency {s['concurrency']}."
         )
     lines = [
-        MARK.format(section=section, end="start"),
+        report.MARK.format(section=section, end="start"),
         f"## {s.get('title') or 'watch'} (`bench/watch_bench.py`)",
         "",
         f"Run {data['started']} - {data['finished']} with:",
@@ -1207,7 +1207,7 @@ def markdown(data: dict[str, Any], raw_paths: Sequence[Path]) -> str:
         lines += ["", "Log problems:", "", *problems]
     shown = ", ".join(f"`{_shown_path(path)}`" for path in raw_paths)
     lines += ["", *data["notes"], "", f"Raw data: {shown}."]
-    lines.append(MARK.format(section=section, end="end"))
+    lines.append(report.MARK.format(section=section, end="end"))
     return "\n".join(lines) + "\n"
 
 
@@ -1300,19 +1300,6 @@ def _shown_path(path: Path) -> str:
         return str(path.relative_to(HERE.parent))
     except ValueError:
         return str(path)
-
-
-def write_section(path: Path, section: str, name: str) -> None:
-    """Replace section ``name`` of ``path`` (between its marks), or append it."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    start_mark = MARK.format(section=name, end="start")
-    end_mark = MARK.format(section=name, end="end")
-    start, end = text.find(start_mark), text.find(end_mark)
-    if start >= 0 and end > start:
-        text = text[:start] + section + text[end + len(end_mark) + 1 :]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.write_text(text)
 
 
 # ------------------------------------------------------------ main
@@ -1447,7 +1434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         restudy(data)
         data["notes"] = _notes()  # the method as this version describes it
         section = markdown(data, [path.resolve() for path in args.report_only])
-        write_section(args.markdown, section, data["settings"].get("section", "watch-bench"))
+        report.write_section(args.markdown, section, data["settings"].get("section", "watch-bench"))
         print(section)
         return 0
     shown = ["python", "bench/watch_bench.py", *(sys.argv[1:] if argv is None else argv)]
@@ -1504,7 +1491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw_path.write_text(json.dumps(data, indent=1) + "\n")
     section = markdown(data, [raw_path])
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
-    write_section(args.markdown, section, args.section)
+    report.write_section(args.markdown, section, args.section)
     print(section)
     _log(f"watch-bench: wrote {raw_path} and {args.markdown}")
     failed = [r for r in results.watch if r.error] + [r for r in results.execute if r.error]
