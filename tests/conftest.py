@@ -27,7 +27,7 @@ import sshd
 
 from netmetrix.cli import main
 from netmetrix.config import AlertRule
-from netmetrix.configxml import SMTP, SSH, Alert, ConfigXml, Host, Web, render
+from netmetrix.configxml import SMTP, SSH, Alert, ConfigXml, Host, RemoteWrite, Web, render
 from netmetrix.model import Sample
 
 
@@ -113,6 +113,7 @@ class Fleet:
         digest_over: int | None = None,
         retention_days: int | None = None,
         web: Web | None = None,
+        remote_write: RemoteWrite | None = None,
     ) -> Path:
         """Write config.xml for the hosts and settings, with these sections besides."""
         settings = self.settings
@@ -130,6 +131,7 @@ class Fleet:
             encryption=settings.get("encryption", "preferred"),
             retention_days=retention_days,
             web=web,
+            remote_write=remote_write,
             hosts=[Host(**host) for host in self.hosts],
             alerts=alerts,
             digest_over=digest_over,

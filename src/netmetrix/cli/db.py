@@ -13,7 +13,7 @@ from netmetrix.rows import record
 
 DB_INFO_COLUMNS = (
     *("url", "backend", "collector_id", "schema_version", "schema_head"),
-    *("series", "samples", "size_bytes", "oldest", "newest"),
+    *("series", "samples", "size_bytes", "oldest", "newest", "remote_write_backlog"),
 )
 
 
@@ -47,7 +47,9 @@ def info(settings: Settings, fmt: str) -> None:
     store's key and state files on the hosts (<script>.<collector_id>.key),
     so that several collectors, each with its own store, share a host.
     size_bytes is the SQLite file plus its write-ahead log, or
-    pg_database_size on PostgreSQL.  The table is one field per line; JSON
+    pg_database_size on PostgreSQL.  remote_write_backlog counts the samples
+    waiting to be sent to <remote_write> (empty before `db upgrade` adds the
+    queue).  The table is one field per line; JSON
     and CSV give one flat record.  The schema is not upgraded by this command
     (see `db upgrade`).
 
