@@ -35,6 +35,7 @@ must match the protobuf runtime's.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import logging
 import os
@@ -131,20 +132,27 @@ def series_of(rows: Iterable[QueuedSample]) -> list[Series]:
     (as the store keeps it).
     """
     grouped: dict[tuple[str, str, str], dict[int, float]] = {}
-    for row in rows:
-        if row.host is None or row.metric is None or row.labels is None:
-            continue
-        if row.metric in EXPOSED:
-            grouped.setdefault((row.host, row.metric, row.labels), {}).setdefault(
-                row.ts_ms, row.value
-            )
+    for _, host, metric, labels, ts_ms, value in rows:
+        if host is None or metric not in EXPOSED or labels is None:
+            continue  # a forgotten series (all None), or a metric Prometheus does not see
+        points = grouped.get((host, metric, labels))
+        if points is None:
+            grouped[(host, metric, labels)] = {ts_ms: value}
+        elif ts_ms not in points:
+            points[ts_ms] = value
     found = []
     for (host, metric, labels), points in grouped.items():
         how = EXPOSED[metric]
-        names = {NAME_LABEL: how.full_name, **series_labels(host, json.loads(labels))}
         samples = tuple(sorted((ts, scaled(value, how)) for ts, value in points.items()))
-        found.append(Series(labels=tuple(sorted(names.items())), samples=samples))
+        found.append(Series(labels=_labels(host, metric, labels), samples=samples))
     return found
+
+
+@functools.lru_cache(maxsize=65536)
+def _labels(host: str, metric: str, labels: str) -> tuple[tuple[str, str], ...]:
+    """A series' Prometheus labels, sorted; cached: every batch repeats the fleet's series."""
+    names = {NAME_LABEL: EXPOSED[metric].full_name, **series_labels(host, json.loads(labels))}
+    return tuple(sorted(names.items()))
 
 
 def encode(series: Sequence[Series]) -> bytes:

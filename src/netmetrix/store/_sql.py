@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -72,7 +73,11 @@ def executemany(
     assert isinstance(compiled, SQLCompiler)  # a DML statement's
     if conn.dialect.positional:
         order = [list(names).index(name) for name in compiled.positiontup or ()]
-        params: list[Any] = [tuple(row[i] for i in order) for row in rows]
+        if order == list(range(len(names))):  # the usual case: the rows as they are
+            params: list[Any] = list(rows)
+        else:
+            pick = operator.itemgetter(*order)
+            params = [pick(row) for row in rows]
     else:
         params = [dict(zip(names, row, strict=True)) for row in rows]
     return int(conn.exec_driver_sql(compiled.string, params).rowcount)
