@@ -13,6 +13,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -664,10 +665,11 @@ def test_execute_pushes_what_it_stores_to_prometheus(
     ran = netmetrix("--config", farm_hosts.config, "execute")
 
     assert ran.code == 0, ran.err
-    assert "remote-write:" in ran.err
-    assert "still queued" not in ran.err
     expected = stored_series(farm_hosts)
     assert len(expected) > 20  # both hosts, every metric
+    sent = f"remote-write: {len(expected)} samples sent to {server.write_url}"
+    assert sent in ran.err
+    assert "still queued" not in ran.err
     assert server.samples('{__name__=~"netmetrix_.+"}[1h]') == expected
     assert db_backlog(netmetrix, farm_hosts) == 0
 
@@ -766,7 +768,7 @@ def test_watch_pushes_in_the_background_backs_off_and_stops_cleanly(
             lambda result: result and float(result[0]["value"][1]) >= 3,
             "three ticks pushed",
         )
-        watch.interrupt()
+        watch.process.send_signal(signal.SIGTERM)
         assert watch.finish(budget=60) == 0, watch.err
     finally:
         watch.stop()
