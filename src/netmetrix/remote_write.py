@@ -228,7 +228,8 @@ class Receiver:
         authorization = _authorization(config, environ)
         if authorization is not None:
             self._headers["Authorization"] = authorization
-        context = ssl_context or _ssl_context(config)
+        https = urlsplit(config.url).scheme == "https"
+        context = ssl_context or (_ssl_context(config) if https else None)
         self._opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
 
     def push(self, data: bytes) -> None:

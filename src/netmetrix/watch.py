@@ -544,10 +544,9 @@ class _Pusher:
                     await asyncio.wait_for(self._wake.wait(), PUSH_EVERY)
             self._wake.clear()
             config = self._watcher.config.remote_write  # SIGHUP may add or remove it
-            if config is not None:
-                wait = self._settle(await self._pass(config))
+            wait = 0.0 if config is None else self._next_wait(await self._pass(config))
 
-    def _settle(self, pushed: Pushed | None) -> float:
+    def _next_wait(self, pushed: Pushed | None) -> float:
         """Seconds to wait before the next pass (0: when woken)."""
         from netmetrix.remote_write import BACKOFF_MAX, backoff
 
