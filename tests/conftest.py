@@ -27,7 +27,17 @@ import sshd
 
 from netmetrix.cli import main
 from netmetrix.config import AlertRule
-from netmetrix.configxml import SMTP, SSH, Alert, Collector, ConfigXml, Host, Web, render
+from netmetrix.configxml import (
+    SMTP,
+    SSH,
+    Alert,
+    Collector,
+    ConfigXml,
+    Host,
+    RemoteWrite,
+    Web,
+    render,
+)
 from netmetrix.model import Sample
 
 
@@ -114,6 +124,7 @@ class Fleet:
         retention_days: int | None = None,
         web: Web | None = None,
         collector: Collector | None = None,
+        remote_write: RemoteWrite | None = None,
     ) -> Path:
         """Write config.xml for the hosts and settings, with these sections besides."""
         settings = self.settings
@@ -132,6 +143,7 @@ class Fleet:
             retention_days=retention_days,
             web=web,
             collector=collector,
+            remote_write=remote_write,
             hosts=[Host(**host) for host in self.hosts],
             alerts=alerts,
             digest_over=digest_over,

@@ -1062,6 +1062,7 @@ def test_db_info_formats(filled: Env) -> None:
     assert [line.split()[0] for line in lines[1:]] == [
         *("url", "backend", "collector_id", "schema_version", "schema_head"),
         *("series", "samples", "size_bytes", "oldest", "newest", "collectors"),
+        "remote_write_backlog",
     ]
     # f4's last run by c1, f5's by c2 (its failed run after that named none)
     assert lines[-1] == "collectors      c1 (1/2) 1 host, c2 (2/2) 1 host"
@@ -1078,11 +1079,12 @@ def test_db_info_formats(filled: Env) -> None:
         "oldest": ISO1,
         "newest": ISO0,
         "collectors": {"c1 (1/2)": 1, "c2 (2/2)": 1},
+        "remote_write_backlog": 0,  # no <remote_write>: nothing queued
     }
     rows = csv_rows(ok(filled("db", "info", "--format", "csv")))
     assert rows[0] == list(row)
     collectors = "c1 (1/2) 1 host, c2 (2/2) 1 host"
-    assert rows[1][5:] == ["6", "11", str(row["size_bytes"]), ISO1, ISO0, collectors]
+    assert rows[1][5:] == ["6", "11", str(row["size_bytes"]), ISO1, ISO0, collectors, "0"]
 
 
 def test_db_info_of_an_empty_store_and_before_any_schema(env: Env) -> None:
@@ -1094,12 +1096,14 @@ def test_db_info_of_an_empty_store_and_before_any_schema(env: Env) -> None:
         None,
     )
     assert row["collector_id"] is None  # db info never writes: the schema makes the id
+    assert row["remote_write_backlog"] is None
     assert ok(env("db", "upgrade")).endswith(
         f": schema upgraded from none to {row['schema_head']}\n"
     )
     [row] = json.loads(ok(env("db", "info", "--format", "json")))
     assert (row["schema_version"], row["series"], row["newest"]) == (row["schema_head"], 0, None)
     assert re.fullmatch("[0-9a-f]{8}", row["collector_id"])
+    assert row["remote_write_backlog"] == 0
     assert json.loads(ok(env("db", "info", "--format", "json")))[0] == row  # made once
 
 

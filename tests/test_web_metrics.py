@@ -38,9 +38,10 @@ from netmetrix.configxml import Web
 from netmetrix.model import UP, HostRun
 from netmetrix.model import Sample as ProbeSample
 from netmetrix.probe import METRIC_LABELS, METRICS
+from netmetrix.promnames import EXPOSED, Exposed
 from netmetrix.store import Store
 from netmetrix.web.app import Health
-from netmetrix.web.exposition import EXPOSED, Exposed, FleetCollector, read_snapshot
+from netmetrix.web.exposition import FleetCollector, read_snapshot
 
 Cli = Callable[..., Run]
 PROMETHEUS = Path("/usr/bin/prometheus")

@@ -24,16 +24,19 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from netmetrix import alerts, envelope, notify, pipeline, probe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import HostError, Outcome, StoreError
 from netmetrix.fleet import HostResult, Summary, run_fleet, summarize
-from netmetrix.format import number, series_name, some
+from netmetrix.format import count, number, series_name, some
 from netmetrix.model import HostRun
 from netmetrix.sanitize import clean
 from netmetrix.store import Refused, Store, admin
+
+if TYPE_CHECKING:
+    from netmetrix.remote_write import Pushed
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +176,7 @@ class ExecuteReport(FleetReport[envelope.Message]):
 
     recorded: pipeline.Recorded  # samples stored, alert events, mails queued
     delivery: notify.Delivery | None = None  # None until delivered (``run_execute`` does)
+    pushed: Pushed | None = None  # the remote-write pass; None without <remote_write>
 
     @property
     def queued(self) -> int:
@@ -229,12 +233,15 @@ def run_execute(
     say: Say = _ignore,
     clock: Callable[[], float] = time.time,
 ) -> ExecuteReport:
-    """``execute`` on ``hosts``, then one delivery pass over the outbox.
+    """``execute`` on ``hosts``, then one delivery pass over the outbox, then (with
+    ``<remote_write>``) one send pass over the remote-write queue.
 
     The run summary goes to ``say`` as soon as the hosts are stored, before the
-    mail is sent; then a line per kind of mail left undelivered.  Delivery is
-    blocking and runs here, after the event loop has ended, so that Ctrl-C
-    interrupts it (the mail being sent stays queued).
+    mail is sent; then a line per kind of mail left undelivered, and one when
+    samples stay queued for remote-write (which never changes the exit status:
+    they are sent by a later run).  Both passes are blocking and run here, after
+    the event loop has ended, so that Ctrl-C interrupts them (the mail or batch
+    being sent stays queued).
     """
     report = asyncio.run(
         execute(config, store, hosts, progress=progress, ssh_files=ssh_files, clock=clock)
@@ -245,7 +252,22 @@ def run_execute(
     )
     for line in delivery.problems("execute"):
         say(line)
-    return dataclasses.replace(report, delivery=delivery)
+    pushed = push_samples(config, store, clock)
+    for line in pushed.problems("execute") if pushed is not None else ():
+        say(line)
+    return dataclasses.replace(report, delivery=delivery, pushed=pushed)
+
+
+def push_samples(config: Config, store: Store, clock: Callable[[], float]) -> Pushed | None:
+    """One remote-write send pass (``remote_write.send``); None without <remote_write>."""
+    if config.remote_write is None:
+        return None
+    from netmetrix import remote_write  # protobuf is loaded only when it is configured
+
+    pushed = remote_write.send(store, config.remote_write, clock=clock)
+    if pushed.sent:
+        log.info("remote-write: %s sent to %s", count(pushed.sent, "sample"), pushed.where)
+    return pushed
 
 
 Job = Callable[..., FleetReport[Any]]
@@ -459,6 +481,7 @@ async def record_results(
             hosts=[h.name for h in config.hosts],
             marks=[*(_host_run(r, finished[r.host.name], by) for r in not_set_up), *interrupted],
             shard=config.collector.shard,
+            remote_write=config.remote_write is not None,
         )
     )
     if recorded.retired:

@@ -143,6 +143,27 @@ class CollectorConfig:
         return self.name if self.shard is None else f"{self.name} ({self.shard})"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteWriteConfig:
+    """``<remote_write>``: push every stored sample to a Prometheus remote-write receiver.
+
+    Secrets come from the environment or a file, never from config.xml; at
+    most one of basic auth (``username`` with a password) and a bearer token.
+    """
+
+    url: str  # http:// or https://, no user or password in it
+    username: str = ""  # basic auth: this user, with the password from ...
+    password_env: str = ""  # ... this environment variable
+    password_file: Path | None = None  # ... or this file
+    token_env: str = ""  # bearer token: the environment variable that holds it
+    token_file: Path | None = None  # ... or the file that holds it
+    ca_file: Path | None = None  # trust only this CA bundle (PEM) for https, not the system's
+    timeout: float = 10.0  # seconds for one request
+    deadline: float = 30.0  # seconds for a whole send pass of execute; the rest waits
+    batch: int = 5000  # samples per request
+    max_backlog: int = 1_000_000  # samples kept queued at most; the oldest go first
+
+
 WATCH_INTERVAL_MIN = 1.0  # seconds: below this a tick is mostly SSH round trips
 WATCH_INTERVAL_MAX = 3600.0
 
@@ -182,6 +203,7 @@ class Config:
     watch: WatchConfig = field(default_factory=WatchConfig)
     web: WebConfig = field(default_factory=WebConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
+    remote_write: RemoteWriteConfig | None = None  # None: samples are not pushed anywhere
     hosts: tuple[HostConfig, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Settings written in config.xml ("script", "ssh.connect_timeout", ...), not defaulted.
@@ -271,7 +293,7 @@ _SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
 _ROOT_CHILDREN = (
     *("script", "concurrency", "database", "ssh", "smtp"),
-    *("security", "retention", "watch", "web", "collector", "hosts", "alerts"),
+    *("security", "retention", "watch", "web", "collector", "remote_write", "hosts", "alerts"),
 )
 _SSH_ATTRS = ("known_hosts", "host_key_policy", "connect_timeout", "command_timeout")
 _SMTP_ATTRS = (
@@ -756,6 +778,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         watch=_watch(ctx, el.one("watch")),
         web=_web(ctx, el.one("web")),
         collector=_collector(ctx, el.one("collector")),
+        remote_write=_remote_write(ctx, el.one("remote_write")),
         hosts=_hosts(ctx, el, hosts_node),
         alerts=_alerts(ctx, el.one("alerts"), host_names),
         given=_given(el),
@@ -765,7 +788,8 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
 def _given(el: _Element) -> frozenset[str]:
     """The settings written in the file: ``script`` for <script>, ``smtp.port`` for <smtp port>."""
     given = {tag for tag in ("script", "concurrency", "database") if el.all(tag)}
-    for tag in ("ssh", "smtp", "security", "retention", "watch", "web", "collector", "alerts"):
+    sections = ("ssh", "smtp", "security", "retention", "watch", "web", "collector")
+    for tag in (*sections, "remote_write", "alerts"):
         for node in el.all(tag)[:1]:  # a repeat is already a problem
             given.update(f"{tag}.{name}" for name in node.attrs)
     return frozenset(given)
@@ -1195,6 +1219,7 @@ def effective_settings(config: Config, environ: Mapping[str, str]) -> list[Setti
     rows.append(given("watch.interval", duration(config.watch.interval)))
     rows.append(given("collector.name", config.collector.name))
     rows.append(given("collector.shard", config.collector.shard or "every host"))
+    rows += _remote_write_settings(config, environ, given)
     rows.append(given("alerts.digest_over", config.alerts.digest_over))
     rows += [
         _setting(f"alert.{index}", rule_summary(rule), f"{file}:{rule.line}")
@@ -1214,6 +1239,32 @@ def _database_settings(
     if url.get_backend_name() == "postgresql":
         state = "set" if "PGPASSWORD" in environ else "not set: ~/.pgpass or no password"
         rows.append(_setting("database.password", f"$PGPASSWORD ({state})", "environment"))
+    return rows
+
+
+def _remote_write_settings(
+    config: Config, environ: Mapping[str, str], given: Callable[[str, object], Setting]
+) -> list[Setting]:
+    """``<remote_write>``'s settings, its secrets shown as where they come from."""
+    rw = config.remote_write
+    if rw is None:
+        return []
+    rows = [given("remote_write.url", rw.url)]
+    if rw.username:
+        rows.append(given("remote_write.username", rw.username))
+    for what, env, file in (
+        ("password", rw.password_env, rw.password_file),
+        ("token", rw.token_env, rw.token_file),
+    ):
+        if env:
+            state = "set" if env in environ else "not set"
+            rows.append(_setting(f"remote_write.{what}", f"${env} ({state})", "environment"))
+        elif file is not None:
+            rows.append(given(f"remote_write.{what}_file", file))
+    if rw.ca_file is not None:
+        rows.append(given("remote_write.ca_file", rw.ca_file))
+    rows += [given(f"remote_write.{n}", duration(getattr(rw, n))) for n in ("timeout", "deadline")]
+    rows += [given(f"remote_write.{n}", getattr(rw, n)) for n in ("batch", "max_backlog")]
     return rows
 
 
@@ -1263,3 +1314,83 @@ def host_settings(config: Config, host: HostConfig, resolved: ResolvedHost) -> l
         source = where if name in host.given else "default"
         rows.append(_setting(f"{prefix}.{name}", getattr(host, name), source))
     return rows
+
+
+# ---------------------------------------------------------------- <remote_write>
+
+_REMOTE_WRITE_ATTRS = (
+    *("url", "username", "password_env", "password_file", "token_env", "token_file"),
+    *("ca_file", "timeout", "deadline", "batch", "max_backlog"),
+)
+_REMOTE_URL_EXAMPLE = "https://prometheus.example.com/api/v1/write"
+
+
+_USERINFO_RE = re.compile(r"^[^/?#]*//[^/?#]*@")
+
+
+def _remote_url(raw: str) -> str:
+    from urllib.parse import urlsplit
+
+    if _USERINFO_RE.search(raw):  # checked first: the message must not echo a password
+        raise _Refused(
+            "the URL contains a user or password; keep secrets out of the config file"
+            " (username= with password_env= or password_file=)"
+        )
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(raw) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ValueError(raw)
+    if any(char.isspace() for char in raw):
+        raise ValueError(raw)
+    return raw
+
+
+_REMOTE_URL = _Conv(f"an http:// or https:// URL like {_REMOTE_URL_EXAMPLE}", _remote_url)
+_REMOTE_SECONDS = _seconds_up_to(3600)
+
+
+def _remote_write(ctx: _Ctx, node: _Node | None) -> RemoteWriteConfig | None:
+    if node is None:
+        return None
+    el = _Element(ctx, node, attrs=_REMOTE_WRITE_ATTRS)
+    default = RemoteWriteConfig(url="")
+    path = _path(ctx.base)
+    found = RemoteWriteConfig(
+        url=el.required("url", _REMOTE_URL) or "",
+        username=el.get("username", _USER, default.username),
+        password_env=el.get("password_env", _ENV_NAME, default.password_env),
+        password_file=el.opt("password_file", path),
+        token_env=el.get("token_env", _ENV_NAME, default.token_env),
+        token_file=el.opt("token_file", path),
+        ca_file=el.opt("ca_file", path),
+        timeout=el.get("timeout", _REMOTE_SECONDS, default.timeout),
+        deadline=el.get("deadline", _REMOTE_SECONDS, default.deadline),
+        batch=el.get("batch", _integer(1, 100_000), default.batch),
+        max_backlog=el.get("max_backlog", _integer(1, 1_000_000_000), default.max_backlog),
+    )
+    for problem in _remote_auth_problems(found):
+        el.problem(problem)
+    return found
+
+
+def _remote_auth_problems(rw: RemoteWriteConfig) -> list[str]:
+    """What is wrong with the way ``<remote_write>`` logs in (one line each)."""
+    problems = []
+    password = bool(rw.password_env) + bool(rw.password_file)
+    token = bool(rw.token_env) + bool(rw.token_file)
+    if password > 1:
+        problems.append("give password_env or password_file, not both")
+    if token > 1:
+        problems.append("give token_env or token_file, not both")
+    if bool(rw.username) != bool(password):
+        problems.append(
+            "username and password_env (or password_file) go together (basic auth needs both)"
+        )
+    if (rw.username or password) and token:
+        problems.append(
+            "basic auth (username) and a bearer token (token_env, token_file) exclude each other"
+        )
+    return problems

@@ -102,6 +102,21 @@ class Collector:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RemoteWrite:
+    url: str | None = None
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | Path | None = None
+    token_env: str | None = None
+    token_file: str | Path | None = None
+    ca_file: str | Path | None = None
+    timeout: float | str | None = None
+    deadline: float | str | None = None
+    batch: int | str | None = None
+    max_backlog: int | str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ConfigXml:
     """A whole config.xml.  ``comment`` goes above ``<netmetrix>``; ``comments`` maps a
     top-level tag ("script", "ssh", "alerts", ...) to the comment written above it."""
@@ -116,6 +131,7 @@ class ConfigXml:
     watch_interval: str | float | None = None  # <watch interval=...>
     web: Web | None = None
     collector: Collector | None = None
+    remote_write: RemoteWrite | None = None
     hosts: Sequence[Host] = ()
     alerts: Sequence[Alert] = ()
     digest_over: int | str | None = None  # <alerts digest_over=...>
@@ -138,6 +154,11 @@ _WEB_GROUPS = (
     ("listen", "user", "password_file"),
     ("token_env", "token_file"),
     ("tls_cert", "tls_key"),
+)
+_REMOTE_WRITE_GROUPS = (
+    ("url",),
+    ("username", "password_env", "password_file", "token_env", "token_file", "ca_file"),
+    ("timeout", "deadline", "batch", "max_backlog"),
 )
 _FIELD = {"for": "for_count"}  # an attribute whose field has another name
 Attrs = list[list[tuple[str, object]]]  # groups of (name, value); None values are left out
@@ -168,27 +189,34 @@ def _sections(config: ConfigXml) -> Iterator[tuple[str, list[str]]]:
         value = getattr(config, tag)
         if value is not None:
             yield tag, [f"{_INDENT}<{tag}>{escape(_spell(value))}</{tag}>"]
-    if config.ssh is not None:
-        yield "ssh", _element("ssh", _values(config.ssh, _SSH_GROUPS), _INDENT)
-    if config.smtp is not None:
-        yield "smtp", _element("smtp", _values(config.smtp, _SMTP_GROUPS), _INDENT)
-    for tag, attr, value in (
-        ("security", "encryption", config.encryption),
-        ("retention", "days", config.retention_days),
-        ("watch", "interval", config.watch_interval),
-    ):
-        if value is not None:
-            yield tag, _element(tag, [[(attr, value)]], _INDENT)
-    if config.web is not None:
-        yield "web", _element("web", _values(config.web, _WEB_GROUPS), _INDENT)
-    if config.collector is not None:
-        groups = _values(config.collector, (("name", "shard"),))
-        yield "collector", _element("collector", groups, _INDENT)
+    settings: list[tuple[str, Attrs | None]] = [
+        ("ssh", _given(config.ssh, _SSH_GROUPS)),
+        ("smtp", _given(config.smtp, _SMTP_GROUPS)),
+        ("security", _one_value("encryption", config.encryption)),
+        ("retention", _one_value("days", config.retention_days)),
+        ("watch", _one_value("interval", config.watch_interval)),
+        ("web", _given(config.web, _WEB_GROUPS)),
+        ("collector", _given(config.collector, (("name", "shard"),))),
+        ("remote_write", _given(config.remote_write, _REMOTE_WRITE_GROUPS)),
+    ]
+    for tag, attrs in settings:
+        if attrs is not None:
+            yield tag, _element(tag, attrs, _INDENT)
     yield "hosts", _list("hosts", [], [_item("host", h, _HOST_GROUPS) for h in config.hosts])
     digest: Attrs = [[("digest_over", config.digest_over)]]
     if config.alerts or config.digest_over is not None:
         alerts = [_item("alert", a, _ALERT_GROUPS) for a in config.alerts]
         yield "alerts", _list("alerts", digest, alerts)
+
+
+def _given(settings: object | None, groups: Sequence[Sequence[str]]) -> Attrs | None:
+    """The attributes of a settings element, or None when ``settings`` is not given."""
+    return None if settings is None else _values(settings, groups)
+
+
+def _one_value(name: str, value: object | None) -> Attrs | None:
+    """The one attribute of a settings element, or None when its value is not given."""
+    return None if value is None else [[(name, value)]]
 
 
 def _values(settings: object, groups: Sequence[Sequence[str]]) -> Attrs:

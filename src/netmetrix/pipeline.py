@@ -3,8 +3,10 @@
 ``record`` is what every collection does with a batch of host runs: the
 store writes the samples, ``alerts.evaluate`` moves the rules' states, the
 store keeps the states and the history, and ``notice`` words one mail per
-recipient into the outbox, all inside one ``Store.transaction`` so they
-commit together or not at all.  ``notify.deliver`` sends the outbox later.
+recipient into the outbox, and (with ``<remote_write>``) the samples Prometheus
+will see are queued for remote-write, all inside one ``Store.transaction`` so
+they commit together or not at all.  ``notify.deliver`` sends the outbox later,
+``remote_write.send`` the queue.
 ``forget`` is the same for hosts that leave the store.
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from netmetrix import alerts, notice
+from netmetrix import alerts, notice, promnames
 from netmetrix.config import AlertRule
 from netmetrix.model import (
     UP,
@@ -38,6 +40,7 @@ class Recorded:
     queued: int  # outbox mails (one per recipient of an event)
     refused: tuple[Refused, ...] = ()  # hosts stored as failed runs instead (see write_runs)
     retired: int = 0  # firing alerts resolved because their rule or host left config.xml
+    forwarded: int = 0  # samples queued for remote-write
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +66,7 @@ def record(
     hosts: Collection[str] | None = None,
     marks: Sequence[HostRun] = (),
     shard: Shard | None = None,
+    remote_write: bool = False,
 ) -> Recorded:
     """Store ``runs`` and evaluate ``rules`` on them, in one transaction.
 
@@ -73,7 +77,8 @@ def record(
     ``up`` rules skip a host that has never answered (its row has no
     last_seen).  ``marks`` only update their host rows (hosts not set up,
     interrupted): no sample, so nothing for the rules to see.  Mail is queued
-    at ``now`` (unix seconds).
+    at ``now`` (unix seconds).  ``remote_write``: queue the stored samples of
+    every metric Prometheus sees (``promnames.EXPOSED``) for remote-write.
 
     ``shard``: this collector's (``--shard K/N``).  It retires only the states
     of hosts in its shard, a host gone from config.xml included (the shard
@@ -81,8 +86,14 @@ def record(
     the same config.xml, retire theirs, so each alert is resolved once, by one
     collector, even when two of them run at the same moment (#15).
     """
+    forward = _FORWARDED if remote_write else None
     with store.transaction(f"store {len(runs)} host run(s)") as tx:
-        return _record(tx, runs, rules, now=now, hosts=hosts, marks=marks, shard=shard)
+        return _record(
+            tx, runs, rules, now=now, hosts=hosts, marks=marks, shard=shard, forward=forward
+        )
+
+
+_FORWARDED = frozenset(promnames.EXPOSED)
 
 
 def _record(
@@ -94,8 +105,9 @@ def _record(
     hosts: Collection[str] | None,
     marks: Sequence[HostRun],
     shard: Shard | None,
+    forward: Collection[str] | None = None,
 ) -> Recorded:
-    written = tx.write_runs(runs)
+    written = tx.write_runs(runs, forward)
     tx.update_hosts(marks)
     by_id = alerts.unique_rules(rules)
     # Only the series a rule can watch (and `up`, which dates the run) go to the rules.
@@ -115,6 +127,7 @@ def _record(
         queued=queued,
         refused=written.refused,
         retired=retired,
+        forwarded=written.forwarded,
     )
 
 

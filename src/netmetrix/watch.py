@@ -6,7 +6,9 @@ timeout if shorter), then one transaction for all of them: samples, `up`
 (0 for a host that did not answer in time or is down), alert state and
 outbox mail (``collect.record_results``, as ``execute``).  The store is
 written by one recorder task, in tick order; mail goes out in a thread of
-its own, so a slow SMTP server never delays a tick.
+its own, so a slow SMTP server never delays a tick, and so do the samples
+queued for remote-write (``<remote_write>``): sent after every stored tick,
+with an exponential backoff (1 s to 5 min) while the receiver fails.
 
 SIGHUP re-reads config.xml (hosts added and removed, rules and interval from
 the next tick; an invalid file is reported and the running one kept).  With
@@ -28,10 +30,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from netmetrix import collect, envelope, notify, ssh
-from netmetrix.config import Config, HostConfig, load_config
+from netmetrix.config import Config, HostConfig, RemoteWriteConfig, load_config
 from netmetrix.errors import ConfigError, Outcome, StoreError, UsageError
 from netmetrix.fleet import REASON_LIMIT, HostResult, classify
 from netmetrix.format import elapsed
@@ -44,6 +46,7 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.applications import Starlette
 
+    from netmetrix.remote_write import Pushed
     from netmetrix.web.app import Health
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ log = logging.getLogger(__name__)
 SUMMARY_EVERY = 60.0  # seconds between summary lines
 RETENTION_EVERY = 3600.0  # seconds between retention passes
 DELIVERY_EVERY = 60.0  # seconds between delivery passes when no new mail wakes one
+PUSH_EVERY = 60.0  # seconds between remote-write passes when no stored tick wakes one
 STOP_GRACE = 5.0  # seconds in-flight answers get after SIGTERM/SIGINT
 CLOSE_GRACE = 3.0  # seconds to close every session at the end
 BEHIND = 10  # ticks waiting for the store before new ones are dropped
@@ -117,6 +121,7 @@ class Watcher:
         self._last: dict[str, bool] = {}  # host -> answered the last tick
         self._warned_unmatched = False
         self._mail = _Mailer(self)
+        self._push = _Pusher(self)
         self._ramp = Ramp(config.concurrency, rate=max(10.0, config.concurrency))
         self._plan: Plan | None = None
         self._collector = ""
@@ -145,6 +150,7 @@ class Watcher:
         recorder = asyncio.create_task(self._record_loop(), name="recorder")
         background = [
             asyncio.create_task(self._mail.loop(), name="mail"),
+            asyncio.create_task(self._push.loop(), name="remote-write"),
             asyncio.create_task(self._summary_loop(), name="summary"),
         ]
         serving = asyncio.create_task(web.serve(), name="web") if web else None
@@ -168,6 +174,7 @@ class Watcher:
                 await asyncio.wait([serving], timeout=CLOSE_GRACE)
             await self._close_all()
             self._mail.stop()
+            await self._push.close(CLOSE_GRACE)
         log.info(
             "watch: stopped after %d tick(s); %s samples stored",
             self.report.ticks,
@@ -322,6 +329,8 @@ class Watcher:
         self._last = {r.host.name: r.ok for r in results}
         if recorded.queued:
             self._mail.wake()
+        if recorded.forwarded:
+            self._push.wake()
         if not self._warned_unmatched and any(r.ok for r in results):
             self._warned_unmatched = True
             collect.warn_unmatched(self.config, results)
@@ -519,9 +528,89 @@ class _Mailer:
                 loop.call_soon_threadsafe(_settle, finished)
 
 
-def _settle(future: asyncio.Future[None]) -> None:
+class _Pusher:
+    """Remote-write passes in a daemon thread of their own, woken by every stored tick:
+    a slow or down receiver delays no tick.  Failed passes back off exponentially
+    (``remote_write.backoff``, or the receiver's Retry-After when longer); a stop
+    lets the batch in flight finish for a moment, then leaves it queued."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self._watcher = watcher
+        self._wake = asyncio.Event()
+        self._stop = threading.Event()  # checked by the pass between two batches
+        self._failures = 0
+        self._running: asyncio.Future[Pushed | None] | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def loop(self) -> None:
+        wait = 0.0
+        while True:
+            if wait:  # backing off: a stored tick does not cut it short
+                await asyncio.sleep(wait)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), PUSH_EVERY)
+            self._wake.clear()
+            config = self._watcher.config.remote_write  # SIGHUP may add or remove it
+            wait = 0.0 if config is None else self._next_wait(await self._pass(config))
+
+    def _next_wait(self, pushed: Pushed | None) -> float:
+        """Seconds to wait before the next pass (0: when woken)."""
+        from netmetrix.remote_write import BACKOFF_MAX, backoff
+
+        if pushed is None or pushed.failed:
+            self._failures += 1
+            retry = min(pushed.retry_after or 0.0, BACKOFF_MAX) if pushed is not None else 0.0
+            return max(backoff(self._failures), retry)
+        if self._failures and pushed.sent:
+            log.info("remote-write: %s takes samples again", pushed.where)
+        self._failures = 0
+        if pushed.backlog and not pushed.busy:
+            self._wake.set()  # the deadline ended the pass: go on with the rest
+        return 0.0
+
+    async def _pass(self, config: RemoteWriteConfig) -> Pushed | None:
+        loop = asyncio.get_running_loop()
+        self._running = finished = loop.create_future()
+        thread = threading.Thread(
+            target=self._send,
+            args=(config, loop, finished),
+            name="netmetrix-remote-write",
+            daemon=True,
+        )
+        thread.start()
+        return await asyncio.shield(finished)  # cancelled (stopping): close() waits for it
+
+    def _send(
+        self,
+        config: RemoteWriteConfig,
+        loop: asyncio.AbstractEventLoop,
+        finished: asyncio.Future[Pushed | None],
+    ) -> None:
+        from netmetrix import remote_write  # protobuf is loaded only when it is configured
+
+        watcher, pushed = self._watcher, None
+        try:
+            pushed = remote_write.send(watcher.store, config, clock=watcher.clock, stop=self._stop)
+        except Exception:  # a bug or a store error must not end the watch: said, retried
+            log.exception("watch: remote-write failed")
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: we are stopping
+                loop.call_soon_threadsafe(_settle, finished, pushed)
+
+    async def close(self, grace: float) -> None:
+        """Stop: the batch in flight gets ``grace`` seconds to finish and release the lease."""
+        self._stop.set()
+        running = self._running
+        if running is not None and not running.done():
+            await asyncio.wait([running], timeout=grace)
+
+
+def _settle(future: asyncio.Future[Any], result: Any = None) -> None:
     if not future.done():
-        future.set_result(None)
+        future.set_result(result)
 
 
 def run_watch(config: Config, store: Store, options: WatchOptions) -> WatchReport:

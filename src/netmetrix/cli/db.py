@@ -14,6 +14,7 @@ from netmetrix.rows import record
 DB_INFO_COLUMNS = (
     *("url", "backend", "collector_id", "schema_version", "schema_head"),
     *("series", "samples", "size_bytes", "oldest", "newest", "collectors"),
+    "remote_write_backlog",
 )
 
 
@@ -49,9 +50,11 @@ def info(settings: Settings, fmt: str) -> None:
     size_bytes is the SQLite file plus its write-ahead log, or
     pg_database_size on PostgreSQL.  collectors: which collector (<collector
     name>, and its --shard) collected the last run of how many hosts, e.g.
-    "db1 (1/2) 340 hosts, db2 (2/2) 332 hosts" (JSON: an object).  The table
-    is one field per line; JSON and CSV give one flat record.  The schema is
-    not upgraded by this command (see `db upgrade`).
+    "db1 (1/2) 340 hosts, db2 (2/2) 332 hosts" (JSON: an object).
+    remote_write_backlog counts the samples waiting to be sent to
+    <remote_write> (empty before `db upgrade` adds the queue).  The table is
+    one field per line; JSON and CSV give one flat record.  The schema is not
+    upgraded by this command (see `db upgrade`).
 
     \b
     Examples:

@@ -65,9 +65,12 @@ def execute(settings: Settings, hosts: tuple[str, ...], shard: Shard | None) -> 
     reported and nothing of it is stored.  Each host also gets an `up` sample
     (1 answered and verified, 0 not).  Then the <alert> rules are evaluated
     and their mail sent, for at most <smtp deadline> (see `netmetrix alerts
-    --help`).  Exit status 1 when any host failed, some mail stayed
-    undelivered (it is kept and retried) or was refused for good (a dead
-    letter, counted by this run only).
+    --help`).  With <remote_write>, the stored samples are then pushed to
+    that Prometheus remote-write receiver for at most <remote_write deadline>;
+    what it does not take stays queued for the next run (one line says so)
+    and never changes the exit status.  Exit status 1 when any host failed,
+    some mail stayed undelivered (it is kept and retried) or was refused for
+    good (a dead letter, counted by this run only).
 
     With --shard K/N, N collectors sharing one config.xml and one database
     split the hosts between them, each host collected by exactly one; every

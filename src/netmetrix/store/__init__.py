@@ -15,6 +15,7 @@ Each method hands its work to one module:
     collector    the collector id and the upload lock
     alertstate   alert state per (rule, series) and the alert history
     outbox       queued mail and its claim/lease protocol
+    rwqueue      samples queued for Prometheus remote-write and the sender's lease
     admin        info, prune, vacuum, upgrade and retention (``netmetrix db``)
     facade       ``Store``: each method runs one of the above in a connection of its own
     transaction  ``Transaction``: the same, inside the caller's one transaction
@@ -33,6 +34,7 @@ from netmetrix.store.engine import DEFAULT_BUSY_TIMEOUT
 from netmetrix.store.facade import Store
 from netmetrix.store.hosts import Activated, HostRow
 from netmetrix.store.outbox import NewMail, OutboxChange, OutboxItem, OutboxSize
+from netmetrix.store.rwqueue import QueuedSample
 from netmetrix.store.samples import (
     Buckets,
     LatestRow,
@@ -52,6 +54,8 @@ from netmetrix.store.schema import (
     meta_table,
     metadata,
     outbox_table,
+    remote_write_lease_table,
+    remote_write_queue_table,
     samples_table,
     series_table,
 )
@@ -70,6 +74,7 @@ __all__ = [
     "OutboxChange",
     "OutboxItem",
     "OutboxSize",
+    "QueuedSample",
     "Refused",
     "Sparkline",
     "Store",
@@ -87,6 +92,8 @@ __all__ = [
     "meta_table",
     "metadata",
     "outbox_table",
+    "remote_write_lease_table",
+    "remote_write_queue_table",
     "samples_table",
     "series_table",
 ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Table, select
-from sqlalchemy.sql.elements import Label
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import ClauseElement, Label
 
 from netmetrix.errors import StoreError
 from netmetrix.store.schema import samples_table
@@ -55,6 +58,29 @@ def insert(dialect: str, table: Table) -> sqlite.Insert | postgresql.Insert:
 
         return postgresql_insert(table)
     raise StoreError(f"unsupported database dialect {dialect!r}")
+
+
+def executemany(
+    conn: Connection, stmt: ClauseElement, names: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> int:
+    """Run ``stmt`` once per row of ``rows`` (values in the order of ``names``), compiled
+    once and handed to the driver's executemany as they are; the rowcount.
+
+    SQLAlchemy's per-row parameter processing was the largest cost of a ``watch``
+    tick (25,000 rows at 1,000 hosts).  Still bound parameters.
+    """
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(names))
+    assert isinstance(compiled, SQLCompiler)  # a DML statement's
+    if conn.dialect.positional:
+        order = [list(names).index(name) for name in compiled.positiontup or ()]
+        if order == list(range(len(names))):  # the usual case: the rows as they are
+            params: list[Any] = list(rows)
+        else:
+            pick = operator.itemgetter(*order)
+            params = [pick(row) for row in rows]
+    else:
+        params = [dict(zip(names, row, strict=True)) for row in rows]
+    return int(conn.exec_driver_sql(compiled.string, params).rowcount)
 
 
 def newest(series: Table, column: str) -> Label[Any]:

@@ -26,10 +26,10 @@ from sqlalchemy.engine import Connection
 
 from netmetrix.errors import StoreError
 from netmetrix.format import iso
-from netmetrix.store import hosts, migrate
+from netmetrix.store import hosts, migrate, rwqueue
 from netmetrix.store.facade import Store
 from netmetrix.store.files import sqlite_path
-from netmetrix.store.schema import samples_table, series_table
+from netmetrix.store.schema import remote_write_queue_table, samples_table, series_table
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,7 @@ class DbInfo:
     size_bytes: int | None  # None when unknown (SQLite in memory)
     oldest: float | None  # unix seconds of the oldest sample
     newest: float | None
+    remote_write_backlog: int | None  # samples queued for remote-write; None: older schema
     # collector ("db1 (2/3)") -> the hosts whose last run it collected, most first (#15)
     collectors: dict[str, int] = field(default_factory=dict)
 
@@ -94,6 +95,7 @@ def info(store: Store) -> DbInfo:
         oldest = None if oldest_ms is None else oldest_ms / 1000
         newest = None if newest_ms is None else newest_ms / 1000
     return DbInfo(
+        remote_write_backlog=_remote_write_backlog(store) if version is not None else None,
         url=store.url_display,
         backend=store.engine.dialect.name,
         collector_id=store.find_collector_id() if version is not None else None,
@@ -106,6 +108,15 @@ def info(store: Store) -> DbInfo:
         newest=newest,
         collectors=collectors,
     )
+
+
+def _remote_write_backlog(store: Store) -> int | None:
+    """Samples queued for remote-write; None when the schema predates the queue (``db
+    info`` does not upgrade it)."""
+    with store.reading("count the remote-write queue") as conn:
+        if not inspect(conn).has_table(remote_write_queue_table.name):
+            return None
+        return rwqueue.backlog(conn)
 
 
 def size_bytes(store: Store) -> int | None:

@@ -7,12 +7,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from netmetrix.model import HostRun
-from netmetrix.store import alertstate, collector, migrate, outbox, samples
+from netmetrix.store import alertstate, collector, migrate, outbox, rwqueue, samples
 from netmetrix.store import hosts as _hosts  # `hosts` is a parameter name of the API
 from netmetrix.store.alertstate import ActiveAlert, AlertHistoryRow
 from netmetrix.store.engine import DEFAULT_BUSY_TIMEOUT, Database, connect
 from netmetrix.store.hosts import Activated, HostRow
 from netmetrix.store.outbox import OutboxChange, OutboxItem, OutboxSize
+from netmetrix.store.rwqueue import QueuedSample
 from netmetrix.store.samples import Buckets, LatestRow, Sparkline, StoredSample, Written
 from netmetrix.store.transaction import Transaction
 
@@ -288,3 +289,35 @@ class Store(Database):
         """Put dead letters ``ids`` back in the queue, all or none (``outbox.retry_mail``)."""
         with self.writing("retry outbox mail") as conn:
             return outbox.retry_mail(conn, ids)
+
+    # -- the remote-write queue (#15) --------------------------------------------------
+
+    def remote_write_backlog(self) -> int:
+        """How many samples wait to be sent by remote-write."""
+        with self.reading("count the remote-write queue") as conn:
+            return rwqueue.backlog(conn)
+
+    def remote_write_oldest(self, limit: int) -> list[QueuedSample]:
+        """The ``limit`` oldest samples waiting for remote-write, with their series."""
+        with self.reading("read the remote-write queue") as conn:
+            return rwqueue.oldest(conn, limit)
+
+    def remote_write_done(self, ids: Sequence[int]) -> int:
+        """Delete queued samples (sent, or refused for good); how many went."""
+        with self.writing("delete sent remote-write samples") as conn:
+            return rwqueue.delete(conn, ids)
+
+    def trim_remote_write(self, keep: int) -> int:
+        """Delete the oldest queued samples beyond the newest ``keep``; how many went."""
+        with self.writing("trim the remote-write queue") as conn:
+            return rwqueue.trim(conn, keep)
+
+    def take_remote_write_lease(self, token: str, *, now: float, lease: float) -> bool:
+        """Hold or renew the remote-write sender's lease (``rwqueue.take_lease``)."""
+        with self.writing("take the remote-write lease") as conn:
+            return rwqueue.take_lease(conn, token, now=now, lease=lease)
+
+    def release_remote_write_lease(self, token: str) -> None:
+        """Give the remote-write sender's lease up, if ``token`` still holds it."""
+        with self.writing("release the remote-write lease") as conn:
+            rwqueue.release_lease(conn, token)

@@ -14,7 +14,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -25,7 +25,8 @@ from sqlalchemy.sql.selectable import ScalarSelect
 
 from netmetrix.errors import Outcome
 from netmetrix.model import HostRun, Labels, point_values
-from netmetrix.store._sql import chunks, insert, ms, newest, now_ms
+from netmetrix.store import rwqueue
+from netmetrix.store._sql import chunks, executemany, insert, ms, newest, now_ms
 from netmetrix.store.engine import DATABASE_ERRORS, detail
 from netmetrix.store.hosts import host_rows, upsert_hosts
 from netmetrix.store.schema import (
@@ -52,6 +53,7 @@ class Written:
     """What ``Transaction.write_runs`` stored."""
 
     samples: int
+    forwarded: int = 0  # samples queued for remote-write (``write_runs``'s ``forward``)
     refused: tuple[Refused, ...] = ()  # stored as failed runs (up 0, last_error) instead
     # the runs as stored (a refused host's as a failed run); what was written is the counts
     runs: tuple[HostRun, ...] = field(default=(), compare=False)
@@ -94,7 +96,9 @@ class Buckets:
 # -- writing --------------------------------------------------------------------
 
 
-def write_runs(conn: Connection, runs: Sequence[HostRun]) -> Written:
+def write_runs(
+    conn: Connection, runs: Sequence[HostRun], forward: Collection[str] | None = None
+) -> Written:
     """Store host runs; report what was written.
 
     Each run updates its host's row and adds its samples plus ``up`` (1.0
@@ -106,24 +110,30 @@ def write_runs(conn: Connection, runs: Sequence[HostRun]) -> Written:
     connection), makes the batch be written host by host, each in its own
     savepoint; a refused host is stored as a failed run (``up`` 0, the
     reason as ``last_error``) and reported in ``Written.refused``.
+
+    ``forward``: the metrics whose samples (as stored, ``up`` included) are also
+    queued for remote-write (``rwqueue``), in the same transaction; None queues none.
     """
     if not runs:
         return Written(samples=0)
     runs, refused = _refuse_nan(runs)
     try:
         with conn.begin_nested():
-            count = _write(conn, runs)
-        return Written(samples=count, refused=refused, runs=tuple(runs))
+            count, queued = _write(conn, runs, forward)
+        return Written(samples=count, forwarded=queued, refused=refused, runs=tuple(runs))
     except DATABASE_ERRORS as err:
         if not _is_data_error(err):
             raise
         log.debug("a row was refused; storing host by host", exc_info=True)
-    count, stored, more = _write_each_host(conn, runs)
-    return Written(samples=count, refused=refused + more, runs=tuple(stored))
+    (count, queued), stored, more = _write_each_host(conn, runs, forward)
+    return Written(samples=count, forwarded=queued, refused=refused + more, runs=tuple(stored))
 
 
-def _write(conn: Connection, runs: Sequence[HostRun]) -> int:
-    """Write host rows, series and samples of ``runs``; return the samples written."""
+def _write(
+    conn: Connection, runs: Sequence[HostRun], forward: Collection[str] | None
+) -> tuple[int, int]:
+    """Write host rows, series and samples of ``runs`` (and queue those of ``forward``);
+    return (samples written, samples queued)."""
     labels_of = sample_labels_json
     keyed = [
         ((host, metric, labels_of(labels)), ts_ms, value)
@@ -134,28 +144,20 @@ def _write(conn: Connection, runs: Sequence[HostRun]) -> int:
     conn.execute(upsert_hosts(dialect), host_rows(runs, now_ms()))
     ids = _ensure_series(conn, keys)
     rows = sorted((ids[key], ts_ms, value) for key, ts_ms, value in keyed)
-    return _insert_samples(conn, rows)
+    count = _insert_samples(conn, rows)
+    if forward is None:
+        return count, 0
+    queued = [(ids[key], ts_ms, value) for key, ts_ms, value in keyed if key[1] in forward]
+    return count, rwqueue.queue(conn, queued)
 
 
 def _insert_samples(conn: Connection, rows: Sequence[tuple[int, int, float]]) -> int:
-    """INSERT ... ON CONFLICT DO NOTHING of (series_id, ts_ms, value) rows; the rows added.
-
-    The statement is compiled once and its rows go to the driver's executemany
-    as they are: SQLAlchemy's per-row parameter processing was the largest cost
-    of a ``watch`` tick (25,000 rows at 1,000 hosts).  Still bound parameters.
-    """
+    """INSERT ... ON CONFLICT DO NOTHING of (series_id, ts_ms, value) rows; the rows added
+    (through the driver's executemany: ``_sql.executemany``)."""
     stmt = insert(conn.dialect.name, samples_table).on_conflict_do_nothing(
         index_elements=["series_id", "ts_ms"]
     )
-    compiled = stmt.compile(dialect=conn.dialect)
-    names = ("series_id", "ts_ms", "value")
-    if conn.dialect.positional:
-        order = [names.index(name) for name in compiled.positiontup or ()]
-        params: list[Any] = [tuple(row[i] for i in order) for row in rows]
-    else:
-        params = [dict(zip(names, row, strict=True)) for row in rows]
-    result = conn.exec_driver_sql(compiled.string, params)
-    return max(0, result.rowcount)
+    return max(0, executemany(conn, stmt, ("series_id", "ts_ms", "value"), rows))
 
 
 def _ensure_series(conn: Connection, keys: Sequence[SeriesKey]) -> dict[SeriesKey, int]:
@@ -229,20 +231,21 @@ def _refuse_nan(runs: Sequence[HostRun]) -> tuple[list[HostRun], tuple[Refused, 
 
 
 def _write_each_host(
-    conn: Connection, runs: Sequence[HostRun]
-) -> tuple[int, list[HostRun], tuple[Refused, ...]]:
+    conn: Connection, runs: Sequence[HostRun], forward: Collection[str] | None
+) -> tuple[tuple[int, int], list[HostRun], tuple[Refused, ...]]:
     """Write ``runs`` one host at a time, each in a savepoint; a refused host is stored
-    as a failed run.  Returns (samples written, the runs as stored, the refused)."""
+    as a failed run.  Returns ((samples written, queued), the runs as stored, the refused)."""
     by_host: dict[str, list[HostRun]] = {}
     for run in runs:
         by_host.setdefault(run.host, []).append(run)
-    count = 0
+    count = queued = 0
     stored: list[HostRun] = []
     refused: list[Refused] = []
     for host, host_runs in by_host.items():
         try:
             with conn.begin_nested():
-                count += _write(conn, host_runs)
+                wrote, forwarded = _write(conn, host_runs, forward)
+            count, queued = count + wrote, queued + forwarded
             stored += host_runs
             continue
         except DATABASE_ERRORS as err:
@@ -253,9 +256,10 @@ def _write_each_host(
         refused.append(Refused(host=host, reason=reason))
         failed = _failed_run(max(host_runs, key=lambda r: r.ts), reason)
         with conn.begin_nested():  # a host name the database refuses is a bug: let it raise
-            count += _write(conn, [failed])
+            wrote, forwarded = _write(conn, [failed], forward)
+        count, queued = count + wrote, queued + forwarded
         stored.append(failed)
-    return count, stored, tuple(refused)
+    return (count, queued), stored, tuple(refused)
 
 
 # -- reading --------------------------------------------------------------------

@@ -36,7 +36,7 @@ from sqlalchemy import (
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
-SCHEMA_HEAD = "0005"  # the head migration; a test keeps the two equal
+SCHEMA_HEAD = "0006"  # the head migration; a test keeps the two equal
 MIGRATIONS = "netmetrix:migrations"  # Alembic's script_location
 NO_LABELS = "{}"
 COLLECTOR_ID = "collector_id"  # meta key: names this store's key/state files on the hosts
@@ -170,6 +170,33 @@ outbox_table = Table(
     PrimaryKeyConstraint("id"),
     sqlite_autoincrement=True,
 )
+
+
+# Prometheus remote-write (#15): samples waiting to be pushed, oldest id first.  A row
+# names its series by id, as a sample does; no foreign key, so that queueing adds no
+# index to the hot path: a row whose series was deleted (`hosts forget`) is dropped
+# when its turn comes.  64-bit ids: a busy collector queues millions of rows a day.
+remote_write_queue_table = Table(
+    "remote_write_queue",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), autoincrement=True),
+    Column("series_id", Integer, nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("value", Double, nullable=False),
+    PrimaryKeyConstraint("id"),
+)
+
+# Who is sending the queue: one row ("sender"), leased by token like an outbox claim,
+# so that one batch at a time leaves the store, oldest first, whoever the collector.
+remote_write_lease_table = Table(
+    "remote_write_lease",
+    metadata,
+    Column("name", Text, nullable=False),
+    Column("token", Text),
+    Column("until_ms", BigInteger),
+    PrimaryKeyConstraint("name"),
+)
+REMOTE_WRITE_SENDER = "sender"  # the lease row's name
 
 
 def labels_json(labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:

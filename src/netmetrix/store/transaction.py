@@ -22,10 +22,13 @@ class Transaction:
 
     # -- runs and hosts -------------------------------------------------------------
 
-    def write_runs(self, runs: Sequence[HostRun]) -> Written:
-        """Store host runs (samples, ``up``, host rows); a refused host fails alone
+    def write_runs(
+        self, runs: Sequence[HostRun], forward: Collection[str] | None = None
+    ) -> Written:
+        """Store host runs (samples, ``up``, host rows); a refused host fails alone.
+        The samples of ``forward``'s metrics are queued for remote-write too
         (``samples.write_runs``)."""
-        return samples.write_runs(self._conn, runs)
+        return samples.write_runs(self._conn, runs, forward)
 
     def update_hosts(self, runs: Sequence[HostRun]) -> None:
         """Update only the host rows of ``runs`` (address, last error).

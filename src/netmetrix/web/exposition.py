@@ -6,10 +6,10 @@ families a ``Collector`` builds over one snapshot of the store.
 
 What is exposed, and why (docs/metrics.md, "Prometheus", says it for users):
 
-- ``EXPOSED`` maps each catalogue metric to its Prometheus name, type, unit and
-  scale: base units (``uptime_sec`` -> ``netmetrix_uptime_seconds``), percent
-  as a 0-1 ratio, rates ``_per_second``.  A metric not in the table (written by
-  a newer netmetrix) is left out rather than exposed under a name nobody chose.
+- ``promnames.EXPOSED`` maps each catalogue metric to its Prometheus name, type,
+  unit and scale, and ``promnames.series_labels`` gives its labels, for
+  ``/metrics`` and remote-write alike.  A metric not in the table (written by a
+  newer netmetrix) is left out rather than exposed under a name nobody chose.
 - Only hosts in config.xml: a host removed from it keeps its samples in the
   store (``metrics history``), but it is no longer monitored, so its series
   leave ``/metrics`` and Prometheus marks them stale, as for a removed target.
@@ -31,7 +31,7 @@ import gzip
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -43,6 +43,7 @@ from netmetrix.config import Config
 from netmetrix.errors import StoreError
 from netmetrix.model import UP
 from netmetrix.probe import METRICS
+from netmetrix.promnames import EXPOSED, PREFIX, Exposed, scaled, series_labels
 from netmetrix.store import HostRow, LatestRow, OutboxSize, Store
 from netmetrix.store.schema import NO_LABELS
 
@@ -56,52 +57,9 @@ class Health(Protocol):
     outcomes: dict[str, int]
 
 
-PREFIX = "netmetrix_"
 HOST_STATES = ("up", "down", "unknown")  # latest up 1, latest up 0, never tried
 GZIP_LEVEL = 1  # 1,000 hosts' 1.3 MB to ~10% in ~5 ms; level 6 takes 4x that for 7% less
 
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Exposed:
-    """How one catalogue metric appears in ``/metrics``."""
-
-    name: str  # without PREFIX; a counter's samples get ``_total`` after it
-    type: Literal["gauge", "counter"] = "gauge"
-    unit: str = ""  # OpenMetrics' UNIT; the name ends with it
-    scale: float = 1.0  # exposed value = stored value * scale
-
-    @property
-    def full_name(self) -> str:
-        return PREFIX + self.name + ("_total" if self.type == "counter" else "")
-
-
-# The one mapping from catalogue name to what Prometheus sees; docs/metrics.md shows it
-# and a test checks that it covers the catalogue and passes `promtool check metrics`.
-EXPOSED: dict[str, Exposed] = {
-    "uptime_sec": Exposed(name="uptime_seconds", unit="seconds"),
-    "cpu_percent": Exposed(name="cpu_busy_ratio", unit="ratio", scale=0.01),
-    "mem_percent": Exposed(name="mem_used_ratio", unit="ratio", scale=0.01),
-    "load1": Exposed(name="load1"),
-    "load5": Exposed(name="load5"),
-    "load15": Exposed(name="load15"),
-    "cpu_count": Exposed(name="cpus"),  # promtool: `_count` is a histogram's suffix
-    "mem_total_bytes": Exposed(name="mem_total_bytes", unit="bytes"),
-    "mem_available_bytes": Exposed(name="mem_available_bytes", unit="bytes"),
-    "swap_percent": Exposed(name="swap_used_ratio", unit="ratio", scale=0.01),
-    "disk_percent": Exposed(name="disk_used_ratio", unit="ratio", scale=0.01),
-    "disk_used_bytes": Exposed(name="disk_used_bytes", unit="bytes"),
-    "disk_total_bytes": Exposed(name="disk_total_bytes", unit="bytes"),
-    "net_rx_bytes_per_sec": Exposed(name="net_rx_bytes_per_second", unit="bytes_per_second"),
-    "net_tx_bytes_per_sec": Exposed(name="net_tx_bytes_per_second", unit="bytes_per_second"),
-    "disk_read_bytes_per_sec": Exposed(name="disk_read_bytes_per_second", unit="bytes_per_second"),
-    "disk_write_bytes_per_sec": Exposed(
-        name="disk_write_bytes_per_second", unit="bytes_per_second"
-    ),
-    "procs_total": Exposed(name="procs"),  # promtool: `_total` is a counter's suffix
-    "procs_running": Exposed(name="procs_running"),
-    "probe_duration_sec": Exposed(name="probe_duration_seconds", unit="seconds"),
-    UP: Exposed(name="up"),
-}
 
 _SUFFIX = {"gauge": "", "counter": "_total"}
 UP_HELP = "1 when the host answered and its message verified, 0 when not. From netmetrix's up."
@@ -195,10 +153,9 @@ def sample_families(samples: Sequence[LatestRow], exposed: dict[str, Exposed]) -
         # Samples made here rather than by add_metric (a dict and a zip per sample): a
         # fleet has tens of thousands.  Their names carry a counter's _total as
         # CounterMetricFamily.add_metric would.
-        name, scale, add = family.name + _SUFFIX[how.type], how.scale, family.samples.append
+        name, add = family.name + _SUFFIX[how.type], family.samples.append
         for row in found:
-            value = row.value * scale if scale != 1.0 else row.value
-            add(Sample(name, {"host": row.host, **decoded[row.labels]}, value))
+            add(Sample(name, series_labels(row.host, decoded[row.labels]), scaled(row.value, how)))
         yield family
 
 
