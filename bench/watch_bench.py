@@ -257,6 +257,8 @@ class _Sampler(threading.Thread):
             if proc.status() == psutil.STATUS_ZOMBIE:
                 return None
             times, rss = proc.cpu_times(), proc.memory_info().rss
+        if rss == 0:  # exiting: its memory is gone before it becomes a zombie
+            return None
         point = Point(time.time(), times.user + times.system, rss)
         if r.database is not None:
             point.stored, point.stored_ok, point.stored_real = store_progress(r.database)
