@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from netmetrix import collect, envelope, probe, ssh
+from netmetrix import envelope, oneshot, probe, ssh
 from netmetrix.config import HostConfig, SSHConfig
 from netmetrix.errors import EnvelopeError, HostError, Outcome
 from netmetrix.fleet import classify
@@ -86,7 +86,7 @@ class Plan:
         """The probe's request line: the challenge, how long to wait for the next line
         (3 intervals, at least 10 s), its own deadline for this tick (as execute's)."""
         idle = max(MIN_IDLE, 3 * self.interval)
-        deadline = collect.host_deadlines(self.ssh.command_timeout).probe
+        deadline = oneshot.host_deadlines(self.ssh.command_timeout).probe
         return f"{challenge} {idle:g} {deadline:g}\n".encode("ascii")
 
 
@@ -220,7 +220,7 @@ class Session:
             try:
                 self.keys = await self._load_keys(self.name)
                 if not self.keys:
-                    self._fail(HostError(Outcome.NOT_SET_UP, collect.NO_KEY), retry=KEY_RECHECK)
+                    self._fail(HostError(Outcome.NOT_SET_UP, oneshot.NO_KEY), retry=KEY_RECHECK)
                     await asyncio.sleep(KEY_RECHECK)
                     continue
                 async with contextlib.AsyncExitStack() as stack:
@@ -244,7 +244,7 @@ class Session:
             conn = await stack.enter_async_context(
                 ssh.connect(self.host, self.plan.ssh, self.plan.known, self.plan.files)
             )
-        command = collect.watch_command(self.host, self.plan.script, collector=self.plan.collector)
+        command = oneshot.watch_command(self.host, self.plan.script, collector=self.plan.collector)
         return await ssh.open_stream(conn, command)
 
     def _connected(self, stream: ssh.Stream) -> None:
@@ -275,13 +275,13 @@ class Session:
         if done.exit_status is None and done.exit_signal is None:
             return HostError(Outcome.ERROR, "connection lost")
         if done.exit_status == probe.EXIT_USAGE and "--watch" not in done.stderr:
-            path = collect.remote_path(self.host, self.plan.script)
+            path = oneshot.remote_path(self.host, self.plan.script)
             return HostError(
                 Outcome.PROBE_MISSING,
                 f"probe {path} is from an older netmetrix (no streaming mode) — run upload",
             )
         try:
-            collect.check_exit(self.host, self.plan.script, self.plan.collector, done)
+            oneshot.check_exit(self.host, self.plan.script, self.plan.collector, done)
         except HostError as exc:
             return exc
         tail = clean((done.stderr.strip().splitlines() or ["connection closed"])[-1], 200)
