@@ -144,16 +144,26 @@ def run_execute(
     ssh_files: ssh.ClientFiles = ssh.USER_FILES,
     say: Say = _ignore,
     clock: Callable[[], float] = time.time,
+    workers: int = 1,
 ) -> ExecuteReport:
     """``execute`` on ``hosts``, then one delivery pass over the outbox.
 
     The run summary goes to ``say`` as soon as the hosts are stored, before the
     mail is sent; then a line per kind of mail left undelivered.  Delivery is
     blocking and runs here, after the event loop has ended, so that Ctrl-C
-    interrupts it (the mail being sent stays queued).
+    interrupts it (the mail being sent stays queued).  ``workers``: processes
+    that run the hosts (``config.parse_workers`` reads ``auto``); 1 is this one.
     """
     report = asyncio.run(
-        execute(config, store, hosts, progress=progress, ssh_files=ssh_files, clock=clock)
+        execute(
+            config,
+            store,
+            hosts,
+            progress=progress,
+            ssh_files=ssh_files,
+            clock=clock,
+            workers=workers,
+        )
     )
     _say_summary("execute", report, config, say)
     delivery = notify.deliver(
@@ -257,6 +267,7 @@ async def execute(
     progress: Progress | None = None,
     ssh_files: ssh.ClientFiles = ssh.USER_FILES,
     clock: Callable[[], float] = time.time,
+    workers: int = 1,
 ) -> ExecuteReport:
     """Run the probe on every host, verify each message, store samples and `up`.
 
@@ -265,18 +276,13 @@ async def execute(
     (``run_execute`` does, in the calling thread, where Ctrl-C can interrupt
     it), so the report has no ``delivery`` yet.  Cancelled (Ctrl-C), it stores
     the hosts that finished, marks the others interrupted and re-raises.
+    ``workers`` > 1 runs the hosts in that many processes (``workers``).
     """
     started = time.monotonic()
     stored_keys = store.host_keys([h.name for h in hosts])
     collector = store.collector_id()
-    known = ssh.HostKeys(config.ssh, ssh_files)
     finished: dict[str, float] = {}
     arrived: list[HostResult[envelope.Message]] = []
-
-    session = ProbeSession(known, ssh_files, collector)
-
-    async def job(host: HostConfig) -> envelope.Message:
-        return await probe_host(host, config, stored_keys, session)
 
     def done(result: HostResult[envelope.Message]) -> None:
         finished[result.host.name] = clock()
@@ -286,7 +292,7 @@ async def execute(
             progress(result)
 
     try:
-        results = await run_fleet(hosts, job, concurrency=config.concurrency, on_result=done)
+        results = await _fan_out(config, hosts, stored_keys, collector, ssh_files, done, workers)
     except asyncio.CancelledError:
         await _keep_what_arrived(config, store, hosts, arrived, finished, stored_keys, clock)
         raise
@@ -297,6 +303,40 @@ async def execute(
     return ExecuteReport(
         results=tuple(results), recorded=recorded, seconds=time.monotonic() - started
     )
+
+
+async def _fan_out(
+    config: Config,
+    hosts: Sequence[HostConfig],
+    stored_keys: dict[str, dict[str, bytes]],
+    collector: str,
+    ssh_files: ssh.ClientFiles,
+    done: Callable[[HostResult[envelope.Message]], None],
+    workers: int,
+) -> list[HostResult[envelope.Message]]:
+    """Every host's probe run, ``done`` called for each as it ends; results in host order.
+
+    In this process and its event loop (one worker: more is no use for one
+    host), or in worker processes, ``done`` being called here all the same.
+    """
+    if min(workers, len(hosts)) > 1:
+        from netmetrix import workers as pool  # only then: the in-process path imports nothing
+
+        return await pool.execute(
+            config,
+            hosts,
+            workers=workers,
+            stored_keys=stored_keys,
+            collector=collector,
+            ssh_files=ssh_files,
+            on_result=done,
+        )
+    session = ProbeSession(ssh.HostKeys(config.ssh, ssh_files), ssh_files, collector)
+
+    async def job(host: HostConfig) -> envelope.Message:
+        return await probe_host(host, config, stored_keys, session)
+
+    return await run_fleet(hosts, job, concurrency=config.concurrency, on_result=done)
 
 
 def _log_result(result: HostResult[envelope.Message], script: str) -> None:

@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from netmetrix.cli._common import Settings, host_option, imports_done, open_store, select_hosts
+from netmetrix.cli._common import (
+    WORKERS,
+    Settings,
+    host_option,
+    imports_done,
+    open_store,
+    select_hosts,
+)
 from netmetrix.errors import ExitStatus
 
 if TYPE_CHECKING:
@@ -46,8 +53,15 @@ def upload(settings: Settings, hosts: tuple[str, ...]) -> int:
 
 @click.command()
 @host_option()
+@click.option(
+    "--workers",
+    type=WORKERS,
+    default="1",
+    help="Processes that run the hosts: a number, or auto (one per CPU)."
+    " Default: 1, this process alone.",
+)
 @click.pass_obj
-def execute(settings: Settings, hosts: tuple[str, ...]) -> int:
+def execute(settings: Settings, hosts: tuple[str, ...], workers: int) -> int:
     """Run the probe on every host and store the verified metrics.
 
     Every run sends a fresh challenge; a host whose answer does not verify is
@@ -56,17 +70,20 @@ def execute(settings: Settings, hosts: tuple[str, ...]) -> int:
     and their mail sent, for at most <smtp deadline> (see `netmetrix alerts
     --help`).  Exit status 1 when any host failed, some mail stayed
     undelivered (it is kept and retried) or was refused for good (a dead
-    letter, counted by this run only).
+    letter, counted by this run only).  With --workers, the hosts are dealt
+    over that many processes, each with its share of <concurrency>; this
+    process alone logs, stores and reports, as with one.
 
     \b
     Examples:
       netmetrix execute
       netmetrix -v execute -h f4      # also log every metric saved
+      netmetrix execute --workers auto   # every CPU of this machine
     """
-    return _run(settings, hosts, "execute")
+    return _run(settings, hosts, "execute", workers=workers)
 
 
-def _run(settings: Settings, patterns: tuple[str, ...], verb: str) -> int:
+def _run(settings: Settings, patterns: tuple[str, ...], verb: str, **options: Any) -> int:
     """Run the ``verb`` job of ``collect`` over the selected hosts; its exit status."""
     from netmetrix import collect
 
@@ -75,7 +92,7 @@ def _run(settings: Settings, patterns: tuple[str, ...], verb: str) -> int:
     selected = select_hosts(config, patterns).hosts
     imports_done(settings)
     with open_store(config) as store, _progress(verb, len(selected)) as advance:
-        report = job(config, store, selected, progress=advance, say=_say)
+        report = job(config, store, selected, progress=advance, say=_say, **options)
     return ExitStatus.OK if report.ok else ExitStatus.HOST_FAILED
 
 

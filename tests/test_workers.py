@@ -1,0 +1,279 @@
+"""``--workers N``: execute's and watch's hosts in worker processes (#15).
+
+End to end on the real sshd farm: the CLI runs as a real process where a
+signal or a killed worker is involved (``Background``), and the processes a
+test checks for are the ones it started (the CLI's children, by PID).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import signal
+import sqlite3
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import Background, Fleet, Run
+
+from netmetrix import workers
+from netmetrix.collect import INTERRUPTED
+from netmetrix.config import cpus, parse_workers
+from netmetrix.envelope import Message
+from netmetrix.model import Sample
+from netmetrix.store import Store
+
+Cli = Callable[..., Run]
+WAIT = 120.0  # seconds any one step may take on a loaded machine
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+@pytest.mark.parametrize(
+    ("total", "count", "dealt"),
+    [
+        (5, 2, [[0, 2, 4], [1, 3]]),
+        (2, 4, [[0], [1]]),  # more workers than hosts: one a host
+        (3, 1, [[0, 1, 2]]),
+        (0, 3, [[]]),
+    ],
+)
+def test_hosts_are_dealt_round_robin(total: int, count: int, dealt: list[list[int]]) -> None:
+    assert workers.deal(total, count) == dealt
+
+
+@pytest.mark.parametrize(
+    ("concurrency", "count", "shares"), [(50, 2, [25, 25]), (5, 3, [2, 2, 1]), (1, 2, [1, 1])]
+)
+def test_concurrency_is_shared(concurrency: int, count: int, shares: list[int]) -> None:
+    assert [workers.share(concurrency, count, n) for n in range(1, count + 1)] == shares
+
+
+def test_workers_count_parses_numbers_and_auto() -> None:
+    assert parse_workers("3") == 3
+    assert parse_workers(" AUTO ") == cpus() >= 1
+    for bad in ("0", "-1", "two", ""):
+        with pytest.raises(ValueError, match="1 or more"):
+            parse_workers(bad)
+
+
+def test_a_message_survives_the_trip_from_a_worker() -> None:
+    message = Message(
+        kid="k1",
+        encrypted=True,
+        probe_version="9",
+        samples=(
+            Sample(metric="disk_percent", labels=(("mount", "/"),), value=41.5),
+            Sample(metric="load1", labels=(), value=0.25),
+        ),
+        errors=("/proc/diskstats: gone",),
+    )
+    assert workers._unpack(workers._pack(message)) == message
+    assert workers._unpack(workers._pack(None)) is None
+
+
+def test_a_bad_workers_count_is_a_usage_error(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("u1", 0)
+    ran = netmetrix("--config", fleet.config, "execute", "--workers", "0")
+    assert ran.code == 2
+    expected = "Invalid value for '--workers': give a number of processes (1 or more) or auto"
+    assert expected in ran.err
+
+
+# ---------------------------------------------------------------- execute, end to end
+
+
+def stored_series(store: Store, host: str) -> set[tuple[str, tuple[tuple[str, str], ...]]]:
+    return {(s.metric, tuple(sorted(s.labels.items()))) for s in store.latest([host])}
+
+
+def up_values(database: Path, host: str) -> list[float]:
+    with sqlite3.connect(database) as db:
+        rows = db.execute(
+            "SELECT s.value FROM samples s JOIN series r ON r.id = s.series_id"
+            " WHERE r.host = ? AND r.metric = 'up' ORDER BY s.ts_ms",
+            (host,),
+        ).fetchall()
+    return [value for (value,) in rows]
+
+
+@pytest.mark.sshd
+def test_two_workers_collect_every_host_once_as_one_does(fleet: Fleet, netmetrix: Cli) -> None:
+    names = [f"w{i}" for i in range(5)]
+    for i, name in enumerate(names):
+        fleet.host(name, i % 3)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+
+    two = netmetrix("--config", fleet.config, "execute", "--workers", "2")
+
+    assert two.code == 0, two.err
+    assert "execute: 5 ok in " in two.err
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        after_two = {name: stored_series(store, name) for name in names}
+    for name in names:
+        assert two.err.count(f"[{name}] SUCCESS! Script") == 1
+        assert up_values(fleet.database, name) == [1.0]
+        assert ("mem_percent", ()) in after_two[name]
+
+    one = netmetrix("--config", fleet.config, "execute", "--workers", "1")
+
+    assert one.code == 0, one.err
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        # the same series, each with its second sample now
+        assert {name: stored_series(store, name) for name in names} == after_two
+    for name in names:
+        assert up_values(fleet.database, name) == [1.0, 1.0]
+
+
+@pytest.mark.sshd
+def test_one_hosts_failure_stays_its_own_in_a_worker(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("good1", 0)
+    fleet.host("good2", 1)
+    fleet.host("broken", 2, python=fleet.wrapper("broken", "echo 'no python here' >&2; exit 9"))
+    fleet.host("good3", 0)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+
+    ran = netmetrix("--config", fleet.config, "execute", "--workers", "2")
+
+    assert ran.code == 1, ran.err
+    assert "[broken] FAILED: probe exited with status 9: no python here" in ran.err
+    assert "execute: 3 ok, 1 bad message in " in ran.err
+    assert ran.err.rstrip().endswith("failed: broken")
+    for name in ("good1", "good2", "good3"):
+        assert up_values(fleet.database, name) == [1.0]
+    assert up_values(fleet.database, "broken") == [0.0]
+
+
+def _marked(marker: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        if marker in " ".join(process.info["cmdline"] or ()):
+            found.append(process)
+    return found
+
+
+@pytest.fixture
+def marker() -> Iterator[str]:
+    """A word on the command line of every process the hanging host starts; killed at the end."""
+    word = f"nmx-hang-{secrets.token_hex(6)}"
+    try:
+        yield word
+    finally:
+        for process in _marked(word):
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+
+@pytest.fixture
+def start() -> Iterator[Callable[..., Background]]:
+    started: list[Background] = []
+
+    def run(config: Path, *args: str) -> Background:
+        started.append(Background(config, *args))
+        return started[-1]
+
+    try:
+        yield run
+    finally:
+        for process in started:
+            process.stop()
+
+
+def hanging(fleet: Fleet, marker: str) -> str:
+    """A `python` for a host whose probe never answers (it sleeps, marked)."""
+    return fleet.wrapper(
+        "hang", f'exec "{sys.executable}" -c "import time; time.sleep(1000)" {marker}'
+    )
+
+
+def gated(fleet: Fleet, flag: Path) -> str:
+    """A `python` that runs the probe once ``flag`` exists (at most 120 s later)."""
+    return fleet.wrapper(
+        "gated",
+        f"i=0; while [ ! -e {flag} ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done\n"
+        f'exec "{sys.executable}" "$@"',
+    )
+
+
+def worker_processes(cli: Background) -> dict[int, psutil.Process]:
+    """The CLI's worker processes by their number (``netmetrix-worker N`` in argv)."""
+    found = {}
+    for child in psutil.Process(cli.process.pid).children():
+        with contextlib.suppress(psutil.Error):
+            argv = child.cmdline()
+            if workers.MARK in argv:
+                found[int(argv[argv.index(workers.MARK) + 1])] = child
+    return found
+
+
+@pytest.mark.sshd
+def test_ctrl_c_stores_what_finished_and_leaves_no_worker(
+    fleet: Fleet, netmetrix: Cli, start: Callable[..., Background], marker: str
+) -> None:
+    fleet.host("fast1", 0)
+    fleet.host("fast2", 1)
+    fleet.host("slow", 2, python=hanging(fleet, marker))
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    execute = start(fleet.config, "execute", "--workers", "2")
+    execute.wait_for("[fast1] SUCCESS!", "[fast2] SUCCESS!", budget=WAIT)
+    found = worker_processes(execute)
+    assert 1 in found  # it waits for slow (worker 2, with fast2 only, may have ended)
+
+    execute.interrupt()
+    for worker in found.values():  # as a terminal's Ctrl-C reaches its whole process group
+        with contextlib.suppress(psutil.NoSuchProcess):
+            worker.send_signal(signal.SIGINT)
+    code = execute.finish(budget=WAIT)
+
+    assert code == 130, execute.err
+    _gone, alive = psutil.wait_procs(list(found.values()), timeout=WAIT)
+    assert alive == []
+    assert "Traceback" not in execute.err
+    assert "KeyboardInterrupt" not in execute.err
+    assert "interrupted: slow\n" in execute.err
+    assert execute.err.endswith("Aborted.\n")
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        rows = {row.name: row for row in store.hosts()}
+    assert up_values(fleet.database, "fast1") == [1.0]
+    assert up_values(fleet.database, "fast2") == [1.0]
+    assert up_values(fleet.database, "slow") == []
+    assert rows["slow"].last_error == INTERRUPTED
+
+
+@pytest.mark.sshd
+def test_a_killed_worker_fails_its_hosts_and_the_others_go_on(
+    fleet: Fleet, netmetrix: Cli, start: Callable[..., Background], marker: str, tmp_path: Path
+) -> None:
+    flag = tmp_path / "go"
+    # round-robin: worker 1 gets a and hung, worker 2 b and gated
+    fleet.host("a", 0)
+    fleet.host("b", 1)
+    fleet.host("hung", 2, python=hanging(fleet, marker))
+    fleet.host("gated", 0, python=gated(fleet, flag))
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    execute = start(fleet.config, "execute", "--workers", "2")
+    execute.wait_for("[a] SUCCESS!", "[b] SUCCESS!", budget=WAIT)
+    found = worker_processes(execute)
+    assert sorted(found) == [1, 2]
+
+    found[1].send_signal(signal.SIGKILL)
+    execute.wait_for("collector worker 1 died: exit -9; its 1 unfinished host(s) fail", budget=WAIT)
+    flag.touch()
+    code = execute.finish(budget=WAIT)
+
+    assert code == 1, execute.err
+    assert "[hung] FAILED: collector worker 1 died: exit -9" in execute.err
+    assert "[gated] SUCCESS!" in execute.err  # worker 2 went on
+    assert "execute: 3 ok, 1 error in " in execute.err
+    assert execute.err.rstrip().endswith("failed: hung")
+    assert up_values(fleet.database, "gated") == [1.0]
+    assert up_values(fleet.database, "hung") == [0.0]
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        rows = {row.name: row for row in store.hosts()}
+    assert rows["hung"].last_error == "error: collector worker 1 died: exit -9"
+    _gone, alive = psutil.wait_procs([found[2]], timeout=WAIT)
+    assert alive == []
