@@ -12,6 +12,7 @@ import secrets
 import signal
 import sqlite3
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -277,3 +278,118 @@ def test_a_killed_worker_fails_its_hosts_and_the_others_go_on(
     assert rows["hung"].last_error == "error: collector worker 1 died: exit -9"
     _gone, alive = psutil.wait_procs([found[2]], timeout=WAIT)
     assert alive == []
+
+
+# ---------------------------------------------------------------- watch, end to end
+
+
+def sessions_of(fleet: Fleet, name: str) -> list[psutil.Process]:
+    """Running streaming probes of host ``name`` (this test's own directory)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        if proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        cmdline = proc.info["cmdline"] or []
+        if "--watch" in cmdline and any(str(fleet.remote_dir(name)) in w for w in cmdline):
+            found.append(proc)
+    return found
+
+
+def wait_until(check: Callable[[], bool], what: str, budget: float = WAIT) -> None:
+    deadline = time.monotonic() + budget
+    while not check():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.1)
+
+
+@pytest.mark.sshd
+def test_watch_with_two_workers_stores_every_tick_of_every_host(
+    fleet: Fleet, netmetrix: Cli
+) -> None:
+    names = ["v1", "v2", "v3"]
+    for i, name in enumerate(names):
+        fleet.host(name, i)
+    fleet.host("nokey", 0)
+    assert netmetrix("--config", fleet.config, "upload", "-h", "v*").code == 0
+
+    # 5 s: the first tick waits up to one interval for every first connection
+    ran = netmetrix(
+        "--config", fleet.config, "watch", "--workers", "2", "--interval", "5s", "--ticks", "3"
+    )
+
+    assert ran.code == 0, ran.err
+    for name in names:
+        ups = up_values(fleet.database, name)
+        assert len(ups) == 3, (name, ups)
+        assert sum(ups) >= 1, (name, ups)  # each answered in time at least once, under load
+        assert ran.err.count(f"[{name}] connected") == 1  # one session for the whole watch
+    assert ran.err.count("[nokey] not set up") == 1
+    assert up_values(fleet.database, "nokey") == []
+    assert "stopped after 3 tick(s)" in ran.err
+    assert "ERROR" not in ran.err.replace("ERROR [nokey] not set up", "")
+
+
+@pytest.mark.sshd
+def test_watch_workers_follow_a_reload_and_stop_on_sigterm(
+    fleet: Fleet, netmetrix: Cli, start: Callable[..., Background]
+) -> None:
+    for name in ("r1", "r2", "r3"):
+        fleet.host(name, 0)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    fleet.hosts = [h for h in fleet.hosts if h["name"] != "r3"]
+    fleet.write()
+    watch = start(fleet.config, "watch", "--workers", "2", "--interval", "1s")
+    watch.wait_for("[r1] connected", "[r2] connected", budget=WAIT)
+    found = worker_processes(watch)
+    assert sorted(found) == [1, 2]
+
+    # r2 leaves, r3 comes: r3 goes to the worker r2 had, the free one
+    fleet.hosts = [
+        *[h for h in fleet.hosts if h["name"] != "r2"],
+        {**fleet.hosts[0], "name": "r3", "directory": str(fleet.remote_dir("r3"))},
+    ]
+    fleet.write()
+    watch.process.send_signal(signal.SIGHUP)
+    watch.wait_for("reload: config.xml read; 2 host(s), 1 added, 1 removed", budget=WAIT)
+    watch.wait_for("[r3] connected", budget=WAIT)
+    wait_until(lambda: sum(up_values(fleet.database, "r3")) >= 2, "r3 sampled")
+    wait_until(lambda: sessions_of(fleet, "r2") == [], "r2's probe ended")
+    r2_samples = len(up_values(fleet.database, "r2"))
+    r1_then = len(up_values(fleet.database, "r1"))
+    wait_until(lambda: len(up_values(fleet.database, "r1")) >= r1_then + 2, "ticks go on")
+
+    watch.process.send_signal(signal.SIGTERM)
+    assert watch.finish(budget=WAIT) == 0, watch.err
+    _gone, alive = psutil.wait_procs(list(found.values()), timeout=WAIT)
+    assert alive == []
+    assert watch.err.count("[r1] connected") == 1  # a reload leaves other sessions alone
+    assert len(up_values(fleet.database, "r2")) == r2_samples  # no tick samples a removed host
+    assert "Traceback" not in watch.err
+    wait_until(lambda: sessions_of(fleet, "r1") == [], "r1's probe ended at the stop")
+
+
+@pytest.mark.sshd
+def test_a_killed_watch_worker_fails_its_hosts_then_starts_again(
+    fleet: Fleet, netmetrix: Cli, start: Callable[..., Background]
+) -> None:
+    fleet.host("k1", 0)  # worker 1
+    fleet.host("k2", 1)  # worker 2
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    watch = start(fleet.config, "watch", "--workers", "2", "--interval", "1s")
+    wait_until(lambda: sum(up_values(fleet.database, "k1")) >= 1, "k1 answered")
+    found = worker_processes(watch)
+
+    found[1].send_signal(signal.SIGKILL)
+    watch.wait_for("collector worker 1 died: exit -9; its hosts fail until it starts", budget=WAIT)
+    wait_until(lambda: 0.0 in up_values(fleet.database, "k1"), "k1 down while its worker is")
+    wait_until(lambda: watch.err.count("[k1] connected") == 2, "k1 connected again")
+    k1_then, k2_then = (len(up_values(fleet.database, n)) for n in ("k1", "k2"))
+    wait_until(lambda: up_values(fleet.database, "k1")[k1_then:].count(1.0) >= 2, "k1 back")
+
+    watch.process.send_signal(signal.SIGTERM)
+    assert watch.finish(budget=WAIT) == 0, watch.err
+    assert len(up_values(fleet.database, "k2")) > k2_then  # worker 2 went on meanwhile
+    assert up_values(fleet.database, "k2")[-3:] == [1.0] * 3
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        history = [s.value for s in store.history("k1", "up")]
+    assert 0.0 in history

@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import dataclasses
 import gc
+import itertools
 import logging
 import os
 import pickle
@@ -55,16 +56,19 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from netmetrix import envelope, ssh
-from netmetrix.config import Config, HostConfig
+from netmetrix.config import Config, HostConfig, SSHConfig
 from netmetrix.errors import Outcome
 from netmetrix.fleet import HostResult, run_fleet
+from netmetrix.format import elapsed
 from netmetrix.model import Sample
 from netmetrix.oneshot import ProbeSession, probe_host
+from netmetrix.sessions import Answer, KeyLoader, Plan, Ramp, Sessions, backoff
+from netmetrix.ssh import ClientFiles, HostKeys
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +195,7 @@ class _Worker:
         self.number = number
         self.process = process
         self.started = time.monotonic()
+        self.ended = False  # its output has ended: it has died or is ending
 
     @classmethod
     async def start(cls, number: int) -> _Worker:
@@ -206,10 +211,19 @@ class _Worker:
         )
         return cls(number, process)
 
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None and not self.ended
+
     async def send(self, item: Any) -> None:
+        self.write(item)
         assert self.process.stdin is not None
-        self.process.stdin.write(_frame(item))
         await self.process.stdin.drain()
+
+    def write(self, item: Any) -> None:
+        """Send ``item`` without waiting for the pipe (nothing, once it has ended)."""
+        if self.alive and self.process.stdin is not None:
+            self.process.stdin.write(_frame(item))
 
     async def items(self) -> AsyncIterator[Any]:
         """What the worker sends, item by item, until its output ends."""
@@ -217,6 +231,7 @@ class _Worker:
         while (batch := await _read_frame(self.process.stdout)) is not None:
             for item in batch:
                 yield item
+        self.ended = True
 
     def died(self, code: int | None) -> str:
         return f"collector worker {self.number} died: exit {code}"
@@ -298,7 +313,7 @@ async def _run(
     """Send the plan, take the worker's results; when it ends early, fail what it left."""
     left = dict(enumerate(mine))  # position in the worker's share -> position in hosts
     with contextlib.suppress(OSError):  # it died before reading: said below
-        await worker.send(plan)
+        await worker.send(("execute", plan))
     async for item in worker.items():
         if item[0] == "l":
             _relog(item, worker.number)
@@ -405,26 +420,35 @@ async def _child(results_fd: int) -> int:
         _Closed, os.fdopen(results_fd, "wb", buffering=0)
     )
     outbox = _Outbox(transport)
-    plan = await _read_frame(commands)
-    if plan is None:  # the parent is gone, or stopped before sending anything
+    first = await _read_frame(commands)
+    if first is None:  # the parent is gone, or stopped before sending anything
         return 0
+    kind, plan = first
     _log_to(outbox, loop, plan.levels)
-    work = asyncio.create_task(_execute(plan, outbox))
-    told = asyncio.create_task(_read_frame(commands))  # nothing more comes: only the end
-    await asyncio.wait({work, told}, return_when=asyncio.FIRST_COMPLETED)
-    if not work.done():  # stdin closed: the parent stops us (Ctrl-C) or has died
-        work.cancel()
-        await asyncio.wait({work}, timeout=STOP_GRACE / 2)
-        return 0
-    told.cancel()
     try:
-        work.result()  # an unexpected error: its traceback on stderr, exit 1, the parent says so
-    finally:
+        if kind == "watch":
+            await _watch(plan, commands, outbox)  # until its stdin closes
+        else:
+            await _execute_until_told(plan, commands, outbox)
+    finally:  # an unexpected error: its traceback on stderr, exit 1, the parent says so
         outbox.flush()  # what finished is the parent's all the same
         transport.close()  # once what is buffered has been written
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(pipe.closed, STOP_GRACE)
     return 0
+
+
+async def _execute_until_told(plan: _Plan, commands: asyncio.StreamReader, outbox: _Outbox) -> None:
+    """``_execute``, unless the parent stops it first by closing our stdin."""
+    work = asyncio.create_task(_execute(plan, outbox))
+    told = asyncio.create_task(_read_frame(commands))  # nothing more comes: only the end
+    await asyncio.wait({work, told}, return_when=asyncio.FIRST_COMPLETED)
+    if not work.done():  # the parent stops us (Ctrl-C) or has died
+        work.cancel()
+        await asyncio.wait({work}, timeout=STOP_GRACE / 2)
+        return
+    told.cancel()
+    work.result()
 
 
 def _log_to(outbox: _Outbox, loop: asyncio.AbstractEventLoop, levels: dict[str, int]) -> None:
@@ -448,3 +472,327 @@ async def _execute(plan: _Plan, outbox: _Outbox) -> None:
         outbox.put(("r", position, outcome, result.error, result.seconds, _pack(result.value)))
 
     await run_fleet(plan.hosts, job, concurrency=plan.concurrency, on_result=done)
+
+
+# ---------------------------------------------------------------- watch
+
+
+TICK_SLACK = 5.0  # seconds past a tick's deadline the parent waits for a worker's last answers
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _WatchSetup:
+    """What a watch worker is started with; its hosts come with each ``apply``."""
+
+    number: int
+    concurrency: int  # its share of <concurrency>: handshakes in flight
+    rate: float  # handshakes it starts a second, at most
+    levels: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Spec:
+    """A ``sessions.Plan`` without its known host keys, which a worker reads itself."""
+
+    ssh: SSHConfig
+    script: str
+    collector: str
+    interval: float
+    require_encryption: bool
+    files: ClientFiles
+
+    @classmethod
+    def of(cls, plan: Plan) -> _Spec:
+        return cls(
+            ssh=plan.ssh,
+            script=plan.script,
+            collector=plan.collector,
+            interval=plan.interval,
+            require_encryption=plan.require_encryption,
+            files=plan.files,
+        )
+
+    def plan(self) -> Plan:
+        return Plan(
+            ssh=self.ssh,
+            script=self.script,
+            collector=self.collector,
+            interval=self.interval,
+            require_encryption=self.require_encryption,
+            known=HostKeys(self.ssh, self.files),
+            files=self.files,
+        )
+
+
+@dataclass(slots=True)
+class _Asked:
+    """One tick, from the parent's side: who has yet to say it is done."""
+
+    answer: Answer
+    waiting: set[int]  # workers
+    answered: set[str] = field(default_factory=set)  # hosts
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def finished(self, number: int) -> None:
+        self.waiting.discard(number)
+        if not self.waiting:
+            self.done.set()
+
+
+class WatchPool:
+    """watch's sessions in ``count`` worker processes (a ``watch.SessionPool``).
+
+    The parent deals the hosts (each new one to the worker with the fewest, so
+    that a reload moves no session), sends every ``apply`` and tick to every
+    worker, hands each answer to the tick's ``answer`` and serves the workers'
+    key lookups from the store (``load_keys``).  A worker that dies fails its
+    hosts every tick until it is started again, after a backoff.
+    """
+
+    def __init__(self, count: int, concurrency: int, load_keys: KeyLoader) -> None:
+        self._count = count
+        self._concurrency = concurrency
+        self._load_keys = load_keys
+        self._workers: dict[int, _Worker] = {}
+        self._owner: dict[str, int] = {}  # host -> the number of the worker that holds it
+        self._hosts: dict[str, HostConfig] = {}
+        self._keys: dict[str, dict[str, bytes]] = {}  # as last sent to the workers
+        self._not_set_up: dict[int, int] = {}  # worker -> its hosts without a key, last tick
+        self._ready: dict[int, asyncio.Event] = {}
+        self._asked: dict[int, _Asked] = {}  # tick id -> what it waits for
+        self._tick_ids = itertools.count(1)
+        self._spec: _Spec | None = None
+        self._died: dict[int, str] = {}  # worker -> why its hosts fail
+        self._deaths: dict[int, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closing = False
+
+    async def start(self) -> None:
+        for number in range(1, self._count + 1):
+            await self._spawn(number)
+
+    async def _spawn(self, number: int) -> None:
+        worker = await _Worker.start(number)
+        rate = max(10.0, self._concurrency) / self._count
+        setup = _WatchSetup(
+            number=number,
+            concurrency=share(self._concurrency, self._count, number),
+            rate=rate,
+            levels=_levels(),
+        )
+        self._workers[number] = worker
+        self._ready[number] = asyncio.Event()
+        worker.write(("watch", setup))
+        if self._spec is not None:  # started again: it takes up its hosts
+            worker.write(("apply", self._spec, self._share(number)))
+        self._background(self._listen(worker))
+
+    def _background(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def names(self) -> list[str]:
+        return list(self._owner)
+
+    def __len__(self) -> int:
+        return len(self._owner)
+
+    def not_set_up(self) -> int:
+        return sum(self._not_set_up.values())
+
+    def keys(self) -> dict[str, dict[str, bytes]]:
+        return {name: self._keys[name] for name in self._owner if name in self._keys}
+
+    def _share(self, number: int) -> list[HostConfig]:
+        return [self._hosts[name] for name, owner in self._owner.items() if owner == number]
+
+    def apply(self, plan: Plan, hosts: Sequence[HostConfig]) -> None:
+        """Deal new hosts, drop gone ones; every worker gets its list and the plan."""
+        wanted = {h.name: h for h in hosts}
+        for name in [n for n in self._owner if n not in wanted]:
+            del self._owner[name]
+            self._keys.pop(name, None)
+        load = {number: 0 for number in self._workers}
+        for owner in self._owner.values():
+            load[owner] += 1
+        for name in wanted:
+            if name not in self._owner:
+                number = min(load, key=lambda n: (load[n], n))
+                self._owner[name] = number
+                load[number] += 1
+        self._hosts = wanted
+        self._spec = _Spec.of(plan)
+        for number, worker in self._workers.items():
+            worker.write(("apply", self._spec, self._share(number)))
+
+    async def first_tries(self) -> None:
+        for event in list(self._ready.values()):
+            await event.wait()
+
+    async def tick(self, scheduled: float, deadline: float, answer: Answer) -> None:
+        tick_id = next(self._tick_ids)
+        asked = _Asked(answer, waiting=set(self._workers))
+        self._asked[tick_id] = asked
+        try:
+            for number, worker in list(self._workers.items()):
+                if worker.alive:
+                    worker.write(("tick", tick_id, scheduled, deadline))
+                else:
+                    self._fail(asked, number)
+            left = deadline - asyncio.get_running_loop().time() + TICK_SLACK
+            with contextlib.suppress(TimeoutError):  # a stuck worker: its hosts go without
+                await asyncio.wait_for(asked.done.wait(), max(0.0, left))
+        finally:
+            del self._asked[tick_id]
+
+    def _fail(self, asked: _Asked, number: int) -> None:
+        """A dead worker's hosts, that have not answered this tick, fail it."""
+        reason = self._died.get(number, f"collector worker {number} is not running")
+        for name, owner in self._owner.items():
+            if owner == number and name not in asked.answered:
+                failed: HostResult[envelope.Message] = HostResult(
+                    host=self._hosts[name], outcome=Outcome.ERROR, error=reason, seconds=0.0
+                )
+                asked.answer(failed, None)
+        asked.finished(number)
+
+    async def _listen(self, worker: _Worker) -> None:
+        """Take what ``worker`` sends until it ends; then, unless we stop, start it again."""
+        async for item in worker.items():
+            self._take(worker, item)
+        code = await worker.process.wait()
+        if self._closing:
+            return
+        number = worker.number
+        self._died[number] = worker.died(code)
+        self._deaths[number] = self._deaths.get(number, 0) + 1
+        delay = backoff(self._deaths[number])
+        log.error(
+            "%s; its hosts fail until it starts again in %s", worker.died(code), elapsed(delay)
+        )
+        self._ready[number].set()  # the first tick waits for it no longer
+        self._not_set_up.pop(number, None)
+        for asked in list(self._asked.values()):
+            if number in asked.waiting:
+                self._fail(asked, number)
+        await asyncio.sleep(delay)
+        if not self._closing:
+            await self._spawn(number)
+
+    def _take(self, worker: _Worker, item: tuple[Any, ...]) -> None:
+        """One item from a worker: an answer, a tick done, a key lookup, ready, a log record."""
+        kind, number = item[0], worker.number
+        if kind == "a":
+            self._answered(item)
+        elif kind == "t":
+            _, tick_id, not_set_up = item
+            self._not_set_up[number] = not_set_up
+            if tick_id in self._asked:
+                self._asked[tick_id].finished(number)
+        elif kind == "k":
+            self._background(self._send_keys(worker, item[1]))
+        elif kind == "ready":
+            self._ready[number].set()
+        elif kind == "l":
+            _relog(item, number)
+
+    def _answered(self, item: tuple[Any, ...]) -> None:
+        _, tick_id, name, outcome, error, seconds, packed, latency = item
+        asked = self._asked.get(tick_id)
+        host = self._hosts.get(name)
+        if asked is None or host is None:  # a tick given up on, a host a reload removed
+            return
+        asked.answered.add(name)
+        result: HostResult[envelope.Message] = HostResult(
+            host=host, outcome=Outcome(outcome), error=error, seconds=seconds, value=_unpack(packed)
+        )
+        asked.answer(result, latency)
+
+    async def _send_keys(self, worker: _Worker, name: str) -> None:
+        keys = await self._load_keys(name)
+        if name in self._owner:
+            self._keys[name] = keys
+        worker.write(("keys", name, keys))
+
+    async def close(self) -> None:
+        """Stop every worker: each closes its sessions (each probe ends on EOF)."""
+        self._closing = True
+        await asyncio.gather(*(worker.stop() for worker in self._workers.values()))
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _watch(setup: _WatchSetup, commands: asyncio.StreamReader, outbox: _Outbox) -> None:
+    """A watch worker: its hosts' sessions, ticks as the parent asks, until its stdin closes."""
+    worker = _WatchWorker(setup, outbox)
+    try:
+        while (item := await _read_frame(commands)) is not None:
+            worker.take(item)
+    finally:  # the parent stops us (or has died): close every session
+        await worker.close()
+
+
+class _WatchWorker:
+    """A watch worker's sessions, and what it does with each command of the parent's."""
+
+    def __init__(self, setup: _WatchSetup, outbox: _Outbox) -> None:
+        self._outbox = outbox
+        self._waiting: dict[str, list[asyncio.Future[dict[str, bytes]]]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._sessions = Sessions(Ramp(setup.concurrency, rate=setup.rate), self._load_keys)
+        self._applied = False
+
+    def take(self, item: tuple[Any, ...]) -> None:
+        kind = item[0]
+        if kind == "apply":
+            _, spec, hosts = item
+            self._sessions.apply(spec.plan(), hosts)
+            if not self._applied:
+                self._applied = True
+                self._background(self._ready())
+        elif kind == "tick":
+            self._background(self._tick(*item[1:]))
+        elif kind == "keys":
+            _, name, keys = item
+            for future in self._waiting.pop(name, []):
+                if not future.done():
+                    future.set_result(keys)
+
+    def _background(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(job)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _load_keys(self, name: str) -> dict[str, bytes]:
+        """The host's keys, as the parent reads them from the store."""
+        future: asyncio.Future[dict[str, bytes]] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(name, []).append(future)
+        self._outbox.put(("k", name))  # in the next frame: a watch's start asks for every host
+        return await future
+
+    async def _ready(self) -> None:
+        await self._sessions.first_tries()
+        self._outbox.put(("ready",))
+        self._outbox.flush()
+
+    async def _tick(self, tick_id: int, scheduled: float, deadline: float) -> None:
+        outbox = self._outbox
+
+        def answer(result: HostResult[envelope.Message], latency: float | None) -> None:
+            name, outcome = result.host.name, result.outcome.value
+            packed = _pack(result.value)
+            outbox.put(("a", tick_id, name, outcome, result.error, result.seconds, packed, latency))
+
+        try:
+            await self._sessions.tick(scheduled, deadline, answer)
+        finally:
+            outbox.put(("t", tick_id, self._sessions.not_set_up()))
+            outbox.flush()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._sessions.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import click
 
 from netmetrix.cli._common import (
     DURATION,
+    WORKERS,
     Settings,
     host_option,
     imports_done,
@@ -52,6 +54,13 @@ def register(group: click.Group) -> None:
     is_flag=True,
     help="With --listen off loopback: serve without authentication (a WARNING says so).",
 )
+@click.option(
+    "--workers",
+    type=WORKERS,
+    default="1",
+    help="Processes that hold the sessions: a number, or auto (one per CPU)."
+    " Default: 1, this process alone.",
+)
 @click.pass_obj
 def watch(
     settings: Settings,
@@ -60,6 +69,7 @@ def watch(
     ticks: int | None,
     listen: str | None,
     no_auth: bool,
+    workers: int,
 ) -> int:
     """Sample every host every interval, on one SSH session per host.
 
@@ -71,7 +81,8 @@ def watch(
     5m).  Logs say when a host connects, is lost and comes back, and sum up
     every minute (-v: every metric saved).  SIGHUP re-reads config.xml;
     SIGTERM or Ctrl-C stop it cleanly (exit 0).  `execute` can run beside it
-    on the same store.
+    on the same store.  With --workers, the sessions are dealt over that many
+    processes; ticks, storing, alerts, mail and --listen stay in this one.
 
     \b
     Examples:
@@ -79,11 +90,13 @@ def watch(
       netmetrix watch --interval 1s -h 'web*'
       netmetrix watch --ticks 3            # three samples of each host, then stop
       netmetrix watch --listen 127.0.0.1:8470   # and the dashboard, as `serve` has it
+      netmetrix watch --workers auto       # sessions on every CPU of this machine
     """
     from netmetrix.watch import run_watch
 
     config = settings.load()
     options = _options(config, hosts, interval, ticks, listen, no_auth)
+    options = dataclasses.replace(options, workers=workers)
     imports_done(settings)
     with open_store(config) as store:
         run_watch(config, store, options)
