@@ -280,6 +280,28 @@ def test_a_killed_worker_fails_its_hosts_and_the_others_go_on(
     assert alive == []
 
 
+@pytest.mark.sshd
+@pytest.mark.parametrize("command", ["execute", "watch"])
+def test_workers_end_when_their_parent_is_killed(
+    fleet: Fleet, netmetrix: Cli, start: Callable[..., Background], marker: str, command: str
+) -> None:
+    fleet.host("p1", 0)
+    fleet.host("p2", 1)
+    fleet.host("hung", 2, python=hanging(fleet, marker))  # keeps execute's worker 1 busy
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    cli = start(fleet.config, command, "--workers", "2")
+    success = "SUCCESS!" if command == "execute" else "connected"
+    cli.wait_for(f"[p1] {success}", f"[p2] {success}", budget=WAIT)
+    found = worker_processes(cli)
+    assert 1 in found
+
+    cli.process.kill()  # kill -9: nothing of the parent's runs to stop them
+    cli.finish(budget=WAIT)
+
+    _gone, alive = psutil.wait_procs(list(found.values()), timeout=WAIT)
+    assert alive == []  # each saw its stdin close and ended
+
+
 # ---------------------------------------------------------------- watch, end to end
 
 
