@@ -7,7 +7,9 @@ test checks for are the ones it started (the CLI's children, by PID).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import secrets
 import signal
 import sqlite3
@@ -20,11 +22,14 @@ import psutil
 import pytest
 from conftest import Background, Fleet, Run
 
-from netmetrix import workers
+from netmetrix import sessions, workers
 from netmetrix.collect import INTERRUPTED
-from netmetrix.config import cpus, parse_workers
+from netmetrix.config import cpus, load_config, parse_workers
 from netmetrix.envelope import Message
+from netmetrix.errors import Outcome
+from netmetrix.fleet import HostResult
 from netmetrix.model import Sample
+from netmetrix.ssh import NO_USER_FILES, HostKeys
 from netmetrix.store import Store
 
 Cli = Callable[..., Run]
@@ -360,7 +365,7 @@ def test_watch_workers_follow_a_reload_and_stop_on_sigterm(
     assert netmetrix("--config", fleet.config, "upload").code == 0
     fleet.hosts = [h for h in fleet.hosts if h["name"] != "r3"]
     fleet.write()
-    watch = start(fleet.config, "watch", "--workers", "2", "--interval", "1s")
+    watch = start(fleet.config, "watch", "--workers", "2", "--interval", "2s")
     watch.wait_for("[r1] connected", "[r2] connected", budget=WAIT)
     found = worker_processes(watch)
     assert sorted(found) == [1, 2]
@@ -390,28 +395,137 @@ def test_watch_workers_follow_a_reload_and_stop_on_sigterm(
     wait_until(lambda: sessions_of(fleet, "r1") == [], "r1's probe ended at the stop")
 
 
+class _Said(logging.Handler):
+    """Sets ``event`` when a record holding ``text`` is logged."""
+
+    def __init__(self, text: str, event: asyncio.Event) -> None:
+        super().__init__()
+        self.text = text
+        self.event = event
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+def _plan(fleet: Fleet, interval: float) -> tuple[sessions.Plan, dict[str, dict[str, bytes]]]:
+    """The plan of a watch over ``fleet``'s hosts, and their keys in its store."""
+    config = load_config(fleet.config)
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        keys, collector = store.host_keys([h.name for h in config.hosts]), store.collector_id()
+    plan = sessions.Plan(
+        ssh=config.ssh,
+        script=config.script,
+        collector=collector,
+        interval=interval,
+        require_encryption=False,
+        known=HostKeys(config.ssh, NO_USER_FILES),
+        files=NO_USER_FILES,
+    )
+    return plan, keys
+
+
 @pytest.mark.sshd
 def test_a_killed_watch_worker_fails_its_hosts_then_starts_again(
-    fleet: Fleet, netmetrix: Cli, start: Callable[..., Background]
+    fleet: Fleet, netmetrix: Cli
 ) -> None:
     fleet.host("k1", 0)  # worker 1
     fleet.host("k2", 1)  # worker 2
     assert netmetrix("--config", fleet.config, "upload").code == 0
-    watch = start(fleet.config, "watch", "--workers", "2", "--interval", "1s")
-    wait_until(lambda: sum(up_values(fleet.database, "k1")) >= 1, "k1 answered")
-    found = worker_processes(watch)
+    plan, keys = _plan(fleet, interval=5.0)
+    hosts = load_config(fleet.config).hosts
+    ticks: list[dict[str, HostResult[Message]]] = []
+    started: list[psutil.Process] = []  # every worker process the pool started
 
-    found[1].send_signal(signal.SIGKILL)
-    watch.wait_for("collector worker 1 died: exit -9; its hosts fail until it starts", budget=WAIT)
-    wait_until(lambda: 0.0 in up_values(fleet.database, "k1"), "k1 down while its worker is")
-    wait_until(lambda: watch.err.count("[k1] connected") == 2, "k1 connected again")
-    k1_then, k2_then = (len(up_values(fleet.database, n)) for n in ("k1", "k2"))
-    wait_until(lambda: up_values(fleet.database, "k1")[k1_then:].count(1.0) >= 2, "k1 back")
+    async def tick(pool: workers.WatchPool) -> dict[str, HostResult[Message]]:
+        answers: dict[str, HostResult[Message]] = {}
+        now = asyncio.get_running_loop().time()
+        await pool.tick(now, now + plan.wait, lambda r, _latency: answers.update({r.host.name: r}))
+        return answers
 
-    watch.process.send_signal(signal.SIGTERM)
-    assert watch.finish(budget=WAIT) == 0, watch.err
-    assert len(up_values(fleet.database, "k2")) > k2_then  # worker 2 went on meanwhile
-    assert up_values(fleet.database, "k2")[-3:] == [1.0] * 3
+    async def main() -> None:
+        async def load_keys(name: str) -> dict[str, bytes]:
+            return keys[name]
+
+        died = asyncio.Event()
+        said = _Said("collector worker 1 died: exit -9; its hosts fail until it starts", died)
+        logging.getLogger("netmetrix.workers").addHandler(said)
+        pool = workers.WatchPool(2, 10, load_keys)
+        try:
+            await pool.start()
+            started.extend(psutil.Process(w.process.pid) for w in pool._workers.values())
+            pool.apply(plan, hosts)
+            await asyncio.wait_for(pool.first_tries(), WAIT)
+            ticks.append(await tick(pool))
+            started[0].send_signal(signal.SIGKILL)
+            await asyncio.wait_for(died.wait(), WAIT)
+            ticks.append(await tick(pool))  # before it starts again (a second from now)
+            for _ in range(int(WAIT)):  # a tick a second until it is back
+                await asyncio.sleep(1.0)
+                ticks.append(await tick(pool))
+                if ticks[-1].get("k1") and ticks[-1]["k1"].ok:
+                    break
+            started.append(psutil.Process(pool._workers[1].process.pid))  # the new worker 1
+        finally:
+            await pool.close()
+            logging.getLogger("netmetrix.workers").removeHandler(said)
+
+    asyncio.run(main())
+
+    first, down, *_, back = ticks
+    assert [first[n].outcome for n in ("k1", "k2")] == [Outcome.OK, Outcome.OK]
+    assert (down["k1"].outcome, down["k1"].error) == (
+        Outcome.ERROR,
+        "collector worker 1 died: exit -9",
+    )
+    assert down["k2"].outcome is Outcome.OK  # worker 2 goes on
+    assert back["k1"].outcome is Outcome.OK  # worker 1 started again, k1 reconnected
+    assert len({p.pid for p in started}) == 3
+    _gone, alive = psutil.wait_procs(started, timeout=WAIT)
+    assert alive == []  # close() stopped both workers
+
+
+@pytest.mark.sshd
+def test_a_tick_handed_over_after_its_deadline_sends_the_probe_nothing(
+    fleet: Fleet, netmetrix: Cli
+) -> None:
+    """A starved worker reads its ticks late: asking then would only pile up requests
+    that the probe answers after their deadline, until no answer is recent enough."""
+    fleet.host("late", 0)
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    config = load_config(fleet.config)
     with Store.open(f"sqlite:///{fleet.database}") as store:
-        history = [s.value for s in store.history("k1", "up")]
-    assert 0.0 in history
+        keys, collector = store.host_keys(["late"]), store.collector_id()
+
+    async def main() -> tuple[list[HostResult[Message]], list[HostResult[Message]]]:
+        async def load_keys(name: str) -> dict[str, bytes]:
+            return keys[name]
+
+        plan = sessions.Plan(
+            ssh=config.ssh,
+            script=config.script,
+            collector=collector,
+            interval=1.0,
+            require_encryption=False,
+            known=HostKeys(config.ssh, NO_USER_FILES),
+            files=NO_USER_FILES,
+        )
+        pool = sessions.Sessions(sessions.Ramp(1, rate=10.0), load_keys)
+        pool.apply(plan, config.hosts)
+        late: list[HostResult[Message]] = []
+        then: list[HostResult[Message]] = []
+        try:
+            await asyncio.wait_for(pool.first_tries(), WAIT)
+            now = asyncio.get_running_loop().time()
+            for _ in range(3 * sessions.LATE_ANSWERS):  # every deadline long past
+                await pool.tick(now - 20, now - 10, lambda result, _latency: late.append(result))
+            now = asyncio.get_running_loop().time()
+            await pool.tick(now, now + WAIT, lambda result, _latency: then.append(result))
+        finally:
+            await pool.close()
+        return late, then
+
+    late, then = asyncio.run(main())
+
+    assert {(r.outcome, r.error) for r in late} == {(Outcome.TIMEOUT, "no answer within 1s")}
+    assert [(r.outcome, r.error) for r in then] == [(Outcome.OK, None)]

@@ -155,6 +155,11 @@ class Session:
             # never OK without a stream: a session between tries is down
             outcome = Outcome.ERROR if self.outcome is Outcome.OK else self.outcome
             raise HostError(outcome, self.reason)
+        if seconds <= 0:
+            # A tick handed over after its deadline (a starved worker process): a request
+            # now would be answered too late, and such requests pile up in the probe until
+            # no answer is recent enough to be told from a replay.
+            raise HostError(Outcome.TIMEOUT, f"no answer within {self.plan.wait:g}s")
         if self._asking.locked():  # the previous tick's ask is ending at this moment
             log.debug("[%s] waiting for the previous tick's answer to end", self.name)
         started = time.monotonic()

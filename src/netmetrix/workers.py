@@ -17,8 +17,10 @@ How, and why:
   would inherit mid-flight.  Not ``multiprocessing``'s spawn or forkserver
   either: both re-import the parent's ``__main__`` (the whole CLI, or
   pytest's), and spawn adds a resource-tracker process.  A worker imports
-  only this module, ``oneshot``, ``ssh`` and ``envelope`` (no store): about
-  0.45 s of CPU, measured; then it reads its plan, pickled, from its stdin:
+  only this module, ``oneshot``, ``ssh`` and ``envelope`` (no store): its
+  start costs 0.47-0.57 s of CPU on the 2-core test machine (``import
+  netmetrix.workers``, against 0.9 s for ``collect``), so workers pay off
+  from a few hundred hosts; then it reads its plan, pickled, from its stdin:
   the config (without its host list), its hosts, their stored keys, the
   collector id, the OpenSSH client files to honour, its concurrency share and
   the parent's log levels.
@@ -40,6 +42,16 @@ How, and why:
   worker 2 died: exit -9``) while the others go on.
 - **Logs** of a worker (a host key recorded, asyncssh with ``-vv``) travel as
   records and are logged by the parent, at the levels the parent set.
+
+``watch`` with N workers (``WatchPool``): each worker holds the
+``sessions.Sessions`` of its hosts.  The parent sends it ``apply`` (the plan
+and its hosts: at the start and on every reload) and every tick (its scheduled
+time and deadline, both monotonic: one clock for every process of the
+machine); the worker streams back each host's answer, then that it is done
+with the tick.  The sessions' key lookups go to the parent, which reads the
+store.  New hosts go to the worker with the fewest, so that a reload moves no
+open session; a worker that dies is started again after a backoff
+(``sessions.backoff``), its hosts failing every tick until then.
 """
 
 from __future__ import annotations
@@ -96,7 +108,8 @@ def deal(total: int, workers: int) -> list[list[int]]:
 
 
 def share(concurrency: int, workers: int, number: int) -> int:
-    """Worker ``number``'s (1-based) part of ``concurrency``: the parts add up to it, each >= 1."""
+    """Worker ``number``'s (1-based) part of ``concurrency``: the parts add up to it, but
+    none is less than 1."""
     return max(1, concurrency // workers + (number <= concurrency % workers))
 
 
@@ -112,7 +125,7 @@ class _Plan:
     hosts: tuple[HostConfig, ...]
     keys: dict[str, dict[str, bytes]]  # host -> {kid: key}, its hosts only
     collector: str
-    files: ssh.ClientFiles
+    files: ClientFiles
     concurrency: int
     levels: dict[str, int]  # logger name ("" the root) -> level, as the parent set them
 
