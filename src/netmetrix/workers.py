@@ -89,8 +89,11 @@ FLUSH_AFTER = 0.02  # seconds a result waits for others to share its frame
 STOP_GRACE = 5.0  # seconds a worker gets to end once told, before SIGKILL
 MARK = "netmetrix-worker"  # on every worker's command line, before its number (ps shows it)
 # SIGINT ignored first: a worker stops when the parent says so, never with a traceback.
+# SIGTTOU too: in a session of its own, a worker writing to the terminal (a traceback)
+# would otherwise be stopped under `stty tostop`, and the run would wait for it.
 _BOOT = (
     "import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "signal.signal(signal.SIGTTOU, signal.SIG_IGN); "
     "from netmetrix.workers import child_main; raise SystemExit(child_main())"
 )
 _HEADER = struct.Struct("!I")  # a frame: its length, then a pickle
