@@ -19,7 +19,7 @@ import pytest
 import sshd
 from conftest import Fleet, Run
 
-from netmetrix import collect, probe, ssh
+from netmetrix import oneshot, probe, ssh
 from netmetrix.config import HostConfig
 from netmetrix.configxml import ConfigXml, Host, render
 from netmetrix.errors import HostError
@@ -149,9 +149,9 @@ def forged_state() -> str:
 def test_the_default_directory_is_the_login_users_cache() -> None:
     host = HostConfig(name="h")
     assert host.directory == "~/.cache/netmetrix"
-    assert collect.remote_path(host, "client.py") == "~/.cache/netmetrix/client.py"
+    assert oneshot.remote_path(host, "client.py") == "~/.cache/netmetrix/client.py"
     challenge = "ab" * 16  # the "~" never reaches the shell, where quoting would keep it literal
-    command = collect.probe_command(host, "client.py", challenge, 30.0, collector="c0ffee42")
+    command = oneshot.probe_command(host, "client.py", challenge, 30.0, collector="c0ffee42")
     assert command.endswith(f" python3 .cache/netmetrix/client.py {challenge} c0ffee42")
     assert "~" not in command
 
@@ -347,5 +347,5 @@ def test_a_host_faking_the_refusal_line_gets_a_host_error() -> None:
     """stderr is the host's to write: a bare prefix is still one clear host error."""
     done = ssh.Completed(probe.EXIT_UNSAFE, "", f"noise\n{probe.UNSAFE_PREFIX}")
     with pytest.raises(HostError) as caught:
-        collect.check_exit(HostConfig(name="h"), "client.py", "c0ffee42", done)
+        oneshot.check_exit(HostConfig(name="h"), "client.py", "c0ffee42", done)
     assert str(caught.value).startswith("probe refused  — another user could plant")

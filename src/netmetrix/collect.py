@@ -28,10 +28,11 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from netmetrix import alerts, envelope, notify, pipeline, probe, ssh
 from netmetrix.config import Config, HostConfig
-from netmetrix.errors import HostError, Outcome, StoreError
+from netmetrix.errors import Outcome, StoreError
 from netmetrix.fleet import HostResult, Summary, run_fleet, summarize
 from netmetrix.format import count, number, series_name, some
 from netmetrix.model import HostRun
+from netmetrix.oneshot import ProbeSession, probe_host, remote_path
 from netmetrix.sanitize import clean
 from netmetrix.store import Refused, Store, admin
 
@@ -44,97 +45,12 @@ T = TypeVar("T")
 Progress = Callable[[HostResult[Any]], None]
 Say = Callable[[str], None]  # where a job's end-of-run lines go (stderr, in the CLI)
 INTERRUPTED = "interrupted"  # a host's last_error when Ctrl-C stopped its run
-NO_KEY = "no key stored for this host"  # the reason a host is not set up
 _HINT_HOSTS = 10  # hosts named in the not-set-up hint
 
 
 def probe_source() -> bytes:
     """The probe file exactly as it ships in the package."""
     return resources.files("netmetrix").joinpath("probe.py").read_bytes()
-
-
-def remote_path(host: HostConfig, script: str) -> str:
-    """The probe's path as config.xml spells it (``~/.cache/netmetrix/client.py``), for people."""
-    return f"{host.directory.rstrip('/')}/{script}"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class HostDeadlines:
-    """When a probe run ends itself on the host, in seconds after it started there."""
-
-    probe: float  # the probe's own watchdog kills the run's process group
-    group: float  # the shell around it does, whatever the probe became
-
-
-def host_deadlines(command_timeout: float) -> HostDeadlines:
-    """Deadlines a little shorter than the collector's ``command_timeout``.
-
-    The host ends the run by itself because the collector cannot: OpenSSH
-    refuses channel signals for root logins, and closing the channel signals
-    nothing.  Ending it first, rather than at the same moment, lets the
-    collector hear how it ended (the probe's last stderr line, the KILL) before
-    its own deadline, whose KILL and close stay as the backup.  The probe goes
-    first so that its watchdog, not the shell, says what happened.  With the
-    default 30 s: probe 27 s, shell 28 s, collector 30 s; steps shrink for
-    short timeouts (2 s: 1.25 s, 1.5 s, 2 s).  The host's clock starts after
-    the login shell's startup files: behind a slow .bashrc the collector may
-    give up first, and the host still ends the run at its own deadline.
-    """
-    step = min(1.0, command_timeout / 8)
-    return HostDeadlines(probe=command_timeout - 3 * step, group=command_timeout - 2 * step)
-
-
-# The run's supervisor, in POSIX sh: `sh -c _SUPERVISOR netmetrix GROUP PROBE PYTHON SCRIPT
-# CHALLENGE COLLECTOR`.  sshd starts every exec channel in a session of its own, so process group
-# 0 is this run and nothing else.  A background watchdog kills the whole group (this
-# shell included) when GROUP seconds pass, whatever runs in it: a hung or replaced probe,
-# its children.  The probe runs in the foreground (keeping stdin); when it ends, the shell,
-# immune itself, TERMs what is left (the watchdog, a stray child holding stdout, which
-# would keep the channel open) and exits with the probe's status.  `&&`: a sleep that
-# cannot parse a fraction must not kill the run at once.
-_SUPERVISOR = (
-    "export NETMETRIX_DEADLINE=$2; (sleep $1 && kill -s KILL 0) </dev/null >/dev/null 2>&1 & "
-    'shift 2; "$@"; s=$?; trap "" TERM; kill -s TERM 0; exit $s'
-)
-
-
-def probe_command(
-    host: HostConfig, script: str, challenge: str, command_timeout: float, *, collector: str
-) -> str:
-    """The command line that runs the probe under deadlines enforced on the host itself.
-
-    Any login shell runs it (sh, bash, csh, fish: `exec` and single quotes);
-    the supervisor itself is POSIX sh, so nothing but /bin/sh and sleep is needed.
-    ``collector`` (the store's collector id) tells the probe whose key and state
-    files to use.  It is an argument rather than an environment variable: a
-    probe uploaded before collector ids ignores the environment and would read
-    the shared ``<script>.key``, perhaps another collector's; given an extra
-    argument it stops with a usage line, which ``check_exit`` turns into "run upload".
-    """
-    deadlines = host_deadlines(command_timeout)
-    words = [
-        "/bin/sh",
-        "-c",
-        _SUPERVISOR,
-        "netmetrix",
-        f"{deadlines.group:g}",
-        f"{deadlines.probe:g}",
-        host.python,
-        # home-relative, not "~/...": a quoted "~" would reach the shell unexpanded
-        ssh.home_relative(remote_path(host, script)),
-        challenge,
-        collector,
-    ]
-    return "exec " + " ".join(shlex.quote(word) for word in words)
-
-
-def watch_command(host: HostConfig, script: str, *, collector: str) -> str:
-    """The command line of the streaming probe (``watch``): it ends by itself at EOF
-    or when the collector falls silent, and each tick has its own watchdog, so no
-    supervisor shell is needed around it."""
-    path = ssh.home_relative(remote_path(host, script))
-    words = [host.python, path, probe.WATCH_FLAG, collector]
-    return "exec " + " ".join(shlex.quote(word) for word in words)
 
 
 def _log_failure(result: HostResult[Any]) -> None:
@@ -232,6 +148,7 @@ def run_execute(
     ssh_files: ssh.ClientFiles = ssh.USER_FILES,
     say: Say = _ignore,
     clock: Callable[[], float] = time.time,
+    workers: int = 1,
 ) -> ExecuteReport:
     """``execute`` on ``hosts``, then one delivery pass over the outbox, then (with
     ``<remote_write>``) one send pass over the remote-write queue.
@@ -241,10 +158,19 @@ def run_execute(
     samples stay queued for remote-write (which never changes the exit status:
     they are sent by a later run).  Both passes are blocking and run here, after
     the event loop has ended, so that Ctrl-C interrupts them (the mail or batch
-    being sent stays queued).
+    being sent stays queued).  ``workers``: processes that run the hosts
+    (``config.parse_workers`` reads ``auto``); 1 is this one.
     """
     report = asyncio.run(
-        execute(config, store, hosts, progress=progress, ssh_files=ssh_files, clock=clock)
+        execute(
+            config,
+            store,
+            hosts,
+            progress=progress,
+            ssh_files=ssh_files,
+            clock=clock,
+            workers=workers,
+        )
     )
     _say_summary("execute", report, config, say)
     delivery = notify.deliver(
@@ -363,6 +289,7 @@ async def execute(
     progress: Progress | None = None,
     ssh_files: ssh.ClientFiles = ssh.USER_FILES,
     clock: Callable[[], float] = time.time,
+    workers: int = 1,
 ) -> ExecuteReport:
     """Run the probe on every host, verify each message, store samples and `up`.
 
@@ -371,19 +298,13 @@ async def execute(
     (``run_execute`` does, in the calling thread, where Ctrl-C can interrupt
     it), so the report has no ``delivery`` yet.  Cancelled (Ctrl-C), it stores
     the hosts that finished, marks the others interrupted and re-raises.
+    ``workers`` > 1 runs the hosts in that many processes (``workers``).
     """
     started = time.monotonic()
     stored_keys = store.host_keys([h.name for h in hosts])
     collector = store.collector_id()
-    known = ssh.HostKeys(config.ssh, ssh_files)
     finished: dict[str, float] = {}
     arrived: list[HostResult[envelope.Message]] = []
-
-    async def job(host: HostConfig) -> envelope.Message:
-        keys = stored_keys.get(host.name)
-        if not keys:
-            raise HostError(Outcome.NOT_SET_UP, f"{NO_KEY} — run netmetrix upload -h {host.name}")
-        return await _run_probe(host, config, keys, _Session(known, ssh_files, collector))
 
     def done(result: HostResult[envelope.Message]) -> None:
         finished[result.host.name] = clock()
@@ -393,7 +314,7 @@ async def execute(
             progress(result)
 
     try:
-        results = await run_fleet(hosts, job, concurrency=config.concurrency, on_result=done)
+        results = await _fan_out(config, hosts, stored_keys, collector, ssh_files, done, workers)
     except asyncio.CancelledError:
         await _keep_what_arrived(config, store, hosts, arrived, finished, stored_keys, clock)
         raise
@@ -406,32 +327,38 @@ async def execute(
     )
 
 
-@dataclass(frozen=True, slots=True)
-class _Session:
-    """What every host's probe run of one execute shares."""
+async def _fan_out(
+    config: Config,
+    hosts: Sequence[HostConfig],
+    stored_keys: dict[str, dict[str, bytes]],
+    collector: str,
+    ssh_files: ssh.ClientFiles,
+    done: Callable[[HostResult[envelope.Message]], None],
+    workers: int,
+) -> list[HostResult[envelope.Message]]:
+    """Every host's probe run, ``done`` called for each as it ends; results in host order.
 
-    known: ssh.HostKeys
-    files: ssh.ClientFiles
-    collector: str
+    In this process and its event loop (one worker: more is no use for one
+    host), or in worker processes, ``done`` being called here all the same.
+    """
+    if min(workers, len(hosts)) > 1:
+        from netmetrix import workers as pool  # only then: the in-process path imports nothing
 
+        return await pool.execute(
+            config,
+            hosts,
+            workers=workers,
+            stored_keys=stored_keys,
+            collector=collector,
+            ssh_files=ssh_files,
+            on_result=done,
+        )
+    session = ProbeSession(ssh.HostKeys(config.ssh, ssh_files), ssh_files, collector)
 
-async def _run_probe(
-    host: HostConfig, config: Config, keys: dict[str, bytes], session: _Session
-) -> envelope.Message:
-    """One host: run the probe with a fresh challenge, check how it ended, open its message."""
-    limit = config.ssh.command_timeout
-    challenge = envelope.new_challenge()
-    async with ssh.connect(host, config.ssh, session.known, session.files) as conn:
-        began = time.monotonic()
-        command = probe_command(host, config.script, challenge, limit, collector=session.collector)
-        done = await ssh.run(conn, command, seconds=limit)
-        _check_host_deadline(done, time.monotonic() - began, limit)
-    check_exit(host, config.script, session.collector, done)
-    line = envelope.find_envelope(done.stdout)
-    required = config.security.encryption == "required"
-    return envelope.open_envelope(
-        line, keys=keys, host=host.name, challenge=challenge, require_encryption=required
-    )
+    async def job(host: HostConfig) -> envelope.Message:
+        return await probe_host(host, config, stored_keys, session)
+
+    return await run_fleet(hosts, job, concurrency=config.concurrency, on_result=done)
 
 
 def _log_result(result: HostResult[envelope.Message], script: str) -> None:
@@ -579,50 +506,6 @@ def setup_hint(results: Sequence[HostResult[Any]], config: Config) -> str | None
         command = "netmetrix upload -h NAME"
     shown = some(names, _HINT_HOSTS)
     return f"not set up (no key stored yet, so never collected): {shown} — run `{command}`"
-
-
-def _check_host_deadline(done: ssh.Completed, seconds: float, command_timeout: float) -> None:
-    """A run that the host ended at its own deadline is a timeout, as if we had ended it."""
-    killed = done.exit_signal is not None and seconds >= host_deadlines(command_timeout).probe
-    if killed or done.exit_status == probe.EXIT_DEADLINE:
-        raise HostError(
-            Outcome.TIMEOUT, f"timeout after {command_timeout:g}s (run; ended on the host)"
-        )
-
-
-def check_exit(host: HostConfig, script: str, collector: str, done: ssh.Completed) -> None:
-    """Raise the HostError that says why the probe ended with ``done``'s status (0: nothing)."""
-    if done.exit_status == 0:
-        return
-    # the host's own words: no NUL, escapes or forged lines in our logs and store (#10)
-    tail = clean((done.stderr.strip().splitlines() or [""])[-1], 200)
-    path = remote_path(host, script)
-    if done.exit_status == probe.EXIT_KEY:
-        key = probe.file_names(path, collector)[0]
-        raise HostError(
-            Outcome.PROBE_MISSING,
-            f"probe key {key} missing (collector id {collector}) — run upload",
-        )
-    if done.exit_status == probe.EXIT_USAGE and "usage:" in done.stderr:
-        # only a probe older than collector ids refuses the collector id argument
-        raise HostError(
-            Outcome.PROBE_MISSING,
-            f"probe {path} is from an older netmetrix (it takes no collector id) — run upload",
-        )
-    if done.exit_status == probe.EXIT_UNSAFE and probe.UNSAFE_PREFIX in done.stderr:
-        # "<file>: owned by uid 0, not by uid 1001 that runs the probe", uncut
-        refused = (done.stderr.rsplit(probe.UNSAFE_PREFIX, 1)[1].splitlines() or [""])[0][:500]
-        raise HostError(
-            Outcome.ERROR,
-            f"probe refused {refused} — another user could plant or change it; remove it,"
-            " keep <host directory> private to the login user (default ~/.cache/netmetrix),"
-            " then run upload",
-        )
-    if done.exit_status == 127:
-        raise HostError(Outcome.ERROR, f"`{host.python}` not found on the host: {tail}")
-    if done.exit_status == 2 and "can't open file" in done.stderr:
-        raise HostError(Outcome.PROBE_MISSING, f"probe {path} missing — run upload")
-    raise HostError(Outcome.BAD_MESSAGE, f"probe exited with status {done.exit_status}: {tail}")
 
 
 def _host_run(result: HostResult[envelope.Message], ts: float, collector: str) -> HostRun:

@@ -343,6 +343,33 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+WORKERS_AUTO = "auto"  # worker processes: one per CPU this process may run on
+
+
+def cpus() -> int:
+    """The CPUs this process may run on (its affinity, else all the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def parse_workers(text: str) -> int:
+    """Worker processes in ``text``: a number >= 1, or ``auto`` (``cpus()``).
+
+    Raises ValueError, with a message for the user, otherwise.
+    """
+    if text.strip().lower() == WORKERS_AUTO:
+        return cpus()
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise ValueError(f"give a number of processes (1 or more) or auto, got {_show(text)}")
+    return count
+
+
 def parse_when(text: str, now: float) -> float:
     """A point in time as unix seconds: a duration before ``now`` (``30m``, ``2d``) or
     ISO 8601 (``2026-11-24T10:00Z``; UTC when no zone is given).  ValueError if neither."""

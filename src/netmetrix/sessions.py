@@ -16,16 +16,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-from netmetrix import collect, envelope, probe, ssh
+from netmetrix import envelope, oneshot, probe, ssh
 from netmetrix.config import HostConfig, SSHConfig
 from netmetrix.errors import EnvelopeError, HostError, Outcome
-from netmetrix.fleet import classify
+from netmetrix.fleet import REASON_LIMIT, HostResult, classify
 from netmetrix.format import elapsed
 from netmetrix.sanitize import clean
 from netmetrix.ssh import ClientFiles, HostKeys
@@ -37,6 +38,7 @@ MAX_BACKOFF = 300.0  # and never more than this between tries
 MIN_IDLE = 10.0  # seconds the probe waits for a request at least (3 intervals otherwise)
 LATE_ANSWERS = 8  # challenges remembered, so that a late answer to one is dropped quietly
 KEY_RECHECK = 60.0  # seconds between looks in the store for a host that has no key yet
+CLOSE_GRACE = 3.0  # seconds to close every session at the end
 
 
 def backoff(failures: int, rng: Callable[[], float] = random.random) -> float:
@@ -86,7 +88,7 @@ class Plan:
         """The probe's request line: the challenge, how long to wait for the next line
         (3 intervals, at least 10 s), its own deadline for this tick (as execute's)."""
         idle = max(MIN_IDLE, 3 * self.interval)
-        deadline = collect.host_deadlines(self.ssh.command_timeout).probe
+        deadline = oneshot.host_deadlines(self.ssh.command_timeout).probe
         return f"{challenge} {idle:g} {deadline:g}\n".encode("ascii")
 
 
@@ -153,6 +155,11 @@ class Session:
             # never OK without a stream: a session between tries is down
             outcome = Outcome.ERROR if self.outcome is Outcome.OK else self.outcome
             raise HostError(outcome, self.reason)
+        if seconds <= 0:
+            # A tick handed over after its deadline (a starved worker process): a request
+            # now would be answered too late, and such requests pile up in the probe until
+            # no answer is recent enough to be told from a replay.
+            raise HostError(Outcome.TIMEOUT, f"no answer within {self.plan.wait:g}s")
         if self._asking.locked():  # the previous tick's ask is ending at this moment
             log.debug("[%s] waiting for the previous tick's answer to end", self.name)
         started = time.monotonic()
@@ -220,7 +227,7 @@ class Session:
             try:
                 self.keys = await self._load_keys(self.name)
                 if not self.keys:
-                    self._fail(HostError(Outcome.NOT_SET_UP, collect.NO_KEY), retry=KEY_RECHECK)
+                    self._fail(HostError(Outcome.NOT_SET_UP, oneshot.NO_KEY), retry=KEY_RECHECK)
                     await asyncio.sleep(KEY_RECHECK)
                     continue
                 async with contextlib.AsyncExitStack() as stack:
@@ -244,7 +251,7 @@ class Session:
             conn = await stack.enter_async_context(
                 ssh.connect(self.host, self.plan.ssh, self.plan.known, self.plan.files)
             )
-        command = collect.watch_command(self.host, self.plan.script, collector=self.plan.collector)
+        command = oneshot.watch_command(self.host, self.plan.script, collector=self.plan.collector)
         return await ssh.open_stream(conn, command)
 
     def _connected(self, stream: ssh.Stream) -> None:
@@ -275,13 +282,13 @@ class Session:
         if done.exit_status is None and done.exit_signal is None:
             return HostError(Outcome.ERROR, "connection lost")
         if done.exit_status == probe.EXIT_USAGE and "--watch" not in done.stderr:
-            path = collect.remote_path(self.host, self.plan.script)
+            path = oneshot.remote_path(self.host, self.plan.script)
             return HostError(
                 Outcome.PROBE_MISSING,
                 f"probe {path} is from an older netmetrix (no streaming mode) — run upload",
             )
         try:
-            collect.check_exit(self.host, self.plan.script, self.plan.collector, done)
+            oneshot.check_exit(self.host, self.plan.script, self.plan.collector, done)
         except HostError as exc:
             return exc
         tail = clean((done.stderr.strip().splitlines() or ["connection closed"])[-1], 200)
@@ -310,3 +317,123 @@ class Session:
             )
         else:
             log.error("[%s] FAILED: %s; retrying in %s", self.name, reason, elapsed(retry))
+
+
+# ---------------------------------------------------------------- every host's session
+
+Answer = Callable[[HostResult[envelope.Message], float | None], None]  # result, latency if ok
+
+
+class Sessions:
+    """The sessions of one watch (of its process, or of one worker process: ``workers``).
+
+    ``apply`` makes them those of a list of hosts; ``tick`` asks every one for
+    this tick's answer and hands each to ``answer`` as it comes.
+    """
+
+    def __init__(self, ramp: Ramp, load_keys: KeyLoader) -> None:
+        self._ramp = ramp
+        self._load_keys = load_keys
+        self._sessions: dict[str, Session] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # sessions a reload let go
+        self._plan: Plan | None = None
+
+    async def start(self) -> None:
+        """Nothing to start: sessions start as ``apply`` makes them."""
+
+    def names(self) -> list[str]:
+        return list(self._sessions)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def not_set_up(self) -> int:
+        """Hosts that have no key in the store (never uploaded to)."""
+        return sum(s.not_set_up for s in self._sessions.values())
+
+    def keys(self) -> dict[str, dict[str, bytes]]:
+        """Each host's keys as its session last loaded them: {kid: key}."""
+        return {s.name: s.keys for s in self._sessions.values()}
+
+    def apply(self, plan: Plan, hosts: Sequence[HostConfig]) -> None:
+        """Make the sessions those of ``hosts``: new ones connect, gone ones close."""
+        restart = self._plan is None or _connection_changed(self._plan, plan)
+        self._plan = plan
+        wanted = {h.name: h for h in hosts}
+        for name, session in list(self._sessions.items()):
+            if restart or not _same_host(wanted.get(name), session.host):
+                closing = asyncio.create_task(session.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+                del self._sessions[name]
+            else:
+                session.plan = plan
+        for name, host in wanted.items():
+            if name not in self._sessions:
+                session = Session(host, plan, self._ramp, self._load_keys)
+                self._sessions[name] = session
+                session.start()
+
+    async def first_tries(self) -> None:
+        """Return once every session has made its first try to connect."""
+        for session in list(self._sessions.values()):
+            await session.tried.wait()
+
+    async def tick(self, scheduled: float, deadline: float, answer: Answer) -> None:
+        """Ask every session for this tick's answer by ``deadline`` (monotonic)."""
+        sessions = list(self._sessions.values())
+        await asyncio.gather(*(self._one(s, scheduled, deadline, answer) for s in sessions))
+
+    async def _one(
+        self, session: Session, scheduled: float, deadline: float, answer: Answer
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            message = await session.ask(envelope.new_challenge(), deadline - started)
+        except NotYet:  # still making its first connection: no sample yet, not a failure
+            return
+        except Exception as exc:  # any: one host's failure stays its own
+            outcome, reason = classify(exc)
+            failed: HostResult[envelope.Message] = HostResult(
+                host=session.host,
+                outcome=outcome,
+                error=clean(reason, REASON_LIMIT),
+                seconds=loop.time() - started,
+            )
+            answer(failed, None)
+            return
+        _log_probe_errors(session, message)
+        ok = HostResult(
+            host=session.host,
+            outcome=Outcome.OK,
+            error=None,
+            seconds=loop.time() - started,
+            value=message,
+        )
+        answer(ok, loop.time() - scheduled)
+
+    async def close(self) -> None:
+        """Close every session (each probe ends on EOF), within ``CLOSE_GRACE``."""
+        closing = [*(s.close() for s in self._sessions.values()), *self._closing]
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*closing), CLOSE_GRACE)
+
+
+def _same_host(new: HostConfig | None, old: HostConfig) -> bool:
+    """Whether ``new`` reaches the host as ``old`` did (a moved line is no change)."""
+    return new is not None and dataclasses.replace(new, line=old.line) == old
+
+
+def _connection_changed(old: Plan, new: Plan) -> bool:
+    """Whether open sessions must be reopened to follow ``new``."""
+    return (old.ssh, old.script) != (new.ssh, new.script)
+
+
+def _log_probe_errors(session: Session, message: envelope.Message) -> None:
+    """What the probe could not read, logged when it changes rather than every tick."""
+    if message.errors == session.said_errors:
+        return
+    session.said_errors = message.errors
+    for problem in message.errors:
+        log.warning("[%s] probe could not read %s", session.name, problem)

@@ -763,7 +763,7 @@ async def run(
         if proc.exit_status is None:
             # OpenSSH >= 7.9 delivers the signal, but not to root's sessions; closing the
             # channel signals nothing.  So the command must end itself on the host (the
-            # deadline in collect.probe_command); this is only the backup.
+            # deadline in oneshot.probe_command); this is only the backup.
             with contextlib.suppress(Exception):
                 proc.send_signal("KILL")
         proc.close()

@@ -30,15 +30,14 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from netmetrix import collect, envelope, notify, ssh
 from netmetrix.config import Config, HostConfig, RemoteWriteConfig, load_config
-from netmetrix.errors import ConfigError, Outcome, StoreError, UsageError
-from netmetrix.fleet import REASON_LIMIT, HostResult, classify
+from netmetrix.errors import ConfigError, StoreError, UsageError
+from netmetrix.fleet import HostResult
 from netmetrix.format import elapsed
-from netmetrix.sanitize import clean
-from netmetrix.sessions import NotYet, Plan, Ramp, Session
+from netmetrix.sessions import CLOSE_GRACE, Answer, Plan, Ramp, Sessions
 from netmetrix.shard import Shard, take
 from netmetrix.store import Store, admin
 
@@ -56,7 +55,6 @@ RETENTION_EVERY = 3600.0  # seconds between retention passes
 DELIVERY_EVERY = 60.0  # seconds between delivery passes when no new mail wakes one
 PUSH_EVERY = 60.0  # seconds between remote-write passes when no stored tick wakes one
 STOP_GRACE = 5.0  # seconds in-flight answers get after SIGTERM/SIGINT
-CLOSE_GRACE = 3.0  # seconds to close every session at the end
 BEHIND = 10  # ticks waiting for the store before new ones are dropped
 
 
@@ -68,6 +66,7 @@ class WatchOptions:
     ssh_files: ssh.ClientFiles = ssh.USER_FILES
     listen: str | None = None  # --listen HOST:PORT: serve the web side from this process
     shard: Shard | None = None  # --shard K/N: overrides <collector shard>, reloads included
+    workers: int = 1  # --workers: processes that hold the sessions (1: this one)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -76,6 +75,20 @@ class WatchReport:
     answers: int = 0  # verified answers stored, summed over the hosts and ticks
     samples: int = 0
     dropped: int = 0  # ticks the store could not take
+
+
+class SessionPool(Protocol):
+    """Every host's session: ``sessions.Sessions`` here, or ``workers.WatchPool`` in workers."""
+
+    async def start(self) -> None: ...
+    def names(self) -> list[str]: ...
+    def __len__(self) -> int: ...
+    def not_set_up(self) -> int: ...
+    def keys(self) -> dict[str, dict[str, bytes]]: ...
+    def apply(self, plan: Plan, hosts: Sequence[HostConfig]) -> None: ...
+    async def first_tries(self) -> None: ...
+    async def tick(self, scheduled: float, deadline: float, answer: Answer) -> None: ...
+    async def close(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -112,8 +125,9 @@ class Watcher:
         self.options = options
         self.clock = clock
         self.report = WatchReport()
-        self._sessions: dict[str, Session] = {}
-        self._closing: set[asyncio.Task[None]] = set()  # sessions a reload let go
+        self._sessions: SessionPool = Sessions(
+            Ramp(config.concurrency, rate=max(10.0, config.concurrency)), self._host_keys
+        )
         self._stop = asyncio.Event()
         self._reload = False
         self._queue: asyncio.Queue[_Tick | None] = asyncio.Queue()
@@ -122,7 +136,6 @@ class Watcher:
         self._warned_unmatched = False
         self._mail = _Mailer(self)
         self._push = _Pusher(self)
-        self._ramp = Ramp(config.concurrency, rate=max(10.0, config.concurrency))
         self._plan: Plan | None = None
         self._collector = ""
         self.health: Health | None = None  # with --listen: what /metrics says of the ticks
@@ -145,7 +158,15 @@ class Watcher:
     async def run(self) -> WatchReport:
         self._collector = await asyncio.to_thread(self.store.collector_id)
         self.config = self.config.with_shard(self.options.shard)
-        self._apply(self.config, self._chosen(self.config))
+        hosts = self._chosen(self.config)
+        if min(self.options.workers, len(hosts)) > 1:
+            from netmetrix.workers import WatchPool  # only then: one process imports nothing
+
+            self._sessions = WatchPool(
+                min(self.options.workers, len(hosts)), self.config.concurrency, self._host_keys
+            )
+        await self._sessions.start()
+        self._apply(self.config, hosts)
         web = self._web_server()
         recorder = asyncio.create_task(self._record_loop(), name="recorder")
         background = [
@@ -203,11 +224,10 @@ class Watcher:
         """Give the first connections up to one interval before the first tick, so that
         it samples every host that can be reached rather than none."""
 
-        async def all_tried() -> None:
-            for session in list(self._sessions.values()):
-                await session.tried.wait()
-
-        waits = [asyncio.create_task(all_tried()), asyncio.create_task(self._stop.wait())]
+        waits = [
+            asyncio.create_task(self._sessions.first_tries()),
+            asyncio.create_task(self._stop.wait()),
+        ]
         await asyncio.wait(waits, timeout=self.interval, return_when=asyncio.FIRST_COMPLETED)
         for task in waits:
             task.cancel()
@@ -249,40 +269,17 @@ class Watcher:
         tick = _Tick(scheduled)
         plan = self._plan
         assert plan is not None
-        deadline = scheduled + plan.wait
-        sessions = list(self._sessions.values())
+
+        def answer(result: HostResult[envelope.Message], latency: float | None) -> None:
+            if latency is not None:
+                self._minute.latencies.append(latency)
+            tick.results[result.host.name] = result
+            tick.finished[result.host.name] = self.clock()
+
         try:
-            await asyncio.gather(*(self._one(tick, s, deadline) for s in sessions))
+            await self._sessions.tick(scheduled, scheduled + plan.wait, answer)
         finally:  # cancelled at the stop: what arrived is stored all the same
             self._enqueue(tick)
-
-    async def _one(self, tick: _Tick, session: Session, deadline: float) -> None:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        try:
-            message = await session.ask(envelope.new_challenge(), deadline - started)
-        except NotYet:  # still making its first connection: no sample yet, not a failure
-            return
-        except Exception as exc:  # any: one host's failure stays its own
-            outcome, reason = classify(exc)
-            result: HostResult[envelope.Message] = HostResult(
-                host=session.host,
-                outcome=outcome,
-                error=clean(reason, REASON_LIMIT),
-                seconds=loop.time() - started,
-            )
-        else:
-            self._minute.latencies.append(loop.time() - tick.scheduled)
-            result = HostResult(
-                host=session.host,
-                outcome=Outcome.OK,
-                error=None,
-                seconds=loop.time() - started,
-                value=message,
-            )
-            _log_probe_errors(session, message)
-        tick.results[session.name] = result
-        tick.finished[session.name] = self.clock()
 
     def _enqueue(self, tick: _Tick) -> None:
         if self._queue.qsize() >= BEHIND:
@@ -311,7 +308,7 @@ class Watcher:
         results = list(tick.results.values())
         if not results:
             return
-        stored_keys = {s.name: s.keys for s in self._sessions.values()}
+        stored_keys = self._sessions.keys()
         try:
             results, recorded = await collect.record_results(
                 self.config, self.store, results, tick.finished, stored_keys, self.clock
@@ -347,22 +344,8 @@ class Watcher:
     def _apply(self, config: Config, hosts: Sequence[HostConfig]) -> None:
         """Make the sessions those of ``hosts``: new ones connect, gone ones close."""
         plan = self._plan_of(config)
-        restart = self._plan is None or _connection_changed(self._plan, plan)
         self.config, self._plan = config, plan
-        wanted = {h.name: h for h in hosts}
-        for name, session in list(self._sessions.items()):
-            if restart or not _same_host(wanted.get(name), session.host):
-                closing = asyncio.create_task(session.close())
-                self._closing.add(closing)
-                closing.add_done_callback(self._closing.discard)
-                del self._sessions[name]
-            else:
-                session.plan = plan
-        for name, host in wanted.items():
-            if name not in self._sessions:
-                session = Session(host, plan, self._ramp, self._host_keys)
-                self._sessions[name] = session
-                session.start()
+        self._sessions.apply(plan, hosts)
 
     def _plan_of(self, config: Config) -> Plan:
         return Plan(
@@ -387,14 +370,15 @@ class Watcher:
             log.error("reload: %s", str(exc).replace("\n", "; "))
             log.error("reload: %s has problems; the running configuration is kept", path.name)
             return
-        before = set(self._sessions)
+        before = set(self._sessions.names())
         if config.database != self.config.database:
             log.warning("reload: <database> changed; it applies when watch is restarted")
             config = dataclasses.replace(config, database=self.config.database)
         self._apply(config, hosts)
         if self._app is not None:  # --listen: the pages, API and /metrics follow the reload
             self._app.state.nmx = dataclasses.replace(self._app.state.nmx, config=config)
-        added, removed = set(self._sessions) - before, before - set(self._sessions)
+        after = set(self._sessions.names())
+        added, removed = after - before, before - after
         log.info(
             "reload: %s read; %d host(s), %d added, %d removed, every %s",
             path.name,
@@ -415,9 +399,7 @@ class Watcher:
         return keys.get(name, {})
 
     async def _close_all(self) -> None:
-        closing = [*(s.close() for s in self._sessions.values()), *self._closing]
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*closing), CLOSE_GRACE)
+        await self._sessions.close()
 
     # ------------------------------------------------------------ the summary
 
@@ -432,8 +414,8 @@ class Watcher:
         tick p50 0.08s p95 0.21s``: the last tick's hosts, the last minute's counts, and
         how long after its scheduled start each answer came."""
         hosts = len(self._sessions)
-        not_set_up = sum(s.not_set_up for s in self._sessions.values())
-        up = sum(self._last.get(name, False) for name in self._sessions)
+        not_set_up = self._sessions.not_set_up()
+        up = sum(self._last.get(name, False) for name in self._sessions.names())
         parts = [f"watch: {hosts:,} hosts", f"{up:,} up", f"{hosts - up - not_set_up:,} down"]
         if not_set_up:
             parts.append(f"{not_set_up:,} not set up")
@@ -461,25 +443,6 @@ def _percentile(values: list[float], pct: int) -> float:
     if len(values) == 1:
         return values[0]
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
-
-
-def _same_host(new: HostConfig | None, old: HostConfig) -> bool:
-    """Whether ``new`` reaches the host as ``old`` did (a moved line is no change)."""
-    return new is not None and dataclasses.replace(new, line=old.line) == old
-
-
-def _connection_changed(old: Plan, new: Plan) -> bool:
-    """Whether open sessions must be reopened to follow ``new``."""
-    return (old.ssh, old.script) != (new.ssh, new.script)
-
-
-def _log_probe_errors(session: Session, message: envelope.Message) -> None:
-    """What the probe could not read, logged when it changes rather than every tick."""
-    if message.errors == session.said_errors:
-        return
-    session.said_errors = message.errors
-    for problem in message.errors:
-        log.warning("[%s] probe could not read %s", session.name, problem)
 
 
 class _Mailer:

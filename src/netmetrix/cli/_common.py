@@ -25,6 +25,7 @@ from netmetrix.config import (
     load_config,
     parse_duration,
     parse_when,
+    parse_workers,
     select_names,
 )
 from netmetrix.errors import UsageError
@@ -212,6 +213,20 @@ class _Duration(click.ParamType[float]):
             self.fail(str(err), param, ctx)
 
 
+class _Workers(click.ParamType[int]):
+    """Worker processes: a number >= 1, or ``auto`` (the CPUs; ``config.parse_workers``)."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_workers(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
 class _Labels(click.ParamType[dict[str, str]]):
     """``k=v[,k=v]`` -> dict; an empty string is the series without labels."""
 
@@ -247,4 +262,5 @@ class _Shard(click.ParamType[Shard]):
             self.fail(str(err), param, ctx)
 
 
-WHEN, DURATION, LABELS, SHARD = _When(), _Duration(), _Labels(), _Shard()
+WHEN, DURATION, LABELS = _When(), _Duration(), _Labels()
+SHARD, WORKERS = _Shard(), _Workers()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from netmetrix.cli._common import (
+    WORKERS,
     Settings,
     collected_hosts,
     host_option,
@@ -57,8 +58,15 @@ def upload(settings: Settings, hosts: tuple[str, ...], shard: Shard | None) -> i
 @click.command()
 @host_option()
 @shard_option()
+@click.option(
+    "--workers",
+    type=WORKERS,
+    default="1",
+    help="Processes that run the hosts: a number, or auto (one per CPU)."
+    " Default: 1, this process alone.",
+)
 @click.pass_obj
-def execute(settings: Settings, hosts: tuple[str, ...], shard: Shard | None) -> int:
+def execute(settings: Settings, hosts: tuple[str, ...], shard: Shard | None, workers: int) -> int:
     """Run the probe on every host and store the verified metrics.
 
     Every run sends a fresh challenge; a host whose answer does not verify is
@@ -74,18 +82,28 @@ def execute(settings: Settings, hosts: tuple[str, ...], shard: Shard | None) -> 
 
     With --shard K/N, N collectors sharing one config.xml and one database
     split the hosts between them, each host collected by exactly one; every
-    collector sends whatever mail is queued, never a mail twice.
+    collector sends whatever mail is queued, never a mail twice.  With
+    --workers, the hosts are dealt over that many processes, each with its
+    share of <concurrency>; this process alone logs, stores and reports, as
+    with one.
 
     \b
     Examples:
       netmetrix execute
       netmetrix -v execute -h f4      # also log every metric saved
       netmetrix execute --shard 1/3   # on the first of three collectors
+      netmetrix execute --workers auto   # every CPU of this machine
     """
-    return _run(settings, hosts, shard, "execute")
+    return _run(settings, hosts, shard, "execute", workers=workers)
 
 
-def _run(settings: Settings, patterns: tuple[str, ...], shard: Shard | None, verb: str) -> int:
+def _run(
+    settings: Settings,
+    patterns: tuple[str, ...],
+    shard: Shard | None,
+    verb: str,
+    **options: Any,
+) -> int:
     """Run the ``verb`` job of ``collect`` over the selected hosts; its exit status."""
     from netmetrix import collect
 
@@ -93,7 +111,7 @@ def _run(settings: Settings, patterns: tuple[str, ...], shard: Shard | None, ver
     config, selected = collected_hosts(settings.load(), patterns, shard)
     imports_done(settings)
     with open_store(config) as store, _progress(verb, len(selected)) as advance:
-        report = job(config, store, selected, progress=advance, say=_say)
+        report = job(config, store, selected, progress=advance, say=_say, **options)
     return ExitStatus.OK if report.ok else ExitStatus.HOST_FAILED
 
 

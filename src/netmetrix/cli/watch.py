@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 import click
 
 from netmetrix.cli._common import (
     DURATION,
+    WORKERS,
     Settings,
     collected_hosts,
     host_option,
@@ -55,6 +57,13 @@ def register(group: click.Group) -> None:
     is_flag=True,
     help="With --listen off loopback: serve without authentication (a WARNING says so).",
 )
+@click.option(
+    "--workers",
+    type=WORKERS,
+    default="1",
+    help="Processes that hold the sessions: a number, or auto (one per CPU)."
+    " Default: 1, this process alone.",
+)
 @click.pass_obj
 def watch(
     settings: Settings,
@@ -64,6 +73,7 @@ def watch(
     ticks: int | None,
     listen: str | None,
     no_auth: bool,
+    workers: int,
 ) -> int:
     """Sample every host every interval, on one SSH session per host.
 
@@ -76,6 +86,8 @@ def watch(
     every minute (-v: every metric saved).  SIGHUP re-reads config.xml;
     SIGTERM or Ctrl-C stop it cleanly (exit 0).  `execute` can run beside it
     on the same store, and N watches with --shard 1/N ... N/N share the fleet.
+    With --workers, the sessions are dealt over that many processes; ticks,
+    storing, alerts, mail and --listen stay in this one.
 
     \b
     Examples:
@@ -84,11 +96,13 @@ def watch(
       netmetrix watch --ticks 3            # three samples of each host, then stop
       netmetrix watch --listen 127.0.0.1:8470   # and the dashboard, as `serve` has it
       netmetrix watch --shard 2/3          # the hosts of collector 2 of 3
+      netmetrix watch --workers auto       # sessions on every CPU of this machine
     """
     from netmetrix.watch import run_watch
 
     config = settings.load()
     options = _options(config, hosts, shard, interval, ticks, listen, no_auth)
+    options = dataclasses.replace(options, workers=workers)
     imports_done(settings)
     with open_store(config) as store:
         run_watch(config, store, options)
