@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import secrets
 import signal
 import sqlite3
@@ -25,6 +26,7 @@ from conftest import Background, Fleet, Run
 from netmetrix import sessions, workers
 from netmetrix.collect import INTERRUPTED
 from netmetrix.config import cpus, load_config, parse_workers
+from netmetrix.configxml import Collector
 from netmetrix.envelope import Message
 from netmetrix.errors import Outcome
 from netmetrix.fleet import HostResult
@@ -88,6 +90,36 @@ def test_a_bad_workers_count_is_a_usage_error(fleet: Fleet, netmetrix: Cli) -> N
     assert ran.code == 2
     expected = "Invalid value for '--workers': give a number of processes (1 or more) or auto"
     assert expected in ran.err
+
+
+def test_a_bad_collector_workers_names_the_file_and_field(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("u1", 0)
+    fleet.write(collector=Collector(workers="none"))
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 2
+    expected = '<collector>: workers: give a number of processes (1 or more) or auto, got "none"'
+    assert re.search(r"config\.xml:\d+: " + re.escape(expected), ran.err), ran.err
+
+
+@pytest.mark.sshd
+def test_collector_workers_in_config_xml_and_the_flag_over_it(fleet: Fleet, netmetrix: Cli) -> None:
+    for i in range(3):
+        fleet.host(f"c{i}", i)
+    fleet.write(collector=Collector(workers=2))
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    shown = netmetrix("--config", fleet.config, "config", "show")
+    [row] = [line for line in shown.out.splitlines() if "collector.workers" in line]
+    assert row.split()[1] == "2"
+
+    by_config = netmetrix("--config", fleet.config, "execute")
+    by_flag = netmetrix("--config", fleet.config, "execute", "--workers", "1")
+
+    assert by_config.code == 0, by_config.err
+    assert "execute: 3 host(s) in 2 worker processes" in by_config.err
+    assert by_flag.code == 0, by_flag.err
+    assert "worker processes" not in by_flag.err
+    for i in range(3):
+        assert up_values(fleet.database, f"c{i}") == [1.0, 1.0]
 
 
 # ---------------------------------------------------------------- execute, end to end

@@ -344,6 +344,7 @@ async def _fan_out(
     if min(workers, len(hosts)) > 1:
         from netmetrix import workers as pool  # only then: the in-process path imports nothing
 
+        log.info("execute: %d host(s) in %d worker processes", len(hosts), min(workers, len(hosts)))
         return await pool.execute(
             config,
             hosts,

@@ -136,6 +136,7 @@ class CollectorConfig:
 
     name: str = field(default_factory=machine_name)  # shown in `db info` and the dashboard
     shard: Shard | None = None  # None: every host; --shard K/N overrides it
+    workers: int = 1  # processes that run the hosts (auto: the CPUs); --workers overrides it
 
     @property
     def label(self) -> str:
@@ -970,13 +971,26 @@ def _shard(raw: str) -> Shard:
 _SHARD = _Conv("K/N with 1 <= K <= N", _shard)
 
 
+def _workers(raw: str) -> int:
+    try:
+        return parse_workers(raw)
+    except ValueError as err:
+        raise _Refused(str(err)) from None
+
+
+_WORKERS = _Conv("a number of processes, or auto", _workers)
+
+
 def _collector(ctx: _Ctx, node: _Node | None) -> CollectorConfig:
     if node is None:
         return CollectorConfig()
-    el = _Element(ctx, node, attrs=("name", "shard"))
+    el = _Element(ctx, node, attrs=("name", "shard", "workers"))
     name = el.opt("name", _HOST_NAME)
     shard = el.opt("shard", _SHARD)
-    return CollectorConfig(shard=shard) if name is None else CollectorConfig(name=name, shard=shard)
+    workers = el.get("workers", _WORKERS, 1)
+    if name is None:
+        return CollectorConfig(shard=shard, workers=workers)
+    return CollectorConfig(name=name, shard=shard, workers=workers)
 
 
 def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, ...]:
@@ -1246,6 +1260,7 @@ def effective_settings(config: Config, environ: Mapping[str, str]) -> list[Setti
     rows.append(given("watch.interval", duration(config.watch.interval)))
     rows.append(given("collector.name", config.collector.name))
     rows.append(given("collector.shard", config.collector.shard or "every host"))
+    rows.append(given("collector.workers", config.collector.workers))
     rows += _remote_write_settings(config, environ, given)
     rows.append(given("alerts.digest_over", config.alerts.digest_over))
     rows += [

@@ -99,6 +99,7 @@ class Web:
 class Collector:
     name: str | None = None
     shard: str | None = None  # "2/3"
+    workers: int | str | None = None  # "auto"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -196,7 +197,7 @@ def _sections(config: ConfigXml) -> Iterator[tuple[str, list[str]]]:
         ("retention", _one_value("days", config.retention_days)),
         ("watch", _one_value("interval", config.watch_interval)),
         ("web", _given(config.web, _WEB_GROUPS)),
-        ("collector", _given(config.collector, (("name", "shard"),))),
+        ("collector", _given(config.collector, (("name", "shard", "workers"),))),
         ("remote_write", _given(config.remote_write, _REMOTE_WRITE_GROUPS)),
     ]
     for tag, attrs in settings:

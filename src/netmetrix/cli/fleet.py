@@ -61,12 +61,14 @@ def upload(settings: Settings, hosts: tuple[str, ...], shard: Shard | None) -> i
 @click.option(
     "--workers",
     type=WORKERS,
-    default="1",
+    default=None,
     help="Processes that run the hosts: a number, or auto (one per CPU)."
-    " Default: 1, this process alone.",
+    ' Default: <collector workers="..."> in config.xml, else 1 (this process alone).',
 )
 @click.pass_obj
-def execute(settings: Settings, hosts: tuple[str, ...], shard: Shard | None, workers: int) -> int:
+def execute(
+    settings: Settings, hosts: tuple[str, ...], shard: Shard | None, workers: int | None
+) -> int:
     """Run the probe on every host and store the verified metrics.
 
     Every run sends a fresh challenge; a host whose answer does not verify is
@@ -102,13 +104,16 @@ def _run(
     patterns: tuple[str, ...],
     shard: Shard | None,
     verb: str,
-    **options: Any,
+    workers: int | None = None,
 ) -> int:
-    """Run the ``verb`` job of ``collect`` over the selected hosts; its exit status."""
+    """Run the ``verb`` job of ``collect`` over the selected hosts; its exit status.
+
+    ``workers`` (execute only): --workers, None for <collector workers>."""
     from netmetrix import collect
 
     job = collect.JOBS[verb]
     config, selected = collected_hosts(settings.load(), patterns, shard)
+    options = {} if verb == "upload" else {"workers": workers or config.collector.workers}
     imports_done(settings)
     with open_store(config) as store, _progress(verb, len(selected)) as advance:
         report = job(config, store, selected, progress=advance, say=_say, **options)

@@ -60,9 +60,9 @@ def register(group: click.Group) -> None:
 @click.option(
     "--workers",
     type=WORKERS,
-    default="1",
+    default=None,
     help="Processes that hold the sessions: a number, or auto (one per CPU)."
-    " Default: 1, this process alone.",
+    ' Default: <collector workers="..."> in config.xml, else 1 (this process alone).',
 )
 @click.pass_obj
 def watch(
@@ -73,7 +73,7 @@ def watch(
     ticks: int | None,
     listen: str | None,
     no_auth: bool,
-    workers: int,
+    workers: int | None,
 ) -> int:
     """Sample every host every interval, on one SSH session per host.
 
@@ -102,7 +102,7 @@ def watch(
 
     config = settings.load()
     options = _options(config, hosts, shard, interval, ticks, listen, no_auth)
-    options = dataclasses.replace(options, workers=workers)
+    options = dataclasses.replace(options, workers=workers or config.collector.workers)
     imports_done(settings)
     with open_store(config) as store:
         run_watch(config, store, options)
