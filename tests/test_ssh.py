@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import struct
 import time
+import types
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import ports
 import pytest
 import sshd
 
@@ -343,3 +346,36 @@ def test_aes_gcm_is_preferred_unless_the_user_chose_ciphers(
             return conn.get_extra_info("send_cipher"), conn.get_extra_info("recv_cipher")
 
     assert asyncio.run(negotiated()) == (cipher, cipher)
+
+
+def test_a_refused_connection_leaves_no_reference_cycle(tmp_path: Path) -> None:
+    """A refused host's error no longer holds the frame that raised it: that was a cycle
+    per refused host and run, which only the cyclic GC could free (#15)."""
+    host, cfg = _host(ports.free_port(), tmp_path)  # nothing listens there
+
+    async def refused() -> Outcome | None:
+        try:
+            async with ssh.connect(host, cfg, ssh.HostKeys(cfg)):
+                pass
+        except HostError as exc:
+            return exc.outcome
+        return None
+
+    gc.collect()
+    gc.disable()  # the cycle must still be there to be found
+    try:
+        outcome = asyncio.run(refused())
+        gc.set_debug(gc.DEBUG_SAVEALL)  # keep what the collector finds unreachable
+        gc.collect()
+        cyclic = [
+            o
+            for o in gc.garbage
+            if isinstance(o, OSError)
+            or (isinstance(o, types.FrameType) and o.f_code.co_filename == ssh.__file__)
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert outcome is Outcome.REFUSED
+    assert cyclic == []

@@ -541,7 +541,12 @@ async def _open_socket(options: asyncssh.SSHClientConnectionOptions) -> tuple[so
         except BaseException:
             sock.close()
             raise
-    raise error
+    try:
+        raise error
+    finally:
+        # The traceback holds this frame, whose `error` holds the exception: a cycle
+        # per refused host that only the cyclic GC would free (#15).
+        del error
 
 
 async def _first_words(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bool:
