@@ -10,7 +10,14 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from netmetrix.cli._common import Settings, host_option, imports_done, open_store, select_hosts
+from netmetrix.cli._common import (
+    Settings,
+    host_option,
+    imports_begin,
+    imports_done,
+    open_store,
+    select_hosts,
+)
 from netmetrix.errors import ExitStatus
 
 if TYPE_CHECKING:
@@ -68,6 +75,7 @@ def execute(settings: Settings, hosts: tuple[str, ...]) -> int:
 
 def _run(settings: Settings, patterns: tuple[str, ...], verb: str) -> int:
     """Run the ``verb`` job of ``collect`` over the selected hosts; its exit status."""
+    imports_begin(settings)
     from netmetrix import collect
 
     job = collect.JOBS[verb]

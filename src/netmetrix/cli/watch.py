@@ -10,6 +10,7 @@ from netmetrix.cli._common import (
     DURATION,
     Settings,
     host_option,
+    imports_begin,
     imports_done,
     open_store,
     select_hosts,
@@ -80,6 +81,7 @@ def watch(
       netmetrix watch --ticks 3            # three samples of each host, then stop
       netmetrix watch --listen 127.0.0.1:8470   # and the dashboard, as `serve` has it
     """
+    imports_begin(settings)
     from netmetrix.watch import run_watch
 
     config = settings.load()
