@@ -30,11 +30,11 @@ UP_RULE = Alert(metric="up", op="==", limit=0, email="ops@example.com")
 
 
 @pytest.fixture
-def start() -> Iterator[Callable[[Path], Background]]:
+def start() -> Iterator[Callable[..., Background]]:
     started: list[Background] = []
 
-    def run(config: Path) -> Background:
-        started.append(Background(config, "execute"))
+    def run(config: Path, *args: str) -> Background:
+        started.append(Background(config, *(args or ("execute",))))
         return started[-1]
 
     try:
@@ -111,7 +111,7 @@ def slow_login(request: pytest.FixtureRequest, fleet: Fleet) -> dict[str, str]:
 def test_ctrl_c_stores_what_arrived_and_marks_the_rest_interrupted(
     fleet: Fleet,
     netmetrix: Cli,
-    start: Callable[[Path], Background],
+    start: Callable[..., Background],
     slow_login: dict[str, str],
     marker: str,
 ) -> None:
@@ -146,7 +146,7 @@ def test_ctrl_c_stores_what_arrived_and_marks_the_rest_interrupted(
 
 
 def test_second_ctrl_c_while_storing_leaves_a_sound_database(
-    fleet: Fleet, netmetrix: Cli, start: Callable[[Path], Background], marker: str
+    fleet: Fleet, netmetrix: Cli, start: Callable[..., Background], marker: str
 ) -> None:
     (fleet.root / "bin").mkdir()
     _slow_fleet(
@@ -162,13 +162,47 @@ def test_second_ctrl_c_while_storing_leaves_a_sound_database(
     with contextlib.closing(sqlite3.connect(fleet.database)) as db:
         assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
     with Store.open(f"sqlite:///{fleet.database}") as store:
-        stored = {name: len(store.history(name, "up")) for name in ("fast1", "fast2", "slow")}
-        # One transaction: both answers or neither, and never an up sample for slow.
-        assert stored in ({"fast1": 1, "fast2": 1, "slow": 0}, {"fast1": 0, "fast2": 0, "slow": 0})
+        stored = {
+            name: (len(store.history(name, "up")), len(store.history(name, "mem_percent")))
+            for name in ("fast1", "fast2", "slow")
+        }
+    # Stored in batches as hosts finish: an answer is stored whole (its `up` with its
+    # samples) or not at all, and slow never gets an `up` sample.
+    assert stored["fast1"] in ((1, 1), (0, 0)), stored
+    assert stored["fast2"] in ((1, 1), (0, 0)), stored
+    assert stored["slow"] == (0, 0)
     fleet.hosts[2]["python"] = sys.executable
     fleet.write(alerts=[UP_RULE])
     after = netmetrix("--config", fleet.config, "execute")  # the store is not locked or broken
     assert after.code == 0, after.err
+
+
+def test_a_crash_mid_run_keeps_the_hosts_that_finished(
+    fleet: Fleet, netmetrix: Cli, start: Callable[..., Background], marker: str
+) -> None:
+    """Results reach the store as hosts finish: a collector killed outright (no Ctrl-C,
+    no clean-up) while one host still hangs loses none of the hosts that had answered."""
+    (fleet.root / "bin").mkdir()
+    fleet.settings["command_timeout"] = "600"  # slow hangs for longer than this test
+    _slow_fleet(
+        fleet, netmetrix, {"bin": str(fleet.root / "bin"), "python": sys.executable}, marker
+    )
+    execute = start(fleet.config, "-v", "execute")  # -v: a line per metric once it is stored
+    execute.wait_for("[fast1] Metric `mem_percent`->", "[fast2] Metric `mem_percent`->")
+    assert execute.process.poll() is None  # still waiting for slow
+    execute.process.kill()
+    execute.process.wait(timeout=60)
+
+    with contextlib.closing(sqlite3.connect(fleet.database)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    with Store.open(f"sqlite:///{fleet.database}") as store:
+        for name in ("fast1", "fast2"):
+            assert [s.value for s in store.history(name, "up")] == [1.0]
+            assert len(store.history(name, "mem_percent")) == 1
+        assert store.history("slow", "up") == []
+        rows = {row.name: row for row in store.hosts()}
+        assert rows["fast1"].last_error is None
+        assert "slow" not in rows or rows["slow"].last_seen is None
 
 
 def test_an_interrupted_host_keeps_its_last_good_run(store_url: str) -> None:

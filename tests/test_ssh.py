@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import socket
 import struct
 import time
+import types
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncssh
+import ports
 import pytest
 import sshd
 
@@ -343,3 +348,85 @@ def test_aes_gcm_is_preferred_unless_the_user_chose_ciphers(
             return conn.get_extra_info("send_cipher"), conn.get_extra_info("recv_cipher")
 
     assert asyncio.run(negotiated()) == (cipher, cipher)
+
+
+class _NoAuth(asyncssh.SSHServer):
+    def begin_auth(self, _username: str) -> bool:
+        return False  # anyone: only the key exchange matters here
+
+
+@pytest.mark.parametrize(
+    ("user_config", "kex"),
+    [
+        ("", "curve25519-sha256"),  # cheaper than asyncssh's first choice, the mlkem hybrid
+        ("KexAlgorithms mlkem768x25519-sha256\n", "mlkem768x25519-sha256"),
+    ],
+)
+def test_curve25519_is_preferred_unless_the_user_chose_kex_algorithms(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, user_config: str, kex: str
+) -> None:
+    """Against a server that offers the post-quantum hybrid first (asyncssh, as OpenSSH >= 9.9
+    does), the key exchange is curve25519, unless ~/.ssh/config names KexAlgorithms (#15)."""
+    config_file = tmp_path / "ssh_config"
+    config_file.write_text(user_config)
+    files = ssh.ClientFiles(ssh_config=(config_file,), known_hosts=())
+    host_key = asyncssh.generate_private_key("ssh-ed25519")
+
+    async def negotiate() -> None:
+        server = await asyncssh.listen(
+            "127.0.0.1", 0, server_host_keys=[host_key], server_factory=_NoAuth
+        )
+        try:
+            port = server.get_port()
+            public = host_key.export_public_key().decode().strip()
+            (tmp_path / "known_hosts").write_text(f"[127.0.0.1]:{port} {public}\n")
+            cfg = SSHConfig(known_hosts=tmp_path / "known_hosts", connect_timeout=60)
+            host = HostConfig(name="k", address="127.0.0.1", port=port, user="nobody")
+            async with ssh.connect(host, cfg, ssh.HostKeys(cfg, files), files):
+                pass
+        finally:
+            server.close()
+            await server.wait_closed()
+
+    asyncssh.set_debug_level(2)  # asyncssh names the key exchange it chose at level 2
+    try:
+        with caplog.at_level(logging.DEBUG, logger="asyncssh"):
+            asyncio.run(negotiate())
+    finally:
+        asyncssh.set_debug_level(1)
+    chosen = [r.getMessage() for r in caplog.records if "Key exchange alg:" in r.getMessage()]
+    assert chosen, caplog.text  # the client's line and the server's
+    assert all(line.endswith(f"Key exchange alg: {kex}") for line in chosen), chosen
+
+
+def test_a_refused_connection_leaves_no_reference_cycle(tmp_path: Path) -> None:
+    """A refused host's error no longer holds the frame that raised it: that was a cycle
+    per refused host and run, which only the cyclic GC could free (#15)."""
+    host, cfg = _host(ports.free_port(), tmp_path)  # nothing listens there
+
+    async def refused() -> Outcome | None:
+        try:
+            async with ssh.connect(host, cfg, ssh.HostKeys(cfg)):
+                pass
+        except HostError as exc:
+            return exc.outcome
+        return None
+
+    gc.collect()
+    gc.disable()  # the cycle must still be there to be found
+    try:
+        outcome = asyncio.run(refused())
+        gc.set_debug(gc.DEBUG_SAVEALL)  # keep what the collector finds unreachable
+        gc.collect()
+        cyclic = [
+            o
+            for o in gc.garbage
+            if isinstance(o, OSError)
+            or (isinstance(o, types.FrameType) and o.f_code.co_filename == ssh.__file__)
+        ]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert outcome is Outcome.REFUSED
+    assert cyclic == []

@@ -27,7 +27,7 @@ import hashlib
 import json
 import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import TypedDict
 
@@ -122,28 +122,70 @@ def unmatched(
     ``hosts=`` matches no host of config.xml, which can never match.  Not
     reported: rules whose hosts all failed, were not set up or were not
     selected (``execute -h``), and ``up`` rules otherwise (every host that ran
-    has an ``up`` series).
+    has an ``up`` series).  ``Answers`` does the same host by host.
     """
-    found: list[Unmatched] = []
-    for rule in unique_rules(rules).values():
-        named = [h for h in configured if _watches(rule, h)]
-        if not named:
-            patterns = ",".join(rule.hosts)
-            found.append(Unmatched(rule=rule, why=f"no host in config.xml matches {patterns}"))
-            continue
-        if rule.metric == "up":
-            continue  # every host that ran has an `up` series
-        candidates = [h for h in answered if _watches(rule, h)]
-        if not candidates or any(
-            matches(rule, host, metric, dict(labels))
-            for host in candidates
-            for metric, labels in answered[host]
-        ):
-            continue
-        shown = ", ".join(candidates[:3])
-        more = f" and {len(candidates) - 3} more" if len(candidates) > 3 else ""
-        found.append(Unmatched(rule=rule, why=f"no such series on {shown}{more}"))
-    return sorted(found, key=lambda u: u.rule.line)
+    answers = Answers(rules)
+    for host, series in answered.items():
+        answers.add(host, series)
+    return answers.unmatched(configured)
+
+
+@dataclass(slots=True)
+class _Watched:
+    """What ``Answers`` keeps of one rule: whether a series matched it, who could have."""
+
+    hosts: int = 0  # hosts it watches that answered
+    first: list[str] = field(default_factory=list)  # the first few of them, to name
+    matched: bool = False
+
+
+class Answers:
+    """What ``unmatched`` needs of a run's answers, gathered as hosts answer.
+
+    Per rule a flag and a count, not every host's series: a run over 10,000
+    hosts keeps no answer once it is stored (#15).  Hosts are named in the
+    order they were added.
+    """
+
+    _NAMED = 3  # hosts named in "no such series on a, b, c and 7 more"
+
+    def __init__(self, rules: Iterable[AlertRule]) -> None:
+        self._rules = unique_rules(rules)
+        # `up` rules always match: every host that ran has an `up` series
+        self._watched = {rid: _Watched() for rid, r in self._rules.items() if r.metric != "up"}
+
+    def add(self, host: str, series: Iterable[tuple[str, Labels]]) -> None:
+        """``host`` answered with ``series`` (metric, labels)."""
+        watching = [
+            (self._rules[rid], seen)
+            for rid, seen in self._watched.items()
+            if _watches(self._rules[rid], host)
+        ]
+        if not watching:
+            return
+        found = list(series)
+        for rule, seen in watching:
+            seen.hosts += 1
+            if len(seen.first) < self._NAMED:
+                seen.first.append(host)
+            if not seen.matched:
+                seen.matched = any(matches(rule, host, m, dict(labels)) for m, labels in found)
+
+    def unmatched(self, configured: Collection[str]) -> list[Unmatched]:
+        """The rules that matched no series (see ``unmatched``), by config line."""
+        found: list[Unmatched] = []
+        for rid, rule in self._rules.items():
+            if not any(_watches(rule, h) for h in configured):
+                patterns = ",".join(rule.hosts)
+                found.append(Unmatched(rule=rule, why=f"no host in config.xml matches {patterns}"))
+                continue
+            seen = self._watched.get(rid)
+            if seen is None or seen.matched or not seen.hosts:
+                continue
+            more = seen.hosts - len(seen.first)
+            shown = ", ".join(seen.first) + (f" and {more} more" if more > 0 else "")
+            found.append(Unmatched(rule=rule, why=f"no such series on {shown}"))
+        return sorted(found, key=lambda u: u.rule.line)
 
 
 def unmatched_text(found: Sequence[Unmatched]) -> str:

@@ -21,7 +21,7 @@ import functools
 import logging
 import shlex
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from netmetrix import alerts, envelope, notify, pipeline, probe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import Outcome, StoreError
-from netmetrix.fleet import HostResult, Summary, run_fleet, summarize
+from netmetrix.fleet import HostResult, Summary, fan_out, run_fleet, summarize
 from netmetrix.format import count, number, series_name, some
 from netmetrix.model import HostRun
 from netmetrix.oneshot import ProbeSession, probe_host, remote_path
@@ -84,10 +84,12 @@ class UploadReport(FleetReport[str]):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ExecuteReport(FleetReport[envelope.Message]):
+class ExecuteReport(FleetReport[int]):
     """What one ``execute`` did: host by host, in the store, in the outbox, at the SMTP server.
 
-    A host whose data the store refused is a failed result.
+    Each result's value is the number of samples its host's answer brought (None
+    when it failed): the answers themselves are dropped once stored.  A host
+    whose data the store refused is a failed result.
     """
 
     recorded: pipeline.Recorded  # samples stored, alert events, mails queued
@@ -293,38 +295,226 @@ async def execute(
 ) -> ExecuteReport:
     """Run the probe on every host, verify each message, store samples and `up`.
 
-    Alert rules are evaluated and their mail queued in the transaction that
-    stores the samples; ``notify.deliver`` sends it, after this returns
-    (``run_execute`` does, in the calling thread, where Ctrl-C can interrupt
-    it), so the report has no ``delivery`` yet.  Cancelled (Ctrl-C), it stores
-    the hosts that finished, marks the others interrupted and re-raises.
+    Results are stored in batches as hosts finish (``_Writer``), so a run
+    that stops half-way keeps what it collected, and memory stays flat in the
+    number of hosts.  Alert rules are evaluated and their mail queued in the
+    transaction that stores a batch's samples; ``notify.deliver`` sends it,
+    after this returns (``run_execute`` does, in the calling thread, where
+    Ctrl-C can interrupt it), so the report has no ``delivery`` yet.
+    Cancelled (Ctrl-C), it stores the hosts that finished, marks the others
+    interrupted and re-raises.  A store failure stops the run (StoreError).
     ``workers`` > 1 runs the hosts in that many processes (``workers``).
     """
     started = time.monotonic()
     stored_keys = store.host_keys([h.name for h in hosts])
     collector = store.collector_id()
-    finished: dict[str, float] = {}
-    arrived: list[HostResult[envelope.Message]] = []
+    writer = _Writer(config, store, stored_keys, clock)
 
     def done(result: HostResult[envelope.Message]) -> None:
-        finished[result.host.name] = clock()
-        arrived.append(result)
+        writer.put(result)
         _log_result(result, config.script)
         if progress is not None:
             progress(result)
 
-    try:
-        results = await _fan_out(config, hosts, stored_keys, collector, ssh_files, done, workers)
-    except asyncio.CancelledError:
-        await _keep_what_arrived(config, store, hosts, arrived, finished, stored_keys, clock)
-        raise
-    results, recorded = await record_results(config, store, results, finished, stored_keys, clock)
-    warn_unmatched(config, results)
+    fan = _fan_out(config, hosts, stored_keys, collector, ssh_files, done, workers, writer.room)
+    await _write_as_they_finish(fan, writer, hosts)
+    warn_unmatched(config, writer.answers)
     # <retention days>: old samples go in small batches; a failure is only logged (#4)
     await asyncio.to_thread(admin.apply_retention, store, config.retention.days)
     return ExecuteReport(
-        results=tuple(results), recorded=recorded, seconds=time.monotonic() - started
+        results=writer.results(hosts),
+        recorded=writer.recorded,
+        seconds=time.monotonic() - started,
     )
+
+
+async def _write_as_they_finish(
+    fan_out: Coroutine[Any, Any, None], writer: _Writer, hosts: Sequence[HostConfig]
+) -> None:
+    """Run ``fan_out`` with ``writer`` storing its results; a store failure stops it.
+
+    Ctrl-C: what finished is stored, the other hosts are marked interrupted,
+    and the cancellation goes on; a store failure then is said, not raised.
+    """
+    fan = asyncio.ensure_future(fan_out)
+    writer.start(on_failure=fan.cancel)  # the store failed: stop collecting
+    interrupted = False
+    try:
+        await fan
+    except asyncio.CancelledError:
+        if not writer.failed:  # Ctrl-C (when the store failed, close() says so below)
+            interrupted = True
+            writer.interrupt(hosts)
+            raise
+    finally:
+        try:
+            await writer.close()  # store what is queued (and the interrupted marks)
+        except StoreError as exc:
+            if not interrupted:
+                raise
+            log.error("%s", exc)  # said, but the run still ends as interrupted
+
+
+class _Writer:
+    """The one writer of an ``execute``: results to the store in batches as hosts finish.
+
+    ``put`` queues a finished host's result; a task takes up to ``BATCH``
+    results, or what came within ``LINGER`` seconds of the first, and stores
+    them with ``record_results`` (its transaction runs in a thread), then keeps
+    only a slim result per host and what ``alerts.unmatched`` needs.  At most
+    ``concurrency + QUEUED`` results are between a host's start and the store:
+    ``room`` makes a host wait for one before it starts.
+    """
+
+    BATCH = 500  # results per transaction, at most
+    LINGER = 1.0  # seconds a batch waits for more results after its first
+    QUEUED = 2 * BATCH  # finished results waiting for the store, at most
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        stored_keys: dict[str, dict[str, bytes]],
+        clock: Callable[[], float],
+    ) -> None:
+        self._config, self._store, self._keys, self._clock = config, store, stored_keys, clock
+        # unbounded, but `_room` lets no more than concurrency + QUEUED results in
+        self._queue: asyncio.Queue[tuple[HostResult[envelope.Message], float] | None] = (
+            asyncio.Queue()
+        )
+        self._room = asyncio.Semaphore(config.concurrency + self.QUEUED)
+        self._finished: set[str] = set()  # hosts whose result was put
+        self._done: dict[str, HostResult[int]] = {}  # hosts stored, slim
+        self._marks: list[HostRun] = []  # interrupted hosts, stored last
+        self._task: asyncio.Future[None] | None = None
+        self._closing = False
+        self.answers = alerts.Answers(config.alerts.rules)
+        self.recorded = pipeline.Recorded(samples=0, events=0, queued=0)
+
+    async def room(self) -> None:
+        """Wait until the store has room for one more host's result."""
+        await self._room.acquire()
+
+    def put(self, result: HostResult[envelope.Message]) -> None:
+        """Queue a finished host's result (with the time it finished) for the store."""
+        self._finished.add(result.host.name)
+        self._queue.put_nowait((result, self._clock()))
+
+    def start(self, *, on_failure: Callable[[], object]) -> None:
+        """Start the writer task; ``on_failure`` is called if the store fails."""
+
+        def ended(_task: asyncio.Future[None]) -> None:
+            if self.failed:
+                on_failure()
+
+        self._task = asyncio.ensure_future(self._run())
+        self._task.add_done_callback(ended)
+
+    @property
+    def failed(self) -> bool:
+        """Whether the writer stopped on an error (``close`` raises it)."""
+        task = self._task
+        return task is not None and task.done() and not task.cancelled() and bool(task.exception())
+
+    async def close(self) -> None:
+        """Store what is queued and end the writer; raise its StoreError, if it had one.
+
+        A second Ctrl-C does not cut the batch being stored: its transaction
+        runs in a thread, which asyncio waits for before the process ends.
+        """
+        if self._task is None:
+            return
+        if not self._closing:
+            self._closing = True
+            self._queue.put_nowait(None)  # the last result is in: store what is left, end
+        await asyncio.shield(self._task)
+
+    def interrupt(self, hosts: Sequence[HostConfig]) -> None:
+        """Ctrl-C: the hosts of ``hosts`` that did not finish are marked interrupted at the end.
+
+        An interrupted host gets its row's last_error only: no `up` = 0 (a
+        Ctrl-C is not an outage, and it would page someone) and no alert
+        evaluation.
+        """
+        cut = [h for h in hosts if h.name not in self._finished]
+        log.warning(
+            "execute interrupted: storing the %d host(s) that finished; interrupted: %s",
+            len(self._finished),
+            some([h.name for h in cut], 20) or "none",
+        )
+        now, by = self._clock(), self._config.collector.label
+        self._marks = [
+            HostRun(
+                host=h.name, address=h.target, ts=now, ok=False, error=INTERRUPTED, collector=by
+            )
+            for h in cut
+        ]
+
+    def results(self, hosts: Sequence[HostConfig]) -> tuple[HostResult[int], ...]:
+        """Every stored host's slim result, in the order of ``hosts``."""
+        return tuple(self._done[h.name] for h in hosts if h.name in self._done)
+
+    async def _run(self) -> None:
+        while batch := await self._take():
+            await self._write(batch)
+            for _ in batch:
+                self._room.release()
+        if self._marks:
+            await self._write([], self._marks)
+
+    async def _write(
+        self,
+        batch: Sequence[tuple[HostResult[envelope.Message], float]],
+        marks: Sequence[HostRun] = (),
+    ) -> None:
+        """Store ``batch``; keep of each result only its slim one and its series' names."""
+        finished = {result.host.name: ts for result, ts in batch}
+        results, recorded = await record_results(
+            self._config,
+            self._store,
+            [result for result, _ in batch],
+            finished,
+            self._keys,
+            self._clock,
+            interrupted=marks,
+        )
+        self.recorded = _sum(self.recorded, recorded)
+        for result in results:
+            message = result.value
+            if result.ok and message is not None:
+                self.answers.add(result.host.name, [(s.metric, s.labels) for s in message.samples])
+            self._done[result.host.name] = HostResult(
+                host=result.host,
+                outcome=result.outcome,
+                error=result.error,
+                seconds=result.seconds,
+                value=None if message is None else len(message.samples),
+            )
+
+    async def _take(self) -> list[tuple[HostResult[envelope.Message], float]]:
+        """The next batch: up to BATCH results, waiting LINGER after the first; [] at the end."""
+        first = await self._queue.get()
+        if first is None:
+            return []
+        batch = [first]
+        deadline = asyncio.get_running_loop().time() + self.LINGER
+        while len(batch) < self.BATCH:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                try:
+                    async with asyncio.timeout(left):
+                        item = await self._queue.get()
+                except TimeoutError:
+                    break
+            if item is None:
+                self._queue.put_nowait(None)  # seen again by the next _take: the end
+                break
+            batch.append(item)
+        return batch
 
 
 async def _fan_out(
@@ -335,17 +525,21 @@ async def _fan_out(
     ssh_files: ssh.ClientFiles,
     done: Callable[[HostResult[envelope.Message]], None],
     workers: int,
-) -> list[HostResult[envelope.Message]]:
-    """Every host's probe run, ``done`` called for each as it ends; results in host order.
+    room: Callable[[], Awaitable[None]],
+) -> None:
+    """Every host's probe run, ``done`` called for each as it ends (and nothing kept).
 
     In this process and its event loop (one worker: more is no use for one
     host), or in worker processes, ``done`` being called here all the same.
+    In this process a host starts only when ``room`` says the store has room
+    for its result; worker processes are not held back (their results are
+    small by then, and the writer keeps up at ~1 ms a host).
     """
     if min(workers, len(hosts)) > 1:
         from netmetrix import workers as pool  # only then: the in-process path imports nothing
 
         log.info("execute: %d host(s) in %d worker processes", len(hosts), min(workers, len(hosts)))
-        return await pool.execute(
+        await pool.execute(
             config,
             hosts,
             workers=workers,
@@ -354,12 +548,14 @@ async def _fan_out(
             ssh_files=ssh_files,
             on_result=done,
         )
+        return
     session = ProbeSession(ssh.HostKeys(config.ssh, ssh_files), ssh_files, collector)
 
     async def job(host: HostConfig) -> envelope.Message:
+        await room()  # backpressure: a store that falls behind slows the fan-out
         return await probe_host(host, config, stored_keys, session)
 
-    return await run_fleet(hosts, job, concurrency=config.concurrency, on_result=done)
+    await fan_out(hosts, job, concurrency=config.concurrency, on_result=done)
 
 
 def _log_result(result: HostResult[envelope.Message], script: str) -> None:
@@ -441,54 +637,34 @@ async def _settle_keys(
         await asyncio.to_thread(store.activate_keys, settled, pending_only=True)
 
 
-async def _keep_what_arrived(
-    config: Config,
-    store: Store,
-    hosts: Sequence[HostConfig],
-    arrived: Sequence[HostResult[envelope.Message]],
-    finished: dict[str, float],
-    stored_keys: dict[str, dict[str, bytes]],
-    clock: Callable[[], float],
+def warn_unmatched(
+    config: Config, answered: Sequence[HostResult[envelope.Message]] | alerts.Answers
 ) -> None:
-    """After Ctrl-C: store the hosts that finished; mark the others interrupted.
+    """One WARNING naming the alert rules that matched no series (``alerts.unmatched``).
 
-    An interrupted host gets its row's last_error only: no `up` = 0 (a Ctrl-C
-    is not an outage, and it would page someone) and no alert evaluation.
-    It is one transaction, run in a worker thread: a second Ctrl-C ends the
-    process only after it has committed (asyncio waits for the thread).
+    ``answered``: a run's results, or what ``alerts.Answers`` gathered of them.
     """
-    answered = {r.host.name for r in arrived}
-    cut = [h for h in hosts if h.name not in answered]
-    log.warning(
-        "execute interrupted: storing the %d host(s) that finished; interrupted: %s",
-        len(arrived),
-        some([h.name for h in cut], 20) or "none",
-    )
-    now = clock()
-    by = config.collector.label
-    marks = [
-        HostRun(host=h.name, address=h.target, ts=now, ok=False, error=INTERRUPTED, collector=by)
-        for h in cut
-    ]
-    try:
-        await record_results(
-            config, store, arrived, finished, stored_keys, clock, interrupted=marks
-        )
-    except StoreError as exc:  # said, but the run still ends as interrupted
-        log.error("%s", exc)
-
-
-def warn_unmatched(config: Config, results: Sequence[HostResult[envelope.Message]]) -> None:
-    """One WARNING naming the alert rules that matched no series (``alerts.unmatched``)."""
-    answered = {
-        r.host.name: [(s.metric, s.labels) for s in r.value.samples]
-        for r in results
-        if r.ok and r.value is not None
-    }
-    configured = [h.name for h in config.hosts]
-    found = alerts.unmatched(config.alerts.rules, configured=configured, answered=answered)
+    if isinstance(answered, alerts.Answers):
+        answers = answered
+    else:
+        answers = alerts.Answers(config.alerts.rules)
+        for r in answered:
+            if r.ok and r.value is not None:
+                answers.add(r.host.name, [(s.metric, s.labels) for s in r.value.samples])
+    found = answers.unmatched([h.name for h in config.hosts])
     if found:
         log.warning("%s", alerts.unmatched_text(found))
+
+
+def _sum(total: pipeline.Recorded, more: pipeline.Recorded) -> pipeline.Recorded:
+    """What two ``record`` calls wrote together: every count (and tuple) added up."""
+    return dataclasses.replace(
+        total,
+        **{
+            f.name: getattr(total, f.name) + getattr(more, f.name)
+            for f in dataclasses.fields(total)
+        },
+    )
 
 
 def setup_hint(results: Sequence[HostResult[Any]], config: Config) -> str | None:

@@ -74,33 +74,68 @@ async def run_fleet(
     on_result: Callable[[HostResult[T]], None] | None = None,
 ) -> list[HostResult[T]]:
     """Run ``job`` for every host, at most ``concurrency`` at once; results in host order."""
-    gate = asyncio.Semaphore(concurrency)
+    results: list[HostResult[T] | None] = [None] * len(hosts)
 
-    async def one(host: HostConfig) -> HostResult[T]:
-        async with gate:
-            started = time.monotonic()
-            try:
-                value = await job(host)
-            except Exception as exc:  # any: one host's failure stays its own (module docstring)
-                outcome, reason = classify(exc) if isinstance(exc, _EXPECTED) else _unexpected(exc)
-                reason = clean(reason, REASON_LIMIT)
-                log.debug("[%s] %s", host.name, reason, exc_info=True)
-                result: HostResult[T] = HostResult(
-                    host=host, outcome=outcome, error=reason, seconds=time.monotonic() - started
-                )
-            else:
-                result = HostResult(
-                    host=host,
-                    outcome=Outcome.OK,
-                    error=None,
-                    seconds=time.monotonic() - started,
-                    value=value,
-                )
+    def keep(index: int, result: HostResult[T]) -> None:
+        results[index] = result
         if on_result is not None:
             on_result(result)
-        return result
 
-    return list(await asyncio.gather(*(one(h) for h in hosts)))
+    await _lanes(hosts, job, concurrency, keep)
+    return [r for r in results if r is not None]  # every one: _lanes ends when all are in
+
+
+async def fan_out(
+    hosts: Sequence[HostConfig],
+    job: Callable[[HostConfig], Awaitable[T]],
+    *,
+    concurrency: int,
+    on_result: Callable[[HostResult[T]], None],
+) -> None:
+    """``run_fleet`` that keeps nothing: each result goes to ``on_result`` as its host finishes.
+
+    Memory stays flat in the number of hosts: only ``concurrency`` jobs exist at once
+    (not a task per host), and a result lives as long as ``on_result`` keeps it.
+    """
+    await _lanes(hosts, job, concurrency, lambda _index, result: on_result(result))
+
+
+async def _lanes(
+    hosts: Sequence[HostConfig],
+    job: Callable[[HostConfig], Awaitable[T]],
+    concurrency: int,
+    on_result: Callable[[int, HostResult[T]], None],
+) -> None:
+    """``concurrency`` lanes, each taking the next host in order until none is left."""
+    todo = iter(enumerate(hosts))  # shared: whichever lane is free takes the next host
+
+    async def lane() -> None:
+        for index, host in todo:
+            on_result(index, await _one(host, job))
+
+    lanes = [asyncio.ensure_future(lane()) for _ in range(min(concurrency, len(hosts)))]
+    try:
+        await asyncio.gather(*lanes)
+    finally:  # cancelled, or a lane failed (a bug in on_result): stop the others too
+        for running in lanes:
+            running.cancel()
+
+
+async def _one(host: HostConfig, job: Callable[[HostConfig], Awaitable[T]]) -> HostResult[T]:
+    """Run ``job`` on ``host``; any Exception becomes the host's failed result."""
+    started = time.monotonic()
+    try:
+        value = await job(host)
+    except Exception as exc:  # any: one host's failure stays its own (module docstring)
+        outcome, reason = classify(exc) if isinstance(exc, _EXPECTED) else _unexpected(exc)
+        reason = clean(reason, REASON_LIMIT)
+        log.debug("[%s] %s", host.name, reason, exc_info=True)
+        return HostResult(
+            host=host, outcome=outcome, error=reason, seconds=time.monotonic() - started
+        )
+    return HostResult(
+        host=host, outcome=Outcome.OK, error=None, seconds=time.monotonic() - started, value=value
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

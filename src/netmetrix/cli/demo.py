@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from netmetrix.cli._common import Settings, imports_begin, imports_done
 from netmetrix.errors import require_extra
 
 
@@ -38,7 +39,8 @@ def register(group: click.Group) -> None:
     help="At the end, keep the dashboard up (and watch collecting) until Ctrl-C, "
     "instead of for a few seconds.",
 )
-def demo(count: int, keep: Path | None, serve: bool) -> int:
+@click.pass_obj
+def demo(settings: Settings, count: int, keep: Path | None, serve: bool) -> int:
     """Run the whole job on an embedded local fleet.
 
     Starts N SSH servers on 127.0.0.1 (each with its own host key, accepting
@@ -59,7 +61,10 @@ def demo(count: int, keep: Path | None, serve: bool) -> int:
       netmetrix demo --hosts 3 --keep ./demo
     """
     require_extra("netmetrix demo", "aiosmtpd", "demo")
+    imports_begin(settings)
     from netmetrix import demo as demo_module
+
+    imports_done(settings)
 
     # aiosmtpd logs every SMTP session at INFO: as chatty as asyncssh, so shown with -vv.
     chatty = logging.getLogger("asyncssh").getEffectiveLevel()

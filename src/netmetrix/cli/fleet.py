@@ -15,6 +15,7 @@ from netmetrix.cli._common import (
     Settings,
     collected_hosts,
     host_option,
+    imports_begin,
     imports_done,
     open_store,
     shard_option,
@@ -109,6 +110,7 @@ def _run(
     """Run the ``verb`` job of ``collect`` over the selected hosts; its exit status.
 
     ``workers`` (execute only): --workers, None for <collector workers>."""
+    imports_begin(settings)
     from netmetrix import collect
 
     job = collect.JOBS[verb]

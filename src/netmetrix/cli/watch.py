@@ -13,6 +13,7 @@ from netmetrix.cli._common import (
     Settings,
     collected_hosts,
     host_option,
+    imports_begin,
     imports_done,
     open_store,
     shard_option,
@@ -98,6 +99,7 @@ def watch(
       netmetrix watch --shard 2/3          # the hosts of collector 2 of 3
       netmetrix watch --workers auto       # sessions on every CPU of this machine
     """
+    imports_begin(settings)
     from netmetrix.watch import run_watch
 
     config = settings.load()

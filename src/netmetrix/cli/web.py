@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from netmetrix.cli._common import Settings, imports_done, open_store
+from netmetrix.cli._common import Settings, imports_begin, imports_done, open_store
 from netmetrix.config import DEFAULT_LISTEN
 from netmetrix.errors import ExitStatus, UsageError
 
@@ -47,6 +47,7 @@ def serve(settings: Settings, listen: str | None, no_auth: bool) -> int:
       netmetrix serve                          # http://127.0.0.1:8470/
       netmetrix serve --listen 0.0.0.0:8470    # with <web user=... password_file=...>
     """
+    imports_begin(settings)
     from netmetrix.web.server import run_serve
 
     config = settings.load()
