@@ -290,6 +290,22 @@ class Background:
         self.process.stderr.close()
 
 
+@pytest.fixture
+def background() -> Iterator[Callable[..., Background]]:
+    """Start ``netmetrix`` CLI processes in the background; each is stopped at the end."""
+    started: list[Background] = []
+
+    def start(config: Path, *args: str) -> Background:
+        started.append(Background(config, *args))
+        return started[-1]
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            process.stop()
+
+
 class Served:
     """A running `netmetrix serve` and how to ask it things."""
 

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pgserver
@@ -541,21 +541,6 @@ def test_three_collectors_split_the_fleet_on_one_postgresql(
 
 
 # ---------------------------------------------------------------- watch
-
-
-@pytest.fixture
-def background() -> Iterator[Callable[..., Background]]:
-    started: list[Background] = []
-
-    def start(config: Path, *args: str) -> Background:
-        started.append(Background(config, *args))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            process.stop()
 
 
 @pytest.mark.sshd

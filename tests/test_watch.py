@@ -76,21 +76,6 @@ def own_sshd(farm: sshd.Farm, fleet: Fleet, tmp_path: Path) -> Iterator[sshd.Ssh
         server.stop(sessions=True)
 
 
-@pytest.fixture
-def background() -> Iterator[Callable[..., Background]]:
-    started: list[Background] = []
-
-    def start(config: Path, *args: str) -> Background:
-        started.append(Background(config, *args))
-        return started[-1]
-
-    try:
-        yield start
-    finally:
-        for process in started:
-            process.stop()
-
-
 def logins(server: sshd.Sshd) -> int:
     return server.log.read_text().count("Accepted publickey")
 
