@@ -1,19 +1,25 @@
 """Free loopback ports for test servers (sshd, SMTP, PostgreSQL).
 
 Under pytest-xdist each worker walks its own block of ports below the kernel's
-ephemeral range (32768 and up on Linux).  Two workers then never hand out the
-same port, an outgoing connection never takes a port between its pick and the
-server's bind, and a port picked as "nobody listens here" stays unused for the
-session, since a worker does not return to a port before it has used its whole
-block.  Outside xdist (a plain `pytest`, the benchmarks) the kernel picks.
+ephemeral range (32768 and up on Linux).  A worker claims its block with an
+exclusive lock on a file held until it exits, so two workers, of one test
+session or of two sessions run at once, never hand out the same port, an
+outgoing connection never takes a port between its pick and the server's bind,
+and a port picked as "nobody listens here" stays unused for the session, since
+a worker does not return to a port before it has used its whole block.
+Outside xdist (a plain `pytest`, the benchmarks) the kernel picks.
 """
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import socket
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 BLOCK = 1000  # ports per worker
 FIRST = 16384  # 16 blocks end at 32383, below the ephemeral range
@@ -29,11 +35,31 @@ def _is_free(port: int) -> bool:
     return True
 
 
+_held: list[IO[bytes]] = []  # the claimed block's lock file, open (so locked) until exit
+
+
+def _claim_block(first_choice: int) -> int:
+    """The first block, from ``first_choice`` on, that no other live worker holds."""
+    locks = Path(tempfile.gettempdir()) / "netmetrix-test-ports"
+    locks.mkdir(mode=0o1777, exist_ok=True)
+    for i in range(BLOCKS):
+        block = (first_choice + i) % BLOCKS
+        handle = (locks / f"block-{block}.lock").open("ab")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            continue
+        _held.append(handle)
+        return block
+    raise RuntimeError(f"all {BLOCKS} test port blocks are held by running test sessions")
+
+
 def _worker_ports() -> Iterator[int] | None:
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
     if not worker.startswith("gw") or not worker[2:].isdigit():
         return None
-    base = FIRST + (int(worker[2:]) % BLOCKS) * BLOCK
+    base = FIRST + _claim_block(int(worker[2:]) % BLOCKS) * BLOCK
     # start where the worker's pid says, so back-to-back sessions do not reuse ports first
     start = os.getpid() % BLOCK
     return itertools.cycle([base + (start + i) % BLOCK for i in range(BLOCK)])
