@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with netmetrix and its test tools
 
-system-deps: ## install sshd, PostgreSQL, Chromium and Prometheus with apt-get when missing (tests need them)
+system-deps: ## install sshd, PostgreSQL, Chromium, Prometheus, Alertmanager, monitoring-plugins and BusyBox with apt-get when missing (tests need them)
 	@if [ ! -x /usr/sbin/sshd ]; then \
 	  echo "sshd not found: installing openssh-server with apt-get"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends openssh-server openssh-client; \
@@ -35,6 +35,11 @@ system-deps: ## install sshd, PostgreSQL, Chromium and Prometheus with apt-get w
 	  echo "chromium, chromedriver or prometheus not found: installing them with apt-get"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends \
 	    chromium chromium-driver prometheus; \
+	fi
+	@if [ ! -x /usr/bin/prometheus-alertmanager ] || [ ! -x /usr/lib/nagios/plugins/check_disk ] || [ ! -x /bin/busybox ]; then \
+	  echo "alertmanager, monitoring-plugins or busybox not found: installing them with apt-get"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends \
+	    prometheus-alertmanager monitoring-plugins-basic busybox; \
 	fi
 
 lint: $(STAMP) ## ruff, mypy (--strict on src, relaxed on tests and bench) and vermin (probe: Python 3.6)
