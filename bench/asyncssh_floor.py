@@ -1,6 +1,6 @@
 """The floor under netmetrix: bare asyncssh running netmetrix's probe, nothing else.
 
-    python bench/asyncssh_floor.py config.xml
+    python bench/asyncssh_floor.py config.xml [--same-algorithms]
 
 One event loop, ``Semaphore(concurrency)``, host keys checked, the client
 key parsed once; per host: connect, run ``<python> <dir>/client.py CHALLENGE
@@ -10,7 +10,10 @@ envelope verification, no store writes, no alerts, no retries, no per-phase
 deadlines (one deadline per host, connect_timeout + command_timeout, so that a
 host that never answers, as bench/simfleet.py's ``--fail`` makes some, ends
 too): the difference to ``netmetrix execute`` is what netmetrix adds on top of
-its SSH library.
+its SSH library.  asyncssh's default algorithms (chacha20-poly1305, the
+mlkem768 hybrid key exchange), as issue #15 defines the floor;
+``--same-algorithms`` makes the floor prefer AES-GCM and curve25519 as
+netmetrix does, to see what netmetrix adds besides its algorithm choice.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from pathlib import Path
 import asyncssh
 
 from netmetrix.config import HostConfig, load_config
+from netmetrix.ssh import CURVE25519_FIRST, GCM_FIRST
 
 
 def collector_id(database: str) -> str:
@@ -40,8 +44,11 @@ def collector_id(database: str) -> str:
     return str(row[0])
 
 
-async def collect(config_path: Path) -> tuple[int, int]:
+async def collect(config_path: Path, *, same_algorithms: bool) -> tuple[int, int]:
     config = load_config(config_path)
+    algorithms: dict[str, str] = {}
+    if same_algorithms:
+        algorithms = {"encryption_algs": GCM_FIRST, "kex_algs": CURVE25519_FIRST}
     collector = collector_id(config.database)
     known = asyncssh.import_known_hosts(config.ssh.known_hosts.read_text())
     keys = {h.key: asyncssh.load_keypairs([str(h.key)]) for h in config.hosts if h.key}
@@ -60,6 +67,7 @@ async def collect(config_path: Path) -> tuple[int, int]:
                         client_keys=keys[host.key] if host.key else None,
                         known_hosts=known,
                         config=None,
+                        **algorithms,
                     ) as conn,
                 ):
                     command = f"exec {host.python} {host.directory}/{config.script} "
@@ -76,7 +84,8 @@ async def collect(config_path: Path) -> tuple[int, int]:
 
 def main() -> int:
     started = time.monotonic()
-    ok, failed = asyncio.run(collect(Path(sys.argv[1])))
+    same = "--same-algorithms" in sys.argv[2:]
+    ok, failed = asyncio.run(collect(Path(sys.argv[1]), same_algorithms=same))
     print(f"floor: {ok} ok, {failed} failed in {time.monotonic() - started:.2f}s", file=sys.stderr)
     return 1 if failed else 0
 

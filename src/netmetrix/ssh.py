@@ -10,6 +10,7 @@ import asyncio
 import collections
 import contextlib
 import functools
+import ipaddress
 import logging
 import os
 import random
@@ -21,6 +22,7 @@ import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 from asyncssh.constants import DEFAULT_PORT
@@ -523,7 +525,7 @@ async def _open_socket(options: asyncssh.SSHClientConnectionOptions) -> tuple[so
     """
     loop = asyncio.get_running_loop()
     host, port = options.host, options.port
-    infos = await loop.getaddrinfo(host, port, family=options.family, type=socket.SOCK_STREAM)
+    infos = await _addresses(loop, host, port, options.family)
     error: OSError = OSError(f"no address found for {host}")
     for family, kind, proto, _name, address in infos:
         sock = socket.socket(family, kind, proto)
@@ -547,6 +549,19 @@ async def _open_socket(options: asyncssh.SSHClientConnectionOptions) -> tuple[so
         # The traceback holds this frame, whose `error` holds the exception: a cycle
         # per refused host that only the cyclic GC would free (#15).
         del error
+
+
+async def _addresses(
+    loop: asyncio.AbstractEventLoop, host: str, port: int, family: int
+) -> list[tuple[Any, ...]]:
+    """getaddrinfo for ``host``: in the loop's executor for a name, which may wait on DNS;
+    at once for an IP address, which needs no lookup (no thread round trip per host)."""
+    kind = socket.SOCK_STREAM
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return await loop.getaddrinfo(host, port, family=family, type=kind)
+    return socket.getaddrinfo(host, port, family, kind, 0, socket.AI_NUMERICHOST)
 
 
 async def _first_words(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> bool:
@@ -588,8 +603,12 @@ async def _options(
     """
     config = files.config_paths()
     try:
-        options: asyncssh.SSHClientConnectionOptions
-        options = await asyncssh.SSHClientConnectionOptions.construct(
+        # Built here, not through asyncssh's construct(), which builds it in the loop's
+        # executor: the files it reads are a few small ones (the client key is cached:
+        # _client_keys), and the round trip to a thread and back cost more CPU than the
+        # reads, on every host (#15).
+        options = asyncssh.SSHClientConnectionOptions(
+            loop=asyncio.get_running_loop(),
             config=config,  # the default, None, would skip ~/.ssh/config
             host=host.target,
             port=host.port or (),

@@ -171,12 +171,10 @@ def _ensure_series(conn: Connection, keys: Sequence[SeriesKey]) -> dict[SeriesKe
     ids = _series_ids(conn, keys)
     missing = [key for key in keys if key not in ids]
     if missing:
-        conn.execute(
-            insert(conn.dialect.name, series_table).on_conflict_do_nothing(
-                index_elements=["host", "metric", "labels"]
-            ),
-            [{"host": h, "metric": m, "labels": lb} for h, m, lb in missing],
+        stmt = insert(conn.dialect.name, series_table).on_conflict_do_nothing(
+            index_elements=["host", "metric", "labels"]
         )
+        executemany(conn, stmt, ("host", "metric", "labels"), missing)
         ids.update(_series_ids(conn, missing))
     return ids
 
