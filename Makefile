@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 	  $(APT) update -qq && $(APT) install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,postgres,docs,demo,plot]'
+	$(BIN)/python -m compileall -q src  # as pip does for an installed netmetrix (PYTHONDONTWRITEBYTECODE)
 	@touch $@
 
 venv: $(STAMP) ## create .venv with netmetrix and its test tools

@@ -529,6 +529,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.write_section(args.markdown, section, report.SECTION)
         print(report.table(data) + "\n\n" + report.goals_text(data))
         return 0
+    report.precompile()
     shown = ["python", "bench/harness.py", *(sys.argv[1:] if argv is None else argv)]
     results = Results(
         command=(os.environ.get("BENCH_COMMAND") or shlex.join(shown)).strip(),

@@ -600,6 +600,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.write_section(args.markdown, section, SECTION)
         print(section)
         return 0
+    report.precompile()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="netmetrix-scale-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HOME": str(workdir / "home"), "NO_COLOR": "1"}

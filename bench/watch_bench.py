@@ -1439,6 +1439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report.write_section(args.markdown, section, data["settings"].get("section", "watch-bench"))
         print(section)
         return 0
+    report.precompile()
     shown = ["python", "bench/watch_bench.py", *(sys.argv[1:] if argv is None else argv)]
     results = Results(
         command=(os.environ.get("BENCH_COMMAND") or shlex.join(shown)).strip(),
