@@ -28,7 +28,7 @@ from pathlib import Path
 import asyncssh
 
 from netmetrix.config import HostConfig, load_config
-from netmetrix.ssh import CURVE25519_FIRST, GCM_FIRST
+from netmetrix.ssh import encryption_algs, kex_algs
 
 
 def collector_id(database: str) -> str:
@@ -46,9 +46,9 @@ def collector_id(database: str) -> str:
 
 async def collect(config_path: Path, *, same_algorithms: bool) -> tuple[int, int]:
     config = load_config(config_path)
-    algorithms: dict[str, str] = {}
+    algorithms: dict[str, list[str]] = {}
     if same_algorithms:
-        algorithms = {"encryption_algs": GCM_FIRST, "kex_algs": CURVE25519_FIRST}
+        algorithms = {"encryption_algs": encryption_algs(), "kex_algs": kex_algs()}
     collector = collector_id(config.database)
     known = asyncssh.import_known_hosts(config.ssh.known_hosts.read_text())
     keys = {h.key: asyncssh.load_keypairs([str(h.key)]) for h in config.hosts if h.key}
