@@ -25,7 +25,7 @@ HOST_COLUMNS = (
 ACTIVE_COLUMNS = ("host", "metric", "labels", "state", "value", "rule", "severity", "since", "ts")
 HISTORY_COLUMNS = ("ts", "event", "host", "metric", "labels", "value", "rule", "severity", "since")
 OUTBOX_COLUMNS = (
-    *("id", "created", "status", "recipient", "subject"),
+    *("id", "created", "status", "channel", "recipient", "subject"),
     *("attempts", "last_attempt", "last_error", "delivered"),
 )
 

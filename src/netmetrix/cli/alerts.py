@@ -188,7 +188,7 @@ def flush(settings: Settings) -> int:
 
     config = settings.load()
     with open_store(config) as store:
-        done = notify.deliver(store, config.smtp, digest_over=config.alerts.digest_over)
+        done = notify.deliver_all(store, config, force=True)
     click.echo(_flush_line(done), err=True)
     return ExitStatus.OK if done.ok else ExitStatus.HOST_FAILED
 
@@ -198,7 +198,8 @@ def _flush_line(done: Delivery) -> str:
     sent = sum(len(mail.ids) for mail in done.sent)
     retrying = sum(f.notifications for f in done.retrying)
     dead = sum(f.notifications for f in done.dead)
-    if not (sent or done.failed or done.busy or done.deferred or done.lost):
+    http = _http_parts(done)
+    if not (sent or done.failed or done.busy or done.deferred or done.lost or http):
         kept = done.dead_letters
         if kept:
             return (
@@ -206,7 +207,8 @@ def _flush_line(done: Delivery) -> str:
                 " (`netmetrix alerts outbox --failed`)"
             )
         return "flush: the outbox is empty"
-    parts = [f"{sent} delivered in {len(done.sent)} mail(s)"]
+    parts = [f"{sent} delivered in {len(done.sent)} mail(s)"] if sent or not http else []
+    parts += http
     if retrying:
         parts.append(f"{retrying} not delivered (kept in the outbox)")
     if dead:
@@ -221,6 +223,25 @@ def _flush_line(done: Delivery) -> str:
     if done.lost:
         parts.append(f"{done.lost} sent after another netmetrix took them over")
     return "flush: " + ", ".join(parts)
+
+
+def _http_parts(done: Delivery) -> list[str]:
+    """What the webhook and Alertmanager pass did (#16), for ``_flush_line``."""
+    hooks = done.hooks
+    if hooks is None:
+        return []
+    parts = [f"{hooks.sent} posted in {hooks.requests} request(s)"]
+    retrying = sum(f.notifications for f in hooks.failed if not f.permanent)
+    dead = sum(f.notifications for f in hooks.failed if f.permanent)
+    if retrying:
+        parts.append(f"{retrying} not posted (kept in the outbox)")
+    if dead:
+        parts.append(f"{dead} refused for good (dead letters: `netmetrix alerts outbox --failed`)")
+    if hooks.deferred:
+        parts.append(f"{hooks.deferred} not tried (their receiver failed; kept in the outbox)")
+    if hooks.busy:
+        parts.append(f"{hooks.busy} being posted by another netmetrix")
+    return parts
 
 
 _ids_argument = click.argument("ids", nargs=-1, required=True, type=click.IntRange(min=1))

@@ -116,7 +116,12 @@ def forget(settings: Settings, names: tuple[str, ...], yes: bool, force: bool, f
             click.echo("hosts forget: nothing forgotten", err=True)
             return ExitStatus.HOST_FAILED
         done = pipeline.forget(
-            store, selected, config.alerts.rules, configured=configured, now=time.time()
+            store,
+            selected,
+            config.alerts.rules,
+            configured=configured,
+            now=time.time(),
+            routing=pipeline.routing(config),
         )
     _show_forgotten(done, fmt)
     return ExitStatus.OK

@@ -81,8 +81,11 @@ class Transaction:
         """Append ``events`` to the alert history; their ids, in order."""
         return alertstate.add_alert_events(self._conn, events)
 
-    def last_firing_recipients(self, rule_id: str, series: StateKey) -> tuple[str, ...]:
-        """Who the last firing mail of a (rule, series) went to, dead letters aside."""
+    def last_firing_recipients(
+        self, rule_id: str, series: StateKey
+    ) -> tuple[tuple[str, str, str], ...]:
+        """Where the last firing notification of a (rule, series) went, dead letters aside:
+        (channel, receiver, recipient)."""
         return outbox.last_firing_recipients(self._conn, rule_id, series)
 
     def queue_mail(self, mails: Iterable[outbox.NewMail], now: float) -> int:
