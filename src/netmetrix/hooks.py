@@ -38,10 +38,12 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from netmetrix import payloads
-from netmetrix.receivers import DEFAULT_TIMEOUT, Receiver
+from netmetrix import alerts, notice, payloads
+from netmetrix.config import AlertRule, Config
+from netmetrix.model import AlertEvent
+from netmetrix.receivers import DEFAULT_TIMEOUT, Receiver, by_name
 from netmetrix.sanitize import clean
-from netmetrix.store import OutboxItem, Store
+from netmetrix.store import ActiveAlert, OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -325,3 +327,87 @@ def _request(
         if isinstance(reason, OSError) and reason.strerror:
             return reason.strerror
         return clean(str(reason), _ERROR_BODY) or type(reason).__name__
+
+
+# -- Alertmanager: firing alerts again, every pass -------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Refreshed:
+    """What ``refresh`` re-posted: alerts per Alertmanager URL, and the URLs that failed."""
+
+    alerts: int = 0
+    failed: tuple[str, ...] = ()  # "http://am1:9093: HTTP 500 ..."
+
+
+def refresh(store: Store, config: Config) -> Refreshed:
+    """POST every firing alert routed to an Alertmanager to each of its URLs again.
+
+    Alertmanager resolves an alert nobody has re-posted for its
+    ``resolve_timeout``; Prometheus re-sends every evaluation, so do we, every
+    execute and every watch delivery pass.  Best effort: a failure is logged
+    and the next pass posts again (firing and resolved events themselves go
+    through the outbox, which loses nothing).
+    """
+    routes = _alertmanager_routes(config)
+    if not routes:
+        return Refreshed()
+    by_url: dict[str, list[str]] = {}
+    rules = alerts.unique_rules(config.alerts.rules)
+    for active in store.alerts_active():
+        receivers = routes.get(active.rule_id) if active.state == "firing" else None
+        if not receivers:
+            continue
+        body = _firing_alert(active, rules[active.rule_id], config.web.url or None)
+        for receiver in receivers:
+            for url in receiver.urls:
+                by_url.setdefault(url, []).append(body)
+    failed = []
+    timeouts = {url: r.timeout for rs in routes.values() for r in rs for url in r.urls}
+    for url, bodies in by_url.items():
+        answer = _post(
+            url.rstrip("/") + ALERTS_PATH,
+            payloads.alertmanager(bodies),
+            {"Content-Type": "application/json", "User-Agent": "netmetrix"},
+            timeouts[url],
+        )
+        if isinstance(answer, str) or not 200 <= answer[0] < 300:
+            why = answer if isinstance(answer, str) else f"HTTP {answer[0]} {answer[1]}".strip()
+            failed.append(f"{url}: {why}")
+            log.warning("alertmanager %s: firing alerts not re-posted: %s", url, why)
+    return Refreshed(alerts=sum(len(b) for b in by_url.values()), failed=tuple(failed))
+
+
+def _alertmanager_routes(config: Config) -> dict[str, list[Receiver]]:
+    """rule_id -> the Alertmanager receivers its rule notifies."""
+    receivers = by_name(config.receivers)
+    routes: dict[str, list[Receiver]] = {}
+    for rid, rule in alerts.unique_rules(config.alerts.rules).items():
+        found = [
+            receivers[name]
+            for name in rule.notify
+            if name in receivers and receivers[name].channel == "alertmanager"
+        ]
+        if found:
+            routes[rid] = found
+    return routes
+
+
+def _firing_alert(active: ActiveAlert, rule: AlertRule, dashboard: str | None) -> str:
+    event = AlertEvent(
+        kind="firing",
+        rule_id=active.rule_id,
+        rule=active.rule,
+        severity=active.severity,
+        host=active.host,
+        metric=active.metric,
+        labels=tuple(sorted(active.labels.items())),
+        value=active.value,
+        ts=active.ts,
+        since=active.since,
+        seen=active.ts,
+    )
+    subject, body = notice.render(event, rule, active.host)
+    return payloads.alert_json(
+        event, subject=subject, description=body.split("\n", 1)[0], dashboard=dashboard
+    )

@@ -251,10 +251,11 @@ def deliver_all(
         clock=clock,
         force=force,
         environ=environ,
+        refresh=lambda: hooks.refresh(store, config),
     )
 
 
-def deliver(
+def deliver(  # noqa: PLR0913 -- keyword-only settings of one pass
     store: Store,
     smtp: SMTPConfig,
     *,
@@ -264,6 +265,7 @@ def deliver(
     clock: Callable[[], float] = time.time,
     ssl_context: ssl.SSLContext | None = None,
     force: bool = False,
+    refresh: Callable[[], object] | None = None,
 ) -> Delivery:
     """Send every waiting outbox mail nobody else is sending; report what happened.
 
@@ -276,7 +278,7 @@ def deliver(
     now = clock()
     undelivered = store.outbox()
     env = os.environ if environ is None else environ
-    posted = _HTTP(store, undelivered, receivers, env, clock, force)
+    posted = _HTTP(store, undelivered, receivers, env, clock, force, refresh)
     report = _deliver_mail(
         store,
         smtp,
@@ -304,18 +306,27 @@ class _HTTP:
         environ: Mapping[str, str],
         clock: Callable[[], float],
         force: bool,
+        refresh: Callable[[], object] | None,
     ) -> None:
         self._report: hooks.HookDelivery | None = None
         waiting = [i for i in items if i.channel != "email" and i.failed is None]
         self._thread: threading.Thread | None = None
-        if not waiting:
+        if not waiting and refresh is None:
             return
 
         def run() -> None:
             try:
-                self._report = hooks.deliver(
-                    store, waiting, by_name(receivers), environ=environ, clock=clock, force=force
-                )
+                if waiting:
+                    self._report = hooks.deliver(
+                        store,
+                        waiting,
+                        by_name(receivers),
+                        environ=environ,
+                        clock=clock,
+                        force=force,
+                    )
+                if refresh is not None:  # after: a resolve in the outbox goes first
+                    refresh()
             except Exception:  # said; the rows stay queued for the next pass
                 log.exception("webhook/Alertmanager delivery failed")
 

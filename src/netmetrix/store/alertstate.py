@@ -33,6 +33,7 @@ class ActiveAlert:
     since: float  # unix seconds of the first sample past the limit
     fired: float | None  # when it fired (None while pending)
     ts: float  # latest sample evaluated
+    rule_id: str = ""  # alerts.rule_id: which rule of config.xml (#16)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -158,6 +159,7 @@ def alerts_active(conn: Connection, hosts: Sequence[str] = ()) -> list[ActiveAle
             since=r.since_ms / 1000,
             fired=seconds(r.fired_ms),
             ts=r.ts_ms / 1000,
+            rule_id=r.rule_id,
         )
         for r in conn.execute(query)
     ]
