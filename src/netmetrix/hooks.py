@@ -43,6 +43,7 @@ from netmetrix.config import AlertRule, Config
 from netmetrix.model import AlertEvent
 from netmetrix.receivers import DEFAULT_TIMEOUT, Receiver, by_name
 from netmetrix.sanitize import clean
+from netmetrix.silences import silencing
 from netmetrix.store import ActiveAlert, OutboxItem, Store
 
 log = logging.getLogger(__name__)
@@ -340,7 +341,7 @@ class Refreshed:
     failed: tuple[str, ...] = ()  # "http://am1:9093: HTTP 500 ..."
 
 
-def refresh(store: Store, config: Config) -> Refreshed:
+def refresh(store: Store, config: Config, now: float | None = None) -> Refreshed:
     """POST every firing alert routed to an Alertmanager to each of its URLs again.
 
     Alertmanager resolves an alert nobody has re-posted for its
@@ -354,10 +355,14 @@ def refresh(store: Store, config: Config) -> Refreshed:
         return Refreshed()
     by_url: dict[str, list[str]] = {}
     rules = alerts.unique_rules(config.alerts.rules)
+    at = time.time() if now is None else now
+    quiet = store.silences(at)
     for active in store.alerts_active():
         receivers = routes.get(active.rule_id) if active.state == "firing" else None
         if not receivers:
             continue
+        if silencing(quiet, active.host, active.metric, active.labels, at) is not None:
+            continue  # silenced: nobody is told, Alertmanager neither (#16)
         body = _firing_alert(active, rules[active.rule_id], config.web.url or None)
         for receiver in receivers:
             for url in receiver.urls:

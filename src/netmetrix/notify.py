@@ -251,7 +251,7 @@ def deliver_all(
         clock=clock,
         force=force,
         environ=environ,
-        refresh=lambda: hooks.refresh(store, config),
+        refresh=lambda: hooks.refresh(store, config, clock()),
     )
 
 

@@ -29,6 +29,7 @@ from netmetrix.model import (
 )
 from netmetrix.receivers import Receiver, Target, by_name, targets
 from netmetrix.shard import Shard
+from netmetrix.silences import silencing
 from netmetrix.store import NewMail, Refused, Store, Transaction
 
 
@@ -145,10 +146,12 @@ def _record(  # noqa: PLR0913 -- record's options, passed on
     changes, events = alerts.evaluate(by_id, states, found, now, hosts=hosts)
     tx.save_alert_states(changes)
     queued = _queue(tx, events, by_id, now, routing)
+    awoken = _silences_ended(tx, by_id, now)
+    queued += _queue(tx, awoken, by_id, now, routing)
     retired = sum(1 for e in events if e.reason is not None)
     return Recorded(
         samples=written.samples,
-        events=len(events),
+        events=len(events) + len(awoken),
         queued=queued,
         refused=written.refused,
         retired=retired,
@@ -227,10 +230,18 @@ def _queue(
 ) -> int:
     """Append ``events`` to the history and queue their notifications; return the outbox
     rows queued (one per address, webhook and Alertmanager URL)."""
+    if not events:
+        return 0
     ids = tx.add_alert_events(events)
     addresses = tx.addresses({e.host for e in events})
+    active = tx.silences(now)
+    quiet: list[tuple[int, int]] = []
     mails: list[NewMail] = []
     for event_id, event in zip(ids, events, strict=True):
+        silence = silencing(active, event.host, event.metric, dict(event.labels), now)
+        if silence is not None:  # recorded, told nobody (#16)
+            quiet.append((event_id, silence.id))
+            continue
         rule = rules.get(event.rule_id)
         to = _targets(tx, event, rule, routing)
         if not to:
@@ -268,7 +279,43 @@ def _queue(
             )
             for (channel, receiver), recipients in grouped.items()
         ]
+    tx.mark_silenced(quiet)
     return tx.queue_mail(mails, now)
+
+
+def _silences_ended(
+    tx: Transaction, rules: Mapping[str, AlertRule], now: float
+) -> list[AlertEvent]:
+    """A ``repeat`` event for each alert still firing that a silence ended by ``now`` kept
+    quiet: nobody has heard of it yet.  Each ended silence is settled once, by one
+    collector (``settle_ended_silences``)."""
+    ended = tx.settle_ended_silences(now)
+    if not ended:
+        return []
+    keys = [k for k in tx.kept_quiet(s.id for s in ended) if k[0] in rules]
+    states = tx.alert_states({k[1] for k in keys}, {k[0] for k in keys})
+    events = []
+    for key in keys:
+        state = states.get(key)
+        if state is None or state.phase != "firing":
+            continue
+        rid, host, metric, labels = key
+        events.append(
+            AlertEvent(
+                kind="repeat",
+                rule_id=rid,
+                rule=state.rule,
+                severity=state.severity,
+                host=host,
+                metric=metric,
+                labels=labels,
+                value=state.value,
+                ts=now,
+                since=state.since,
+                seen=state.ts,
+            )
+        )
+    return events
 
 
 def _targets(

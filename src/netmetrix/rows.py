@@ -68,8 +68,12 @@ def active_row(alert: ActiveAlert) -> dict[str, Any]:
 
 
 def history_row(event: AlertHistoryRow) -> dict[str, Any]:
-    """One alert event: fired, repeated or resolved."""
-    return record(event, HISTORY_COLUMNS, times=("ts", "since"), renamed={"event": "kind"})
+    """One alert event: fired, repeated or resolved; ``firing (silenced)`` when a silence
+    kept it from every receiver (#16)."""
+    row = record(event, HISTORY_COLUMNS, times=("ts", "since"), renamed={"event": "kind"})
+    if event.silenced:
+        row["event"] = f"{row['event']} (silenced)"
+    return row
 
 
 def outbox_row(item: OutboxItem, now: float) -> dict[str, Any]:

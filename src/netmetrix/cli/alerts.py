@@ -16,6 +16,7 @@ import click
 
 from netmetrix.cli._common import HelpGroup, Settings, host_option, open_store, select_hosts
 from netmetrix.errors import ExitStatus, UsageError
+from netmetrix.format import iso
 from netmetrix.render import format_option, raw_option, render, value_cells
 from netmetrix.rows import (
     ACTIVE_COLUMNS,
@@ -54,6 +55,7 @@ def alerts() -> None:
       netmetrix alerts outbox --failed         # mail refused for good (5xx)
       netmetrix alerts retry 17                # ... back in the queue, or:
       netmetrix alerts drop 17                 # ... deleted
+      netmetrix alerts silence -h db1 --for 2h --comment "disk swap"
     """
 
 
@@ -308,3 +310,125 @@ def _check_ids(verb: str, unknown: tuple[int, ...], consequence: str) -> None:
 def _ids(ids: tuple[int, ...], noun: str = "mail") -> str:
     """``mail 3`` / ``mail 3, 4``; ``id 7``."""
     return f"{noun} {', '.join(str(i) for i in ids)}"
+
+
+# -- silences (#16) -------------------------------------------------------------------
+
+SILENCE_COLUMNS = ("id", "hosts", "metric", "labels", "starts", "ends", "author", "comment")
+
+
+@alerts.command()
+@click.option(
+    "-h",
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Only alerts of this host: a name or a shell glob ('web*', quoted); repeatable."
+    " Default: every host.",
+)
+@click.option("--metric", default="", metavar="M", help="Only alerts on this metric.")
+@click.option(
+    "--labels", default="", metavar="K=V[,K=V]", help="Only alerts of series with these labels."
+)
+@click.option("--for", "duration", metavar="DURATION", help="How long: 30m, 2h, 1d.")
+@click.option("--until", metavar="TIME", help="Until when: ISO 8601 (UTC unless a zone is given).")
+@click.option("--comment", required=True, metavar="TEXT", help="Why (shown with the silence).")
+@click.pass_obj
+def silence(
+    settings: Settings,
+    hosts: tuple[str, ...],
+    metric: str,
+    labels: str,
+    duration: str | None,
+    until: str | None,
+    comment: str,
+) -> None:
+    """Silence alerts for a while: they notify no receiver.
+
+    Silenced alerts are still evaluated and recorded (`alerts history` shows
+    them as silenced), but no mail, webhook or Alertmanager hears of them.
+    When the silence ends (or `alerts unsilence`) on an alert still firing,
+    it notifies then.  Silences are kept in the store, so every collector
+    sharing it honours them.  Prints the silence's id on stdout.
+
+    \b
+    Examples:
+      netmetrix alerts silence -h db1 --for 2h --comment "disk swap, ticket 4711"
+      netmetrix alerts silence -h 'web*' --metric cpu_percent --until 2026-12-01T08:00 --comment ok
+      netmetrix alerts silence --metric disk_percent --labels mount=/backup --for 1d --comment ok
+    """
+    import getpass
+
+    from netmetrix.silences import new_silence
+
+    config = settings.load()
+    now = time.time()
+    try:
+        new = new_silence(
+            hosts=hosts,
+            metric=metric,
+            labels=labels,
+            duration=duration,
+            until=until,
+            comment=comment,
+            author=getpass.getuser(),
+            now=now,
+        )
+    except ValueError as err:
+        raise UsageError(f"alerts silence: {err}") from None
+    with open_store(config) as store:
+        silence_id = store.add_silence(new, now)
+    click.echo(silence_id)
+    what = ", ".join(hosts) if hosts else "every host"
+    click.echo(f"silence: {silence_id} on {what} until {iso(new.ends)}", err=True)
+
+
+@alerts.command()
+@click.option("--all", "show_all", is_flag=True, help="Ended silences too.")
+@format_option
+@click.pass_obj
+def silences(settings: Settings, show_all: bool, fmt: str) -> None:
+    """List the silences in force (with --all, the ended ones too), oldest first.
+
+    \b
+    Examples:
+      netmetrix alerts silences
+      netmetrix alerts silences --all --format json
+    """
+    with open_store(settings.load()) as store:
+        found = store.silences(time.time(), ended=show_all)
+    rows = [
+        {
+            "id": s.id,
+            "hosts": ",".join(s.hosts) or "*",
+            "metric": s.metric or "*",
+            "labels": s.labels,
+            "starts": iso(s.starts),
+            "ends": iso(s.ends),
+            "author": s.author,
+            "comment": s.comment,
+        }
+        for s in found
+    ]
+    render(rows, SILENCE_COLUMNS, fmt, sys.stdout)
+
+
+@alerts.command()
+@click.argument("silence_id", metavar="ID", type=click.IntRange(min=1))
+@click.pass_obj
+def unsilence(settings: Settings, silence_id: int) -> None:
+    """End a silence now: alerts it kept quiet that still fire notify on the next run.
+
+    \b
+    Examples:
+      netmetrix alerts silences
+      netmetrix alerts unsilence 3
+    """
+    with open_store(settings.load()) as store:
+        ended = store.end_silence(silence_id, time.time())
+    if not ended:
+        raise UsageError(
+            f"alerts unsilence: no silence {silence_id} in force (see `netmetrix alerts silences`)"
+        )
+    click.echo(f"unsilence: silence {silence_id} ended", err=True)
