@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Generic, Literal, TypeVar
+from typing import Generic, Literal, TypeVar
 
 # No stubs ship with defusedxml (types-defusedxml is not a dependency): these two
 # names are Any to mypy, used only to build the parser and catch its refusal.
@@ -34,11 +34,15 @@ from defusedxml.sax import make_parser  # type: ignore[import-untyped]
 
 from netmetrix.errors import ConfigError
 from netmetrix.format import duration, labels_text, number
+from netmetrix.receivers import (
+    CHANNELS,
+    DEFAULT_TIMEOUT,
+    Channel,
+    Receiver,
+    WebhookFormat,
+)
 from netmetrix.sanitize import clean
 from netmetrix.shard import Shard, parse_shard
-
-if TYPE_CHECKING:
-    from netmetrix.receivers import Receiver
 
 HostKeyPolicy = Literal["strict", "accept-new"]
 SmtpSecurity = Literal["none", "starttls", "tls"]
@@ -804,9 +808,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
     host_names = {n.attrs.get("name", "") for n in hosts_node.children} if hosts_node else set()
     default = Config(path=path, database="", ssh=SSHConfig(known_hosts=path))
     database = _database(ctx.base)
-    from netmetrix import receivers  # its parser uses this module's element checker
-
-    found = receivers.parse(ctx, el.one("receivers"))
+    found = _receivers(ctx, el.one("receivers"))
     return Config(
         path=path,
         script=_text(ctx, el.one("script"), _SCRIPT, default.script),
@@ -1088,15 +1090,13 @@ def _alerts(
 def _alert(
     ctx: _Ctx, node: _Node, host_names: Collection[str], receivers: Collection[str]
 ) -> AlertRule | None:
-    from netmetrix.receivers import check_notify
-
     el = _Element(ctx, node, attrs=_ALERT_ATTRS)
     metric, op = el.required("metric", _METRIC), el.required("op", _choice(_OPERATORS))
     limit, email = el.required("limit", _FLOAT), el.get("email", _EMAILS, ())
     notify = el.get("notify", _RECEIVER_NAMES, ())
     if "email" not in node.attrs and "notify" not in node.attrs:
         el.problem('missing required attribute "email" or "notify" (who is told)')
-    check_notify(el.problem, notify, receivers)
+    _check_notify(el.problem, notify, receivers)
     hosts, clear = el.get("hosts", _HOST_PATTERNS, ()), el.opt("clear", _FLOAT)
     labels, for_count = el.get("labels", _LABELS, ()), el.get("for", _integer(1, 100_000), 1)
     repeat, resolved = el.opt("repeat", _REPEAT), el.get("resolved", _BOOLEAN, True)
@@ -1468,3 +1468,108 @@ def _remote_auth_problems(rw: RemoteWriteConfig) -> list[str]:
             "basic auth (username) and a bearer token (token_env, token_file) exclude each other"
         )
     return problems
+
+
+# ---------------------------------------------------------------- <receivers> (#16)
+
+
+_RECEIVER_ATTRS: Mapping[Channel, tuple[str, ...]] = {
+    "email": ("name", "to"),
+    "webhook": ("name", "url", "format", "secret_env", "timeout"),
+    "alertmanager": ("name", "url", "timeout"),
+}
+_RECEIVER_NAME_RE = r"[A-Za-z0-9_.-]+"
+_URL_EXPECTED = "an http:// or https:// URL like https://hooks.example.com/alerts"
+_URLS_EXPECTED = "space-separated http:// or https:// URLs like http://am1:9093 http://am2:9093"
+
+
+def _receivers(ctx: _Ctx, node: _Node | None) -> tuple[Receiver, ...]:
+    """``<receivers>``: each child checked, names unique."""
+    if node is None:
+        return ()
+    el = _Element(ctx, node, children=CHANNELS)
+    found: list[Receiver] = []
+    first: dict[str, int] = {}
+    for child in node.children:
+        if child.tag not in CHANNELS:
+            continue  # already a problem
+        receiver = _receiver(ctx, child)
+        if receiver is None:
+            continue
+        if receiver.name in first:
+            el.problem(
+                f'duplicate receiver name "{receiver.name}", first at line {first[receiver.name]}',
+                child.line,
+            )
+            continue
+        first[receiver.name] = child.line
+        found.append(receiver)
+    return tuple(found)
+
+
+def _receiver(ctx: _Ctx, node: _Node) -> Receiver | None:
+    channel: Channel = node.tag  # type: ignore[assignment]  # parse() passes only CHANNELS
+    el = _Element(ctx, node, attrs=_RECEIVER_ATTRS[channel])
+    name = el.required("name", _matching(_RECEIVER_NAME_RE, "a name of letters, digits, _ . -"))
+    timeout = el.get("timeout", _seconds_up_to(300), DEFAULT_TIMEOUT)
+    if channel == "email":
+        to = el.required("to", _EMAILS)
+        if name is None or to is None:
+            return None
+        return Receiver(name=name, channel=channel, to=to, line=node.line)
+    if channel == "webhook":
+        url = el.required("url", _Conv(_URL_EXPECTED, _http_url))
+        formats: tuple[WebhookFormat, ...] = ("json", "slack")
+        fmt = el.get("format", _choice(formats), "json")
+        secret = el.get("secret_env", _ENV_NAME, "")
+        if name is None or url is None:
+            return None
+        return Receiver(
+            name=name,
+            channel=channel,
+            urls=(url,),
+            format=fmt,
+            secret_env=secret,
+            timeout=timeout,
+            line=node.line,
+        )
+    urls = el.required("url", _Conv(_URLS_EXPECTED, _http_urls))
+    if name is None or urls is None:
+        return None
+    return Receiver(name=name, channel=channel, urls=urls, timeout=timeout, line=node.line)
+
+
+def _http_url(raw: str) -> str:
+    from urllib.parse import urlsplit
+
+    if "@" in raw.split("?", 1)[0].split("//", 1)[-1].split("/", 1)[0]:
+        raise _Refused("the URL contains a user or password; keep secrets out of the config file")
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(raw) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ValueError(raw)
+    if any(char.isspace() for char in raw):
+        raise ValueError(raw)
+    return raw
+
+
+def _http_urls(raw: str) -> tuple[str, ...]:
+    urls = tuple(dict.fromkeys(raw.split()))
+    if not urls:
+        raise ValueError(raw)
+    return tuple(_http_url(url) for url in urls)
+
+
+def _check_notify(
+    problem: Callable[[str], None], names: Sequence[str], known: Collection[str]
+) -> None:
+    """Every name in a rule's ``notify=`` must be a receiver: catches typos."""
+    for name in names:
+        if name in known:
+            continue
+        near = _near(name, known)
+        hint = f', did you mean "{near}"?' if near else "; no <receivers> child has that name"
+        problem(f"notify: unknown receiver {_show(name)}{hint}")

@@ -159,6 +159,14 @@ def _record(  # noqa: PLR0913 -- record's options, passed on
     )
 
 
+def forget_hosts(store: Store, names: Sequence[str], config: Config, now: float) -> list[Forgotten]:
+    """``forget`` with ``config``'s rules, hosts and receivers."""
+    configured = {h.name for h in config.hosts}
+    return forget(
+        store, names, config.alerts.rules, configured=configured, now=now, routing=routing(config)
+    )
+
+
 def forget(
     store: Store,
     names: Sequence[str],
@@ -253,34 +261,45 @@ def _queue(
         )
         address = addresses.get(event.host, event.host)
         subject, body = notice.render(event, rule, address, recent)
-        bodies = {
-            "email": body,
-            "webhook": payloads.event_json(
-                event, event_id=event_id, subject=subject, address=address
-            ),
-            "alertmanager": payloads.alert_json(
-                event,
-                subject=subject,
-                description=body.split("\n", 1)[0],
-                dashboard=routing.dashboard,
-            ),
-        }
-        grouped: dict[tuple[str, str], list[str]] = {}
-        for target in to:
-            grouped.setdefault((target.channel, target.receiver), []).append(target.recipient)
-        mails += [
-            NewMail(
-                event_id=event_id,
-                subject=subject,
-                body=bodies[channel],
-                recipients=tuple(recipients),
-                channel=channel,
-                receiver=receiver,
-            )
-            for (channel, receiver), recipients in grouped.items()
-        ]
+        mails += _notices(event_id, event, to, (subject, body, address), routing)
     tx.mark_silenced(quiet)
     return tx.queue_mail(mails, now)
+
+
+def _notices(
+    event_id: int,
+    event: AlertEvent,
+    to: Sequence[Target],
+    words: tuple[str, str, str],
+    routing: Routing,
+) -> list[NewMail]:
+    """One outbox entry per (channel, receiver) of ``to``, its body as the channel wants
+    it: the mail text, the webhook's event JSON, the Alertmanager alert."""
+    subject, body, address = words
+    bodies = {
+        "email": body,
+        "webhook": payloads.event_json(event, event_id=event_id, subject=subject, address=address),
+        "alertmanager": payloads.alert_json(
+            event,
+            subject=subject,
+            description=body.split("\n", 1)[0],
+            dashboard=routing.dashboard,
+        ),
+    }
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for target in to:
+        grouped.setdefault((target.channel, target.receiver), []).append(target.recipient)
+    return [
+        NewMail(
+            event_id=event_id,
+            subject=subject,
+            body=bodies[channel],
+            recipients=tuple(recipients),
+            channel=channel,
+            receiver=receiver,
+        )
+        for (channel, receiver), recipients in grouped.items()
+    ]
 
 
 def _silences_ended(

@@ -15,6 +15,7 @@ from netmetrix.format import iso
 
 if TYPE_CHECKING:
     from netmetrix.config import HostConfig
+    from netmetrix.silences import Silence
     from netmetrix.store import ActiveAlert, AlertHistoryRow, HostRow, OutboxItem, StoredSample
 
 SAMPLE_COLUMNS = ("host", "metric", "labels", "ts", "value")
@@ -74,6 +75,15 @@ def history_row(event: AlertHistoryRow) -> dict[str, Any]:
     if event.silenced:
         row["event"] = f"{row['event']} (silenced)"
     return row
+
+
+SILENCE_COLUMNS = ("id", "hosts", "metric", "labels", "starts", "ends", "author", "comment")
+
+
+def silence_row(silence: Silence) -> dict[str, Any]:
+    """One silence (#16): ``*`` for every host or every metric."""
+    row = record(silence, SILENCE_COLUMNS, times=("starts", "ends"))
+    return {**row, "hosts": ",".join(silence.hosts) or "*", "metric": silence.metric or "*"}
 
 
 def outbox_row(item: OutboxItem, now: float) -> dict[str, Any]:

@@ -22,13 +22,16 @@ from netmetrix.rows import (
     ACTIVE_COLUMNS,
     HISTORY_COLUMNS,
     OUTBOX_COLUMNS,
+    SILENCE_COLUMNS,
     active_row,
     history_row,
     outbox_row,
+    silence_row,
 )
 
 if TYPE_CHECKING:
     from netmetrix.notify import Delivery
+    from netmetrix.silences import NewSilence
 
 
 def register(group: click.Group) -> None:
@@ -314,8 +317,6 @@ def _ids(ids: tuple[int, ...], noun: str = "mail") -> str:
 
 # -- silences (#16) -------------------------------------------------------------------
 
-SILENCE_COLUMNS = ("id", "hosts", "metric", "labels", "starts", "ends", "author", "comment")
-
 
 @alerts.command()
 @click.option(
@@ -358,14 +359,32 @@ def silence(
       netmetrix alerts silence -h 'web*' --metric cpu_percent --until 2026-12-01T08:00 --comment ok
       netmetrix alerts silence --metric disk_percent --labels mount=/backup --for 1d --comment ok
     """
+    config = settings.load()
+    now = time.time()
+    new = _new_silence(hosts, metric, labels, duration, until, comment, now)
+    with open_store(config) as store:
+        silence_id = store.add_silence(new, now)
+    click.echo(silence_id)
+    what = ", ".join(hosts) if hosts else "every host"
+    click.echo(f"silence: {silence_id} on {what} until {iso(new.ends)}", err=True)
+
+
+def _new_silence(
+    hosts: tuple[str, ...],
+    metric: str,
+    labels: str,
+    duration: str | None,
+    until: str | None,
+    comment: str,
+    now: float,
+) -> NewSilence:
+    """The silence asked for, checked: UsageError (exit 2) naming what is wrong."""
     import getpass
 
     from netmetrix.silences import new_silence
 
-    config = settings.load()
-    now = time.time()
     try:
-        new = new_silence(
+        return new_silence(
             hosts=hosts,
             metric=metric,
             labels=labels,
@@ -377,11 +396,6 @@ def silence(
         )
     except ValueError as err:
         raise UsageError(f"alerts silence: {err}") from None
-    with open_store(config) as store:
-        silence_id = store.add_silence(new, now)
-    click.echo(silence_id)
-    what = ", ".join(hosts) if hosts else "every host"
-    click.echo(f"silence: {silence_id} on {what} until {iso(new.ends)}", err=True)
 
 
 @alerts.command()
@@ -398,19 +412,7 @@ def silences(settings: Settings, show_all: bool, fmt: str) -> None:
     """
     with open_store(settings.load()) as store:
         found = store.silences(time.time(), ended=show_all)
-    rows = [
-        {
-            "id": s.id,
-            "hosts": ",".join(s.hosts) or "*",
-            "metric": s.metric or "*",
-            "labels": s.labels,
-            "starts": iso(s.starts),
-            "ends": iso(s.ends),
-            "author": s.author,
-            "comment": s.comment,
-        }
-        for s in found
-    ]
+    rows = [silence_row(s) for s in found]
     render(rows, SILENCE_COLUMNS, fmt, sys.stdout)
 
 

@@ -113,7 +113,7 @@ def check(settings: Settings, path: Path | None, fmt: str) -> None:
     target = path or settings.config_path
     checked = load_config(target)
     local = check_local_files(checked, str(target), key_file_problem)
-    unset = environment_problems(checked, str(target), os.environ)
+    unset = environment_problems(checked.receivers, str(target), os.environ)
     if local.problems or unset:
         raise ConfigError([*local.problems, *unset])
     for note in local.notes:
