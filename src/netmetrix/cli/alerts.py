@@ -176,14 +176,17 @@ def outbox(
 @alerts.command()
 @click.pass_obj
 def flush(settings: Settings) -> int:
-    """Deliver the mail waiting in the outbox now.
+    """Deliver the mail, webhooks and Alertmanager alerts waiting in the outbox now.
 
     Uses the <smtp> settings of config.xml (the password from the environment
     variable that password_env names), for at most <smtp deadline> (30s by
     default); what is left then waits for the next flush or execute.  More
     waiting mail for one address than <alerts digest_over> goes as one digest.
-    Dead letters are not retried (see `alerts retry`).  Exit status 1 when some
-    mail is still undelivered or was refused for good.
+    Webhooks and Alertmanagers (<receivers>) are tried at the same time, each
+    on its own, at once even when backing off after a failure; firing alerts
+    are posted to Alertmanager again.  Dead letters are not retried (see
+    `alerts retry`).  Exit status 1 when something is still undelivered or
+    was refused for good.
 
     \b
     Examples:
