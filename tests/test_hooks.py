@@ -113,7 +113,22 @@ def test_slack_format_is_one_text(store: Store, hook: HookServer) -> None:
     chat = webhook(hook, format="slack")
     fire(store, [chat])
     assert deliver(store, [chat], T0 + 1).ok
-    assert [r.json() for r in hook.requests] == [{"text": "ALERT [f4] cpu_percent is 38.5>20"}]
+    # Slack shows &gt; as ">" (its escaping of &, < and >)
+    assert [r.json() for r in hook.requests] == [{"text": "ALERT [f4] cpu_percent is 38.5&gt;20"}]
+
+
+def test_slack_text_cannot_mention_or_link(store: Store, hook: HookServer) -> None:
+    chat = webhook(hook, format="slack")
+    hostile = HostRun(
+        host="f4", address="f4", ts=T0, ok=True, error=None,
+        samples=(sample("disk_percent", 99.0, mount="<!channel>"),),
+    )  # fmt: skip
+    rules = [rule(email=(), notify=("chat",), metric="disk_percent", limit=90.0)]
+    routing = pipeline.Routing(receivers={"chat": chat})
+    pipeline.record(store, [hostile], rules, now=T0, routing=routing)
+    assert deliver(store, [chat], T0 + 1).ok
+    [text] = [r.json()["text"] for r in hook.requests]
+    assert text == 'ALERT [f4] disk_percent{mount="&lt;!channel&gt;"} is 99&gt;90'
 
 
 def test_a_503_is_retried_with_backoff(store: Store, hook: HookServer) -> None:

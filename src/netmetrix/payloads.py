@@ -80,9 +80,17 @@ def batch(receiver: str, events: Sequence[str]) -> bytes:
 
 
 def slack(events: Sequence[str]) -> bytes:
-    """A Slack/Mattermost incoming-webhook body: one line per event's subject."""
-    lines = [json.loads(e)["subject"] for e in events]
+    """A Slack/Mattermost incoming-webhook body: one line per event's subject.
+
+    ``&``, ``<`` and ``>`` are escaped as Slack asks: a label value a host
+    reports (``<!channel>``) must not become a mention or a link.
+    """
+    lines = [_slack_escape(json.loads(e)["subject"]) for e in events]
     return _dump({"text": "\n".join(lines)}).encode()
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def alertmanager(alerts: Sequence[str]) -> bytes:
