@@ -35,6 +35,7 @@ from netmetrix.configxml import (
     Collector,
     ConfigXml,
     Host,
+    Receiver,
     RemoteWrite,
     Web,
     render,
@@ -131,6 +132,7 @@ class Fleet:
         web: Web | None = None,
         collector: Collector | None = None,
         remote_write: RemoteWrite | None = None,
+        receivers: Sequence[Receiver] = (),
     ) -> Path:
         """Write config.xml for the hosts and settings, with these sections besides."""
         settings = self.settings
@@ -151,6 +153,7 @@ class Fleet:
             collector=collector,
             remote_write=remote_write,
             hosts=[Host(**host) for host in self.hosts],
+            receivers=receivers,
             alerts=alerts,
             digest_over=digest_over,
         )

@@ -444,8 +444,9 @@ def test_alerts_history_and_outbox(alerting_db: Path, netmetrix: Cli) -> None:
     ]
     outbox = netmetrix("--config", alerting_db, "alerts", "outbox", "--format", "csv")
     assert outbox.out.splitlines() == [
-        "id,created,status,recipient,subject,attempts,last_attempt,last_error,delivered",
-        "1,2026-09-21T14:13:20.000Z,pending,ops@example.com,ALERT [f4] cpu_percent is 38.5>20,0,,,",
+        "id,created,status,channel,recipient,subject,attempts,last_attempt,last_error,delivered",
+        "1,2026-09-21T14:13:20.000Z,pending,email,ops@example.com,ALERT [f4] cpu_percent is"
+        " 38.5>20,0,,,",
     ]
     with Store.open(f"sqlite:///{alerting_db.parent}/netmetrix.db") as store:
         assert store.claim_mail([1], "another-collector", now=time.time(), lease=60)
@@ -453,7 +454,7 @@ def test_alerts_history_and_outbox(alerting_db: Path, netmetrix: Cli) -> None:
     assert [row["status"] for row in json.loads(claimed.out)] == ["sending"]
     table = netmetrix("--config", alerting_db, "alerts", "outbox")
     assert table.out.splitlines()[0].split() == [
-        *("id", "created", "status", "recipient", "subject"),
+        *("id", "created", "status", "channel", "recipient", "subject"),
         *("attempts", "last_attempt", "last_error", "delivered"),
     ]
 

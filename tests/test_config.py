@@ -273,7 +273,7 @@ def test_select(here: Path) -> None:
             doc(HOSTS, "<flavour>red</flavour>"),
             "config.xml:3: <netmetrix>: unknown element <flavour>; allowed: <script>,"
             " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>, <web>,"
-            " <collector>, <remote_write>, <hosts>, <alerts>",
+            " <collector>, <remote_write>, <hosts>, <receivers>, <alerts>",
             id="unknown-element-listed",
         ),
         pytest.param(
@@ -341,7 +341,7 @@ def test_select(here: Path) -> None:
             doc(HOSTS, "<netmetrix/>"),
             "config.xml:3: <netmetrix>: unknown element <netmetrix>; allowed: <script>,"
             " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>, <web>,"
-            " <collector>, <remote_write>, <hosts>, <alerts>",
+            " <collector>, <remote_write>, <hosts>, <receivers>, <alerts>",
             id="nested-root",
         ),
         pytest.param(
@@ -509,7 +509,7 @@ def test_select(here: Path) -> None:
         pytest.param(
             doc(HOSTS, "<alerts>", '<alert op="&gt;" limit="1"/>', "</alerts>"),
             'config.xml:4: <alert>: missing required attribute "metric"\n'
-            'config.xml:4: <alert>: missing required attribute "email"',
+            'config.xml:4: <alert>: missing required attribute "email" or "notify" (who is told)',
             id="alert-missing-attributes",
         ),
         pytest.param(

@@ -46,6 +46,7 @@ from netmetrix.cli import main
 from netmetrix.config import load_config, machine_name
 from netmetrix.configxml import SMTP, Alert
 from netmetrix.model import HostRun
+from netmetrix.silences import NewSilence
 from netmetrix.store import Store
 from netmetrix.web import views
 from netmetrix.web.background import loopback_socket, serving
@@ -112,6 +113,11 @@ def site(farm: sshd.Farm, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
                 HostRun(host="gone1", address="127.0.0.1", ts=now, ok=False, error=HOSTILE_ERROR),
             ]
         )
+        # a silence in force (#16), on a host that raises no alert here
+        quiet = NewSilence(
+            starts=now, ends=now + 7200, hosts=("gone*",), comment=HOSTILE, author="ops"
+        )
+        store.add_silence(quiet, now)
         # the real server (uvicorn, as `serve` runs it) in a thread of its own
         with serving(load_config(fleet.config), store) as url:
             yield Site(url=url.rstrip("/"), fleet=fleet, store=store, shots=root / "screenshots")
@@ -427,12 +433,12 @@ def test_the_alerts_page_shows_what_the_cli_shows(
 ) -> None:
     open_page(browser, site.url + "/alerts")
     tables = browser.find_elements(By.CSS_SELECTOR, "table.records")
-    assert len(tables) == 3  # firing, history, outbox
+    assert len(tables) == 4  # firing, history, outbox, silences
     cfg = str(site.fleet.config)
     for table, command, columns in zip(
         tables,
-        (["alerts", "active"], ["alerts", "history"], ["alerts", "outbox"]),
-        (rows.ACTIVE_COLUMNS, rows.HISTORY_COLUMNS, rows.OUTBOX_COLUMNS),
+        (["alerts", "active"], ["alerts", "history"], ["alerts", "outbox"], ["alerts", "silences"]),
+        (rows.ACTIVE_COLUMNS, rows.HISTORY_COLUMNS, rows.OUTBOX_COLUMNS, rows.SILENCE_COLUMNS),
         strict=True,
     ):
         headers = [th.text for th in table.find_elements(By.CSS_SELECTOR, "thead th")]
@@ -440,7 +446,7 @@ def test_the_alerts_page_shows_what_the_cli_shows(
         capsys.readouterr()
         assert main(["--config", cfg, *command, "--format", "json"]) == 0
         expected = json.loads(capsys.readouterr().out)
-        assert expected  # three alerts firing, their events, their undelivered mail
+        assert expected  # three alerts firing, their events, their undelivered mail, a silence
         shown = [
             [td.text for td in tr.find_elements(By.CSS_SELECTOR, "td")]
             for tr in table.find_elements(By.CSS_SELECTOR, "tbody tr")

@@ -78,6 +78,8 @@ def rule_id(rule: AlertRule) -> str:
     starts afresh.
     """
     identity = [rule.metric, rule.labels, rule.op, rule.limit, rule.hosts, sorted(rule.email)]
+    if rule.notify:  # only then: the ids of rules written before receivers (#16) stay
+        identity.append(sorted(rule.notify))
     digest = hashlib.sha256(json.dumps(identity, separators=(",", ":")).encode())
     return digest.hexdigest()[:16]
 

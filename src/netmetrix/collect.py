@@ -175,9 +175,7 @@ def run_execute(
         )
     )
     _say_summary("execute", report, config, say)
-    delivery = notify.deliver(
-        store, config.smtp, digest_over=config.alerts.digest_over, clock=clock
-    )
+    delivery = notify.deliver_all(store, config, clock=clock)
     for line in delivery.problems("execute"):
         say(line)
     pushed = push_samples(config, store, clock)
@@ -606,6 +604,7 @@ async def record_results(
             marks=[*(_host_run(r, finished[r.host.name], by) for r in not_set_up), *interrupted],
             shard=config.collector.shard,
             remote_write=config.remote_write is not None,
+            routing=pipeline.routing(config),
         )
     )
     if recorded.retired:

@@ -34,6 +34,13 @@ from defusedxml.sax import make_parser  # type: ignore[import-untyped]
 
 from netmetrix.errors import ConfigError
 from netmetrix.format import duration, labels_text, number
+from netmetrix.receivers import (
+    CHANNELS,
+    DEFAULT_TIMEOUT,
+    Channel,
+    Receiver,
+    WebhookFormat,
+)
 from netmetrix.sanitize import clean
 from netmetrix.shard import Shard, parse_shard
 
@@ -119,6 +126,7 @@ class WebConfig:
     token_file: Path | None = None  # ... or the file that holds it
     tls_cert: Path | None = None  # HTTPS with this certificate chain (PEM) ...
     tls_key: Path | None = None  # ... and its private key
+    url: str = ""  # its public address, for links in alerts (Alertmanager's generatorURL)
 
     @property
     def has_auth(self) -> bool:
@@ -174,7 +182,8 @@ class AlertRule:
     metric: str
     op: Operator
     limit: float
-    email: tuple[str, ...]
+    email: tuple[str, ...] = ()
+    notify: tuple[str, ...] = ()  # receiver names (<receivers>), besides `email` (#16)
     labels: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs that must match
     hosts: tuple[str, ...] = ()  # names or fnmatch globs; empty: every host
     for_count: int = 1  # consecutive failing samples before firing (`for=`)
@@ -206,6 +215,7 @@ class Config:
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     remote_write: RemoteWriteConfig | None = None  # None: samples are not pushed anywhere
     hosts: tuple[HostConfig, ...] = ()
+    receivers: tuple[Receiver, ...] = ()  # <receivers> (#16)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Settings written in config.xml ("script", "ssh.connect_timeout", ...), not defaulted.
     given: frozenset[str] = field(default=frozenset(), compare=False)
@@ -294,7 +304,8 @@ _SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
 _ROOT_CHILDREN = (
     *("script", "concurrency", "database", "ssh", "smtp"),
-    *("security", "retention", "watch", "web", "collector", "remote_write", "hosts", "alerts"),
+    *("security", "retention", "watch", "web", "collector", "remote_write", "hosts"),
+    *("receivers", "alerts"),
 )
 _SSH_ATTRS = ("known_hosts", "host_key_policy", "connect_timeout", "command_timeout")
 _SMTP_ATTRS = (
@@ -303,10 +314,12 @@ _SMTP_ATTRS = (
 )
 _HOST_ATTRS = ("name", "address", "port", "user", "key", "directory", "python")
 _ALERT_ATTRS = (
-    *("metric", "op", "limit", "email", "labels", "hosts"),
+    *("metric", "op", "limit", "email", "notify", "labels", "hosts"),
     *("for", "repeat", "resolved", "severity", "clear"),
 )
-_IDENTITY = MappingProxyType({"host": "name", "alert": "metric"})  # shown in messages
+_IDENTITY = MappingProxyType(
+    {"host": "name", "alert": "metric", "email": "name", "webhook": "name", "alertmanager": "name"}
+)  # shown in messages
 
 _DEFAULT_DATABASE = "netmetrix.db"
 _UNIT_SECONDS = MappingProxyType({"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400})
@@ -782,6 +795,7 @@ _EMAILS = _comma_list(_EMAIL, "one or more comma-separated addresses like ops@ex
 _HOST_PATTERNS = _comma_list(
     r"[A-Za-z0-9._*?\[\]!-]+", "comma-separated host names or globs (db-*,web1)"
 )
+_RECEIVER_NAMES = _comma_list(r"[A-Za-z0-9_.-]+", "comma-separated receiver names (ops,chat)")
 _ENV_NAME = _matching(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")
 
 
@@ -794,6 +808,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
     host_names = {n.attrs.get("name", "") for n in hosts_node.children} if hosts_node else set()
     default = Config(path=path, database="", ssh=SSHConfig(known_hosts=path))
     database = _database(ctx.base)
+    found = _receivers(ctx, el.one("receivers"))
     return Config(
         path=path,
         script=_text(ctx, el.one("script"), _SCRIPT, default.script),
@@ -808,7 +823,8 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         collector=_collector(ctx, el.one("collector")),
         remote_write=_remote_write(ctx, el.one("remote_write")),
         hosts=_hosts(ctx, el, hosts_node),
-        alerts=_alerts(ctx, el.one("alerts"), host_names),
+        receivers=found,
+        alerts=_alerts(ctx, el.one("alerts"), host_names, {r.name for r in found}),
         given=_given(el),
     )
 
@@ -936,7 +952,10 @@ def _listen(raw: str) -> str:
 
 
 _LISTEN = _Conv('HOST:PORT, e.g. "127.0.0.1:8470" or "0.0.0.0:8470"', _listen)
-_WEB_ATTRS = ("listen", "user", "password_file", "token_env", "token_file", "tls_cert", "tls_key")
+_WEB_ATTRS = (
+    *("listen", "user", "password_file", "token_env", "token_file", "tls_cert", "tls_key"),
+    "url",
+)
 
 
 def _web(ctx: _Ctx, node: _Node | None) -> WebConfig:
@@ -953,6 +972,7 @@ def _web(ctx: _Ctx, node: _Node | None) -> WebConfig:
         token_file=el.opt("token_file", path),
         tls_cert=el.opt("tls_cert", path),
         tls_key=el.opt("tls_key", path),
+        url=el.get("url", _WEB_URL, default.url),
     )
     if bool(web.user) != bool(web.password_file):
         el.problem("user and password_file go together (basic auth needs both)")
@@ -1052,21 +1072,31 @@ def _host(ctx: _Ctx, node: _Node) -> HostConfig | None:
     return host if name else None
 
 
-def _alerts(ctx: _Ctx, node: _Node | None, host_names: Collection[str]) -> AlertsConfig:
+def _alerts(
+    ctx: _Ctx, node: _Node | None, host_names: Collection[str], receivers: Collection[str] = ()
+) -> AlertsConfig:
     default = AlertsConfig()
     if node is None:
         return default
     el = _Element(ctx, node, attrs=("digest_over",), children=("alert",))
     return AlertsConfig(
         digest_over=el.get("digest_over", _integer(0, 1_000_000), default.digest_over),
-        rules=tuple(rule for child in el.all("alert") if (rule := _alert(ctx, child, host_names))),
+        rules=tuple(
+            rule for child in el.all("alert") if (rule := _alert(ctx, child, host_names, receivers))
+        ),
     )
 
 
-def _alert(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> AlertRule | None:
+def _alert(
+    ctx: _Ctx, node: _Node, host_names: Collection[str], receivers: Collection[str]
+) -> AlertRule | None:
     el = _Element(ctx, node, attrs=_ALERT_ATTRS)
     metric, op = el.required("metric", _METRIC), el.required("op", _choice(_OPERATORS))
-    limit, email = el.required("limit", _FLOAT), el.required("email", _EMAILS)
+    limit, email = el.required("limit", _FLOAT), el.get("email", _EMAILS, ())
+    notify = el.get("notify", _RECEIVER_NAMES, ())
+    if "email" not in node.attrs and "notify" not in node.attrs:
+        el.problem('missing required attribute "email" or "notify" (who is told)')
+    _check_notify(el.problem, notify, receivers)
     hosts, clear = el.get("hosts", _HOST_PATTERNS, ()), el.opt("clear", _FLOAT)
     labels, for_count = el.get("labels", _LABELS, ()), el.get("for", _integer(1, 100_000), 1)
     repeat, resolved = el.opt("repeat", _REPEAT), el.get("resolved", _BOOLEAN, True)
@@ -1082,6 +1112,7 @@ def _alert(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> AlertRule | N
         op=op,
         limit=limit,
         email=email,
+        notify=notify,
         labels=labels,
         hosts=hosts,
         for_count=for_count,
@@ -1325,7 +1356,7 @@ def rule_summary(rule: AlertRule) -> str:
         parts.append(f"hosts {','.join(rule.hosts)}")
     if not rule.resolved:
         parts.append("resolved no")
-    parts.append(f"{rule.severity} -> {','.join(rule.email)}")
+    parts.append(f"{rule.severity} -> {','.join((*rule.email, *rule.notify))}")
     return ", ".join(parts)
 
 
@@ -1392,6 +1423,7 @@ def _remote_url(raw: str) -> str:
 
 _REMOTE_URL = _Conv(f"an http:// or https:// URL like {_REMOTE_URL_EXAMPLE}", _remote_url)
 _REMOTE_SECONDS = _seconds_up_to(3600)
+_WEB_URL = _Conv("an http:// or https:// URL like https://netmetrix.example.com", _remote_url)
 
 
 def _remote_write(ctx: _Ctx, node: _Node | None) -> RemoteWriteConfig | None:
@@ -1436,3 +1468,108 @@ def _remote_auth_problems(rw: RemoteWriteConfig) -> list[str]:
             "basic auth (username) and a bearer token (token_env, token_file) exclude each other"
         )
     return problems
+
+
+# ---------------------------------------------------------------- <receivers> (#16)
+
+
+_RECEIVER_ATTRS: Mapping[Channel, tuple[str, ...]] = {
+    "email": ("name", "to"),
+    "webhook": ("name", "url", "format", "secret_env", "timeout"),
+    "alertmanager": ("name", "url", "timeout"),
+}
+_RECEIVER_NAME_RE = r"[A-Za-z0-9_.-]+"
+_URL_EXPECTED = "an http:// or https:// URL like https://hooks.example.com/alerts"
+_URLS_EXPECTED = "space-separated http:// or https:// URLs like http://am1:9093 http://am2:9093"
+
+
+def _receivers(ctx: _Ctx, node: _Node | None) -> tuple[Receiver, ...]:
+    """``<receivers>``: each child checked, names unique."""
+    if node is None:
+        return ()
+    el = _Element(ctx, node, children=CHANNELS)
+    found: list[Receiver] = []
+    first: dict[str, int] = {}
+    for child in node.children:
+        if child.tag not in CHANNELS:
+            continue  # already a problem
+        receiver = _receiver(ctx, child)
+        if receiver is None:
+            continue
+        if receiver.name in first:
+            el.problem(
+                f'duplicate receiver name "{receiver.name}", first at line {first[receiver.name]}',
+                child.line,
+            )
+            continue
+        first[receiver.name] = child.line
+        found.append(receiver)
+    return tuple(found)
+
+
+def _receiver(ctx: _Ctx, node: _Node) -> Receiver | None:
+    channel: Channel = node.tag  # type: ignore[assignment]  # parse() passes only CHANNELS
+    el = _Element(ctx, node, attrs=_RECEIVER_ATTRS[channel])
+    name = el.required("name", _matching(_RECEIVER_NAME_RE, "a name of letters, digits, _ . -"))
+    timeout = el.get("timeout", _seconds_up_to(300), DEFAULT_TIMEOUT)
+    if channel == "email":
+        to = el.required("to", _EMAILS)
+        if name is None or to is None:
+            return None
+        return Receiver(name=name, channel=channel, to=to, line=node.line)
+    if channel == "webhook":
+        url = el.required("url", _Conv(_URL_EXPECTED, _http_url))
+        formats: tuple[WebhookFormat, ...] = ("json", "slack")
+        fmt = el.get("format", _choice(formats), "json")
+        secret = el.get("secret_env", _ENV_NAME, "")
+        if name is None or url is None:
+            return None
+        return Receiver(
+            name=name,
+            channel=channel,
+            urls=(url,),
+            format=fmt,
+            secret_env=secret,
+            timeout=timeout,
+            line=node.line,
+        )
+    urls = el.required("url", _Conv(_URLS_EXPECTED, _http_urls))
+    if name is None or urls is None:
+        return None
+    return Receiver(name=name, channel=channel, urls=urls, timeout=timeout, line=node.line)
+
+
+def _http_url(raw: str) -> str:
+    from urllib.parse import urlsplit
+
+    if "@" in raw.split("?", 1)[0].split("//", 1)[-1].split("/", 1)[0]:
+        raise _Refused("the URL contains a user or password; keep secrets out of the config file")
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError(raw) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.fragment:
+        raise ValueError(raw)
+    if any(char.isspace() for char in raw):
+        raise ValueError(raw)
+    return raw
+
+
+def _http_urls(raw: str) -> tuple[str, ...]:
+    urls = tuple(dict.fromkeys(raw.split()))
+    if not urls:
+        raise ValueError(raw)
+    return tuple(_http_url(url) for url in urls)
+
+
+def _check_notify(
+    problem: Callable[[str], None], names: Sequence[str], known: Collection[str]
+) -> None:
+    """Every name in a rule's ``notify=`` must be a receiver: catches typos."""
+    for name in names:
+        if name in known:
+            continue
+        near = _near(name, known)
+        hint = f', did you mean "{near}"?' if near else "; no <receivers> child has that name"
+        problem(f"notify: unknown receiver {_show(name)}{hint}")

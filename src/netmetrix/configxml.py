@@ -53,7 +53,8 @@ class Alert:
     metric: str
     op: str
     limit: float | str
-    email: Names
+    email: Names | None = None
+    notify: Names | None = None  # receiver names (#16)
     labels: Pairs | None = None
     for_count: int | str | None = None
     clear: float | str | None = None
@@ -93,6 +94,20 @@ class Web:
     token_file: str | Path | None = None
     tls_cert: str | Path | None = None
     tls_key: str | Path | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Receiver:
+    """One child of ``<receivers>``: ``tag`` is email, webhook or alertmanager (#16)."""
+
+    tag: str
+    name: str
+    to: Names | None = None
+    url: str | None = None  # alertmanager: space-separated URLs
+    format: str | None = None
+    secret_env: str | None = None
+    timeout: float | str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +149,7 @@ class ConfigXml:
     collector: Collector | None = None
     remote_write: RemoteWrite | None = None
     hosts: Sequence[Host] = ()
+    receivers: Sequence[Receiver] = ()
     alerts: Sequence[Alert] = ()
     digest_over: int | str | None = None  # <alerts digest_over=...>
     comment: str = ""
@@ -144,7 +160,7 @@ class ConfigXml:
 _HOST_GROUPS = (("name", "address", "port", "user"), ("key", "directory", "python"))
 _ALERT_GROUPS = (
     ("metric", "labels", "op", "limit", "for", "clear", "hosts"),
-    ("repeat", "resolved", "severity", "email"),
+    ("repeat", "resolved", "severity", "email", "notify"),
 )
 _SSH_GROUPS = (("known_hosts", "host_key_policy"), ("connect_timeout", "command_timeout"))
 _SMTP_GROUPS = (
@@ -155,12 +171,14 @@ _WEB_GROUPS = (
     ("listen", "user", "password_file"),
     ("token_env", "token_file"),
     ("tls_cert", "tls_key"),
+    ("url",),
 )
 _REMOTE_WRITE_GROUPS = (
     ("url",),
     ("username", "password_env", "password_file", "token_env", "token_file", "ca_file"),
     ("timeout", "deadline", "batch", "max_backlog"),
 )
+_RECEIVER_GROUPS = (("name", "to", "url"), ("format", "secret_env", "timeout"))
 _FIELD = {"for": "for_count"}  # an attribute whose field has another name
 Attrs = list[list[tuple[str, object]]]  # groups of (name, value); None values are left out
 
@@ -204,6 +222,11 @@ def _sections(config: ConfigXml) -> Iterator[tuple[str, list[str]]]:
         if attrs is not None:
             yield tag, _element(tag, attrs, _INDENT)
     yield "hosts", _list("hosts", [], [_item("host", h, _HOST_GROUPS) for h in config.hosts])
+    if config.receivers:
+        receivers = [
+            _element(r.tag, _values(r, _RECEIVER_GROUPS), _INDENT * 2) for r in config.receivers
+        ]
+        yield "receivers", _list("receivers", [], receivers)
     digest: Attrs = [[("digest_over", config.digest_over)]]
     if config.alerts or config.digest_over is not None:
         alerts = [_item("alert", a, _ALERT_GROUPS) for a in config.alerts]

@@ -48,8 +48,9 @@ from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Literal
 
-from netmetrix import notice
-from netmetrix.config import SMTPConfig
+from netmetrix import hooks, notice
+from netmetrix.config import Config, SMTPConfig
+from netmetrix.receivers import Receiver, by_name
 from netmetrix.store import OutboxItem, Store
 
 log = logging.getLogger(__name__)
@@ -94,10 +95,12 @@ class Delivery:
     lost: int = 0  # outbox rows sent after another sender had taken over our claim
     deadline: float | None = None  # the pass deadline (seconds), when it was reached
     dead_letters: int = 0  # outbox rows left alone: refused for good by an earlier pass
+    hooks: hooks.HookDelivery | None = None  # the webhook and Alertmanager rows (#16)
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.deferred
+        http_ok = self.hooks is None or not (self.hooks.failed or self.hooks.deferred)
+        return not self.failed and not self.deferred and http_ok
 
     @property
     def retrying(self) -> list[Failure]:
@@ -124,6 +127,27 @@ class Delivery:
             lines.append(
                 f"{verb}: {self.deferred} mail(s) not tried, the SMTP delivery deadline"
                 f" ({self.deadline:g}s) came first; {later}"
+            )
+        return lines + self._hook_problems(verb)
+
+    def _hook_problems(self, verb: str) -> list[str]:
+        if self.hooks is None:
+            return []
+        lines = []
+        for failure in self.hooks.failed:
+            fate = (
+                "refused for good; dead letters now: see `netmetrix alerts outbox --failed`"
+                if failure.permanent
+                else "kept in the outbox, retried with backoff"
+            )
+            lines.append(
+                f"{verb}: {failure.notifications} notification(s) not delivered: {failure.error};"
+                f" {fate}"
+            )
+        if self.hooks.deferred:
+            lines.append(
+                f"{verb}: {self.hooks.deferred} webhook/Alertmanager notification(s) waiting"
+                " to be retried (`netmetrix alerts flush` tries them now)"
             )
         return lines
 
@@ -210,14 +234,38 @@ def _valid_unicode(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
-def deliver(
+def deliver_all(
+    store: Store,
+    config: Config,
+    *,
+    clock: Callable[[], float] = time.time,
+    force: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> Delivery:
+    """``deliver`` with what ``config`` says: SMTP, digests, receivers (#16)."""
+    return deliver(
+        store,
+        config.smtp,
+        digest_over=config.alerts.digest_over,
+        receivers=config.receivers,
+        clock=clock,
+        force=force,
+        environ=environ,
+        refresh=lambda: hooks.refresh(store, config, clock()),
+    )
+
+
+def deliver(  # noqa: PLR0913 -- keyword-only settings of one pass
     store: Store,
     smtp: SMTPConfig,
     *,
     digest_over: int,
+    receivers: Sequence[Receiver] = (),
     environ: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
     ssl_context: ssl.SSLContext | None = None,
+    force: bool = False,
+    refresh: Callable[[], object] | None = None,
 ) -> Delivery:
     """Send every waiting outbox mail nobody else is sending; report what happened.
 
@@ -229,13 +277,87 @@ def deliver(
     """
     now = clock()
     undelivered = store.outbox()
+    env = os.environ if environ is None else environ
+    posted = _HTTP(store, undelivered, receivers, env, clock, force, refresh)
+    report = _deliver_mail(
+        store,
+        smtp,
+        [i for i in undelivered if i.channel == "email"],
+        digest_over=digest_over,
+        environ=env,
+        clock=clock,
+        ssl_context=ssl_context,
+        now=now,
+    )
+    report.dead_letters += sum(1 for i in undelivered if i.channel != "email" and i.failed)
+    report.hooks = posted.result()
+    return report
+
+
+class _HTTP:
+    """The webhook and Alertmanager rows' pass (``hooks.deliver``), in a thread beside
+    the SMTP pass: neither waits for the other."""
+
+    def __init__(
+        self,
+        store: Store,
+        items: Sequence[OutboxItem],
+        receivers: Sequence[Receiver],
+        environ: Mapping[str, str],
+        clock: Callable[[], float],
+        force: bool,
+        refresh: Callable[[], object] | None,
+    ) -> None:
+        self._report: hooks.HookDelivery | None = None
+        waiting = [i for i in items if i.channel != "email" and i.failed is None]
+        self._thread: threading.Thread | None = None
+        if not waiting and refresh is None:
+            return
+
+        def run() -> None:
+            try:
+                if waiting:
+                    self._report = hooks.deliver(
+                        store,
+                        waiting,
+                        by_name(receivers),
+                        environ=environ,
+                        clock=clock,
+                        force=force,
+                    )
+                if refresh is not None:  # after: a resolve in the outbox goes first
+                    refresh()
+            except Exception:  # said; the rows stay queued for the next pass
+                log.exception("webhook/Alertmanager delivery failed")
+
+        self._thread = threading.Thread(target=run, name="netmetrix-http", daemon=True)
+        self._thread.start()
+
+    def result(self) -> hooks.HookDelivery | None:
+        if self._thread is not None:
+            self._thread.join()  # every request in it has a deadline
+        return self._report
+
+
+def _deliver_mail(
+    store: Store,
+    smtp: SMTPConfig,
+    undelivered: Sequence[OutboxItem],
+    *,
+    digest_over: int,
+    environ: Mapping[str, str],
+    clock: Callable[[], float],
+    ssl_context: ssl.SSLContext | None,
+    now: float,
+) -> Delivery:
+    """The SMTP pass over the mail rows ``undelivered``."""
     waiting = [i for i in undelivered if i.failed is None]
     free = [i for i in waiting if i.claimed_until is None or i.claimed_until < now]
     report = Delivery(busy=len(waiting) - len(free), dead_letters=len(undelivered) - len(waiting))
     if not free:
         return report
     mails = plan(free, digest_over, smtp.sender)
-    env = os.environ if environ is None else environ
+    env = environ
     run = _Pass(store, smtp, report, clock)
     with _Connection(smtp, env, ssl_context) as conn:
         for index, mail in enumerate(mails):

@@ -13,10 +13,10 @@ they commit together or not at all.  ``notify.deliver`` sends the outbox later,
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from netmetrix import alerts, notice, promnames
-from netmetrix.config import AlertRule
+from netmetrix import alerts, notice, payloads, promnames
+from netmetrix.config import AlertRule, Config
 from netmetrix.model import (
     UP,
     AlertEvent,
@@ -27,8 +27,24 @@ from netmetrix.model import (
     StateKey,
     points,
 )
+from netmetrix.receivers import Receiver, Target, by_name, targets
 from netmetrix.shard import Shard
+from netmetrix.silences import silencing
 from netmetrix.store import NewMail, Refused, Store, Transaction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Routing:
+    """Where notifications go besides a rule's ``email=`` (#16): the receivers by name,
+    and the dashboard's public URL for Alertmanager's ``generatorURL``."""
+
+    receivers: Mapping[str, Receiver] = field(default_factory=dict)
+    dashboard: str | None = None
+
+
+def routing(config: Config) -> Routing:
+    """``config``'s receivers and dashboard URL."""
+    return Routing(receivers=by_name(config.receivers), dashboard=config.web.url or None)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -37,7 +53,7 @@ class Recorded:
 
     samples: int
     events: int  # alert history entries (fired, repeated, resolved)
-    queued: int  # outbox mails (one per recipient of an event)
+    queued: int  # outbox rows (one per recipient of an event: address, webhook, URL)
     refused: tuple[Refused, ...] = ()  # hosts stored as failed runs instead (see write_runs)
     retired: int = 0  # firing alerts resolved because their rule or host left config.xml
     forwarded: int = 0  # samples queued for remote-write
@@ -57,7 +73,7 @@ class Forgotten:
     row: bool  # whether it had a hosts row
 
 
-def record(
+def record(  # noqa: PLR0913 -- keyword-only options of one transaction
     store: Store,
     runs: Sequence[HostRun],
     rules: Sequence[AlertRule],
@@ -67,6 +83,7 @@ def record(
     marks: Sequence[HostRun] = (),
     shard: Shard | None = None,
     remote_write: bool = False,
+    routing: Routing | None = None,
 ) -> Recorded:
     """Store ``runs`` and evaluate ``rules`` on them, in one transaction.
 
@@ -89,14 +106,22 @@ def record(
     forward = _FORWARDED if remote_write else None
     with store.transaction(f"store {len(runs)} host run(s)") as tx:
         return _record(
-            tx, runs, rules, now=now, hosts=hosts, marks=marks, shard=shard, forward=forward
+            tx,
+            runs,
+            rules,
+            now=now,
+            hosts=hosts,
+            marks=marks,
+            shard=shard,
+            forward=forward,
+            routing=routing or Routing(),
         )
 
 
 _FORWARDED = frozenset(promnames.EXPOSED)
 
 
-def _record(
+def _record(  # noqa: PLR0913 -- record's options, passed on
     tx: Transaction,
     runs: Sequence[HostRun],
     rules: Sequence[AlertRule],
@@ -106,6 +131,7 @@ def _record(
     marks: Sequence[HostRun],
     shard: Shard | None,
     forward: Collection[str] | None = None,
+    routing: Routing,
 ) -> Recorded:
     written = tx.write_runs(runs, forward)
     tx.update_hosts(marks)
@@ -119,15 +145,25 @@ def _record(
         states.update(tx.alert_states(watched, by_id))
     changes, events = alerts.evaluate(by_id, states, found, now, hosts=hosts)
     tx.save_alert_states(changes)
-    queued = _queue(tx, events, by_id, now)
+    queued = _queue(tx, events, by_id, now, routing)
+    awoken = _silences_ended(tx, by_id, now)
+    queued += _queue(tx, awoken, by_id, now, routing)
     retired = sum(1 for e in events if e.reason is not None)
     return Recorded(
         samples=written.samples,
-        events=len(events),
+        events=len(events) + len(awoken),
         queued=queued,
         refused=written.refused,
         retired=retired,
         forwarded=written.forwarded,
+    )
+
+
+def forget_hosts(store: Store, names: Sequence[str], config: Config, now: float) -> list[Forgotten]:
+    """``forget`` with ``config``'s rules, hosts and receivers."""
+    configured = {h.name for h in config.hosts}
+    return forget(
+        store, names, config.alerts.rules, configured=configured, now=now, routing=routing(config)
     )
 
 
@@ -138,6 +174,7 @@ def forget(
     *,
     configured: Collection[str],
     now: float,
+    routing: Routing | None = None,
 ) -> list[Forgotten]:
     """Delete everything stored about ``names``, in one transaction; what went, by host.
 
@@ -156,7 +193,7 @@ def forget(
             states = tx.alert_states([name])
             changes, events = alerts.retire([(k, s, why) for k, s in states.items()], now)
             tx.save_alert_states(changes)
-            mails = _queue(tx, events, by_id, now)
+            mails = _queue(tx, events, by_id, now, routing or Routing())
             series, samples, keys, row = tx.forget_host(name)
             forgotten.append(
                 Forgotten(
@@ -197,30 +234,121 @@ def _queue(
     events: Sequence[AlertEvent],
     rules: Mapping[str, AlertRule],
     now: float,
+    routing: Routing,
 ) -> int:
-    """Append ``events`` to the history and queue their mail; return the mails queued."""
+    """Append ``events`` to the history and queue their notifications; return the outbox
+    rows queued (one per address, webhook and Alertmanager URL)."""
+    if not events:
+        return 0
     ids = tx.add_alert_events(events)
     addresses = tx.addresses({e.host for e in events})
+    active = tx.silences(now)
+    quiet: list[tuple[int, int]] = []
     mails: list[NewMail] = []
     for event_id, event in zip(ids, events, strict=True):
+        silence = silencing(active, event.host, event.metric, dict(event.labels), now)
+        if silence is not None:  # recorded, told nobody (#16)
+            quiet.append((event_id, silence.id))
+            continue
         rule = rules.get(event.rule_id)
-        to = _recipients(tx, event, rule)
+        to = _targets(tx, event, rule, routing)
         if not to:
             continue
         recent = (
             tx.recent(event.host, event.metric, event.labels, event.ts, notice.RECENT)
-            if event.reason is None
+            if event.reason is None and any(t.channel == "email" for t in to)
             else ()
         )
-        subject, body = notice.render(event, rule, addresses.get(event.host, event.host), recent)
-        mails.append(NewMail(event_id=event_id, subject=subject, body=body, recipients=to))
+        address = addresses.get(event.host, event.host)
+        subject, body = notice.render(event, rule, address, recent)
+        mails += _notices(event_id, event, to, (subject, body, address), routing)
+    tx.mark_silenced(quiet)
     return tx.queue_mail(mails, now)
 
 
-def _recipients(tx: Transaction, event: AlertEvent, rule: AlertRule | None) -> tuple[str, ...]:
-    """The rule's recipients for this kind of event; for a retired alert whose rule is
-    gone (``resolved="false"`` aside), those its firing mail went to."""
+def _notices(
+    event_id: int,
+    event: AlertEvent,
+    to: Sequence[Target],
+    words: tuple[str, str, str],
+    routing: Routing,
+) -> list[NewMail]:
+    """One outbox entry per (channel, receiver) of ``to``, its body as the channel wants
+    it: the mail text, the webhook's event JSON, the Alertmanager alert."""
+    subject, body, address = words
+    bodies = {
+        "email": body,
+        "webhook": payloads.event_json(event, event_id=event_id, subject=subject, address=address),
+        "alertmanager": payloads.alert_json(
+            event,
+            subject=subject,
+            description=body.split("\n", 1)[0],
+            dashboard=routing.dashboard,
+        ),
+    }
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for target in to:
+        grouped.setdefault((target.channel, target.receiver), []).append(target.recipient)
+    return [
+        NewMail(
+            event_id=event_id,
+            subject=subject,
+            body=bodies[channel],
+            recipients=tuple(recipients),
+            channel=channel,
+            receiver=receiver,
+        )
+        for (channel, receiver), recipients in grouped.items()
+    ]
+
+
+def _silences_ended(
+    tx: Transaction, rules: Mapping[str, AlertRule], now: float
+) -> list[AlertEvent]:
+    """A ``repeat`` event for each alert still firing that a silence ended by ``now`` kept
+    quiet: nobody has heard of it yet.  Each ended silence is settled once, by one
+    collector (``settle_ended_silences``)."""
+    ended = tx.settle_ended_silences(now)
+    if not ended:
+        return []
+    keys = [k for k in tx.kept_quiet(s.id for s in ended) if k[0] in rules]
+    states = tx.alert_states({k[1] for k in keys}, {k[0] for k in keys})
+    events = []
+    for key in keys:
+        state = states.get(key)
+        if state is None or state.phase != "firing":
+            continue
+        rid, host, metric, labels = key
+        events.append(
+            AlertEvent(
+                kind="repeat",
+                rule_id=rid,
+                rule=state.rule,
+                severity=state.severity,
+                host=host,
+                metric=metric,
+                labels=labels,
+                value=state.value,
+                ts=now,
+                since=state.since,
+                seen=state.ts,
+            )
+        )
+    return events
+
+
+def _targets(
+    tx: Transaction, event: AlertEvent, rule: AlertRule | None, routing: Routing
+) -> tuple[Target, ...]:
+    """Where this kind of event of the rule goes (email and webhooks skip a resolve when
+    ``resolved`` is false; Alertmanager never does); for a retired alert whose rule is
+    gone, where its firing notification went."""
     if rule is not None:
-        return alerts.recipients(rule, event.kind)
+        mail = event.kind != "resolved" or rule.resolved
+        return targets(rule, routing.receivers, mail=mail)
     key = (event.rule_id, event.host, event.metric, event.labels)
-    return tx.last_firing_recipients(event.rule_id, key)
+    found = tx.last_firing_recipients(event.rule_id, key)
+    return tuple(
+        Target(channel=channel, receiver=receiver, recipient=recipient)  # type: ignore[arg-type]
+        for channel, receiver, recipient in found
+    )

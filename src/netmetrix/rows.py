@@ -15,6 +15,7 @@ from netmetrix.format import iso
 
 if TYPE_CHECKING:
     from netmetrix.config import HostConfig
+    from netmetrix.silences import Silence
     from netmetrix.store import ActiveAlert, AlertHistoryRow, HostRow, OutboxItem, StoredSample
 
 SAMPLE_COLUMNS = ("host", "metric", "labels", "ts", "value")
@@ -25,7 +26,7 @@ HOST_COLUMNS = (
 ACTIVE_COLUMNS = ("host", "metric", "labels", "state", "value", "rule", "severity", "since", "ts")
 HISTORY_COLUMNS = ("ts", "event", "host", "metric", "labels", "value", "rule", "severity", "since")
 OUTBOX_COLUMNS = (
-    *("id", "created", "status", "recipient", "subject"),
+    *("id", "created", "status", "channel", "recipient", "subject"),
     *("attempts", "last_attempt", "last_error", "delivered"),
 )
 
@@ -68,8 +69,21 @@ def active_row(alert: ActiveAlert) -> dict[str, Any]:
 
 
 def history_row(event: AlertHistoryRow) -> dict[str, Any]:
-    """One alert event: fired, repeated or resolved."""
-    return record(event, HISTORY_COLUMNS, times=("ts", "since"), renamed={"event": "kind"})
+    """One alert event: fired, repeated or resolved; ``firing (silenced)`` when a silence
+    kept it from every receiver (#16)."""
+    row = record(event, HISTORY_COLUMNS, times=("ts", "since"), renamed={"event": "kind"})
+    if event.silenced:
+        row["event"] = f"{row['event']} (silenced)"
+    return row
+
+
+SILENCE_COLUMNS = ("id", "hosts", "metric", "labels", "starts", "ends", "author", "comment")
+
+
+def silence_row(silence: Silence) -> dict[str, Any]:
+    """One silence (#16): ``*`` for every host or every metric."""
+    row = record(silence, SILENCE_COLUMNS, times=("starts", "ends"))
+    return {**row, "hosts": ",".join(silence.hosts) or "*", "metric": silence.metric or "*"}
 
 
 def outbox_row(item: OutboxItem, now: float) -> dict[str, Any]:

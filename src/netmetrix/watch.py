@@ -476,12 +476,7 @@ class _Mailer:
     def _deliver(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None]) -> None:
         watcher = self._watcher
         try:
-            delivery = notify.deliver(
-                watcher.store,
-                watcher.config.smtp,
-                digest_over=watcher.config.alerts.digest_over,
-                clock=watcher.clock,
-            )
+            delivery = notify.deliver_all(watcher.store, watcher.config, clock=watcher.clock)
             for line in delivery.problems("watch"):
                 log.warning("%s", line)
         except Exception:  # a bug here must not end the watch: said, retried next pass

@@ -16,18 +16,22 @@ import click
 
 from netmetrix.cli._common import HelpGroup, Settings, host_option, open_store, select_hosts
 from netmetrix.errors import ExitStatus, UsageError
+from netmetrix.format import iso
 from netmetrix.render import format_option, raw_option, render, value_cells
 from netmetrix.rows import (
     ACTIVE_COLUMNS,
     HISTORY_COLUMNS,
     OUTBOX_COLUMNS,
+    SILENCE_COLUMNS,
     active_row,
     history_row,
     outbox_row,
+    silence_row,
 )
 
 if TYPE_CHECKING:
     from netmetrix.notify import Delivery
+    from netmetrix.silences import NewSilence
 
 
 def register(group: click.Group) -> None:
@@ -54,6 +58,7 @@ def alerts() -> None:
       netmetrix alerts outbox --failed         # mail refused for good (5xx)
       netmetrix alerts retry 17                # ... back in the queue, or:
       netmetrix alerts drop 17                 # ... deleted
+      netmetrix alerts silence -h db1 --for 2h --comment "disk swap"
     """
 
 
@@ -171,14 +176,17 @@ def outbox(
 @alerts.command()
 @click.pass_obj
 def flush(settings: Settings) -> int:
-    """Deliver the mail waiting in the outbox now.
+    """Deliver the mail, webhooks and Alertmanager alerts waiting in the outbox now.
 
     Uses the <smtp> settings of config.xml (the password from the environment
     variable that password_env names), for at most <smtp deadline> (30s by
     default); what is left then waits for the next flush or execute.  More
     waiting mail for one address than <alerts digest_over> goes as one digest.
-    Dead letters are not retried (see `alerts retry`).  Exit status 1 when some
-    mail is still undelivered or was refused for good.
+    Webhooks and Alertmanagers (<receivers>) are tried at the same time, each
+    on its own, at once even when backing off after a failure; firing alerts
+    are posted to Alertmanager again.  Dead letters are not retried (see
+    `alerts retry`).  Exit status 1 when something is still undelivered or
+    was refused for good.
 
     \b
     Examples:
@@ -188,7 +196,7 @@ def flush(settings: Settings) -> int:
 
     config = settings.load()
     with open_store(config) as store:
-        done = notify.deliver(store, config.smtp, digest_over=config.alerts.digest_over)
+        done = notify.deliver_all(store, config, force=True)
     click.echo(_flush_line(done), err=True)
     return ExitStatus.OK if done.ok else ExitStatus.HOST_FAILED
 
@@ -198,7 +206,8 @@ def _flush_line(done: Delivery) -> str:
     sent = sum(len(mail.ids) for mail in done.sent)
     retrying = sum(f.notifications for f in done.retrying)
     dead = sum(f.notifications for f in done.dead)
-    if not (sent or done.failed or done.busy or done.deferred or done.lost):
+    http = _http_parts(done)
+    if not (sent or done.failed or done.busy or done.deferred or done.lost or http):
         kept = done.dead_letters
         if kept:
             return (
@@ -206,7 +215,8 @@ def _flush_line(done: Delivery) -> str:
                 " (`netmetrix alerts outbox --failed`)"
             )
         return "flush: the outbox is empty"
-    parts = [f"{sent} delivered in {len(done.sent)} mail(s)"]
+    parts = [f"{sent} delivered in {len(done.sent)} mail(s)"] if sent or not http else []
+    parts += http
     if retrying:
         parts.append(f"{retrying} not delivered (kept in the outbox)")
     if dead:
@@ -221,6 +231,25 @@ def _flush_line(done: Delivery) -> str:
     if done.lost:
         parts.append(f"{done.lost} sent after another netmetrix took them over")
     return "flush: " + ", ".join(parts)
+
+
+def _http_parts(done: Delivery) -> list[str]:
+    """What the webhook and Alertmanager pass did (#16), for ``_flush_line``."""
+    hooks = done.hooks
+    if hooks is None:
+        return []
+    parts = [f"{hooks.sent} posted in {hooks.requests} request(s)"]
+    retrying = sum(f.notifications for f in hooks.failed if not f.permanent)
+    dead = sum(f.notifications for f in hooks.failed if f.permanent)
+    if retrying:
+        parts.append(f"{retrying} not posted (kept in the outbox)")
+    if dead:
+        parts.append(f"{dead} refused for good (dead letters: `netmetrix alerts outbox --failed`)")
+    if hooks.deferred:
+        parts.append(f"{hooks.deferred} not tried (their receiver failed; kept in the outbox)")
+    if hooks.busy:
+        parts.append(f"{hooks.busy} being posted by another netmetrix")
+    return parts
 
 
 _ids_argument = click.argument("ids", nargs=-1, required=True, type=click.IntRange(min=1))
@@ -287,3 +316,124 @@ def _check_ids(verb: str, unknown: tuple[int, ...], consequence: str) -> None:
 def _ids(ids: tuple[int, ...], noun: str = "mail") -> str:
     """``mail 3`` / ``mail 3, 4``; ``id 7``."""
     return f"{noun} {', '.join(str(i) for i in ids)}"
+
+
+# -- silences (#16) -------------------------------------------------------------------
+
+
+@alerts.command()
+@click.option(
+    "-h",
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Only alerts of this host: a name or a shell glob ('web*', quoted); repeatable."
+    " Default: every host.",
+)
+@click.option("--metric", default="", metavar="M", help="Only alerts on this metric.")
+@click.option(
+    "--labels", default="", metavar="K=V[,K=V]", help="Only alerts of series with these labels."
+)
+@click.option("--for", "duration", metavar="DURATION", help="How long: 30m, 2h, 1d.")
+@click.option("--until", metavar="TIME", help="Until when: ISO 8601 (UTC unless a zone is given).")
+@click.option("--comment", required=True, metavar="TEXT", help="Why (shown with the silence).")
+@click.pass_obj
+def silence(
+    settings: Settings,
+    hosts: tuple[str, ...],
+    metric: str,
+    labels: str,
+    duration: str | None,
+    until: str | None,
+    comment: str,
+) -> None:
+    """Silence alerts for a while: they notify no receiver.
+
+    Silenced alerts are still evaluated and recorded (`alerts history` shows
+    them as silenced), but no mail, webhook or Alertmanager hears of them.
+    When the silence ends (or `alerts unsilence`) on an alert still firing,
+    it notifies then.  Silences are kept in the store, so every collector
+    sharing it honours them.  Prints the silence's id on stdout.
+
+    \b
+    Examples:
+      netmetrix alerts silence -h db1 --for 2h --comment "disk swap, ticket 4711"
+      netmetrix alerts silence -h 'web*' --metric cpu_percent --until 2026-12-01T08:00 --comment ok
+      netmetrix alerts silence --metric disk_percent --labels mount=/backup --for 1d --comment ok
+    """
+    config = settings.load()
+    now = time.time()
+    new = _new_silence(hosts, metric, labels, duration, until, comment, now)
+    with open_store(config) as store:
+        silence_id = store.add_silence(new, now)
+    click.echo(silence_id)
+    what = ", ".join(hosts) if hosts else "every host"
+    click.echo(f"silence: {silence_id} on {what} until {iso(new.ends)}", err=True)
+
+
+def _new_silence(
+    hosts: tuple[str, ...],
+    metric: str,
+    labels: str,
+    duration: str | None,
+    until: str | None,
+    comment: str,
+    now: float,
+) -> NewSilence:
+    """The silence asked for, checked: UsageError (exit 2) naming what is wrong."""
+    import getpass
+
+    from netmetrix.silences import new_silence
+
+    try:
+        return new_silence(
+            hosts=hosts,
+            metric=metric,
+            labels=labels,
+            duration=duration,
+            until=until,
+            comment=comment,
+            author=getpass.getuser(),
+            now=now,
+        )
+    except ValueError as err:
+        raise UsageError(f"alerts silence: {err}") from None
+
+
+@alerts.command()
+@click.option("--all", "show_all", is_flag=True, help="Ended silences too.")
+@format_option
+@click.pass_obj
+def silences(settings: Settings, show_all: bool, fmt: str) -> None:
+    """List the silences in force (with --all, the ended ones too), oldest first.
+
+    \b
+    Examples:
+      netmetrix alerts silences
+      netmetrix alerts silences --all --format json
+    """
+    with open_store(settings.load()) as store:
+        found = store.silences(time.time(), ended=show_all)
+    rows = [silence_row(s) for s in found]
+    render(rows, SILENCE_COLUMNS, fmt, sys.stdout)
+
+
+@alerts.command()
+@click.argument("silence_id", metavar="ID", type=click.IntRange(min=1))
+@click.pass_obj
+def unsilence(settings: Settings, silence_id: int) -> None:
+    """End a silence now: alerts it kept quiet that still fire notify on the next run.
+
+    \b
+    Examples:
+      netmetrix alerts silences
+      netmetrix alerts unsilence 3
+    """
+    with open_store(settings.load()) as store:
+        ended = store.end_silence(silence_id, time.time())
+    if not ended:
+        raise UsageError(
+            f"alerts unsilence: no silence {silence_id} in force (see `netmetrix alerts silences`)"
+        )
+    click.echo(f"unsilence: silence {silence_id} ended", err=True)

@@ -95,7 +95,8 @@ def check(settings: Settings, path: Path | None, fmt: str) -> None:
     PATH defaults to the --config file.  Besides the file itself, every
     host's key= file must exist and be a private key netmetrix can use
     without a passphrase, and the <database> directory must be a directory
-    (a missing one is noted: it is created on first use).  Exit status 0
+    (a missing one is noted: it is created on first use), and every webhook's
+    secret_env variable must be set.  Exit status 0
     when all is well; 2 with one `file:line: problem` line per problem on
     stderr.
 
@@ -106,13 +107,15 @@ def check(settings: Settings, path: Path | None, fmt: str) -> None:
       netmetrix config check --format json
     """
     from netmetrix.config import check_local_files
+    from netmetrix.receivers import environment_problems
     from netmetrix.ssh import key_file_problem
 
     target = path or settings.config_path
     checked = load_config(target)
     local = check_local_files(checked, str(target), key_file_problem)
-    if local.problems:
-        raise ConfigError(local.problems)
+    unset = environment_problems(checked.receivers, str(target), os.environ)
+    if local.problems or unset:
+        raise ConfigError([*local.problems, *unset])
     for note in local.notes:
         click.echo(note, err=True)
     hosts, rules = len(checked.hosts), len(checked.alerts.rules)

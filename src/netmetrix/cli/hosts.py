@@ -115,9 +115,7 @@ def forget(settings: Settings, names: tuple[str, ...], yes: bool, force: bool, f
         if not yes and not _confirm(selected):
             click.echo("hosts forget: nothing forgotten", err=True)
             return ExitStatus.HOST_FAILED
-        done = pipeline.forget(
-            store, selected, config.alerts.rules, configured=configured, now=time.time()
-        )
+        done = pipeline.forget_hosts(store, selected, config, now=time.time())
     _show_forgotten(done, fmt)
     return ExitStatus.OK
 

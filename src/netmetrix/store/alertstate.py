@@ -18,7 +18,12 @@ from sqlalchemy.engine import Connection
 
 from netmetrix.model import AlertEvent, AlertState, StateKey
 from netmetrix.store._sql import chunks, insert, ms, seconds
-from netmetrix.store.schema import alert_events_table, alert_state_table, labels_json
+from netmetrix.store.schema import (
+    alert_events_table,
+    alert_state_table,
+    labels_json,
+    silenced_events_table,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -33,6 +38,7 @@ class ActiveAlert:
     since: float  # unix seconds of the first sample past the limit
     fired: float | None  # when it fired (None while pending)
     ts: float  # latest sample evaluated
+    rule_id: str = ""  # alerts.rule_id: which rule of config.xml (#16)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +53,7 @@ class AlertHistoryRow:
     rule: str
     severity: str
     since: float
+    silenced: bool = False  # a silence kept it from every receiver (#16)
 
 
 # -- state, for the pipeline ------------------------------------------------------
@@ -158,6 +165,7 @@ def alerts_active(conn: Connection, hosts: Sequence[str] = ()) -> list[ActiveAle
             since=r.since_ms / 1000,
             fired=seconds(r.fired_ms),
             ts=r.ts_ms / 1000,
+            rule_id=r.rule_id,
         )
         for r in conn.execute(query)
     ]
@@ -174,8 +182,12 @@ def alert_history(
     in (by host), not when each host answered; ties (one sample, several
     rules) newest-inserted first.
     """
-    t = alert_events_table
-    query = select(t).order_by(t.c.ts_ms.desc(), t.c.id.desc())
+    t, se = alert_events_table, silenced_events_table
+    query = (
+        select(t, se.c.silence_id)
+        .select_from(t.outerjoin(se, se.c.event_id == t.c.id))
+        .order_by(t.c.ts_ms.desc(), t.c.id.desc())
+    )
     if hosts:
         query = query.where(t.c.host.in_(sorted(set(hosts))))
     if limit is not None:
@@ -192,6 +204,7 @@ def alert_history(
             rule=r.rule,
             severity=r.severity,
             since=r.since_ms / 1000,
+            silenced=r.silence_id is not None,
         )
         for r in conn.execute(query)
     ]

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 from netmetrix.model import HostRun
-from netmetrix.store import alertstate, collector, migrate, outbox, rwqueue, samples
+from netmetrix.silences import NewSilence, Silence
+from netmetrix.store import alertstate, collector, migrate, outbox, rwqueue, samples, silencestore
 from netmetrix.store import hosts as _hosts  # `hosts` is a parameter name of the API
 from netmetrix.store.alertstate import ActiveAlert, AlertHistoryRow
 from netmetrix.store.engine import DEFAULT_BUSY_TIMEOUT, Database, connect
@@ -289,6 +290,23 @@ class Store(Database):
         """Put dead letters ``ids`` back in the queue, all or none (``outbox.retry_mail``)."""
         with self.writing("retry outbox mail") as conn:
             return outbox.retry_mail(conn, ids)
+
+    # -- silences (#16) -----------------------------------------------------------------
+
+    def add_silence(self, new: NewSilence, now: float) -> int:
+        """Store a silence; its id."""
+        with self.writing("add a silence") as conn:
+            return silencestore.add_silence(conn, new, now)
+
+    def silences(self, now: float, *, ended: bool = False) -> list[Silence]:
+        """The silences not ended at ``now`` (``ended``: every one), oldest first."""
+        with self.reading("read the silences") as conn:
+            return silencestore.silences(conn, now=now, ended=ended)
+
+    def end_silence(self, silence_id: int, now: float) -> bool:
+        """End a silence now; False when no silence ``silence_id`` is still on."""
+        with self.writing("end a silence") as conn:
+            return silencestore.end_silence(conn, silence_id, now)
 
     # -- the remote-write queue (#15) --------------------------------------------------
 

@@ -1,4 +1,11 @@
-"""The mail outbox: one row per (alert event, recipient), and the claim protocol.
+"""The outbox: one row per (alert event, recipient), and the claim protocol.
+
+A row's ``channel`` says how it goes (#16): "email" (``recipient`` an
+address), "webhook" (``recipient`` the receiver's name: its URL may hold a
+token, it is read from config.xml when sent) or "alertmanager" (``recipient``
+one URL of the receiver); ``receiver`` names the ``<receivers>`` entry, ""
+for a rule's own ``email=``.  The body of a webhook or Alertmanager row is
+its JSON, rendered when queued.
 
 A row is queued in the transaction that stored its cause.  A sender claims
 rows with a token for a lease (all or none), sends them, then marks them
@@ -41,6 +48,8 @@ class OutboxItem:
     host: str
     severity: str
     ts: float  # of its alert event
+    channel: str = "email"  # email | webhook | alertmanager (#16)
+    receiver: str = ""  # the <receivers> name; "" for a rule's own email=
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,12 +66,14 @@ class OutboxChange:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NewMail:
-    """The mail of one alert event, to go to each of ``recipients``."""
+    """The notification of one alert event, to go to each of ``recipients`` by ``channel``."""
 
     event_id: int
     subject: str
     body: str
     recipients: tuple[str, ...]
+    channel: str = "email"
+    receiver: str = ""
 
 
 def queue_mail(conn: Connection, mails: Iterable[NewMail], now: float) -> int:
@@ -76,6 +87,8 @@ def queue_mail(conn: Connection, mails: Iterable[NewMail], now: float) -> int:
             "body": mail.body,
             "created_ms": ms(now),
             "attempts": 0,
+            "channel": mail.channel,
+            "receiver": mail.receiver,
         }
         for mail in mails
         for recipient in mail.recipients
@@ -85,9 +98,12 @@ def queue_mail(conn: Connection, mails: Iterable[NewMail], now: float) -> int:
     return len(rows)
 
 
-def last_firing_recipients(conn: Connection, rule_id: str, series: StateKey) -> tuple[str, ...]:
-    """Who the last firing mail of a (rule, series) went to, dead letters aside: the
-    only record of its recipients once its rule left config.xml."""
+Target = tuple[str, str, str]  # channel, receiver, recipient
+
+
+def last_firing_recipients(conn: Connection, rule_id: str, series: StateKey) -> tuple[Target, ...]:
+    """Where the last firing notification of a (rule, series) went, dead letters aside:
+    the only record of its receivers once its rule left config.xml."""
     ev, o = alert_events_table, outbox_table
     _, host, metric, labels = series
     fired = (
@@ -104,9 +120,11 @@ def last_firing_recipients(conn: Connection, rule_id: str, series: StateKey) -> 
         .scalar_subquery()
     )
     query = (
-        select(o.c.recipient).where(o.c.event_id == fired, o.c.failed_ms.is_(None)).order_by(o.c.id)
+        select(o.c.channel, o.c.receiver, o.c.recipient)
+        .where(o.c.event_id == fired, o.c.failed_ms.is_(None))
+        .order_by(o.c.id)
     )
-    return tuple(dict.fromkeys(conn.execute(query).scalars()))
+    return tuple(dict.fromkeys((r.channel, r.receiver, r.recipient) for r in conn.execute(query)))
 
 
 # -- listing ------------------------------------------------------------------------
@@ -177,6 +195,8 @@ def _item(r: Any) -> OutboxItem:
         host=r.host,
         severity=r.severity,
         ts=r.event_ms / 1000,
+        channel=r.channel,
+        receiver=r.receiver,
     )
 
 

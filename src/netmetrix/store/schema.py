@@ -36,7 +36,7 @@ from sqlalchemy import (
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
-SCHEMA_HEAD = "0006"  # the head migration; a test keeps the two equal
+SCHEMA_HEAD = "0007"  # the head migration; a test keeps the two equal
 MIGRATIONS = "netmetrix:migrations"  # Alembic's script_location
 NO_LABELS = "{}"
 COLLECTOR_ID = "collector_id"  # meta key: names this store's key/state files on the hosts
@@ -167,8 +167,39 @@ outbox_table = Table(
     Column("claim", Text),  # the delivering process's token, while it sends
     Column("claim_until_ms", BigInteger),
     Column("failed_ms", BigInteger),  # a dead letter: the server refused it for good (#10)
+    # (#16) email | webhook | alertmanager; the <receivers> name ("" for a rule's email=)
+    Column("channel", Text, nullable=False),
+    Column("receiver", Text, nullable=False),
     PrimaryKeyConstraint("id"),
     sqlite_autoincrement=True,
+)
+
+# `alerts silence` (#16): alerts matching one are evaluated and recorded but notify nobody.
+silences_table = Table(
+    "silences",
+    metadata,
+    Column("id", Integer, autoincrement=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("starts_ms", BigInteger, nullable=False),
+    Column("ends_ms", BigInteger, nullable=False),
+    Column("hosts", Text, nullable=False),  # JSON list of names or globs, "[]": every host
+    Column("metric", Text, nullable=False),  # "" for every metric
+    Column("labels", Text, nullable=False),  # canonical JSON, "{}" when none
+    Column("comment", Text, nullable=False),
+    Column("author", Text, nullable=False),
+    # when a collector notified the alerts it kept quiet, once it had ended
+    Column("settled_ms", BigInteger),
+    PrimaryKeyConstraint("id"),
+    sqlite_autoincrement=True,
+)
+
+# The alert events a silence kept from every receiver (history shows them "silenced").
+silenced_events_table = Table(
+    "silenced_events",
+    metadata,
+    Column("event_id", Integer, ForeignKey("alert_events.id", ondelete="CASCADE"), nullable=False),
+    Column("silence_id", Integer, nullable=False),
+    PrimaryKeyConstraint("event_id"),
 )
 
 

@@ -7,7 +7,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from sqlalchemy.engine import Connection
 
 from netmetrix.model import AlertEvent, AlertState, HostRun, Labels, StateKey
-from netmetrix.store import alertstate, outbox, samples
+from netmetrix.silences import Silence
+from netmetrix.store import alertstate, outbox, samples, silencestore
 from netmetrix.store import hosts as _hosts  # `hosts` is a parameter name of the API
 from netmetrix.store.samples import Written
 
@@ -81,10 +82,31 @@ class Transaction:
         """Append ``events`` to the alert history; their ids, in order."""
         return alertstate.add_alert_events(self._conn, events)
 
-    def last_firing_recipients(self, rule_id: str, series: StateKey) -> tuple[str, ...]:
-        """Who the last firing mail of a (rule, series) went to, dead letters aside."""
+    def last_firing_recipients(
+        self, rule_id: str, series: StateKey
+    ) -> tuple[tuple[str, str, str], ...]:
+        """Where the last firing notification of a (rule, series) went, dead letters aside:
+        (channel, receiver, recipient)."""
         return outbox.last_firing_recipients(self._conn, rule_id, series)
 
     def queue_mail(self, mails: Iterable[outbox.NewMail], now: float) -> int:
         """Queue each mail to each of its recipients, created at ``now``; how many rows."""
         return outbox.queue_mail(self._conn, mails, now)
+
+    # -- silences (#16) -------------------------------------------------------------
+
+    def silences(self, now: float) -> list[Silence]:
+        """The silences not ended at ``now``."""
+        return silencestore.silences(self._conn, now=now)
+
+    def mark_silenced(self, pairs: Sequence[tuple[int, int]]) -> None:
+        """(event id, silence id): events a silence kept from every receiver."""
+        silencestore.mark_silenced(self._conn, pairs)
+
+    def settle_ended_silences(self, now: float) -> list[Silence]:
+        """The silences that ended by ``now`` and nobody settled yet, settled by us."""
+        return silencestore.settle_ended(self._conn, now)
+
+    def kept_quiet(self, silence_ids: Iterable[int]) -> list[StateKey]:
+        """Still-firing (rule, series) whose last event these silences kept quiet."""
+        return silencestore.kept_quiet(self._conn, silence_ids)

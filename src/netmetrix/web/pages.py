@@ -293,6 +293,7 @@ async def alerts_page(request: Request) -> Response:
             "active": [rows.active_row(a) for a in store.alerts_active()],
             "history": [rows.history_row(e) for e in store.alert_history((), HISTORY_LIMIT)],
             "outbox": [rows.outbox_row(item, now) for item in store.outbox(undelivered=True)],
+            "silences": [rows.silence_row(s) for s in store.silences(now)],
         }
 
     found = await run_in_threadpool(read)
@@ -302,5 +303,6 @@ async def alerts_page(request: Request) -> Response:
         active_columns=rows.ACTIVE_COLUMNS,
         history_columns=rows.HISTORY_COLUMNS,
         outbox_columns=rows.OUTBOX_COLUMNS,
+        silence_columns=rows.SILENCE_COLUMNS,
         history_limit=HISTORY_LIMIT,
     )
