@@ -1034,6 +1034,173 @@ def _run_with_deadline(calls, seconds):
     return list(results)
 
 
+# ---------------------------------------------------------------- Nagios perfdata
+
+# UOM -> (unit label, factor to the base unit).  Bytes by 1024, as the monitoring
+# plugins (check_disk, check_swap) count them; times in seconds, as Prometheus does.
+PERF_UNITS = {
+    "": ("", 1.0),
+    "s": ("s", 1.0),
+    "ms": ("s", 1e-3),
+    "us": ("s", 1e-6),
+    "%": ("%", 1.0),
+    "B": ("B", 1.0),
+    "KB": ("B", 1024.0),
+    "MB": ("B", 1024.0**2),
+    "GB": ("B", 1024.0**3),
+    "TB": ("B", 1024.0**4),
+    "c": ("c", 1.0),
+}
+_PERF_NUMBER = r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_PERF_VALUE = re.compile(r"(%s)([A-Za-z%%]*)\Z" % _PERF_NUMBER)
+_PERF_BOUND = re.compile(r"(?:%s)?\Z" % _PERF_NUMBER)
+MAX_PERF_ITEMS = 100  # perfdata items kept per check
+
+
+def parse_range(text, factor=1.0):
+    # type: (str, float) -> tuple | None
+    """A threshold range as (low, high, inside) in base units, None when empty.
+
+    Nagios' grammar: ``10`` is 0..10, ``10:`` 10..inf, ``~:20`` -inf..20,
+    ``10:20``; a leading ``@`` alerts inside the range instead of outside.
+    Raises ValueError for anything else.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    inside = text.startswith("@")
+    body = text[1:] if inside else text
+    if not body:
+        raise ValueError("bad range %r" % text)
+    if ":" in body:
+        start, end = body.split(":", 1)
+    else:
+        start, end = "0", body
+    if start == "~":
+        low = -float("inf")
+    elif _PERF_BOUND.match(start):
+        low = float(start) * factor if start else 0.0
+    else:
+        raise ValueError("bad range %r" % text)
+    if not _PERF_BOUND.match(end):
+        raise ValueError("bad range %r" % text)
+    high = float(end) * factor if end else float("inf")
+    if low > high:
+        raise ValueError("range %r starts after it ends" % text)
+    return (low, high, inside)
+
+
+def _perf_tokens(text):
+    """Split perfdata into (label, rest) pairs; yields (None, problem) for what cannot be split."""
+    pos, size = 0, len(text)
+    while pos < size:
+        if text[pos].isspace():
+            pos += 1
+            continue
+        if text[pos] == "'":
+            label, pos = _quoted_label(text, pos)
+            if label is None:
+                yield None, "unterminated quoted label at %r" % text[pos:][:40]
+                return
+        else:
+            end = pos
+            while end < size and text[end] != "=" and not text[end].isspace():
+                end += 1
+            label, pos = text[pos:end], end
+        if pos >= size or text[pos] != "=":
+            yield None, "no '=' after label %r" % label[:40]
+            while pos < size and not text[pos].isspace():  # skip the broken item
+                pos += 1
+            continue
+        end = pos + 1
+        while end < size and not text[end].isspace():
+            end += 1
+        yield label, text[pos + 1 : end]
+        pos = end
+
+
+def _quoted_label(text, pos):
+    """(label, position after its closing quote) of a 'quoted' label; '' is a quote."""
+    chars = []
+    pos += 1
+    while pos < len(text):
+        if text[pos] == "'":
+            if text[pos + 1 : pos + 2] == "'":
+                chars.append("'")
+                pos += 2
+                continue
+            return "".join(chars), pos + 1
+        chars.append(text[pos])
+        pos += 1
+    return None, pos
+
+
+def parse_perfdata(text):
+    # type: (str) -> tuple[list, list]
+    """Parse a plugin's perfdata: (items, warnings); never raises on any input.
+
+    An item is a dict: label, value and unit (base units, see PERF_UNITS),
+    warn and crit (``parse_range`` tuples or None), min and max (or None).
+    What cannot be parsed is left out with a warning naming it.
+    """
+    items, warnings = [], []  # type: list, list
+    for label, rest in _perf_tokens(text):
+        if label is None:
+            warnings.append("perfdata: %s" % rest)
+            continue
+        if len(items) >= MAX_PERF_ITEMS:
+            warnings.append("perfdata: more than %d items; the rest ignored" % MAX_PERF_ITEMS)
+            break
+        try:
+            item = _perf_item(label, rest)
+        except (ValueError, OverflowError) as exc:
+            warnings.append(("perfdata %r: %s" % (label[:40], exc))[:200])
+            continue
+        if item is not None:
+            items.append(item)
+    return items, warnings
+
+
+def _perf_item(label, rest):
+    """One ``label=value[UOM];warn;crit;min;max`` item (None: the value is U, unknown)."""
+    if not label:
+        raise ValueError("empty label")
+    if len(label) > MAX_LABEL:
+        raise ValueError("label longer than %d characters" % MAX_LABEL)
+    fields = (rest.split(";") + [""] * 5)[:5]
+    if fields[0] == "U":
+        return None  # the plugin could not determine it: nothing to report
+    match = _PERF_VALUE.match(fields[0])
+    if match is None:
+        raise ValueError("bad value %r" % fields[0][:40])
+    number, uom = match.groups()
+    if uom not in PERF_UNITS:
+        raise ValueError("unknown unit %r" % uom[:20])
+    unit, factor = PERF_UNITS[uom]
+    value = float(number) * factor
+    if not math.isfinite(value):
+        raise ValueError("value out of range")
+    return {
+        "label": label,
+        "value": value,
+        "unit": unit,
+        "warn": parse_range(fields[1], factor),
+        "crit": parse_range(fields[2], factor),
+        "min": _perf_bound(fields[3], factor),
+        "max": _perf_bound(fields[4], factor),
+    }
+
+
+def _perf_bound(text, factor):
+    """min or max: a number in base units, or None when not given."""
+    text = text.strip()
+    if not text:
+        return None
+    if not _PERF_BOUND.match(text):
+        raise ValueError("bad min/max %r" % text[:40])
+    return float(text) * factor
+
+
 # ---------------------------------------------------------------- main
 
 
