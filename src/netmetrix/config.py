@@ -16,6 +16,7 @@ import math
 import os
 import posixpath
 import re
+import shlex
 import socket
 import xml.sax
 import xml.sax.handler
@@ -32,6 +33,10 @@ from typing import Generic, Literal, TypeVar
 from defusedxml.common import DefusedXmlException  # type: ignore[import-untyped]
 from defusedxml.sax import make_parser  # type: ignore[import-untyped]
 
+from netmetrix.checks import DEFAULT_TIMEOUT as _DEFAULT_CHECK_TIMEOUT
+from netmetrix.checks import MAX_TIMEOUT as _MAX_CHECK_TIMEOUT
+from netmetrix.checks import NAME_PATTERN as _CHECK_NAME
+from netmetrix.checks import CheckConfig, ChecksConfig
 from netmetrix.errors import ConfigError
 from netmetrix.format import duration, labels_text, number
 from netmetrix.sanitize import clean
@@ -207,6 +212,7 @@ class Config:
     remote_write: RemoteWriteConfig | None = None  # None: samples are not pushed anywhere
     hosts: tuple[HostConfig, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)  # custom checks (#17)
     # Settings written in config.xml ("script", "ssh.connect_timeout", ...), not defaulted.
     given: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -295,6 +301,7 @@ _SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 _ROOT_CHILDREN = (
     *("script", "concurrency", "database", "ssh", "smtp"),
     *("security", "retention", "watch", "web", "collector", "remote_write", "hosts", "alerts"),
+    "checks",
 )
 _SSH_ATTRS = ("known_hosts", "host_key_policy", "connect_timeout", "command_timeout")
 _SMTP_ATTRS = (
@@ -809,6 +816,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         remote_write=_remote_write(ctx, el.one("remote_write")),
         hosts=_hosts(ctx, el, hosts_node),
         alerts=_alerts(ctx, el.one("alerts"), host_names),
+        checks=_checks(ctx, el.one("checks"), host_names),
         given=_given(el),
     )
 
@@ -1436,3 +1444,55 @@ def _remote_auth_problems(rw: RemoteWriteConfig) -> list[str]:
             "basic auth (username) and a bearer token (token_env, token_file) exclude each other"
         )
     return problems
+
+
+# ---------------------------------------------------------------- <checks> (#17)
+
+_CHECK_ATTRS = ("name", "command", "timeout", "every", "hosts")
+
+
+def _checks(ctx: _Ctx, node: _Node | None, host_names: Collection[str]) -> ChecksConfig:
+    """``<checks>``: the custom checks (``checks``), each name once."""
+    if node is None:
+        return ChecksConfig()
+    el = _Element(ctx, node, children=("check",))
+    found: dict[str, CheckConfig] = {}
+    for child in el.all("check"):
+        check = _check(ctx, child, host_names)
+        if check is None:
+            continue
+        if check.name in found:
+            first = found[check.name].line
+            el.problem(f'duplicate check name "{check.name}", first at line {first}', child.line)
+            continue
+        found[check.name] = check
+    return ChecksConfig(checks=tuple(found.values()))
+
+
+def _command(raw: str) -> tuple[str, ...]:
+    """A check's command line split into words, as a shell would (but none will run it)."""
+    try:
+        words = shlex.split(raw)
+    except ValueError as exc:  # no closing quotation
+        raise _Refused(f"cannot be split into words: {exc}") from None
+    if not words:
+        raise ValueError(raw)
+    return tuple(words)
+
+
+_CHECK_NAME_CONV = _matching(_CHECK_NAME, 'a name of letters, digits, "_.:-" (at most 64)')
+_COMMAND = _Conv("a command line like /usr/lib/nagios/plugins/check_load -w 5 -c 10", _command)
+
+
+def _check(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> CheckConfig | None:
+    el = _Element(ctx, node, attrs=_CHECK_ATTRS)
+    name, argv = el.required("name", _CHECK_NAME_CONV), el.required("command", _COMMAND)
+    timeout = el.get("timeout", _seconds_up_to(_MAX_CHECK_TIMEOUT), _DEFAULT_CHECK_TIMEOUT)
+    every = el.get("every", _seconds_up_to(MAX_DURATION), 0.0)
+    hosts = el.get("hosts", _HOST_PATTERNS, ())
+    _check_host_names(el, hosts, host_names)
+    if name is None or argv is None:
+        return None
+    return CheckConfig(
+        name=name, argv=argv, timeout=timeout, every=every, hosts=hosts, line=node.line
+    )

@@ -1201,23 +1201,353 @@ def _perf_bound(text, factor):
     return float(text) * factor
 
 
+# ---------------------------------------------------------------- custom checks (Nagios plugins)
+
+CHECKS_SUFFIX = ".checks"  # <script>.<collector>.checks: the collector's signed list
+CACHE_SUFFIX = ".checks-cache"  # <script>.<collector>.checks-cache: results of every= checks
+CHECKS_VERSION = 1
+CHECK_STATES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+UNKNOWN = 3
+MAX_CHECK_OUTPUT = 64 * 1024  # bytes of a plugin's stdout read; a flood is cut and killed
+MAX_CHECK_TEXT = 1000  # characters of the first line kept as the check's text
+MAX_CHECKS_FILE = 1 << 20
+CHECK_MARGIN = 1.0  # seconds kept, before the probe's deadline, to seal and answer
+CHECK_POLL = 0.05  # seconds between looks at a plugin that has stopped writing
+
+
+def checks_path(script, collector=None):
+    # type: (str, str | None) -> str
+    """The signed checks file of one collector beside the probe file ``script``."""
+    return file_names(script, collector)[0][: -len(".key")] + CHECKS_SUFFIX
+
+
+def checks_mac(key, body):
+    # type: (bytes, bytes) -> str
+    """The MAC that proves the collector holding ``key`` wrote the checks file ``body``."""
+    return b64e(hmac.new(subkey(key, b"checks"), body, hashlib.sha256).digest())
+
+
+def checks_file_text(key, plan):
+    # type: (bytes, dict) -> bytes
+    """The checks file: the plan as one JSON line, then its MAC (the collector writes it)."""
+    body = json.dumps(plan, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return body + b"\n" + checks_mac(key, body).encode("ascii") + b"\n"
+
+
+def read_checks(path, host, key):
+    # type: (str, str, bytes) -> dict | None
+    """The verified plan in the checks file ``path``, None when there is none.
+
+    Raises UnsafeFile, OSError or ValueError (a file whose MAC does not verify
+    with this host's key is refused: the probe runs only what the collector
+    holding the key configured).
+    """
+    try:
+        handle = open_private(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    with handle:
+        text = handle.read(MAX_CHECKS_FILE + 1)
+    lines = text.split("\n")
+    if len(text) > MAX_CHECKS_FILE or len(lines) < 2:
+        raise ValueError("not a checks file")
+    body = lines[0].encode("utf-8")
+    if not hmac.compare_digest(checks_mac(key, body), lines[1].strip()):
+        raise ValueError("its MAC does not verify with this host's key (run upload)")
+    plan = json.loads(lines[0])
+    if not isinstance(plan, dict) or plan.get("v") != CHECKS_VERSION or plan.get("host") != host:
+        raise ValueError("not a checks file for host %r" % host)
+    return plan
+
+
+def run_plan(plan, cache_path, started, deadline):
+    # type: (dict, str | None, float, float | None) -> tuple[list, list, list]
+    """Run the plan's checks in parallel: (samples, check results, warnings).
+
+    ``deadline``: seconds after ``started`` (wall clock) by which the probe
+    must answer; every check ends CHECK_MARGIN before it whatever its own timeout.
+    """
+    warnings = []  # type: list
+    checks = [c for c in plan.get("checks", []) if _valid_check(c, warnings)]
+    cache = _load_cache(cache_path, warnings)
+    now = time.time()
+    end = None if deadline is None else started + deadline - CHECK_MARGIN
+    due, results = [], {}  # type: list, dict
+    for check in checks:
+        cached = cache.get(check["name"])
+        if _fresh(cached, check, now):
+            results[check["name"]] = cached
+        else:
+            due.append(check)
+    ran = _run_checks(due, end)
+    for index, check in enumerate(due):
+        results[check["name"]] = dict(ran[index], argv=check["argv"])
+    if cache_path is not None and any(c.get("every") for c in due):
+        _save_cache(cache_path, dict((c["name"], results[c["name"]]) for c in checks), warnings)
+    samples, reports = [], []  # type: list, list
+    for check in checks:
+        _check_samples(check["name"], results[check["name"]], samples, reports, warnings)
+    return samples, reports, warnings
+
+
+def _valid_check(check, warnings):
+    """A plan entry the probe can run: a name, a non-empty argv of strings, a timeout."""
+    ok = (
+        isinstance(check, dict)
+        and isinstance(check.get("name"), str)
+        and isinstance(check.get("argv"), list)
+        and check["argv"]
+        and all(isinstance(word, str) for word in check["argv"])
+        and isinstance(check.get("timeout"), (int, float))
+    )
+    if not ok:
+        warnings.append("checks file: an entry the probe cannot run: %r" % (check,))
+    return ok
+
+
+def _fresh(cached, check, now):
+    """Whether a cached result of an ``every=`` check may be reported again."""
+    every = check.get("every") or 0
+    return (
+        isinstance(cached, dict)
+        and cached.get("argv") == check["argv"]
+        and isinstance(cached.get("at"), (int, float))
+        and 0 <= now - cached["at"] < every
+    )
+
+
+def _run_checks(checks, end):
+    """Run ``checks`` in threads at once; their outcomes, in order."""
+    outcomes = [None] * len(checks)  # type: list
+
+    def work(index, check):
+        timeout = float(check["timeout"])
+        if end is not None:
+            timeout = max(0.0, min(timeout, end - time.time()))
+        outcomes[index] = run_check(check["argv"], timeout)
+
+    threads = [
+        threading.Thread(target=work, args=(i, c), name="check", daemon=True)
+        for i, c in enumerate(checks)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()  # each ends by its own deadline (run_check kills what overruns)
+    return outcomes
+
+
+def run_check(argv, timeout):
+    # type: (list, float) -> dict
+    """Run one plugin (no shell) for at most ``timeout`` seconds: its outcome.
+
+    {"status": 0-3, "output": stdout text (capped), "reason": why it is UNKNOWN
+    beyond its own word or "", "at": start (unix s), "duration": seconds}.
+    Its process group is killed when it ends, times out or floods, so a
+    plugin that forks a daemon or hangs leaves nothing behind.
+    """
+    import subprocess  # only when there are checks: it costs the probe's start-up
+
+    at, began = time.time(), time.monotonic()
+    env = dict(os.environ, LC_ALL="C")  # numbers with a decimal point, English words
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
+    except OSError as exc:
+        reason = "cannot run %s: %s" % (argv[0], exc.strerror or exc)
+        return _outcome(UNKNOWN, "", reason, at, began)
+    try:
+        output, reason = _read_capped(proc, began + timeout, timeout)
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what it forked, and itself if it overran
+        if proc.stdout is not None:
+            proc.stdout.close()
+        proc.wait()
+    if reason:
+        return _outcome(UNKNOWN, output, reason, at, began)
+    status = proc.returncode
+    if status not in (0, 1, 2, 3):
+        return _outcome(UNKNOWN, output, "exit status %d" % status, at, began)
+    return _outcome(status, output, "", at, began)
+
+
+def _outcome(status, output, reason, at, began):
+    # type: (int, str, str, float, float) -> dict
+    return {
+        "status": status,
+        "output": output,
+        "reason": reason,
+        "at": at,
+        "duration": time.monotonic() - began,
+    }
+
+
+def _read_capped(proc, end, timeout):
+    """(stdout text, reason it was cut or "") of a running plugin, until it exits or ``end``.
+
+    Stops at the exit even if a child it forked still holds stdout open.
+    """
+    chunks, size = [], 0  # type: list, int
+    fd = proc.stdout.fileno()
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return _text(chunks), "timed out after %gs" % timeout
+        ready = select.select([fd], [], [], min(left, CHECK_POLL))[0]
+        if ready:
+            data = os.read(fd, 65536)
+            if data:
+                chunks.append(data)
+                size += len(data)
+                if size > MAX_CHECK_OUTPUT:
+                    return _text(chunks), "output over %d bytes; cut" % MAX_CHECK_OUTPUT
+                continue
+            if proc.poll() is not None or _exited(proc, end):
+                return _text(chunks), ""
+            return _text(chunks), "timed out after %gs" % timeout
+        if proc.poll() is not None:
+            if select.select([fd], [], [], 0)[0]:
+                continue  # what it wrote just before exiting
+            return _text(chunks), ""
+
+
+def _exited(proc, end):
+    """Wait (to ``end``) for a plugin that closed its stdout to exit."""
+    import subprocess
+
+    try:
+        proc.wait(max(0.0, end - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _text(chunks):
+    return b"".join(chunks)[:MAX_CHECK_OUTPUT].decode("utf-8", "replace")
+
+
+def split_output(output):
+    # type: (str) -> tuple[str, str]
+    """A plugin's output as (first line's text, all perfdata), per the plugin API.
+
+    ``TEXT | perfdata`` on the first line; more lines are long text, and
+    anything after a ``|`` in them is more perfdata.
+    """
+    lines = output.splitlines() or [""]
+    text, _, perf = lines[0].partition("|")
+    more = [line.partition("|")[2].strip() for line in lines[1:] if "|" in line]
+    return text.strip(), " ".join(part for part in [perf.strip(), *more] if part)
+
+
+def _check_samples(name, result, samples, reports, warnings):
+    """The samples and the report of one check's outcome."""
+    status = result.get("status", UNKNOWN)
+    text, perf = split_output(result.get("output", ""))
+    reason = result.get("reason", "")
+    if reason:
+        text = "UNKNOWN: %s%s" % (reason, " (%s)" % text if text else "")
+    elif not text:
+        text = "%s: no output" % CHECK_STATES[status]
+    labels = {"check": name}
+    samples.append(["check_status", labels, float(status)])
+    samples.append(["check_duration_seconds", labels, float(result.get("duration", 0.0))])
+    items, problems = parse_perfdata(perf)
+    warnings.extend("check %s: %s" % (name, problem) for problem in problems)
+    for item in items:
+        _perf_samples(name, item, samples)
+    reports.append(
+        {
+            "name": name,
+            "status": status,
+            "text": text[:MAX_CHECK_TEXT],
+            "at": result.get("at", 0.0),
+            "duration": result.get("duration", 0.0),
+        }
+    )
+
+
+def _perf_samples(name, item, samples):
+    """check_perf for one perfdata item, and its thresholds' finite edges."""
+    labels = {"check": name, "label": item["label"], "unit": item["unit"]}
+    samples.append(["check_perf", labels, item["value"]])
+    for which in ("warn", "crit"):
+        bounds = item[which]
+        if bounds is None:
+            continue
+        low, high, inside = bounds
+        prefix = "inside_" if inside else ""
+        for edge, value in (("low", low), ("high", high)):
+            # "10" means 0..10: its implied 0 is no threshold anyone wrote
+            if math.isfinite(value) and (inside or edge == "high" or value != 0):
+                edged = dict(labels, edge=prefix + edge)
+                samples.append(["check_perf_" + which, edged, value])
+
+
+def _load_cache(path, warnings):
+    """The cached results of ``every=`` checks by name ({} when none or unusable)."""
+    if path is None:
+        return {}
+    try:
+        with open_private(path) as handle:
+            cache = json.load(handle)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            warnings.append("checks cache %s: %s" % (path, _describe(exc)))
+        return {}
+    except (UnsafeFile, ValueError) as exc:
+        warnings.append(("checks cache %s: %s" % (path, exc))[:200])
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _save_cache(path, cache, warnings):
+    """Keep the results for the next run (atomically: temp file, then rename)."""
+    try:
+        _save_state(path, cache)
+    except (OSError, ValueError, TypeError) as exc:
+        warnings.append(("checks cache %s: %s" % (path, exc))[:200])
+
+
+def custom_checks(me, collector, host, key, started, deadline):
+    # type: (str, str | None, str, bytes, float, float | None) -> tuple[list, list, list]
+    """Run the collector's checks for this run: (samples, check reports, warnings)."""
+    path = checks_path(me, collector)
+    try:
+        plan = read_checks(path, host, key)
+    except (UnsafeFile, OSError, ValueError) as exc:
+        return [], [], [("checks file %s refused: %s" % (path, exc))[:300]]
+    if plan is None:
+        return [], [], []
+    cache = path[: -len(CHECKS_SUFFIX)] + CACHE_SUFFIX
+    return run_plan(plan, cache, started, deadline)
+
+
 # ---------------------------------------------------------------- main
 
 
-def build_payload(samples, errors, started, now):
-    """The payload bytes sealed into the envelope."""
-    return json.dumps(
-        {
-            "probe": PROBE_VERSION,
-            "python": "%d.%d.%d" % sys.version_info[:3],
-            "time": now,
-            "duration": max(0.0, time.time() - started),
-            "samples": samples,
-            "errors": errors,
-        },
-        separators=(",", ":"),
-        allow_nan=False,
-    ).encode("utf-8")
+def build_payload(samples, errors, started, now, checks=()):
+    """The payload bytes sealed into the envelope (``checks``: reports of custom checks)."""
+    payload = {
+        "probe": PROBE_VERSION,
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "time": now,
+        "duration": max(0.0, time.time() - started),
+        "samples": samples,
+        "errors": errors,
+    }
+    if checks:  # absent otherwise: a collector older than checks reads the message as before
+        payload["checks"] = list(checks)
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def deadline_seconds(text):
@@ -1275,7 +1605,10 @@ def main(argv=None):
         return opened
     host, key = opened
     samples, errors = collect("/", file_names(me, collector)[1], started)
-    _answer(key, host, challenge, samples, errors, started)
+    extra, checks, warnings = custom_checks(me, collector, host, key, started, deadline)
+    _answer(
+        key, host, challenge, samples + _valid(extra, warnings), errors + warnings, started, checks
+    )
     return 0
 
 
@@ -1299,10 +1632,10 @@ def _open_files(me, collector):
         return EXIT_KEY
 
 
-def _answer(key, host, challenge, samples, errors, started):
+def _answer(key, host, challenge, samples, errors, started, checks=()):
     """Write one envelope line to stdout, at once (the collector is waiting for it)."""
     now = time.time()
-    payload = build_payload(samples, errors, started, now)
+    payload = build_payload(samples, errors, started, now, checks)
     sys.stdout.write(seal(key, host, challenge, payload, now) + "\n")
     sys.stdout.flush()
 
@@ -1467,7 +1800,11 @@ def _tick(keys, request, state_path, memory):
             return opened
         host, key = opened
         samples, errors = collect("/", state_path, started, memory=memory)
-        _answer(key, host, request.challenge, samples, errors, started)
+        extra, checks, warnings = custom_checks(
+            keys.script, keys.collector, host, key, started, request.deadline
+        )
+        samples += _valid(extra, warnings)
+        _answer(key, host, request.challenge, samples, errors + warnings, started, checks)
         return 0
     finally:
         watchdog.cancel()

@@ -7,7 +7,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from sqlalchemy.engine import Connection
 
 from netmetrix.model import AlertEvent, AlertState, HostRun, Labels, StateKey
-from netmetrix.store import alertstate, outbox, samples
+from netmetrix.store import alertstate, checkresults, outbox, samples
 from netmetrix.store import hosts as _hosts  # `hosts` is a parameter name of the API
 from netmetrix.store.samples import Written
 
@@ -28,7 +28,9 @@ class Transaction:
         """Store host runs (samples, ``up``, host rows); a refused host fails alone.
         The samples of ``forward``'s metrics are queued for remote-write too
         (``samples.write_runs``)."""
-        return samples.write_runs(self._conn, runs, forward)
+        written = samples.write_runs(self._conn, runs, forward)
+        checkresults.write_checks(self._conn, written.runs)  # as stored: refused ones failed
+        return written
 
     def update_hosts(self, runs: Sequence[HostRun]) -> None:
         """Update only the host rows of ``runs`` (address, last error).

@@ -1,0 +1,329 @@
+"""Custom checks (#17): Nagios plugins configured on the collector, run by the probe on
+real sshd hosts, sealed with the built-in metrics, stored with their text."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from xml.sax.saxutils import quoteattr
+
+import psutil
+import pytest
+from conftest import Fleet, Run
+
+from netmetrix import checks, probe
+from netmetrix.config import load_config
+from netmetrix.errors import ConfigError
+from netmetrix.store import Store
+
+Cli = Callable[..., Run]
+PLUGINS = Path("/usr/lib/nagios/plugins")
+
+
+def plugin(fleet: Fleet, name: str, body: str) -> str:
+    """An executable plugin-like script (POSIX sh) written by the test; its path."""
+    path = fleet.root / "plugins" / name
+    path.parent.mkdir(exist_ok=True)
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def with_checks(fleet: Fleet, *entries: str, alerts: str = "") -> None:
+    """Write config.xml with ``<checks>`` holding ``entries`` (and ``alerts`` after it)."""
+    fleet.write()
+    block = "  <checks>\n" + "".join(f"    {e}\n" for e in entries) + "  </checks>\n" + alerts
+    text = fleet.config.read_text().replace("</netmetrix>", block + "</netmetrix>")
+    fleet.config.write_text(text)
+
+
+def check(name: str, command: str, **attrs: str) -> str:
+    more = "".join(f" {k}={quoteattr(v)}" for k, v in attrs.items())
+    return f"<check name={quoteattr(name)} command={quoteattr(command)}{more}/>"
+
+
+def store_of(fleet: Fleet) -> Store:
+    return Store.open(f"sqlite:///{fleet.database}")
+
+
+def latest(fleet: Fleet, host: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    with store_of(fleet) as store:
+        rows = store.latest(hosts=[host])
+    return {(r.metric, tuple(sorted(r.labels.items()))): r.value for r in rows}
+
+
+def checks_of(fleet: Fleet) -> dict[tuple[str, str], tuple[int, str]]:
+    with store_of(fleet) as store:
+        return {(r.host, r.name): (r.status, r.text) for r in store.checks()}
+
+
+def test_states_match_the_probe() -> None:
+    assert checks.STATES == probe.CHECK_STATES
+    assert checks.CHECKS_VERSION == probe.CHECKS_VERSION
+
+
+# ---------------------------------------------------------------- config.xml
+
+
+def config_with(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "config.xml"
+    path.write_text(
+        '<netmetrix>\n  <hosts><host name="web1"/><host name="db1"/></hosts>\n'
+        f"  <checks>\n{body}\n  </checks>\n</netmetrix>\n"
+    )
+    return path
+
+
+def test_checks_config_splits_commands_with_shlex(tmp_path: Path) -> None:
+    config = load_config(
+        config_with(
+            tmp_path,
+            '<check name="disk" command="/usr/lib/nagios/plugins/check_disk -w 10% -p \'/my dir\'"'
+            ' timeout="5s" every="5m" hosts="web*"/>\n<check name="load" command="check_load"/>',
+        )
+    )
+    disk, load = config.checks.checks
+    assert disk.argv == ("/usr/lib/nagios/plugins/check_disk", "-w", "10%", "-p", "/my dir")
+    assert (disk.timeout, disk.every, disk.hosts, disk.line) == (5.0, 300.0, ("web*",), 4)
+    assert (load.timeout, load.every, load.hosts) == (10.0, 0.0, ())
+    assert [c["name"] for c in checks.plan_for(config.checks, "web1")["checks"]] == ["disk", "load"]
+    assert [c["name"] for c in checks.plan_for(config.checks, "db1")["checks"]] == ["load"]
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ('<check command="x"/>', '<check>: missing required attribute "name"'),
+        ('<check name="a b" command="x"/>', "<check>: name must be a name of letters"),
+        ('<check name="a" command="\'x"/>', "<check>: command: cannot be split into words"),
+        ('<check name="a" command="  "/>', "<check>: command must be a command line"),
+        ('<check name="a" command="x" timeout="soon"/>', "<check>: timeout must be a duration"),
+        ('<check name="a" command="x" hosts="web2"/>', 'hosts: unknown host "web2", did you mean'),
+        ('<check name="a" command="x" comand="y"/>', 'did you mean "command"?'),
+        ('<check name="a" command="x"/><check name="a" command="y"/>', 'duplicate check name "a"'),
+    ],
+)
+def test_bad_checks_config_names_file_line_and_field(
+    tmp_path: Path, body: str, problem: str
+) -> None:
+    path = config_with(tmp_path, body)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    [message] = raised.value.problems
+    assert message.startswith(f"{path}:4: ")
+    assert problem in message
+
+
+# ---------------------------------------------------------------- run_check (the probe's part)
+
+
+def test_a_plugin_that_forks_a_daemon_leaves_nothing_behind(tmp_path: Path) -> None:
+    marker = secrets.token_hex(8)
+    script = tmp_path / "daemon"
+    script.write_text(f"#!/bin/sh\n(exec -a nmx{marker} sleep 300) &\necho 'OK forked'\n")
+    script.chmod(0o755)
+    result = probe.run_check([str(script)], 30.0)
+    assert (result["status"], result["output"], result["reason"]) == (0, "OK forked\n", "")
+    left = [
+        p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])
+    ]
+    assert left == []
+    assert result["duration"] < 25  # it did not wait for the daemon holding stdout
+
+
+def test_a_hanging_plugin_is_killed_at_its_timeout(tmp_path: Path) -> None:
+    result = probe.run_check(["/bin/sleep", "300"], 0.5)
+    assert (result["status"], result["reason"]) == (3, "timed out after 0.5s")
+    assert result["duration"] >= 0.5
+
+
+def test_a_flood_is_cut_at_the_cap() -> None:
+    result = probe.run_check(["/usr/bin/yes", "CRITICAL flood"], 30.0)
+    assert result["status"] == 3
+    assert result["reason"] == f"output over {probe.MAX_CHECK_OUTPUT} bytes; cut"
+    assert len(result["output"]) <= probe.MAX_CHECK_OUTPUT
+
+
+def test_split_output_takes_the_first_line_and_all_perfdata() -> None:
+    output = "DISK OK - free | '/'=1MB;2;3\nlong text\nmore | time=1ms\n"
+    assert probe.split_output(output) == ("DISK OK - free", "'/'=1MB;2;3 time=1ms")
+    assert probe.split_output("") == ("", "")
+
+
+def test_the_probe_refuses_a_checks_file_another_key_signed(tmp_path: Path) -> None:
+    key, other = os.urandom(32), os.urandom(32)
+    path = tmp_path / "client.py.abc.checks"
+    plan = {"v": 1, "host": "h", "checks": [{"name": "x", "argv": ["/bin/true"], "timeout": 1}]}
+    path.write_bytes(probe.checks_file_text(other, plan))
+    path.chmod(0o600)
+    with pytest.raises(ValueError, match="MAC does not verify"):
+        probe.read_checks(str(path), "h", key)
+    path.write_bytes(probe.checks_file_text(key, plan))
+    assert probe.read_checks(str(path), "h", key) == plan
+    with pytest.raises(ValueError, match="not a checks file for host 'g'"):
+        probe.read_checks(str(path), "g", key)
+    path.chmod(0o622)
+    with pytest.raises(probe.UnsafeFile, match="writable by group/others"):
+        probe.read_checks(str(path), "h", key)
+
+
+# ---------------------------------------------------------------- end to end on real sshd
+
+
+@pytest.mark.sshd
+def test_plugin_checks_end_to_end(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("web1", 0, directory=str(fleet.root / "remote" / "web1"))
+    fleet.settings["command_timeout"] = "20"
+    ok = plugin(
+        fleet,
+        "ok",
+        "echo \"DISK OK - free space: / 3326 MB (56%); | '/'=2643MB;5948;6292;0;6620 'x y'=12ms\"",
+    )
+    warn = plugin(fleet, "warn", 'echo "LOAD WARNING - load average: 5.1|load1=5.1;5;10;0"; exit 1')
+    crit = plugin(
+        fleet, "crit", "echo \"PROCS CRITICAL: 0 processes with command name 'nginx'\"; exit 2"
+    )
+    unknown = plugin(fleet, "unknown", 'echo "UNKNOWN - cannot stat"; exit 3')
+    odd = plugin(fleet, "odd", 'echo "weird"; exit 7')
+    hang = plugin(fleet, "hang", "exec sleep 300")
+    flood = plugin(fleet, "flood", 'exec yes "spam spam spam"')
+    garbage = plugin(fleet, "garbage", "echo 'OK | a=1zz b=2 =3 c=4KB'")
+    with_checks(
+        fleet,
+        check("disk", ok),
+        check("load", warn),
+        check("nginx", crit),
+        check("unknown", unknown),
+        check("odd", odd),
+        check("hang", hang, timeout="1s"),
+        check("flood", flood),
+        check("garbage", garbage),
+        check("missing", str(fleet.root / "plugins" / "nowhere") + " -w 1"),
+        check("elsewhere", ok, hosts="db*"),
+    )
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 0, ran.err  # WARNING/CRITICAL/UNKNOWN checks are for alerts, not exit codes
+    assert "[web1] probe could not read check garbage: perfdata 'a': unknown unit 'zz'" in ran.err
+    assert "check garbage: perfdata '': empty label" in ran.err
+
+    found = checks_of(fleet)
+    missing = fleet.root / "plugins" / "nowhere"
+    assert found == {
+        ("web1", "disk"): (0, "DISK OK - free space: / 3326 MB (56%);"),
+        ("web1", "load"): (1, "LOAD WARNING - load average: 5.1"),
+        ("web1", "nginx"): (2, "PROCS CRITICAL: 0 processes with command name 'nginx'"),
+        ("web1", "unknown"): (3, "UNKNOWN - cannot stat"),
+        ("web1", "odd"): (3, "UNKNOWN: exit status 7 (weird)"),
+        ("web1", "hang"): (3, "UNKNOWN: timed out after 1s"),
+        ("web1", "flood"): (
+            3,
+            f"UNKNOWN: output over {probe.MAX_CHECK_OUTPUT} bytes; cut (spam spam spam)",
+        ),
+        ("web1", "garbage"): (0, "OK"),
+        ("web1", "missing"): (3, f"UNKNOWN: cannot run {missing}: No such file or directory"),
+    }
+    values = latest(fleet, "web1")
+    assert values[("check_status", (("check", "nginx"),))] == 2.0
+    assert values[("check_status", (("check", "hang"),))] == 3.0
+    assert 1.0 <= values[("check_duration_seconds", (("check", "hang"),))] < 15
+    disk = (("check", "disk"), ("label", "/"), ("unit", "B"))
+    assert values[("check_perf", disk)] == 2643 * 1024**2
+    edged = (("check", "disk"), ("edge", "high"), ("label", "/"), ("unit", "B"))
+    assert values[("check_perf_warn", edged)] == 5948 * 1024**2
+    assert values[("check_perf_crit", edged)] == 6292 * 1024**2
+    lows = [
+        labels
+        for metric, labels in values
+        if metric == "check_perf_warn" and ("edge", "low") in labels
+    ]
+    assert lows == []  # "5948" is 0..5948: no low edge anyone wrote
+    assert values[("check_perf", (("check", "disk"), ("label", "x y"), ("unit", "s")))] == 0.012
+    assert values[("check_perf", (("check", "garbage"), ("label", "c"), ("unit", "B")))] == 4096
+    assert values[("cpu_percent", ())] >= 0  # the built-in metrics arrive as before
+
+
+@pytest.mark.sshd
+def test_a_host_runs_only_what_the_collector_signed(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("web1", 0)
+    marker = fleet.root / "planted-ran"
+    with_checks(fleet, check("load", plugin(fleet, "ok", 'echo "OK"')))
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    with store_of(fleet) as store:
+        collector = store.collector_id()
+    path = Path(probe.checks_path(str(fleet.remote_dir("web1") / "client.py"), collector))
+    body, mac = path.read_text().splitlines()
+    plan = json.loads(body)
+    plan["checks"].append({"name": "planted", "argv": ["/bin/touch", str(marker)], "timeout": 5})
+    path.write_text(json.dumps(plan, sort_keys=True, separators=(",", ":")) + "\n" + mac + "\n")
+
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 0, ran.err
+    assert not marker.exists()
+    assert f"[web1] probe could not read checks file {path} refused: its MAC does not verify" in (
+        ran.err
+    )
+    assert checks_of(fleet) == {}
+
+
+@pytest.mark.sshd
+def test_every_reports_the_cached_result_between_runs(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("web1", 0)
+    counter = fleet.root / "runs"
+    slow = plugin(fleet, "slow", f'echo x >> {shlex.quote(str(counter))}; echo "OK ran"')
+    fast = plugin(fleet, "fast", f'echo y >> {shlex.quote(str(counter))}.fast; echo "OK fast"')
+    with_checks(fleet, check("slow", slow, every="1h"), check("fast", fast))
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    for _ in range(3):
+        assert netmetrix("--config", fleet.config, "execute").code == 0
+    assert counter.read_text() == "x\n"
+    assert Path(f"{counter}.fast").read_text() == "y\ny\ny\n"
+    assert checks_of(fleet)[("web1", "slow")] == (0, "OK ran")
+
+
+@pytest.mark.sshd
+def test_checks_run_as_the_login_user(
+    fleet: Fleet, netmetrix: Cli, test_user: object, user_dir: Path
+) -> None:
+    fleet.host(
+        "web1", 0, user="nmx-test", directory=str(user_dir / "probe"), python="/usr/bin/python3"
+    )
+    whoami = user_dir / "whoami"  # where the login user can reach it
+    whoami.write_text('#!/bin/sh\necho "OK $(id -un)"\n')
+    whoami.chmod(0o755)
+    with_checks(fleet, check("who", str(whoami)))
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 0, ran.err
+    assert checks_of(fleet) == {("web1", "who"): (0, "OK nmx-test")}
+
+
+@pytest.mark.sshd
+@pytest.mark.skipif(not (PLUGINS / "check_procs").exists(), reason="monitoring-plugins-basic")
+def test_the_real_monitoring_plugins(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("web1", 0)
+    with_checks(
+        fleet,
+        check("disk", f"{PLUGINS}/check_disk -w 1% -c 0% -p /"),
+        check("load", f"{PLUGINS}/check_load -w 1000,1000,1000 -c 2000,2000,2000"),
+        check("nginx", f"{PLUGINS}/check_procs -C nmx-no-such-daemon -c 1:"),
+    )
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 0, ran.err
+    found = checks_of(fleet)
+    assert found[("web1", "disk")][0] == 0
+    assert found[("web1", "disk")][1].startswith("DISK OK")
+    assert found[("web1", "load")][0] == 0
+    assert "load average" in found[("web1", "load")][1].lower()
+    assert found[("web1", "nginx")] == (
+        2,
+        "PROCS CRITICAL: 0 processes with command name 'nmx-no-such-daemon'",
+    )
+    values = latest(fleet, "web1")
+    assert values[("check_perf", (("check", "disk"), ("label", "/"), ("unit", "B")))] > 0
+    assert ("check_perf", (("check", "load"), ("label", "load1"), ("unit", ""))) in values
