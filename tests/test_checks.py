@@ -18,6 +18,7 @@ from conftest import Fleet, Run
 from netmetrix import checks, probe
 from netmetrix.config import load_config
 from netmetrix.errors import ConfigError
+from netmetrix.model import HostRun
 from netmetrix.store import Store
 
 Cli = Callable[..., Run]
@@ -327,3 +328,119 @@ def test_the_real_monitoring_plugins(fleet: Fleet, netmetrix: Cli) -> None:
     values = latest(fleet, "web1")
     assert values[("check_perf", (("check", "disk"), ("label", "/"), ("unit", "B")))] > 0
     assert ("check_perf", (("check", "load"), ("label", "load1"), ("unit", ""))) in values
+
+
+# ---------------------------------------------------------------- netmetrix checks
+
+
+T0 = 1795557294.757  # 2026-11-24T21:54:54.757Z
+
+
+def stored_fleet(tmp_path: Path, store_url: str) -> Path:
+    """A config.xml over ``store_url`` with web1 and db1, and two runs of checks stored."""
+    config = tmp_path / "config.xml"
+    config.write_text(
+        f"<netmetrix>\n  <database>{store_url}</database>\n"
+        '  <hosts><host name="web1"/><host name="db1"/></hosts>\n</netmetrix>\n'
+    )
+    nginx = "PROCS CRITICAL: 0 processes with command name 'nginx'"
+    with Store.open(store_url) as store:
+        store.record_runs(
+            [
+                HostRun(
+                    host="web1",
+                    address="web1",
+                    ts=T0 - 60,
+                    ok=True,
+                    checks=(
+                        ("nginx", 2, nginx, T0 - 61, 0.25),
+                        ("disk", 0, "DISK OK", T0 - 61, 0.5),
+                    ),
+                ),
+                HostRun(
+                    host="db1",
+                    address="db1",
+                    ts=T0 - 60,
+                    ok=True,
+                    checks=(("disk", 1, "DISK WARNING - 9% free", T0 - 61, 0.125),),
+                ),
+            ]
+        )
+        store.record_runs(
+            [
+                HostRun(
+                    host="web1",
+                    address="web1",
+                    ts=T0,
+                    ok=True,
+                    checks=(
+                        ("nginx", 2, nginx, T0 - 1, 0.25),
+                        ("disk", 1, "DISK WARNING", T0 - 1, 0.5),
+                    ),
+                ),
+                HostRun(host="db1", address="db1", ts=T0, ok=False, error="timeout"),
+            ]
+        )
+    return config
+
+
+def test_checks_lists_each_host_s_checks_with_since(
+    tmp_path: Path, store_url: str, netmetrix: Cli
+) -> None:
+    config = stored_fleet(tmp_path, store_url)
+    ran = netmetrix("--config", config, "checks", "--format", "json")
+    assert ran.code == 0, ran.err
+    assert json.loads(ran.out) == [
+        {
+            "host": "db1",  # its failed run keeps what it last reported
+            "check": "disk",
+            "status": "WARNING",
+            "since": "2026-11-24T21:53:54.757Z",
+            "duration": 0.125,
+            "last_run": "2026-11-24T21:53:53.757Z",
+            "text": "DISK WARNING - 9% free",
+        },
+        {
+            "host": "web1",
+            "check": "disk",
+            "status": "WARNING",  # changed: since is this run
+            "since": "2026-11-24T21:54:54.757Z",
+            "duration": 0.5,
+            "last_run": "2026-11-24T21:54:53.757Z",
+            "text": "DISK WARNING",
+        },
+        {
+            "host": "web1",
+            "check": "nginx",
+            "status": "CRITICAL",  # unchanged: since is the first run in it
+            "since": "2026-11-24T21:53:54.757Z",
+            "duration": 0.25,
+            "last_run": "2026-11-24T21:54:53.757Z",
+            "text": "PROCS CRITICAL: 0 processes with command name 'nginx'",
+        },
+    ]
+    table = netmetrix("--config", config, "checks", "-h", "web*")
+    assert table.code == 0, table.err
+    assert table.out.splitlines() == [
+        "host  check  status    since                     duration  last_run                  text",
+        "web1  disk   WARNING   2026-11-24T21:54:54.757Z  0.5       2026-11-24T21:54:53.757Z"
+        "  DISK WARNING",
+        "web1  nginx  CRITICAL  2026-11-24T21:53:54.757Z  0.25      2026-11-24T21:54:53.757Z"
+        "  PROCS CRITICAL: 0 processes with command name 'nginx'",
+    ]
+    csv_out = netmetrix("--config", config, "checks", "-h", "db1", "--format", "csv")
+    assert csv_out.out.splitlines() == [
+        "host,check,status,since,duration,last_run,text",
+        "db1,disk,WARNING,2026-11-24T21:53:54.757Z,0.125,2026-11-24T21:53:53.757Z,"
+        "DISK WARNING - 9% free",
+    ]
+
+
+def test_a_check_taken_out_of_the_config_leaves_the_listing(
+    tmp_path: Path, store_url: str, netmetrix: Cli
+) -> None:
+    config = stored_fleet(tmp_path, store_url)
+    with Store.open(store_url) as store:
+        store.record_runs([HostRun(host="web1", address="web1", ts=T0 + 60, ok=True)])
+    ran = netmetrix("--config", config, "checks", "--format", "json")
+    assert [(r["host"], r["check"]) for r in json.loads(ran.out)] == [("db1", "disk")]
