@@ -9,11 +9,13 @@ import secrets
 import shlex
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import quoteattr
 
 import psutil
 import pytest
 from conftest import Fleet, Run
+from smtpserver import SMTPServer
 
 from netmetrix import checks, probe
 from netmetrix.config import load_config
@@ -34,9 +36,9 @@ def plugin(fleet: Fleet, name: str, body: str) -> str:
     return str(path)
 
 
-def with_checks(fleet: Fleet, *entries: str, alerts: str = "") -> None:
+def with_checks(fleet: Fleet, *entries: str, alerts: str = "", smtp: Any = None) -> None:
     """Write config.xml with ``<checks>`` holding ``entries`` (and ``alerts`` after it)."""
-    fleet.write()
+    fleet.write(smtp=smtp)
     block = "  <checks>\n" + "".join(f"    {e}\n" for e in entries) + "  </checks>\n" + alerts
     text = fleet.config.read_text().replace("</netmetrix>", block + "</netmetrix>")
     fleet.config.write_text(text)
@@ -444,3 +446,90 @@ def test_a_check_taken_out_of_the_config_leaves_the_listing(
         store.record_runs([HostRun(host="web1", address="web1", ts=T0 + 60, ok=True)])
     ran = netmetrix("--config", config, "checks", "--format", "json")
     assert [(r["host"], r["check"]) for r in json.loads(ran.out)] == [("db1", "disk")]
+
+
+# ---------------------------------------------------------------- alerts on checks
+
+
+@pytest.mark.sshd
+def test_an_alert_on_a_check_mails_its_state_and_text(
+    fleet: Fleet, netmetrix: Cli, smtp: SMTPServer
+) -> None:
+    fleet.host("web1", 0)
+    state = fleet.root / "nginx-state"
+    state.write_text("2\n")
+    nginx = plugin(
+        fleet,
+        "check_nginx",
+        f"s=$(cat {shlex.quote(str(state))})\n"
+        'if [ "$s" = 2 ]; then\n'
+        "  echo \"PROCS CRITICAL: 0 processes with command name 'nginx'\"; exit 2\n"
+        "fi\n"
+        "echo \"PROCS OK: 1 process with command name 'nginx'\"; exit 0",
+    )
+    disk = plugin(fleet, "check_disk", 'echo "DISK WARNING - free space: / 9%"; exit 1')
+    with_checks(
+        fleet,
+        check("nginx", nginx),
+        check("disk", disk),
+        smtp=smtp.settings(),
+        alerts="  <alerts>\n"
+        '    <alert check="nginx" email="ops@example.com"/>\n'
+        '    <alert metric="check_status" labels="check=disk" op="&gt;=" limit="2"'
+        ' email="ops@example.com"/>\n'
+        "  </alerts>\n",
+    )
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 0, ran.err
+    # disk is only WARNING (1), below its rule's limit of 2: no mail for it
+    assert smtp.subjects == [
+        "ALERT [web1] check nginx is CRITICAL: PROCS CRITICAL: 0 processes with command name"
+        " 'nginx'"
+    ]
+    assert "The check's output: PROCS CRITICAL: 0 processes" in smtp.messages[0].body
+    state.write_text("0\n")
+    assert netmetrix("--config", fleet.config, "execute").code == 0
+    assert smtp.subjects[1:] == [
+        "RESOLVED [web1] check nginx is OK: PROCS OK: 1 process with command name 'nginx'"
+    ]
+
+
+def test_an_alert_on_an_unknown_check_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.xml"
+    path.write_text(
+        '<netmetrix>\n  <hosts><host name="web1"/></hosts>\n'
+        '  <checks><check name="nginx" command="/bin/true"/></checks>\n'
+        "  <alerts>\n"
+        '    <alert check="ngnix" email="ops@example.com"/>\n'
+        '    <alert metric="check_perf" labels="check=disk,lable=/" op="&gt;" limit="1"'
+        ' email="ops@example.com"/>\n'
+        "  </alerts>\n</netmetrix>\n"
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert list(raised.value.problems) == [
+        f'{path}:5: <alert metric="check_status">: check: unknown check "ngnix",'
+        ' did you mean "nginx"?',
+        f'{path}:6: <alert metric="check_perf">: labels: check_perf has no label "lable",'
+        ' did you mean "label"?',
+        f'{path}:6: <alert metric="check_perf">: check: unknown check "disk";'
+        " no <check> has that name",
+    ]
+
+
+def test_the_check_shortcut_is_status_at_least_warning(tmp_path: Path) -> None:
+    path = tmp_path / "config.xml"
+    path.write_text(
+        '<netmetrix>\n  <hosts><host name="web1"/></hosts>\n'
+        '  <checks><check name="nginx" command="/bin/true"/></checks>\n'
+        '  <alerts><alert check="nginx" email="ops@example.com" severity="critical"/></alerts>\n'
+        "</netmetrix>\n"
+    )
+    [rule] = load_config(path).alerts.rules
+    assert (rule.metric, rule.labels, rule.op, rule.limit) == (
+        "check_status",
+        (("check", "nginx"),),
+        ">=",
+        1.0,
+    )

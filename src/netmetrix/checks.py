@@ -22,6 +22,15 @@ MAX_TIMEOUT = 3600.0
 # As the probe has them (a test keeps them equal); the core never imports the probe.
 STATES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")  # by exit status
 CHECKS_VERSION = 1
+CHECK_STATUS = "check_status"
+# The metrics checks report and their labels (alert rules may name them).
+CHECK_METRICS = {
+    CHECK_STATUS: ("check",),
+    "check_duration_seconds": ("check",),
+    "check_perf": ("check", "label", "unit"),
+    "check_perf_warn": ("check", "label", "unit", "edge"),
+    "check_perf_crit": ("check", "label", "unit", "edge"),
+}
 NAME_PATTERN = r"[A-Za-z0-9_.:-]{1,64}"  # a check's name (config.py checks it)
 
 

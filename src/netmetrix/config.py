@@ -33,10 +33,10 @@ from typing import Generic, Literal, TypeVar
 from defusedxml.common import DefusedXmlException  # type: ignore[import-untyped]
 from defusedxml.sax import make_parser  # type: ignore[import-untyped]
 
+from netmetrix.checks import CHECK_METRICS, CHECK_STATUS, CheckConfig, ChecksConfig
 from netmetrix.checks import DEFAULT_TIMEOUT as _DEFAULT_CHECK_TIMEOUT
 from netmetrix.checks import MAX_TIMEOUT as _MAX_CHECK_TIMEOUT
 from netmetrix.checks import NAME_PATTERN as _CHECK_NAME
-from netmetrix.checks import CheckConfig, ChecksConfig
 from netmetrix.errors import ConfigError
 from netmetrix.format import duration, labels_text, number
 from netmetrix.sanitize import clean
@@ -310,7 +310,7 @@ _SMTP_ATTRS = (
 )
 _HOST_ATTRS = ("name", "address", "port", "user", "key", "directory", "python")
 _ALERT_ATTRS = (
-    *("metric", "op", "limit", "email", "labels", "hosts"),
+    *("metric", "op", "limit", "email", "labels", "hosts", "check"),
     *("for", "repeat", "resolved", "severity", "clear"),
 )
 _IDENTITY = MappingProxyType({"host": "name", "alert": "metric"})  # shown in messages
@@ -801,7 +801,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
     host_names = {n.attrs.get("name", "") for n in hosts_node.children} if hosts_node else set()
     default = Config(path=path, database="", ssh=SSHConfig(known_hosts=path))
     database = _database(ctx.base)
-    return Config(
+    config = Config(
         path=path,
         script=_text(ctx, el.one("script"), _SCRIPT, default.script),
         concurrency=_text(ctx, el.one("concurrency"), _integer(1, 10000), default.concurrency),
@@ -819,6 +819,8 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         checks=_checks(ctx, el.one("checks"), host_names),
         given=_given(el),
     )
+    _check_alert_checks(ctx, config)
+    return config
 
 
 def _given(el: _Element) -> frozenset[str]:
@@ -1073,10 +1075,22 @@ def _alerts(ctx: _Ctx, node: _Node | None, host_names: Collection[str]) -> Alert
 
 def _alert(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> AlertRule | None:
     el = _Element(ctx, node, attrs=_ALERT_ATTRS)
-    metric, op = el.required("metric", _METRIC), el.required("op", _choice(_OPERATORS))
-    limit, email = el.required("limit", _FLOAT), el.required("email", _EMAILS)
+    check = el.opt("check", _CHECK_NAME_CONV)  # <alert check="nginx"/>: its state (#17)
+    metric: str | None
+    op: Operator | None
+    limit: float | None
+    if check is not None:  # WARNING, CRITICAL (and UNKNOWN): status >= 1
+        metric = el.get("metric", _METRIC, CHECK_STATUS)
+        op, limit = el.opt("op", _choice(_OPERATORS)) or ">=", el.opt("limit", _FLOAT)
+        limit = 1.0 if limit is None else limit
+    else:
+        metric, op = el.required("metric", _METRIC), el.required("op", _choice(_OPERATORS))
+        limit = el.required("limit", _FLOAT)
+    email = el.required("email", _EMAILS)
     hosts, clear = el.get("hosts", _HOST_PATTERNS, ()), el.opt("clear", _FLOAT)
     labels, for_count = el.get("labels", _LABELS, ()), el.get("for", _integer(1, 100_000), 1)
+    if check is not None:
+        labels = tuple(sorted({**dict(labels), "check": check}.items()))
     repeat, resolved = el.opt("repeat", _REPEAT), el.get("resolved", _BOOLEAN, True)
     severity = el.get("severity", _choice(_SEVERITIES), "warning")
     _check_host_names(el, hosts, host_names)
@@ -1115,14 +1129,14 @@ def _check_metric(el: _Element, metric: str, labels: Iterable[tuple[str, str]]) 
     a misspelled rule would otherwise be accepted and never fire."""
     from netmetrix.probe import METRIC_LABELS, METRICS
 
-    known = {name for name, *_ in METRICS} | {"up"}
+    known = {name for name, *_ in METRICS} | {"up"} | set(CHECK_METRICS)
     if metric not in known:
         near = _near(metric, known)
         names = ", ".join(name for name, *_ in METRICS)
         hint = f', did you mean "{near}"?' if near else f"; known metrics: up, {names}"
         el.problem(f"metric: unknown metric {_show(metric)}{hint}")
         return
-    allowed = METRIC_LABELS.get(metric, ())
+    allowed = METRIC_LABELS.get(metric, ()) or CHECK_METRICS.get(metric, ())
     for key, _ in labels:
         if key in allowed:
             continue
@@ -1496,3 +1510,15 @@ def _check(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> CheckConfig |
     return CheckConfig(
         name=name, argv=argv, timeout=timeout, every=every, hosts=hosts, line=node.line
     )
+
+
+def _check_alert_checks(ctx: _Ctx, config: Config) -> None:
+    """A rule on a check's metrics must name a configured check: a typo would never fire."""
+    names = [c.name for c in config.checks.checks]
+    for rule in config.alerts.rules:
+        check = dict(rule.labels).get("check")
+        if rule.metric in CHECK_METRICS and check is not None and check not in names:
+            near = _near(check, names)
+            hint = f', did you mean "{near}"?' if near else "; no <check> has that name"
+            where = f"<alert metric={_show(rule.metric)}>"
+            ctx.add(rule.line, where, f"check: unknown check {_show(check)}{hint}")

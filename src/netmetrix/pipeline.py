@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from netmetrix import alerts, notice, promnames
+from netmetrix.checks import CHECK_STATUS
 from netmetrix.config import AlertRule
 from netmetrix.model import (
     UP,
@@ -212,9 +213,20 @@ def _queue(
             if event.reason is None
             else ()
         )
-        subject, body = notice.render(event, rule, addresses.get(event.host, event.host), recent)
+        check = _check_of(tx, event)
+        address = addresses.get(event.host, event.host)
+        subject, body = notice.render(event, rule, address, recent, check=check)
         mails.append(NewMail(event_id=event_id, subject=subject, body=body, recipients=to))
     return tx.queue_mail(mails, now)
+
+
+def _check_of(tx: Transaction, event: AlertEvent) -> tuple[str, int, str] | None:
+    """(name, status, text) of the custom check a ``check_status`` event is about (#17)."""
+    name = dict(event.labels).get("check")
+    if event.metric != CHECK_STATUS or name is None or event.reason is not None:
+        return None
+    found = tx.check_text(event.host, name)
+    return None if found is None else (name, *found)
 
 
 def _recipients(tx: Transaction, event: AlertEvent, rule: AlertRule | None) -> tuple[str, ...]:

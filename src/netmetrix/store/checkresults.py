@@ -88,3 +88,11 @@ def check_rows(conn: Connection, hosts: Sequence[str] = ()) -> list[CheckRow]:
         )
         for row in conn.execute(query)
     ]
+
+
+def check_text(conn: Connection, host: str, name: str) -> tuple[int, str] | None:
+    """(status, text) of ``host``'s check ``name`` as last stored, or None."""
+    t = check_results_table
+    query = select(t.c.status, t.c.text).where(t.c.host == host, t.c.name == name)
+    row = conn.execute(query).first()
+    return None if row is None else (row.status, row.text)

@@ -44,6 +44,10 @@ class Transaction:
         """Which of ``hosts`` have a row without last_seen: they never answered."""
         return _hosts.never_seen(self._conn, hosts)
 
+    def check_text(self, host: str, name: str) -> tuple[int, str] | None:
+        """(status, first line of text) of ``host``'s custom check ``name``, or None (#17)."""
+        return checkresults.check_text(self._conn, host, name)
+
     def addresses(self, hosts: Iterable[str]) -> dict[str, str]:
         """The stored address of each of ``hosts`` that has one."""
         return _hosts.addresses(self._conn, hosts)
