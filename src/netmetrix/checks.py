@@ -46,11 +46,27 @@ class CheckConfig:
     line: int = 0
 
 
+TEXTFILE_PREFIX = "textfile_"  # probe.TEXTFILE_PREFIX: textfile metrics never shadow built-ins
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextfileConfig:
+    """One ``<textfile>``: a node_exporter textfile directory the probe reads ``*.prom`` in."""
+
+    dir: str  # on the host
+    hosts: tuple[str, ...] = ()  # names or fnmatch globs; empty: every host
+    max_files: int = 100  # *.prom files read, at most (by name)
+    max_samples: int = 1000  # samples taken from the directory, at most
+    max_bytes: int = 1 << 20  # bytes read from the directory, at most
+    line: int = 0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ChecksConfig:
-    """``<checks>``: the custom checks of the fleet."""
+    """``<checks>``: the custom checks of the fleet, and the textfile directories."""
 
     checks: tuple[CheckConfig, ...] = ()
+    textfiles: tuple[TextfileConfig, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -80,7 +96,12 @@ def plan_for(config: ChecksConfig, host: str) -> dict[str, Any]:
         for c in config.checks
         if _applies(c.hosts, host)
     ]
-    return {"v": CHECKS_VERSION, "host": host, "checks": checks}
+    textfiles = [
+        {"dir": t.dir, "files": t.max_files, "samples": t.max_samples, "bytes": t.max_bytes}
+        for t in config.textfiles
+        if _applies(t.hosts, host)
+    ]
+    return {"v": CHECKS_VERSION, "host": host, "checks": checks, "textfiles": textfiles}
 
 
 def checks_file(config: ChecksConfig, host: str, key: bytes) -> bytes:

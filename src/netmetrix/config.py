@@ -33,7 +33,14 @@ from typing import Generic, Literal, TypeVar
 from defusedxml.common import DefusedXmlException  # type: ignore[import-untyped]
 from defusedxml.sax import make_parser  # type: ignore[import-untyped]
 
-from netmetrix.checks import CHECK_METRICS, CHECK_STATUS, CheckConfig, ChecksConfig
+from netmetrix.checks import (
+    CHECK_METRICS,
+    CHECK_STATUS,
+    TEXTFILE_PREFIX,
+    CheckConfig,
+    ChecksConfig,
+    TextfileConfig,
+)
 from netmetrix.checks import DEFAULT_TIMEOUT as _DEFAULT_CHECK_TIMEOUT
 from netmetrix.checks import MAX_TIMEOUT as _MAX_CHECK_TIMEOUT
 from netmetrix.checks import NAME_PATTERN as _CHECK_NAME
@@ -1130,6 +1137,8 @@ def _check_metric(el: _Element, metric: str, labels: Iterable[tuple[str, str]]) 
     from netmetrix.probe import METRIC_LABELS, METRICS
 
     known = {name for name, *_ in METRICS} | {"up"} | set(CHECK_METRICS)
+    if metric.startswith(TEXTFILE_PREFIX):
+        return  # a node_exporter textfile's metric: its names and labels are the host's
     if metric not in known:
         near = _near(metric, known)
         names = ", ".join(name for name, *_ in METRICS)
@@ -1469,7 +1478,8 @@ def _checks(ctx: _Ctx, node: _Node | None, host_names: Collection[str]) -> Check
     """``<checks>``: the custom checks (``checks``), each name once."""
     if node is None:
         return ChecksConfig()
-    el = _Element(ctx, node, children=("check",))
+    el = _Element(ctx, node, children=("check", "textfile"))
+    textfiles = tuple(_textfile(ctx, child, host_names) for child in el.all("textfile"))
     found: dict[str, CheckConfig] = {}
     for child in el.all("check"):
         check = _check(ctx, child, host_names)
@@ -1480,7 +1490,25 @@ def _checks(ctx: _Ctx, node: _Node | None, host_names: Collection[str]) -> Check
             el.problem(f'duplicate check name "{check.name}", first at line {first}', child.line)
             continue
         found[check.name] = check
-    return ChecksConfig(checks=tuple(found.values()))
+    return ChecksConfig(checks=tuple(found.values()), textfiles=textfiles)
+
+
+_TEXTFILE_DIR = _matching(r"/[^\x00]*", "an absolute directory path on the host")
+
+
+def _textfile(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> TextfileConfig:
+    attrs = ("dir", "hosts", "max_files", "max_samples", "max_bytes")
+    el, default = _Element(ctx, node, attrs=attrs), TextfileConfig(dir="")
+    hosts = el.get("hosts", _HOST_PATTERNS, ())
+    _check_host_names(el, hosts, host_names)
+    return TextfileConfig(
+        dir=el.required("dir", _TEXTFILE_DIR) or "",
+        hosts=hosts,
+        max_files=el.get("max_files", _integer(1, 10_000), default.max_files),
+        max_samples=el.get("max_samples", _integer(1, 5_000), default.max_samples),
+        max_bytes=el.get("max_bytes", _integer(1, 64 << 20), default.max_bytes),
+        line=node.line,
+    )
 
 
 def _command(raw: str) -> tuple[str, ...]:

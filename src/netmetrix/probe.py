@@ -1289,7 +1289,21 @@ def run_plan(plan, cache_path, started, deadline):
     samples, reports = [], []  # type: list, list
     for check in checks:
         _check_samples(check["name"], results[check["name"]], samples, reports, warnings)
+    specs = [t for t in plan.get("textfiles", []) if _valid_textfile(t, warnings)]
+    if specs:
+        found, problems = textfile_samples(specs)
+        samples.extend(found)
+        warnings.extend(problems)
     return samples, reports, warnings
+
+
+def _valid_textfile(spec, warnings):
+    """A textfile entry the probe can read: a directory and three integer limits."""
+    ok = isinstance(spec, dict) and isinstance(spec.get("dir"), str)
+    ok = ok and all(isinstance(spec.get(k), int) for k in ("files", "samples", "bytes"))
+    if not ok:
+        warnings.append("checks file: a textfile entry the probe cannot read: %r" % (spec,))
+    return ok
 
 
 def _valid_check(check, warnings):
@@ -1530,6 +1544,240 @@ def custom_checks(me, collector, host, key, started, deadline):
         return [], [], []
     cache = path[: -len(CHECKS_SUFFIX)] + CACHE_SUFFIX
     return run_plan(plan, cache, started, deadline)
+
+
+# ---------------------------------------------------------------- node_exporter textfiles
+
+TEXTFILE_PREFIX = "textfile_"  # so a textfile metric can never shadow a built-in one
+TEXTFILE_DEADLINE = 5.0  # seconds to read all textfile directories (one may be on NFS)
+MAX_TEXTFILE_LABELS = 15  # the collector takes 16 labels, and a textfile's own names
+MAX_VALUE = 2.0**63  # the collector refuses anything beyond a 64-bit counter
+MAX_TEXTFILE_NAME = 128 - len(TEXTFILE_PREFIX)  # the collector takes names of 128 characters
+MAX_TEXTFILE_LABEL_NAME = 64  # ... and label names of 64
+MAX_TEXTFILE_SAMPLES = 5000  # in all directories: the collector takes 10000 samples a message
+_PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PROM_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_PROM_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+
+
+def parse_prom(text, where="", seen=None):
+    # type: (str, str, set | None) -> tuple[list, list]
+    """Parse Prometheus text format: (samples, warnings); never raises on any input.
+
+    Samples are [name, {labels}, value]; HELP, TYPE and comments are skipped,
+    timestamps ignored, histogram and summary series kept as their own series.
+    A line that cannot be parsed, a value that is not a finite number, or a
+    series already seen (``seen``: shared between files) is a warning naming
+    ``where``:line.
+    """
+    seen = set() if seen is None else seen
+    samples, warnings = [], []  # type: list, list
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            name, labels, value = _prom_line(line)
+        except ValueError as exc:
+            warnings.append(("%s:%d: %s" % (where, number, exc))[:300])
+            continue
+        key = (name, tuple(sorted(labels.items())))
+        if key in seen:
+            warnings.append(
+                ("%s:%d: duplicate series %s; the first kept" % (where, number, name))[:300]
+            )
+            continue
+        seen.add(key)
+        samples.append([name, labels, value])
+    return samples, warnings
+
+
+def _prom_line(line):
+    """(name, labels, value) of one sample line; raises ValueError saying what is wrong."""
+    match = _PROM_NAME.match(line)
+    if match is None:
+        raise ValueError("not a metric name: %r" % line[:40])
+    name, pos = match.group(), match.end()
+    if len(name) > MAX_TEXTFILE_NAME:
+        raise ValueError("metric name longer than %d characters" % MAX_TEXTFILE_NAME)
+    labels = {}  # type: dict
+    if line[pos : pos + 1] == "{":
+        labels, pos = _prom_labels(line, pos + 1)
+    rest = line[pos:].split()
+    if not rest or len(rest) > 2:
+        raise ValueError("%s: expected a value (and a timestamp)" % name)
+    try:
+        value = float(rest[0])
+    except ValueError:
+        raise ValueError("%s: bad value %r" % (name, rest[0][:40])) from None
+    if not math.isfinite(value) or abs(value) > MAX_VALUE:
+        raise ValueError(
+            "%s: value %s is not a finite number the collector keeps" % (name, rest[0][:40])
+        )
+    if len(labels) > MAX_TEXTFILE_LABELS:
+        raise ValueError("%s: more than %d labels" % (name, MAX_TEXTFILE_LABELS))
+    return name, labels, value
+
+
+def _prom_labels(line, pos):
+    """({labels}, position after the closing brace) from just after ``{``."""
+    labels = {}  # type: dict
+    while True:
+        pos = _skip_space(line, pos)
+        if line[pos : pos + 1] == "}":
+            return labels, pos + 1
+        label, value, pos = _prom_label(line, pos)
+        if label in labels:
+            raise ValueError("label %s twice" % label)
+        labels[label] = value
+        pos = _skip_space(line, pos)
+        if line[pos : pos + 1] == ",":
+            pos += 1
+        elif line[pos : pos + 1] != "}":
+            raise ValueError("expected , or } after label %s" % label)
+
+
+def _skip_space(line, pos):
+    while line[pos : pos + 1].isspace():
+        pos += 1
+    return pos
+
+
+def _prom_label(line, pos):
+    """(name, value, position after it) of one ``name="value"`` pair."""
+    match = _PROM_LABEL.match(line, pos)
+    if match is None:
+        raise ValueError("bad label name at %r" % line[pos : pos + 20])
+    label, pos = match.group(), _skip_space(line, match.end())
+    if len(label) > MAX_TEXTFILE_LABEL_NAME:
+        raise ValueError("label name longer than %d characters" % MAX_TEXTFILE_LABEL_NAME)
+    if line[pos : pos + 1] == "=":
+        pos = _skip_space(line, pos + 1)
+        if line[pos : pos + 1] == '"':
+            value, pos = _prom_string(line, pos + 1)
+            return _checked_label(label, value, pos)
+    raise ValueError('label %s: expected ="' % label)
+
+
+def _checked_label(label, value, pos):
+    if len(value) > MAX_LABEL:
+        raise ValueError("label %s longer than %d characters" % (label, MAX_LABEL))
+    return label, value, pos
+
+
+def _prom_string(line, pos):
+    """An escaped label value (\\\\, \\", \\n) and the position after its closing quote."""
+    chars = []  # type: list
+    while pos < len(line):
+        char = line[pos]
+        if char == '"':
+            return "".join(chars), pos + 1
+        if char == "\\":
+            escaped = _PROM_ESCAPES.get(line[pos + 1 : pos + 2])
+            if escaped is None:
+                raise ValueError("bad escape %r in a label value" % line[pos : pos + 2])
+            chars.append(escaped)
+            pos += 2
+            continue
+        chars.append(char)
+        pos += 1
+    raise ValueError("unterminated label value")
+
+
+def read_textfiles(spec, seen=None):
+    # type: (dict, set | None) -> tuple[list, list]
+    """The samples of the ``*.prom`` files in one textfile directory, prefixed, within limits.
+
+    ``spec``: {"dir", "files", "samples", "bytes"} (limits on files, samples and
+    bytes read from this directory).  Warnings name the file (and line).
+    """
+    directory = spec["dir"]
+    seen = set() if seen is None else seen
+    samples, warnings = [], []  # type: list, list
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".prom"))
+    except OSError as exc:
+        return [], ["textfile directory %s: %s" % (directory, exc.strerror or exc)]
+    if len(names) > spec["files"]:
+        warnings.append(
+            "textfile directory %s: %d files, over the limit of %d; %s and later skipped"
+            % (directory, len(names), spec["files"], names[spec["files"]])
+        )
+        names = names[: spec["files"]]
+    budget = spec["bytes"]
+    for name in names:
+        path = os.path.join(directory, name)
+        text, problem = _read_textfile(path, budget)
+        if problem:
+            warnings.append(problem)
+        if text is None and problem.endswith(_OVER_BYTES):
+            break  # the later files are not read at all
+        if text is None:
+            continue
+        budget -= len(text.encode("utf-8", "replace"))
+        found, problems = parse_prom(text, path, seen)
+        warnings.extend(problems)
+        room = spec["samples"] - len(samples)
+        if len(found) > room:
+            warnings.append(
+                "%s: over the limit of %d samples per directory; the rest skipped"
+                % (path, spec["samples"])
+            )
+            found = found[: max(0, room)]
+        samples.extend([TEXTFILE_PREFIX + n.replace(":", "_"), ls, v] for n, ls, v in found)
+        if len(samples) >= spec["samples"]:
+            break  # the later files are not read at all
+    return samples, warnings
+
+
+_OVER_BYTES = ": over the limit of bytes read per directory; it and later files skipped"
+
+
+def _read_textfile(path, budget):
+    """(text or None, warning or ""): a regular file's text, at most ``budget`` bytes.
+
+    O_NONBLOCK and a regular-file check: a FIFO named *.prom cannot hang the probe.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        return None, "%s: %s" % (path, exc.strerror or exc)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, "%s: not a regular file; skipped" % path
+        data = handle.read(max(0, budget) + 1)
+    if len(data) > budget:
+        return None, "%s%s" % (path, _OVER_BYTES)
+    return data.decode("utf-8", "replace"), ""
+
+
+def textfile_samples(specs):
+    # type: (list) -> tuple[list, list]
+    """Every textfile directory's samples, read in a thread with a deadline."""
+    seen = set()  # type: set
+    samples, warnings = [], []  # type: list, list
+
+    def read_all(_arg):
+        for spec in specs:
+            found, problems = read_textfiles(spec, seen)
+            room = MAX_TEXTFILE_SAMPLES - len(samples)
+            if len(found) > room:
+                problems.append(
+                    "textfile directory %s: over %d textfile samples in all; the rest skipped"
+                    % (spec["dir"], MAX_TEXTFILE_SAMPLES)
+                )
+                found = found[:room]
+            samples.extend(found)
+            warnings.extend(problems)
+        return True
+
+    result = _run_with_deadline([(read_all, None)], TEXTFILE_DEADLINE)[0]
+    if result is None:
+        return [], ["textfile directories: no answer within %g s" % TEXTFILE_DEADLINE]
+    if not result[0]:
+        return [], ["textfile directories: %s" % _describe(result[1])]
+    return list(samples), list(warnings)
 
 
 # ---------------------------------------------------------------- main
