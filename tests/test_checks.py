@@ -533,3 +533,35 @@ def test_the_check_shortcut_is_status_at_least_warning(tmp_path: Path) -> None:
         ">=",
         1.0,
     )
+
+
+# ---------------------------------------------------------------- dashboard
+
+
+def test_the_host_page_shows_its_checks_escaped(
+    fleet: Fleet, serve: Callable[..., Any], netmetrix: Cli
+) -> None:
+    fleet.host("web1", 0)
+    fleet.host("db1", 0)
+    with store_of(fleet) as store:
+        store.record_runs(
+            [
+                HostRun(
+                    host="web1",
+                    address="127.0.0.1",
+                    ts=T0,
+                    ok=True,
+                    checks=(("nginx", 2, "PROCS CRITICAL: <script>alert(1)</script>", T0, 0.25),),
+                )
+            ]
+        )
+    served = serve()
+    status, page, _ = served.get("/hosts/web1")
+    assert status == 200
+    assert "<h2>Checks</h2>" in page
+    assert '<tr class="CRITICAL">' in page
+    assert "PROCS CRITICAL: &lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>alert(1)" not in page
+    status, other, _ = served.get("/hosts/db1")
+    assert status == 200
+    assert "<h2>Checks</h2>" not in other  # no checks: no section
