@@ -565,3 +565,42 @@ def test_the_host_page_shows_its_checks_escaped(
     status, other, _ = served.get("/hosts/db1")
     assert status == 200
     assert "<h2>Checks</h2>" not in other  # no checks: no section
+
+
+@pytest.mark.sshd
+def test_checks_arrive_from_worker_processes_and_show_in_metrics_latest(
+    fleet: Fleet, netmetrix: Cli
+) -> None:
+    fleet.host("web1", 0)
+    fleet.host("web2", 1)
+    load = plugin(fleet, "load", 'echo "LOAD OK | load1=0.5;5;10;0 age=1500ms"')
+    with_checks(fleet, check("load", load))
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    ran = netmetrix("--config", fleet.config, "execute", "--workers", "2")
+    assert ran.code == 0, ran.err
+    assert checks_of(fleet) == {("web1", "load"): (0, "LOAD OK"), ("web2", "load"): (0, "LOAD OK")}
+    shown = netmetrix(
+        "--config", fleet.config, "metrics", "latest", "-h", "web1", "--format", "json"
+    )
+    assert shown.code == 0, shown.err
+    found = {(r["metric"], r["labels"].get("label")): r["value"] for r in json.loads(shown.out)}
+    assert found[("check_status", None)] == 0
+    assert found[("check_perf", "age")] == 1.5
+    assert found[("check_perf_crit", "load1")] == 10
+
+
+@pytest.mark.sshd
+def test_watch_runs_the_checks_on_every_tick(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("web1", 0)
+    counter = fleet.root / "ticks"
+    ticking = plugin(
+        fleet, "tick", f'echo x >> {shlex.quote(str(counter))}; echo "OK tick | n=1c"; exit 1'
+    )
+    with_checks(fleet, check("tick", ticking))
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    ran = netmetrix("--config", fleet.config, "watch", "--interval", "1s", "--ticks", "3")
+    assert ran.code == 0, ran.err
+    assert checks_of(fleet) == {("web1", "tick"): (1, "OK tick")}
+    assert counter.read_text().count("x") >= 2  # once per answered tick
+    values = latest(fleet, "web1")
+    assert values[("check_perf", (("check", "tick"), ("label", "n"), ("unit", "c")))] == 1
