@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -136,6 +138,20 @@ def test_a_plugin_that_forks_a_daemon_leaves_nothing_behind(tmp_path: Path) -> N
     ]
     assert left == []
     assert result["duration"] < 25  # it did not wait for the daemon holding stdout
+
+
+def test_a_check_ends_before_the_probe_s_deadline_whatever_its_timeout() -> None:
+    hang = {"name": "hang", "argv": ["/bin/sleep", "300"], "timeout": 60, "every": 0}
+    began = time.monotonic()
+    samples, reports, _ = probe.run_plan(
+        {"v": 1, "host": "h", "checks": [hang]}, None, time.time(), 2.5
+    )
+    assert time.monotonic() - began < 30  # not its own 60 s
+    # cut to what is left of the 2.5 s deadline less the margin kept to answer
+    match = re.fullmatch(r"UNKNOWN: timed out after ([0-9.]+)s", reports[0]["text"])
+    assert match is not None, reports
+    assert 0 < float(match.group(1)) <= 2.5 - probe.CHECK_MARGIN
+    assert samples[0] == ["check_status", {"check": "hang"}, 3.0]
 
 
 def test_a_hanging_plugin_is_killed_at_its_timeout(tmp_path: Path) -> None:

@@ -1416,7 +1416,7 @@ def _read_capped(proc, end, timeout):
     while True:
         left = end - time.monotonic()
         if left <= 0:
-            return _text(chunks), "timed out after %gs" % timeout
+            return _text(chunks), "timed out after %gs" % round(timeout, 1)
         ready = select.select([fd], [], [], min(left, CHECK_POLL))[0]
         if ready:
             data = os.read(fd, 65536)
@@ -1428,7 +1428,7 @@ def _read_capped(proc, end, timeout):
                 continue
             if proc.poll() is not None or _exited(proc, end):
                 return _text(chunks), ""
-            return _text(chunks), "timed out after %gs" % timeout
+            return _text(chunks), "timed out after %gs" % round(timeout, 1)
         if proc.poll() is not None:
             if select.select([fd], [], [], 0)[0]:
                 continue  # what it wrote just before exiting
