@@ -243,13 +243,14 @@ async def _upload(
 
     async def job(host: HostConfig) -> str:
         key_text = probe.key_file_text(host.name, new_keys[host.name]).encode("ascii")
-        # The signed checks file before the key that verifies it: an upload cut short
-        # leaves a file the old key refuses (no check runs), never an unsigned one (#17).
+        # The signed checks file after the key that verifies it: an upload cut short in
+        # between leaves the old file, which the new key refuses (no check runs, a warning
+        # says "run upload"), never an unsigned one (#17).
         checks_text = checks.checks_file(config.checks, host.name, new_keys[host.name])
         files = [
             ssh.RemoteFile(name=config.script, data=source, mode=0o700),
-            ssh.RemoteFile(name=checks_name, data=checks_text, mode=0o600),
             ssh.RemoteFile(name=key_name, data=key_text, mode=0o600),
+            ssh.RemoteFile(name=checks_name, data=checks_text, mode=0o600),
         ]
         async with ssh.connect(host, config.ssh, known, ssh_files) as conn:
             return await ssh.upload(conn, host.directory, files, seconds=config.ssh.command_timeout)
