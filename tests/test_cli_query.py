@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -58,7 +59,7 @@ class Env:
         return Store.open(self.url)
 
 
-def host_run(host: str, ts: float, *samples: Sample, ok: bool = True, **kw: str) -> HostRun:
+def host_run(host: str, ts: float, *samples: Sample, ok: bool = True, **kw: Any) -> HostRun:
     address = "192.0.2.4" if host == "f4" else host
     return HostRun(
         host=host, address=address, ts=ts, ok=ok, probe_version="1.0", samples=samples, **kw

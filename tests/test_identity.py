@@ -162,6 +162,7 @@ def test_two_configs_share_the_hosts_and_both_collect_every_run(
         expected = {"client.py": 0o700}
         for cid in ids:
             expected |= {f"client.py.{cid}.key": 0o600, f"client.py.{cid}.state": 0o600}
+            expected |= {f"client.py.{cid}.checks": 0o600}  # its signed custom checks (#17)
         assert files == expected
     for fleet in (one, two):
         with Store.open(url_of(fleet)) as store:
@@ -178,6 +179,7 @@ def test_db_info_shows_the_id_that_names_the_remote_files(fleet: Fleet, netmetri
     assert ID.fullmatch(cid)
     assert sorted(p.name for p in fleet.remote_dir("f1").iterdir()) == [
         "client.py",
+        f"client.py.{cid}.checks",  # signed custom checks (#17), empty without <checks>
         f"client.py.{cid}.key",
     ]
     assert netmetrix("--config", fleet.config, "execute").code == 0

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from netmetrix import alerts, envelope, notify, pipeline, probe, ssh
+from netmetrix import alerts, checks, envelope, notify, pipeline, probe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import Outcome, StoreError
 from netmetrix.fleet import HostResult, Summary, fan_out, run_fleet, summarize
@@ -233,6 +233,7 @@ async def _upload(
 ) -> list[HostResult[str]]:
     new_keys = {h.name: envelope.new_key() for h in hosts}
     key_name = probe.file_names(config.script, store.collector_id())[0]
+    checks_name = probe.checks_path(config.script, store.collector_id())
     # Pending first: see the module docstring.
     store.add_pending_keys([(name, envelope.key_id(k), k) for name, k in new_keys.items()])
     known = ssh.HostKeys(config.ssh, ssh_files)
@@ -240,9 +241,14 @@ async def _upload(
 
     async def job(host: HostConfig) -> str:
         key_text = probe.key_file_text(host.name, new_keys[host.name]).encode("ascii")
+        # The signed checks file after the key that verifies it: an upload cut short in
+        # between leaves the old file, which the new key refuses (no check runs, a warning
+        # says "run upload"), never an unsigned one (#17).
+        checks_text = checks.checks_file(config.checks, host.name, new_keys[host.name])
         files = [
             ssh.RemoteFile(name=config.script, data=source, mode=0o700),
             ssh.RemoteFile(name=key_name, data=key_text, mode=0o600),
+            ssh.RemoteFile(name=checks_name, data=checks_text, mode=0o600),
         ]
         async with ssh.connect(host, config.ssh, known, ssh_files) as conn:
             return await ssh.upload(conn, host.directory, files, seconds=config.ssh.command_timeout)
@@ -695,6 +701,9 @@ def _host_run(result: HostResult[envelope.Message], ts: float, collector: str) -
         probe_version=message.probe_version if message else None,
         samples=message.samples if message else (),
         collector=collector,
+        checks=tuple((c.name, c.status, c.text, c.at, c.duration) for c in message.checks)
+        if message
+        else (),
     )
 
 

@@ -16,6 +16,7 @@ import math
 import os
 import posixpath
 import re
+import shlex
 import socket
 import xml.sax
 import xml.sax.handler
@@ -32,6 +33,17 @@ from typing import Generic, Literal, TypeVar
 from defusedxml.common import DefusedXmlException  # type: ignore[import-untyped]
 from defusedxml.sax import make_parser  # type: ignore[import-untyped]
 
+from netmetrix.checks import (
+    CHECK_METRICS,
+    CHECK_STATUS,
+    TEXTFILE_PREFIX,
+    CheckConfig,
+    ChecksConfig,
+    TextfileConfig,
+)
+from netmetrix.checks import DEFAULT_TIMEOUT as _DEFAULT_CHECK_TIMEOUT
+from netmetrix.checks import MAX_TIMEOUT as _MAX_CHECK_TIMEOUT
+from netmetrix.checks import NAME_PATTERN as _CHECK_NAME
 from netmetrix.errors import ConfigError
 from netmetrix.format import duration, labels_text, number
 from netmetrix.receivers import (
@@ -217,6 +229,7 @@ class Config:
     hosts: tuple[HostConfig, ...] = ()
     receivers: tuple[Receiver, ...] = ()  # <receivers> (#16)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    checks: ChecksConfig = field(default_factory=ChecksConfig)  # custom checks (#17)
     # Settings written in config.xml ("script", "ssh.connect_timeout", ...), not defaulted.
     given: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -305,7 +318,7 @@ _SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 _ROOT_CHILDREN = (
     *("script", "concurrency", "database", "ssh", "smtp"),
     *("security", "retention", "watch", "web", "collector", "remote_write", "hosts"),
-    *("receivers", "alerts"),
+    *("receivers", "alerts", "checks"),
 )
 _SSH_ATTRS = ("known_hosts", "host_key_policy", "connect_timeout", "command_timeout")
 _SMTP_ATTRS = (
@@ -314,7 +327,7 @@ _SMTP_ATTRS = (
 )
 _HOST_ATTRS = ("name", "address", "port", "user", "key", "directory", "python")
 _ALERT_ATTRS = (
-    *("metric", "op", "limit", "email", "notify", "labels", "hosts"),
+    *("metric", "op", "limit", "email", "notify", "labels", "hosts", "check"),
     *("for", "repeat", "resolved", "severity", "clear"),
 )
 _IDENTITY = MappingProxyType(
@@ -809,7 +822,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
     default = Config(path=path, database="", ssh=SSHConfig(known_hosts=path))
     database = _database(ctx.base)
     found = _receivers(ctx, el.one("receivers"))
-    return Config(
+    config = Config(
         path=path,
         script=_text(ctx, el.one("script"), _SCRIPT, default.script),
         concurrency=_text(ctx, el.one("concurrency"), _integer(1, 10000), default.concurrency),
@@ -825,8 +838,11 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         hosts=_hosts(ctx, el, hosts_node),
         receivers=found,
         alerts=_alerts(ctx, el.one("alerts"), host_names, {r.name for r in found}),
+        checks=_checks(ctx, el.one("checks"), host_names),
         given=_given(el),
     )
+    _check_alert_checks(ctx, config)
+    return config
 
 
 def _given(el: _Element) -> frozenset[str]:
@@ -1091,14 +1107,26 @@ def _alert(
     ctx: _Ctx, node: _Node, host_names: Collection[str], receivers: Collection[str]
 ) -> AlertRule | None:
     el = _Element(ctx, node, attrs=_ALERT_ATTRS)
-    metric, op = el.required("metric", _METRIC), el.required("op", _choice(_OPERATORS))
-    limit, email = el.required("limit", _FLOAT), el.get("email", _EMAILS, ())
+    check = el.opt("check", _CHECK_NAME_CONV)  # <alert check="nginx"/>: its state (#17)
+    metric: str | None
+    op: Operator | None
+    limit: float | None
+    if check is not None:  # WARNING, CRITICAL (and UNKNOWN): status >= 1
+        metric = el.get("metric", _METRIC, CHECK_STATUS)
+        op, limit = el.opt("op", _choice(_OPERATORS)) or ">=", el.opt("limit", _FLOAT)
+        limit = 1.0 if limit is None else limit
+    else:
+        metric, op = el.required("metric", _METRIC), el.required("op", _choice(_OPERATORS))
+        limit = el.required("limit", _FLOAT)
+    email = el.get("email", _EMAILS, ())
     notify = el.get("notify", _RECEIVER_NAMES, ())
     if "email" not in node.attrs and "notify" not in node.attrs:
         el.problem('missing required attribute "email" or "notify" (who is told)')
     _check_notify(el.problem, notify, receivers)
     hosts, clear = el.get("hosts", _HOST_PATTERNS, ()), el.opt("clear", _FLOAT)
     labels, for_count = el.get("labels", _LABELS, ()), el.get("for", _integer(1, 100_000), 1)
+    if check is not None:
+        labels = tuple(sorted({**dict(labels), "check": check}.items()))
     repeat, resolved = el.opt("repeat", _REPEAT), el.get("resolved", _BOOLEAN, True)
     severity = el.get("severity", _choice(_SEVERITIES), "warning")
     _check_host_names(el, hosts, host_names)
@@ -1138,14 +1166,16 @@ def _check_metric(el: _Element, metric: str, labels: Iterable[tuple[str, str]]) 
     a misspelled rule would otherwise be accepted and never fire."""
     from netmetrix.probe import METRIC_LABELS, METRICS
 
-    known = {name for name, *_ in METRICS} | {"up"}
+    known = {name for name, *_ in METRICS} | {"up"} | set(CHECK_METRICS)
+    if metric.startswith(TEXTFILE_PREFIX):
+        return  # a node_exporter textfile's metric: its names and labels are the host's
     if metric not in known:
         near = _near(metric, known)
         names = ", ".join(name for name, *_ in METRICS)
         hint = f', did you mean "{near}"?' if near else f"; known metrics: up, {names}"
         el.problem(f"metric: unknown metric {_show(metric)}{hint}")
         return
-    allowed = METRIC_LABELS.get(metric, ())
+    allowed = METRIC_LABELS.get(metric, ()) or CHECK_METRICS.get(metric, ())
     for key, _ in labels:
         if key in allowed:
             continue
@@ -1573,3 +1603,86 @@ def _check_notify(
         near = _near(name, known)
         hint = f', did you mean "{near}"?' if near else "; no <receivers> child has that name"
         problem(f"notify: unknown receiver {_show(name)}{hint}")
+
+
+# ---------------------------------------------------------------- <checks> (#17)
+
+_CHECK_ATTRS = ("name", "command", "timeout", "every", "hosts")
+
+
+def _checks(ctx: _Ctx, node: _Node | None, host_names: Collection[str]) -> ChecksConfig:
+    """``<checks>``: the custom checks (``checks``), each name once."""
+    if node is None:
+        return ChecksConfig()
+    el = _Element(ctx, node, children=("check", "textfile"))
+    textfiles = tuple(_textfile(ctx, child, host_names) for child in el.all("textfile"))
+    found: dict[str, CheckConfig] = {}
+    for child in el.all("check"):
+        check = _check(ctx, child, host_names)
+        if check is None:
+            continue
+        if check.name in found:
+            first = found[check.name].line
+            el.problem(f'duplicate check name "{check.name}", first at line {first}', child.line)
+            continue
+        found[check.name] = check
+    return ChecksConfig(checks=tuple(found.values()), textfiles=textfiles)
+
+
+_TEXTFILE_DIR = _matching(r"/[^\x00]*", "an absolute directory path on the host")
+
+
+def _textfile(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> TextfileConfig:
+    attrs = ("dir", "hosts", "max_files", "max_samples", "max_bytes")
+    el, default = _Element(ctx, node, attrs=attrs), TextfileConfig(dir="")
+    hosts = el.get("hosts", _HOST_PATTERNS, ())
+    _check_host_names(el, hosts, host_names)
+    return TextfileConfig(
+        dir=el.required("dir", _TEXTFILE_DIR) or "",
+        hosts=hosts,
+        max_files=el.get("max_files", _integer(1, 10_000), default.max_files),
+        max_samples=el.get("max_samples", _integer(1, 5_000), default.max_samples),
+        max_bytes=el.get("max_bytes", _integer(1, 64 << 20), default.max_bytes),
+        line=node.line,
+    )
+
+
+def _command(raw: str) -> tuple[str, ...]:
+    """A check's command line split into words, as a shell would (but none will run it)."""
+    try:
+        words = shlex.split(raw)
+    except ValueError as exc:  # no closing quotation
+        raise _Refused(f"cannot be split into words: {exc}") from None
+    if not words:
+        raise ValueError(raw)
+    return tuple(words)
+
+
+_CHECK_NAME_CONV = _matching(_CHECK_NAME, 'a name of letters, digits, "_.:-" (at most 64)')
+_COMMAND = _Conv("a command line like /usr/lib/nagios/plugins/check_load -w 5 -c 10", _command)
+
+
+def _check(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> CheckConfig | None:
+    el = _Element(ctx, node, attrs=_CHECK_ATTRS)
+    name, argv = el.required("name", _CHECK_NAME_CONV), el.required("command", _COMMAND)
+    timeout = el.get("timeout", _seconds_up_to(_MAX_CHECK_TIMEOUT), _DEFAULT_CHECK_TIMEOUT)
+    every = el.get("every", _seconds_up_to(MAX_DURATION), 0.0)
+    hosts = el.get("hosts", _HOST_PATTERNS, ())
+    _check_host_names(el, hosts, host_names)
+    if name is None or argv is None:
+        return None
+    return CheckConfig(
+        name=name, argv=argv, timeout=timeout, every=every, hosts=hosts, line=node.line
+    )
+
+
+def _check_alert_checks(ctx: _Ctx, config: Config) -> None:
+    """A rule on a check's metrics must name a configured check: a typo would never fire."""
+    names = [c.name for c in config.checks.checks]
+    for rule in config.alerts.rules:
+        check = dict(rule.labels).get("check")
+        if rule.metric in CHECK_METRICS and check is not None and check not in names:
+            near = _near(check, names)
+            hint = f', did you mean "{near}"?' if near else "; no <check> has that name"
+            where = f"<alert metric={_show(rule.metric)}>"
+            ctx.add(rule.line, where, f"check: unknown check {_show(check)}{hint}")

@@ -62,6 +62,7 @@ class Alert:
     repeat: float | str | None = None  # seconds, or with a unit ("4h")
     resolved: bool | str | None = None
     severity: str | None = None
+    check: str | None = None  # a custom check's name: its check_status (#17)
     comment: str = ""
 
 
@@ -160,7 +161,7 @@ class ConfigXml:
 _HOST_GROUPS = (("name", "address", "port", "user"), ("key", "directory", "python"))
 _ALERT_GROUPS = (
     ("metric", "labels", "op", "limit", "for", "clear", "hosts"),
-    ("repeat", "resolved", "severity", "email", "notify"),
+    ("repeat", "resolved", "severity", "email", "notify", "check"),
 )
 _SSH_GROUPS = (("known_hosts", "host_key_policy"), ("connect_timeout", "command_timeout"))
 _SMTP_GROUPS = (

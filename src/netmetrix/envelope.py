@@ -39,6 +39,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from netmetrix import probe
+from netmetrix.checks import NAME_PATTERN, CheckReport
 from netmetrix.errors import EnvelopeError
 from netmetrix.model import Sample
 from netmetrix.sanitize import clean, escape
@@ -53,6 +54,9 @@ MAX_LABEL_VALUE = 256  # probe.MAX_LABEL
 MAX_VALUE = 2.0**63  # anything a 64-bit counter holds; beyond is garbage, not a metric
 MAX_TIME = 253402300800.0  # 10000-01-01: what datetime (and so every table) can show
 MAX_ERRORS = 50
+MAX_CHECKS = 1000
+MAX_CHECK_TEXT = 1000  # probe.MAX_CHECK_TEXT
+_CHECK_NAME_RE = re.compile(NAME_PATTERN)
 _METRIC_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,127}")  # fullmatch: no trailing newline
 _LABEL_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]{0,63}")
 PREFIX = probe.MAGIC + "."
@@ -67,6 +71,7 @@ class Message:
     probe_version: str
     samples: tuple[Sample, ...]
     errors: tuple[str, ...]
+    checks: tuple[CheckReport, ...] = ()  # custom checks' states and texts (#17)
 
 
 def new_key() -> bytes:
@@ -311,6 +316,7 @@ def _message(data: Any, header: Mapping[str, Any]) -> Message:
         probe_version=clean(_field(data, "probe", str), 40),
         samples=tuple(_sample(item) for item in items),
         errors=tuple(shown),
+        checks=_checks(_field(data, "checks", list, [])),
     )
 
 
@@ -359,3 +365,27 @@ def _sample(item: Any) -> Sample:
         raise _Malformed(f"bad value for {metric}")
     pairs.sort()
     return Sample(metric=metric, labels=tuple(pairs), value=float(value))
+
+
+def _checks(items: list[Any]) -> tuple[CheckReport, ...]:
+    if len(items) > MAX_CHECKS:
+        raise _Malformed(f"{len(items)} checks, over the {MAX_CHECKS} limit")
+    return tuple(_check(item) for item in items)
+
+
+def _check(item: Any) -> CheckReport:
+    if type(item) is not dict:
+        raise _Malformed("a check is not an object")
+    name = _field(item, "name", str)
+    if not _CHECK_NAME_RE.fullmatch(name):
+        raise _Malformed(f"bad check name {_shown(name)}")
+    status = _field(item, "status", int)
+    if not 0 <= status <= 3:
+        raise _Malformed(f"check {name}: status {status} is not 0-3")
+    return CheckReport(
+        name=name,
+        status=status,
+        text=clean(_field(item, "text", str), MAX_CHECK_TEXT),
+        at=_number(_field(item, "at", (int, float)), "check 'at'", 0.0, MAX_TIME),
+        duration=_number(_field(item, "duration", (int, float)), "check 'duration'", 0.0, MAX_TIME),
+    )

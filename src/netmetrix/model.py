@@ -36,6 +36,8 @@ class HostRun:
     probe_version: str | None = None
     samples: tuple[Sample, ...] = ()
     collector: str | None = None  # who collected it: "db1 (2/3)" (None: kept as stored)
+    # custom checks' (name, status 0-3, first line of text, ran at, seconds) (#17)
+    checks: tuple[tuple[str, int, str, float, float], ...] = ()
 
 
 class Point(NamedTuple):

@@ -11,12 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from netmetrix.alerts import breaches, rule_text
+from netmetrix.checks import state_name
 from netmetrix.config import AlertRule
 from netmetrix.format import count, duration, exact, iso, series_name, significant, table
 from netmetrix.model import AlertEvent, EventKind, Labels, RetireReason
 
 RECENT = 6  # values of the series shown in a mail body
 DIGITS = 3  # significant digits of a value in mail: 74.9, not 74.93908382066277
+SUBJECT_MAX = 300  # a check's subject carries the plugin's text: keep it a subject
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -69,8 +71,14 @@ def render(
     rule: AlertRule | None,
     address: str,
     recent: tuple[tuple[float, float], ...] = (),
+    *,
+    check: tuple[str, int, str] | None = None,
 ) -> tuple[str, str]:
-    """(subject, body) of the mail for ``event``; ``rule`` is None once it left config.xml."""
+    """(subject, body) of the mail for ``event``; ``rule`` is None once it left config.xml.
+
+    ``check``: (name, status, text) of the custom check a ``check_status`` event is
+    about: the subject then says the check's state and the plugin's words (#17).
+    """
     if event.reason is not None or rule is None:
         retired = Retired(
             reason=event.reason or "rule changed",
@@ -98,7 +106,20 @@ def render(
         since=event.since,
         recent=recent,
     )
+    if check is not None:
+        return check_subject(moved, *check), check_body(moved, check[2])
     return subject(moved), body(moved)
+
+
+def check_subject(event: Event, name: str, status: int, text: str) -> str:
+    """``ALERT [web1] check nginx is CRITICAL: PROCS CRITICAL: 0 processes ...`` (#17)."""
+    word = "RESOLVED" if event.kind == "resolved" else "ALERT"
+    return f"{word} [{event.host}] check {name} is {state_name(status)}: {text}"[:SUBJECT_MAX]
+
+
+def check_body(event: Event, text: str) -> str:
+    """The usual body, with the plugin's first line above it."""
+    return f"The check's output: {text}\n\n" + body(event)
 
 
 def value_text(value: float, rule: AlertRule | None = None) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from netmetrix import alerts, notice, payloads, promnames
+from netmetrix.checks import CHECK_STATUS
 from netmetrix.config import AlertRule, Config
 from netmetrix.model import (
     UP,
@@ -259,8 +260,9 @@ def _queue(
             if event.reason is None and any(t.channel == "email" for t in to)
             else ()
         )
+        check = _check_of(tx, event)
         address = addresses.get(event.host, event.host)
-        subject, body = notice.render(event, rule, address, recent)
+        subject, body = notice.render(event, rule, address, recent, check=check)
         mails += _notices(event_id, event, to, (subject, body, address), routing)
     tx.mark_silenced(quiet)
     return tx.queue_mail(mails, now)
@@ -300,6 +302,15 @@ def _notices(
         )
         for (channel, receiver), recipients in grouped.items()
     ]
+
+
+def _check_of(tx: Transaction, event: AlertEvent) -> tuple[str, int, str] | None:
+    """(name, status, text) of the custom check a ``check_status`` event is about (#17)."""
+    name = dict(event.labels).get("check")
+    if event.metric != CHECK_STATUS or name is None or event.reason is not None:
+        return None
+    found = tx.check_text(event.host, name)
+    return None if found is None else (name, *found)
 
 
 def _silences_ended(

@@ -1034,23 +1034,768 @@ def _run_with_deadline(calls, seconds):
     return list(results)
 
 
+# ---------------------------------------------------------------- Nagios perfdata
+
+# UOM -> (unit label, factor to the base unit).  Bytes by 1024, as the monitoring
+# plugins (check_disk, check_swap) count them; times in seconds, as Prometheus does.
+PERF_UNITS = {
+    "": ("", 1.0),
+    "s": ("s", 1.0),
+    "ms": ("s", 1e-3),
+    "us": ("s", 1e-6),
+    "%": ("%", 1.0),
+    "B": ("B", 1.0),
+    "KB": ("B", 1024.0),
+    "MB": ("B", 1024.0**2),
+    "GB": ("B", 1024.0**3),
+    "TB": ("B", 1024.0**4),
+    "c": ("c", 1.0),
+}
+_PERF_NUMBER = r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_PERF_VALUE = re.compile(r"(%s)([A-Za-z%%]*)\Z" % _PERF_NUMBER)
+_PERF_BOUND = re.compile(r"(?:%s)?\Z" % _PERF_NUMBER)
+MAX_PERF_ITEMS = 100  # perfdata items kept per check
+
+
+def parse_range(text, factor=1.0):
+    # type: (str, float) -> tuple | None
+    """A threshold range as (low, high, inside) in base units, None when empty.
+
+    Nagios' grammar: ``10`` is 0..10, ``10:`` 10..inf, ``~:20`` -inf..20,
+    ``10:20``; a leading ``@`` alerts inside the range instead of outside.
+    Raises ValueError for anything else.
+    """
+    text = text.strip()
+    if not text:
+        return None
+    inside = text.startswith("@")
+    body = text[1:] if inside else text
+    if not body:
+        raise ValueError("bad range %r" % text)
+    if ":" in body:
+        start, end = body.split(":", 1)
+    else:
+        start, end = "0", body
+    if start == "~":
+        low = -float("inf")
+    elif _PERF_BOUND.match(start):
+        low = float(start) * factor if start else 0.0
+    else:
+        raise ValueError("bad range %r" % text)
+    if not _PERF_BOUND.match(end):
+        raise ValueError("bad range %r" % text)
+    high = float(end) * factor if end else float("inf")
+    if low > high:
+        raise ValueError("range %r starts after it ends" % text)
+    return (low, high, inside)
+
+
+def _perf_tokens(text):
+    """Split perfdata into (label, rest) pairs; yields (None, problem) for what cannot be split."""
+    pos, size = 0, len(text)
+    while pos < size:
+        if text[pos].isspace():
+            pos += 1
+            continue
+        if text[pos] == "'":
+            label, pos = _quoted_label(text, pos)
+            if label is None:
+                yield None, "unterminated quoted label at %r" % text[pos:][:40]
+                return
+        else:
+            end = pos
+            while end < size and text[end] != "=" and not text[end].isspace():
+                end += 1
+            label, pos = text[pos:end], end
+        if pos >= size or text[pos] != "=":
+            yield None, "no '=' after label %r" % label[:40]
+            while pos < size and not text[pos].isspace():  # skip the broken item
+                pos += 1
+            continue
+        end = pos + 1
+        while end < size and not text[end].isspace():
+            end += 1
+        yield label, text[pos + 1 : end]
+        pos = end
+
+
+def _quoted_label(text, pos):
+    """(label, position after its closing quote) of a 'quoted' label; '' is a quote."""
+    chars = []
+    pos += 1
+    while pos < len(text):
+        if text[pos] == "'":
+            if text[pos + 1 : pos + 2] == "'":
+                chars.append("'")
+                pos += 2
+                continue
+            return "".join(chars), pos + 1
+        chars.append(text[pos])
+        pos += 1
+    return None, pos
+
+
+def parse_perfdata(text):
+    # type: (str) -> tuple[list, list]
+    """Parse a plugin's perfdata: (items, warnings); never raises on any input.
+
+    An item is a dict: label, value and unit (base units, see PERF_UNITS),
+    warn and crit (``parse_range`` tuples or None), min and max (or None).
+    What cannot be parsed is left out with a warning naming it.
+    """
+    items, warnings = [], []  # type: list, list
+    for label, rest in _perf_tokens(text):
+        if label is None:
+            warnings.append("perfdata: %s" % rest)
+            continue
+        if len(items) >= MAX_PERF_ITEMS:
+            warnings.append("perfdata: more than %d items; the rest ignored" % MAX_PERF_ITEMS)
+            break
+        try:
+            item = _perf_item(label, rest)
+        except (ValueError, OverflowError) as exc:
+            warnings.append(("perfdata %r: %s" % (label[:40], exc))[:200])
+            continue
+        if item is not None:
+            items.append(item)
+    return items, warnings
+
+
+def _perf_item(label, rest):
+    """One ``label=value[UOM];warn;crit;min;max`` item (None: the value is U, unknown)."""
+    if not label:
+        raise ValueError("empty label")
+    if len(label) > MAX_LABEL:
+        raise ValueError("label longer than %d characters" % MAX_LABEL)
+    fields = (rest.split(";") + [""] * 5)[:5]
+    if fields[0] == "U":
+        return None  # the plugin could not determine it: nothing to report
+    match = _PERF_VALUE.match(fields[0])
+    if match is None:
+        raise ValueError("bad value %r" % fields[0][:40])
+    number, uom = match.groups()
+    if uom not in PERF_UNITS:
+        raise ValueError("unknown unit %r" % uom[:20])
+    unit, factor = PERF_UNITS[uom]
+    value = float(number) * factor
+    if not math.isfinite(value):
+        raise ValueError("value out of range")
+    return {
+        "label": label,
+        "value": value,
+        "unit": unit,
+        "warn": parse_range(fields[1], factor),
+        "crit": parse_range(fields[2], factor),
+        "min": _perf_bound(fields[3], factor),
+        "max": _perf_bound(fields[4], factor),
+    }
+
+
+def _perf_bound(text, factor):
+    """min or max: a number in base units, or None when not given."""
+    text = text.strip()
+    if not text:
+        return None
+    if not _PERF_BOUND.match(text):
+        raise ValueError("bad min/max %r" % text[:40])
+    return float(text) * factor
+
+
+# ---------------------------------------------------------------- custom checks (Nagios plugins)
+
+CHECKS_SUFFIX = ".checks"  # <script>.<collector>.checks: the collector's signed list
+CACHE_SUFFIX = ".checks-cache"  # <script>.<collector>.checks-cache: results of every= checks
+CHECKS_VERSION = 1
+CHECK_STATES = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
+UNKNOWN = 3
+MAX_CHECK_OUTPUT = 64 * 1024  # bytes of a plugin's stdout read; a flood is cut and killed
+MAX_CHECK_TEXT = 1000  # characters of the first line kept as the check's text
+MAX_CHECKS_FILE = 1 << 20
+CHECK_MARGIN = 1.0  # seconds kept, before the probe's deadline, to seal and answer
+CHECK_POLL = 0.05  # seconds between looks at a plugin that has stopped writing
+
+
+def checks_path(script, collector=None):
+    # type: (str, str | None) -> str
+    """The signed checks file of one collector beside the probe file ``script``."""
+    return file_names(script, collector)[0][: -len(".key")] + CHECKS_SUFFIX
+
+
+def checks_mac(key, body):
+    # type: (bytes, bytes) -> str
+    """The MAC that proves the collector holding ``key`` wrote the checks file ``body``."""
+    return b64e(hmac.new(subkey(key, b"checks"), body, hashlib.sha256).digest())
+
+
+def checks_file_text(key, plan):
+    # type: (bytes, dict) -> bytes
+    """The checks file: the plan as one JSON line, then its MAC (the collector writes it)."""
+    body = json.dumps(plan, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    return body + b"\n" + checks_mac(key, body).encode("ascii") + b"\n"
+
+
+def read_checks(path, host, key):
+    # type: (str, str, bytes) -> dict | None
+    """The verified plan in the checks file ``path``, None when there is none.
+
+    Raises UnsafeFile, OSError or ValueError (a file whose MAC does not verify
+    with this host's key is refused: the probe runs only what the collector
+    holding the key configured).
+    """
+    try:
+        handle = open_private(path)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise
+    with handle:
+        text = handle.read(MAX_CHECKS_FILE + 1)
+    lines = text.split("\n")
+    if len(text) > MAX_CHECKS_FILE or len(lines) < 2:
+        raise ValueError("not a checks file")
+    body = lines[0].encode("utf-8")
+    if not hmac.compare_digest(checks_mac(key, body), lines[1].strip()):
+        raise ValueError("its MAC does not verify with this host's key (run upload)")
+    plan = json.loads(lines[0])
+    if not isinstance(plan, dict) or plan.get("v") != CHECKS_VERSION or plan.get("host") != host:
+        raise ValueError("not a checks file for host %r" % host)
+    return plan
+
+
+def run_plan(plan, cache_path, started, deadline):
+    # type: (dict, str | None, float, float | None) -> tuple[list, list, list]
+    """Run the plan's checks in parallel: (samples, check results, warnings).
+
+    ``deadline``: seconds after ``started`` (wall clock) by which the probe
+    must answer; every check ends CHECK_MARGIN before it whatever its own timeout.
+    """
+    warnings = []  # type: list
+    checks = [c for c in plan.get("checks", []) if _valid_check(c, warnings)]
+    cache = _load_cache(cache_path, warnings)
+    now = time.time()
+    end = None if deadline is None else started + deadline - CHECK_MARGIN
+    due, results = [], {}  # type: list, dict
+    for check in checks:
+        cached = cache.get(check["name"])
+        if _fresh(cached, check, now):
+            results[check["name"]] = cached
+        else:
+            due.append(check)
+    ran = _run_checks(due, end)
+    for index, check in enumerate(due):
+        results[check["name"]] = dict(ran[index], argv=check["argv"])
+    if cache_path is not None and any(c.get("every") for c in due):
+        _save_cache(cache_path, dict((c["name"], results[c["name"]]) for c in checks), warnings)
+    samples, reports = [], []  # type: list, list
+    for check in checks:
+        _check_samples(check["name"], results[check["name"]], samples, reports, warnings)
+    specs = [t for t in plan.get("textfiles", []) if _valid_textfile(t, warnings)]
+    if specs:
+        found, problems = textfile_samples(specs)
+        samples.extend(found)
+        warnings.extend(problems)
+    return samples, reports, warnings
+
+
+def _valid_textfile(spec, warnings):
+    """A textfile entry the probe can read: a directory and three integer limits."""
+    ok = isinstance(spec, dict) and isinstance(spec.get("dir"), str)
+    ok = ok and all(isinstance(spec.get(k), int) for k in ("files", "samples", "bytes"))
+    if not ok:
+        warnings.append("checks file: a textfile entry the probe cannot read: %r" % (spec,))
+    return ok
+
+
+def _valid_check(check, warnings):
+    """A plan entry the probe can run: a name, a non-empty argv of strings, a timeout."""
+    ok = (
+        isinstance(check, dict)
+        and isinstance(check.get("name"), str)
+        and isinstance(check.get("argv"), list)
+        and check["argv"]
+        and all(isinstance(word, str) for word in check["argv"])
+        and isinstance(check.get("timeout"), (int, float))
+    )
+    if not ok:
+        warnings.append("checks file: an entry the probe cannot run: %r" % (check,))
+    return ok
+
+
+def _fresh(cached, check, now):
+    """Whether a cached result of an ``every=`` check may be reported again."""
+    every = check.get("every") or 0
+    return (
+        isinstance(cached, dict)
+        and cached.get("argv") == check["argv"]
+        and isinstance(cached.get("at"), (int, float))
+        and 0 <= now - cached["at"] < every
+    )
+
+
+def _run_checks(checks, end):
+    """Run ``checks`` in threads at once; their outcomes, in order."""
+    outcomes = [None] * len(checks)  # type: list
+
+    def work(index, check):
+        timeout = float(check["timeout"])
+        if end is not None:
+            timeout = max(0.0, min(timeout, end - time.time()))
+        outcomes[index] = run_check(check["argv"], timeout)
+
+    threads = [
+        threading.Thread(target=work, args=(i, c), name="check", daemon=True)
+        for i, c in enumerate(checks)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()  # each ends by its own deadline (run_check kills what overruns)
+    return outcomes
+
+
+def run_check(argv, timeout):
+    # type: (list, float) -> dict
+    """Run one plugin (no shell) for at most ``timeout`` seconds: its outcome.
+
+    {"status": 0-3, "output": stdout text (capped), "reason": why it is UNKNOWN
+    beyond its own word or "", "at": start (unix s), "duration": seconds}.
+    Its process group is killed when it ends, times out or floods, so a
+    plugin that forks a daemon or hangs leaves nothing behind.
+    """
+    import subprocess  # only when there are checks: it costs the probe's start-up
+
+    at, began = time.time(), time.monotonic()
+    env = dict(os.environ, LC_ALL="C")  # numbers with a decimal point, English words
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
+    except OSError as exc:
+        reason = "cannot run %s: %s" % (argv[0], exc.strerror or exc)
+        return _outcome(UNKNOWN, "", reason, at, began)
+    try:
+        output, reason = _read_capped(proc, began + timeout, timeout)
+    finally:
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGKILL)  # what it forked, and itself if it overran
+        if proc.stdout is not None:
+            proc.stdout.close()
+        proc.wait()
+    if reason:
+        return _outcome(UNKNOWN, output, reason, at, began)
+    status = proc.returncode
+    if status not in (0, 1, 2, 3):
+        return _outcome(UNKNOWN, output, "exit status %d" % status, at, began)
+    return _outcome(status, output, "", at, began)
+
+
+def _outcome(status, output, reason, at, began):
+    # type: (int, str, str, float, float) -> dict
+    return {
+        "status": status,
+        "output": output,
+        "reason": reason,
+        "at": at,
+        "duration": time.monotonic() - began,
+    }
+
+
+def _read_capped(proc, end, timeout):
+    """(stdout text, reason it was cut or "") of a running plugin, until it exits or ``end``.
+
+    Stops at the exit even if a child it forked still holds stdout open.
+    """
+    chunks, size = [], 0  # type: list, int
+    fd = proc.stdout.fileno()
+    while True:
+        left = end - time.monotonic()
+        if left <= 0:
+            return _text(chunks), "timed out after %gs" % round(timeout, 1)
+        ready = select.select([fd], [], [], min(left, CHECK_POLL))[0]
+        if ready:
+            data = os.read(fd, 65536)
+            if data:
+                chunks.append(data)
+                size += len(data)
+                if size > MAX_CHECK_OUTPUT:
+                    return _text(chunks), "output over %d bytes; cut" % MAX_CHECK_OUTPUT
+                continue
+            if proc.poll() is not None or _exited(proc, end):
+                return _text(chunks), ""
+            return _text(chunks), "timed out after %gs" % round(timeout, 1)
+        if proc.poll() is not None:
+            if select.select([fd], [], [], 0)[0]:
+                continue  # what it wrote just before exiting
+            return _text(chunks), ""
+
+
+def _exited(proc, end):
+    """Wait (to ``end``) for a plugin that closed its stdout to exit."""
+    import subprocess
+
+    try:
+        proc.wait(max(0.0, end - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _text(chunks):
+    return b"".join(chunks)[:MAX_CHECK_OUTPUT].decode("utf-8", "replace")
+
+
+def split_output(output):
+    # type: (str) -> tuple[str, str]
+    """A plugin's output as (first line's text, all perfdata), per the plugin API.
+
+    ``TEXT | perfdata`` on the first line; more lines are long text, and
+    anything after a ``|`` in them is more perfdata.
+    """
+    lines = output.splitlines() or [""]
+    text, _, perf = lines[0].partition("|")
+    more = [line.partition("|")[2].strip() for line in lines[1:] if "|" in line]
+    return text.strip(), " ".join(part for part in [perf.strip(), *more] if part)
+
+
+def _check_samples(name, result, samples, reports, warnings):
+    """The samples and the report of one check's outcome."""
+    status = result.get("status", UNKNOWN)
+    text, perf = split_output(result.get("output", ""))
+    reason = result.get("reason", "")
+    if reason:
+        text = "UNKNOWN: %s%s" % (reason, " (%s)" % text if text else "")
+    elif not text:
+        text = "%s: no output" % CHECK_STATES[status]
+    labels = {"check": name}
+    samples.append(["check_status", labels, float(status)])
+    samples.append(["check_duration_seconds", labels, float(result.get("duration", 0.0))])
+    items, problems = parse_perfdata(perf)
+    warnings.extend("check %s: %s" % (name, problem) for problem in problems)
+    for item in items:
+        _perf_samples(name, item, samples)
+    reports.append(
+        {
+            "name": name,
+            "status": status,
+            "text": text[:MAX_CHECK_TEXT],
+            "at": result.get("at", 0.0),
+            "duration": result.get("duration", 0.0),
+        }
+    )
+
+
+def _perf_samples(name, item, samples):
+    """check_perf for one perfdata item, and its thresholds' finite edges."""
+    labels = {"check": name, "label": item["label"], "unit": item["unit"]}
+    samples.append(["check_perf", labels, item["value"]])
+    for which in ("warn", "crit"):
+        bounds = item[which]
+        if bounds is None:
+            continue
+        low, high, inside = bounds
+        prefix = "inside_" if inside else ""
+        for edge, value in (("low", low), ("high", high)):
+            # "10" means 0..10: its implied 0 is no threshold anyone wrote
+            if math.isfinite(value) and (inside or edge == "high" or value != 0):
+                edged = dict(labels, edge=prefix + edge)
+                samples.append(["check_perf_" + which, edged, value])
+
+
+def _load_cache(path, warnings):
+    """The cached results of ``every=`` checks by name ({} when none or unusable)."""
+    if path is None:
+        return {}
+    try:
+        with open_private(path) as handle:
+            cache = json.load(handle)
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            warnings.append("checks cache %s: %s" % (path, _describe(exc)))
+        return {}
+    except (UnsafeFile, ValueError) as exc:
+        warnings.append(("checks cache %s: %s" % (path, exc))[:200])
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+def _save_cache(path, cache, warnings):
+    """Keep the results for the next run (atomically: temp file, then rename)."""
+    try:
+        _save_state(path, cache)
+    except (OSError, ValueError, TypeError) as exc:
+        warnings.append(("checks cache %s: %s" % (path, exc))[:200])
+
+
+def custom_checks(me, collector, host, key, started, deadline):
+    # type: (str, str | None, str, bytes, float, float | None) -> tuple[list, list, list]
+    """Run the collector's checks for this run: (samples, check reports, warnings)."""
+    path = checks_path(me, collector)
+    try:
+        plan = read_checks(path, host, key)
+    except (UnsafeFile, OSError, ValueError) as exc:
+        return [], [], [("checks file %s refused: %s" % (path, exc))[:300]]
+    if plan is None:
+        return [], [], []
+    cache = path[: -len(CHECKS_SUFFIX)] + CACHE_SUFFIX
+    return run_plan(plan, cache, started, deadline)
+
+
+# ---------------------------------------------------------------- node_exporter textfiles
+
+TEXTFILE_PREFIX = "textfile_"  # so a textfile metric can never shadow a built-in one
+TEXTFILE_DEADLINE = 5.0  # seconds to read all textfile directories (one may be on NFS)
+MAX_TEXTFILE_LABELS = 15  # the collector takes 16 labels, and a textfile's own names
+MAX_VALUE = 2.0**63  # the collector refuses anything beyond a 64-bit counter
+MAX_TEXTFILE_NAME = 128 - len(TEXTFILE_PREFIX)  # the collector takes names of 128 characters
+MAX_TEXTFILE_LABEL_NAME = 64  # ... and label names of 64
+MAX_TEXTFILE_SAMPLES = 5000  # in all directories: the collector takes 10000 samples a message
+_PROM_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_PROM_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_PROM_ESCAPES = {"\\": "\\", '"': '"', "n": "\n"}
+
+
+def parse_prom(text, where="", seen=None):
+    # type: (str, str, set | None) -> tuple[list, list]
+    """Parse Prometheus text format: (samples, warnings); never raises on any input.
+
+    Samples are [name, {labels}, value]; HELP, TYPE and comments are skipped,
+    timestamps ignored, histogram and summary series kept as their own series.
+    A line that cannot be parsed, a value that is not a finite number, or a
+    series already seen (``seen``: shared between files) is a warning naming
+    ``where``:line.
+    """
+    seen = set() if seen is None else seen
+    samples, warnings = [], []  # type: list, list
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            name, labels, value = _prom_line(line)
+        except ValueError as exc:
+            warnings.append(("%s:%d: %s" % (where, number, exc))[:300])
+            continue
+        key = (name, tuple(sorted(labels.items())))
+        if key in seen:
+            warnings.append(
+                ("%s:%d: duplicate series %s; the first kept" % (where, number, name))[:300]
+            )
+            continue
+        seen.add(key)
+        samples.append([name, labels, value])
+    return samples, warnings
+
+
+def _prom_line(line):
+    """(name, labels, value) of one sample line; raises ValueError saying what is wrong."""
+    match = _PROM_NAME.match(line)
+    if match is None:
+        raise ValueError("not a metric name: %r" % line[:40])
+    name, pos = match.group(), match.end()
+    if len(name) > MAX_TEXTFILE_NAME:
+        raise ValueError("metric name longer than %d characters" % MAX_TEXTFILE_NAME)
+    labels = {}  # type: dict
+    if line[pos : pos + 1] == "{":
+        labels, pos = _prom_labels(line, pos + 1)
+    rest = line[pos:].split()
+    if not rest or len(rest) > 2:
+        raise ValueError("%s: expected a value (and a timestamp)" % name)
+    try:
+        value = float(rest[0])
+    except ValueError:
+        raise ValueError("%s: bad value %r" % (name, rest[0][:40])) from None
+    if not math.isfinite(value) or abs(value) > MAX_VALUE:
+        raise ValueError(
+            "%s: value %s is not a finite number the collector keeps" % (name, rest[0][:40])
+        )
+    if len(labels) > MAX_TEXTFILE_LABELS:
+        raise ValueError("%s: more than %d labels" % (name, MAX_TEXTFILE_LABELS))
+    return name, labels, value
+
+
+def _prom_labels(line, pos):
+    """({labels}, position after the closing brace) from just after ``{``."""
+    labels = {}  # type: dict
+    while True:
+        pos = _skip_space(line, pos)
+        if line[pos : pos + 1] == "}":
+            return labels, pos + 1
+        label, value, pos = _prom_label(line, pos)
+        if label in labels:
+            raise ValueError("label %s twice" % label)
+        labels[label] = value
+        pos = _skip_space(line, pos)
+        if line[pos : pos + 1] == ",":
+            pos += 1
+        elif line[pos : pos + 1] != "}":
+            raise ValueError("expected , or } after label %s" % label)
+
+
+def _skip_space(line, pos):
+    while line[pos : pos + 1].isspace():
+        pos += 1
+    return pos
+
+
+def _prom_label(line, pos):
+    """(name, value, position after it) of one ``name="value"`` pair."""
+    match = _PROM_LABEL.match(line, pos)
+    if match is None:
+        raise ValueError("bad label name at %r" % line[pos : pos + 20])
+    label, pos = match.group(), _skip_space(line, match.end())
+    if len(label) > MAX_TEXTFILE_LABEL_NAME:
+        raise ValueError("label name longer than %d characters" % MAX_TEXTFILE_LABEL_NAME)
+    if line[pos : pos + 1] == "=":
+        pos = _skip_space(line, pos + 1)
+        if line[pos : pos + 1] == '"':
+            value, pos = _prom_string(line, pos + 1)
+            return _checked_label(label, value, pos)
+    raise ValueError('label %s: expected ="' % label)
+
+
+def _checked_label(label, value, pos):
+    if len(value) > MAX_LABEL:
+        raise ValueError("label %s longer than %d characters" % (label, MAX_LABEL))
+    return label, value, pos
+
+
+def _prom_string(line, pos):
+    """An escaped label value (\\\\, \\", \\n) and the position after its closing quote."""
+    chars = []  # type: list
+    while pos < len(line):
+        char = line[pos]
+        if char == '"':
+            return "".join(chars), pos + 1
+        if char == "\\":
+            escaped = _PROM_ESCAPES.get(line[pos + 1 : pos + 2])
+            if escaped is None:
+                raise ValueError("bad escape %r in a label value" % line[pos : pos + 2])
+            chars.append(escaped)
+            pos += 2
+            continue
+        chars.append(char)
+        pos += 1
+    raise ValueError("unterminated label value")
+
+
+def read_textfiles(spec, seen=None):
+    # type: (dict, set | None) -> tuple[list, list]
+    """The samples of the ``*.prom`` files in one textfile directory, prefixed, within limits.
+
+    ``spec``: {"dir", "files", "samples", "bytes"} (limits on files, samples and
+    bytes read from this directory).  Warnings name the file (and line).
+    """
+    directory = spec["dir"]
+    seen = set() if seen is None else seen
+    samples, warnings = [], []  # type: list, list
+    try:
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".prom"))
+    except OSError as exc:
+        return [], ["textfile directory %s: %s" % (directory, exc.strerror or exc)]
+    if len(names) > spec["files"]:
+        warnings.append(
+            "textfile directory %s: %d files, over the limit of %d; %s and later skipped"
+            % (directory, len(names), spec["files"], names[spec["files"]])
+        )
+        names = names[: spec["files"]]
+    budget = spec["bytes"]
+    for name in names:
+        path = os.path.join(directory, name)
+        text, problem = _read_textfile(path, budget)
+        if problem:
+            warnings.append(problem)
+        if text is None and problem.endswith(_OVER_BYTES):
+            break  # the later files are not read at all
+        if text is None:
+            continue
+        budget -= len(text.encode("utf-8", "replace"))
+        found, problems = parse_prom(text, path, seen)
+        warnings.extend(problems)
+        room = spec["samples"] - len(samples)
+        if len(found) > room:
+            warnings.append(
+                "%s: over the limit of %d samples per directory; the rest skipped"
+                % (path, spec["samples"])
+            )
+            found = found[: max(0, room)]
+        samples.extend([TEXTFILE_PREFIX + n.replace(":", "_"), ls, v] for n, ls, v in found)
+        if len(samples) >= spec["samples"]:
+            break  # the later files are not read at all
+    return samples, warnings
+
+
+_OVER_BYTES = ": over the limit of bytes read per directory; it and later files skipped"
+
+
+def _read_textfile(path, budget):
+    """(text or None, warning or ""): a regular file's text, at most ``budget`` bytes.
+
+    O_NONBLOCK and a regular-file check: a FIFO named *.prom cannot hang the probe.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        return None, "%s: %s" % (path, exc.strerror or exc)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, "%s: not a regular file; skipped" % path
+        data = handle.read(max(0, budget) + 1)
+    if len(data) > budget:
+        return None, "%s%s" % (path, _OVER_BYTES)
+    return data.decode("utf-8", "replace"), ""
+
+
+def textfile_samples(specs):
+    # type: (list) -> tuple[list, list]
+    """Every textfile directory's samples, read in a thread with a deadline."""
+    seen = set()  # type: set
+    samples, warnings = [], []  # type: list, list
+
+    def read_all(_arg):
+        for spec in specs:
+            found, problems = read_textfiles(spec, seen)
+            room = MAX_TEXTFILE_SAMPLES - len(samples)
+            if len(found) > room:
+                problems.append(
+                    "textfile directory %s: over %d textfile samples in all; the rest skipped"
+                    % (spec["dir"], MAX_TEXTFILE_SAMPLES)
+                )
+                found = found[:room]
+            samples.extend(found)
+            warnings.extend(problems)
+        return True
+
+    result = _run_with_deadline([(read_all, None)], TEXTFILE_DEADLINE)[0]
+    if result is None:
+        return [], ["textfile directories: no answer within %g s" % TEXTFILE_DEADLINE]
+    if not result[0]:
+        return [], ["textfile directories: %s" % _describe(result[1])]
+    return list(samples), list(warnings)
+
+
 # ---------------------------------------------------------------- main
 
 
-def build_payload(samples, errors, started, now):
-    """The payload bytes sealed into the envelope."""
-    return json.dumps(
-        {
-            "probe": PROBE_VERSION,
-            "python": "%d.%d.%d" % sys.version_info[:3],
-            "time": now,
-            "duration": max(0.0, time.time() - started),
-            "samples": samples,
-            "errors": errors,
-        },
-        separators=(",", ":"),
-        allow_nan=False,
-    ).encode("utf-8")
+def build_payload(samples, errors, started, now, checks=()):
+    """The payload bytes sealed into the envelope (``checks``: reports of custom checks)."""
+    payload = {
+        "probe": PROBE_VERSION,
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "time": now,
+        "duration": max(0.0, time.time() - started),
+        "samples": samples,
+        "errors": errors,
+    }
+    if checks:  # absent otherwise: a collector older than checks reads the message as before
+        payload["checks"] = list(checks)
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
 
 
 def deadline_seconds(text):
@@ -1108,7 +1853,10 @@ def main(argv=None):
         return opened
     host, key = opened
     samples, errors = collect("/", file_names(me, collector)[1], started)
-    _answer(key, host, challenge, samples, errors, started)
+    extra, checks, warnings = custom_checks(me, collector, host, key, started, deadline)
+    _answer(
+        key, host, challenge, samples + _valid(extra, warnings), errors + warnings, started, checks
+    )
     return 0
 
 
@@ -1132,10 +1880,10 @@ def _open_files(me, collector):
         return EXIT_KEY
 
 
-def _answer(key, host, challenge, samples, errors, started):
+def _answer(key, host, challenge, samples, errors, started, checks=()):
     """Write one envelope line to stdout, at once (the collector is waiting for it)."""
     now = time.time()
-    payload = build_payload(samples, errors, started, now)
+    payload = build_payload(samples, errors, started, now, checks)
     sys.stdout.write(seal(key, host, challenge, payload, now) + "\n")
     sys.stdout.flush()
 
@@ -1300,7 +2048,11 @@ def _tick(keys, request, state_path, memory):
             return opened
         host, key = opened
         samples, errors = collect("/", state_path, started, memory=memory)
-        _answer(key, host, request.challenge, samples, errors, started)
+        extra, checks, warnings = custom_checks(
+            keys.script, keys.collector, host, key, started, request.deadline
+        )
+        samples += _valid(extra, warnings)
+        _answer(key, host, request.challenge, samples, errors + warnings, started, checks)
         return 0
     finally:
         watchdog.cancel()

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from netmetrix.config import HostConfig
     from netmetrix.silences import Silence
     from netmetrix.store import ActiveAlert, AlertHistoryRow, HostRow, OutboxItem, StoredSample
+    from netmetrix.store.checkresults import CheckRow
 
 SAMPLE_COLUMNS = ("host", "metric", "labels", "ts", "value")
 HOST_COLUMNS = (
@@ -102,3 +103,22 @@ def outbox_status(item: OutboxItem, now: float) -> str:
     if item.claimed_until is not None and item.claimed_until > now:
         return "sending"
     return "pending"
+
+
+CHECK_COLUMNS = ("host", "check", "status", "since", "duration", "last_run", "text")
+
+
+def check_row(check: CheckRow) -> dict[str, Any]:
+    """A custom check of one host (#17): status OK/WARNING/CRITICAL/UNKNOWN, since when,
+    how long its last run took (seconds), when it last ran, the plugin's first line."""
+    from netmetrix.checks import state_name
+
+    return {
+        "host": check.host,
+        "check": check.name,
+        "status": state_name(check.status),
+        "since": iso(check.since),
+        "duration": check.duration,
+        "last_run": iso(check.ran),
+        "text": check.text,
+    }

@@ -73,6 +73,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from netmetrix import envelope, ssh
+from netmetrix.checks import CheckReport
 from netmetrix.config import Config, HostConfig, SSHConfig
 from netmetrix.errors import Outcome
 from netmetrix.fleet import HostResult, run_fleet
@@ -148,26 +149,36 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any | None:
     return pickle.loads(data)  # noqa: S301 - only the parent and its own workers write here
 
 
-Packed = tuple[str, bool, str, tuple[tuple[str, Any, float], ...], tuple[str, ...]]
+Packed = tuple[
+    str, bool, str, tuple[tuple[str, Any, float], ...], tuple[str, ...], tuple[CheckReport, ...]
+]
 
 
 def _pack(message: envelope.Message | None) -> Packed | None:
     if message is None:
         return None
     samples = tuple((s.metric, s.labels, s.value) for s in message.samples)
-    return (message.kid, message.encrypted, message.probe_version, samples, message.errors)
+    return (
+        message.kid,
+        message.encrypted,
+        message.probe_version,
+        samples,
+        message.errors,
+        message.checks,
+    )
 
 
 def _unpack(packed: Packed | None) -> envelope.Message | None:
     if packed is None:
         return None
-    kid, encrypted, version, samples, errors = packed
+    kid, encrypted, version, samples, errors, checks = packed
     return envelope.Message(
         kid=kid,
         encrypted=encrypted,
         probe_version=version,
         samples=tuple([Sample(metric=m, labels=labels, value=v) for m, labels, v in samples]),
         errors=errors,
+        checks=checks,
     )
 
 

@@ -8,9 +8,19 @@ from contextlib import contextmanager
 
 from netmetrix.model import HostRun
 from netmetrix.silences import NewSilence, Silence
-from netmetrix.store import alertstate, collector, migrate, outbox, rwqueue, samples, silencestore
+from netmetrix.store import (
+    alertstate,
+    checkresults,
+    collector,
+    migrate,
+    outbox,
+    rwqueue,
+    samples,
+    silencestore,
+)
 from netmetrix.store import hosts as _hosts  # `hosts` is a parameter name of the API
 from netmetrix.store.alertstate import ActiveAlert, AlertHistoryRow
+from netmetrix.store.checkresults import CheckRow
 from netmetrix.store.engine import DEFAULT_BUSY_TIMEOUT, Database, connect
 from netmetrix.store.hosts import Activated, HostRow
 from netmetrix.store.outbox import OutboxChange, OutboxItem, OutboxSize
@@ -214,6 +224,11 @@ class Store(Database):
         """Every metric name that has a series."""
         with self.reading("read metric names") as conn:
             return samples.metric_names(conn)
+
+    def checks(self, hosts: Sequence[str] = ()) -> list[CheckRow]:
+        """Every host's custom checks as last reported (of ``hosts`` when given) (#17)."""
+        with self.reading("read checks") as conn:
+            return checkresults.check_rows(conn, hosts)
 
     # -- alerts (#7) ----------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from netmetrix.model import UP, HostRun
 from netmetrix.store._sql import chunks, insert, ms, newest, now_ms, seconds
 from netmetrix.store.schema import (
     NO_LABELS,
+    check_results_table,
     host_keys_table,
     hosts_table,
     samples_table,
@@ -125,6 +126,7 @@ def forget_host(conn: Connection, name: str) -> tuple[int, int, int, bool]:
     s, p, k, h = series_table, samples_table, host_keys_table, hosts_table
     series = select(s.c.id).where(s.c.host == name).scalar_subquery()
     samples = conn.execute(p.delete().where(p.c.series_id.in_(series))).rowcount
+    conn.execute(check_results_table.delete().where(check_results_table.c.host == name))
     return (
         conn.execute(s.delete().where(s.c.host == name)).rowcount,
         samples,

@@ -36,7 +36,7 @@ from sqlalchemy import (
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
 
-SCHEMA_HEAD = "0007"  # the head migration; a test keeps the two equal
+SCHEMA_HEAD = "0008"  # the head migration; a test keeps the two equal
 MIGRATIONS = "netmetrix:migrations"  # Alembic's script_location
 NO_LABELS = "{}"
 COLLECTOR_ID = "collector_id"  # meta key: names this store's key/state files on the hosts
@@ -228,6 +228,22 @@ remote_write_lease_table = Table(
     PrimaryKeyConstraint("name"),
 )
 REMOTE_WRITE_SENDER = "sender"  # the lease row's name
+
+# Custom checks (#17): each host's checks as last reported, the plugin's first line and
+# since when the check has been in its state (Nagios' "last state change").
+check_results_table = Table(
+    "check_results",
+    metadata,
+    Column("host", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("status", Integer, nullable=False),  # 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN
+    Column("text", Text, nullable=False),
+    Column("since_ms", BigInteger, nullable=False),  # first run in this status
+    Column("ran_ms", BigInteger, nullable=False),  # when the plugin last ran on the host
+    Column("duration", Double, nullable=False),  # seconds it took
+    Column("ts_ms", BigInteger, nullable=False),  # the run that reported it
+    PrimaryKeyConstraint("host", "name"),
+)
 
 
 def labels_json(labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:

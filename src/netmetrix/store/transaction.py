@@ -8,7 +8,7 @@ from sqlalchemy.engine import Connection
 
 from netmetrix.model import AlertEvent, AlertState, HostRun, Labels, StateKey
 from netmetrix.silences import Silence
-from netmetrix.store import alertstate, outbox, samples, silencestore
+from netmetrix.store import alertstate, checkresults, outbox, samples, silencestore
 from netmetrix.store import hosts as _hosts  # `hosts` is a parameter name of the API
 from netmetrix.store.samples import Written
 
@@ -29,7 +29,9 @@ class Transaction:
         """Store host runs (samples, ``up``, host rows); a refused host fails alone.
         The samples of ``forward``'s metrics are queued for remote-write too
         (``samples.write_runs``)."""
-        return samples.write_runs(self._conn, runs, forward)
+        written = samples.write_runs(self._conn, runs, forward)
+        checkresults.write_checks(self._conn, written.runs)  # as stored: refused ones failed
+        return written
 
     def update_hosts(self, runs: Sequence[HostRun]) -> None:
         """Update only the host rows of ``runs`` (address, last error).
@@ -42,6 +44,10 @@ class Transaction:
     def never_seen(self, hosts: Iterable[str]) -> set[str]:
         """Which of ``hosts`` have a row without last_seen: they never answered."""
         return _hosts.never_seen(self._conn, hosts)
+
+    def check_text(self, host: str, name: str) -> tuple[int, str] | None:
+        """(status, first line of text) of ``host``'s custom check ``name``, or None (#17)."""
+        return checkresults.check_text(self._conn, host, name)
 
     def addresses(self, hosts: Iterable[str]) -> dict[str, str]:
         """The stored address of each of ``hosts`` that has one."""

@@ -234,6 +234,7 @@ async def host_page(request: Request) -> Response:
             "history": [
                 rows.history_row(e) for e in store.alert_history([name], HOST_HISTORY_LIMIT)
             ],
+            "checks": [rows.check_row(c) for c in store.checks([name])],
         }
 
     found = await run_in_threadpool(read)
@@ -245,6 +246,7 @@ async def host_page(request: Request) -> Response:
         ranges=list(RANGES),
         active_columns=rows.ACTIVE_COLUMNS,
         history_columns=rows.HISTORY_COLUMNS,
+        check_columns=rows.CHECK_COLUMNS[1:],  # not the host: this page is the host's
     )
 
 
