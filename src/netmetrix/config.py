@@ -32,9 +32,13 @@ from typing import Generic, Literal, TypeVar
 from defusedxml.common import DefusedXmlException  # type: ignore[import-untyped]
 from defusedxml.sax import make_parser  # type: ignore[import-untyped]
 
+from netmetrix import selector
 from netmetrix.errors import ConfigError
 from netmetrix.format import duration, labels_text, number
 from netmetrix.sanitize import clean
+from netmetrix.selector import Target
+from netmetrix.selector import some as _some
+from netmetrix.selector import unknown_name as unknown_name  # re-exported: its old home
 from netmetrix.shard import Shard, parse_shard
 
 HostKeyPolicy = Literal["strict", "accept-new"]
@@ -60,6 +64,9 @@ class HostConfig:
     # never a directory other users can write, like the seed's /tmp.
     directory: str = "~/.cache/netmetrix"
     python: str = "python3"
+    # Its labels (own over its groups', sorted) and groups: selectors and /metrics read them.
+    labels: tuple[tuple[str, str], ...] = ()
+    groups: tuple[str, ...] = ()
     line: int = 0  # line of the element in config.xml, for messages
     # The attributes written in config.xml: `config show` says "default" for the others.
     given: frozenset[str] = field(default=frozenset(), compare=False)
@@ -68,6 +75,21 @@ class HostConfig:
     def target(self) -> str:
         """What to connect to: the address, or the name when no address is given."""
         return self.address or self.name
+
+    @property
+    def selectable(self) -> Target:
+        """What host selectors look at: name, labels, groups."""
+        return Target(name=self.name, labels=self.labels, groups=self.groups)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupConfig:
+    """One ``<group>`` of ``<hosts>``: its members by name or glob, and their labels."""
+
+    name: str
+    hosts: tuple[str, ...] = ()  # names or globs
+    labels: tuple[tuple[str, str], ...] = ()
+    line: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -176,7 +198,9 @@ class AlertRule:
     limit: float
     email: tuple[str, ...]
     labels: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs that must match
-    hosts: tuple[str, ...] = ()  # names or fnmatch globs; empty: every host
+    hosts: tuple[str, ...] = ()  # host selectors (netmetrix.selector); empty: every host
+    # The configured hosts ``hosts`` selects, resolved at load (None: match by name/glob).
+    selected: frozenset[str] | None = field(default=None, compare=False)
     for_count: int = 1  # consecutive failing samples before firing (`for=`)
     repeat: float | None = None  # seconds between re-notifications while firing
     resolved: bool = True
@@ -206,12 +230,13 @@ class Config:
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     remote_write: RemoteWriteConfig | None = None  # None: samples are not pushed anywhere
     hosts: tuple[HostConfig, ...] = ()
+    groups: tuple[GroupConfig, ...] = ()
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     # Settings written in config.xml ("script", "ssh.connect_timeout", ...), not defaulted.
     given: frozenset[str] = field(default=frozenset(), compare=False)
 
     def select(self, patterns: Sequence[str]) -> tuple[HostConfig, ...]:
-        """The hosts that ``-h`` names or globs match (all when none); see ``select_names``.
+        """The hosts that ``-h`` selectors select (all when none); see ``netmetrix.selector``.
 
         Raises UsageError, one line per pattern that matches no configured host.
         """
@@ -220,10 +245,18 @@ class Config:
         if not patterns:
             return self.hosts
         by_name = {h.name: h for h in self.hosts}
-        names, problems = select_names(patterns, list(by_name))
+        names, problems = selector.select(patterns, self.targets(), self.group_names)
         if problems:
             raise UsageError("\n".join(f"{self.path.name}: {p}" for p in problems))
         return tuple(by_name[n] for n in names)
+
+    def targets(self) -> list[Target]:
+        """The configured hosts as host selectors see them."""
+        return [host.selectable for host in self.hosts]
+
+    @property
+    def group_names(self) -> frozenset[str]:
+        return frozenset(group.name for group in self.groups)
 
     def with_shard(self, shard: Shard | None) -> Config:
         """This config with ``--shard`` in place of <collector shard> (None: as it is)."""
@@ -237,23 +270,6 @@ class Config:
         if flag:
             return f"--shard {shard}"
         return f'{self.path.name}: <collector shard="{shard}">'
-
-
-_SHOWN_NAMES = 10  # known names listed in an "unknown name" message
-
-
-def unknown_name(kind: str, name: str, known: Collection[str]) -> str:
-    """``unknown host "f44", did you mean "f4"?``, or the known names when none is close."""
-    near = difflib.get_close_matches(name, sorted(known), n=1)
-    if near:
-        return f'unknown {kind} "{name}", did you mean "{near[0]}"?'
-    return f'unknown {kind} "{name}"; known {kind}s: {_some(known)}'
-
-
-def _some(names: Collection[str]) -> str:
-    shown = sorted(names)[:_SHOWN_NAMES]
-    more = f", ... ({len(names)} in all)" if len(names) > _SHOWN_NAMES else ""
-    return ", ".join(shown) + more if shown else "(none)"
 
 
 def select_names(
@@ -301,12 +317,14 @@ _SMTP_ATTRS = (
     *("host", "port", "security", "sender", "user", "password_env"),
     *("timeout", "deadline"),
 )
-_HOST_ATTRS = ("name", "address", "port", "user", "key", "directory", "python")
+_HOST_ATTRS = ("name", "address", "port", "user", "key", "directory", "python", "labels")
+_GROUP_ATTRS = ("name", "hosts", "labels")
 _ALERT_ATTRS = (
     *("metric", "op", "limit", "email", "labels", "hosts"),
     *("for", "repeat", "resolved", "severity", "clear"),
 )
-_IDENTITY = MappingProxyType({"host": "name", "alert": "metric"})  # shown in messages
+# the attribute shown in messages: <host name="f4">
+_IDENTITY = MappingProxyType({"host": "name", "group": "name", "alert": "metric"})
 
 _DEFAULT_DATABASE = "netmetrix.db"
 _UNIT_SECONDS = MappingProxyType({"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400})
@@ -708,6 +726,29 @@ def _labels(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs.items()))
 
 
+def _selectors(raw: str) -> tuple[str, ...]:
+    texts = selector.split(raw)
+    if not texts or selector.check(texts):
+        raise ValueError(raw)
+    return texts
+
+
+def _members(raw: str) -> tuple[str, ...]:
+    texts = selector.split(raw)
+    if not texts or any(selector.parse(t).kind not in ("name", "glob") for t in texts):
+        raise ValueError(raw)
+    return texts
+
+
+def _host_labels(raw: str) -> tuple[tuple[str, str], ...]:
+    """Host labels: as a series' (``_labels``), but never ``host`` (netmetrix's own
+    label on every series) nor ``__...`` (reserved by Prometheus)."""
+    pairs = _labels(raw)
+    if any(key == "host" or key.startswith("__") for key, _ in pairs):
+        raise ValueError(raw)
+    return pairs
+
+
 def _resolve(base: Path, raw: str) -> Path:
     """``raw`` with ``~`` expanded, taken relative to ``base``, normalised (symlinks kept)."""
     return Path(os.path.normpath(base / os.path.expanduser(raw)))
@@ -779,8 +820,16 @@ _PYTHON = _matching(
 _METRIC = _matching(r"[a-zA-Z_][a-zA-Z0-9_]*", "a metric name like cpu_percent")
 _EMAIL_ONE = _matching(_EMAIL, "an address like netmetrix@example.com")
 _EMAILS = _comma_list(_EMAIL, "one or more comma-separated addresses like ops@example.com")
-_HOST_PATTERNS = _comma_list(
-    r"[A-Za-z0-9._*?\[\]!-]+", "comma-separated host names or globs (db-*,web1)"
+_SELECTORS = _Conv(
+    "comma-separated host selectors: names, globs, @group, label=value, label!=value"
+    " (db-*,web1,@db,role=db)",
+    lambda raw: _selectors(raw),
+)
+_GROUP_MEMBERS = _Conv("host names or globs separated by spaces (db* pg-*)", lambda r: _members(r))
+_GROUP_NAME = _matching(r"[A-Za-z0-9._-]+", 'a name of letters, digits, ".", "_", "-"')
+_HOST_LABELS = _Conv(
+    'comma-separated name=value pairs (role=db,dc=fra); not "host", no leading "__"',
+    lambda raw: _host_labels(raw),
 )
 _ENV_NAME = _matching(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")
 
@@ -791,7 +840,7 @@ _ENV_NAME = _matching(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")
 def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
     el = _Element(ctx, root, children=_ROOT_CHILDREN)
     hosts_node = el.one("hosts")
-    host_names = {n.attrs.get("name", "") for n in hosts_node.children} if hosts_node else set()
+    hosts, groups = _hosts(ctx, el, hosts_node)
     default = Config(path=path, database="", ssh=SSHConfig(known_hosts=path))
     database = _database(ctx.base)
     return Config(
@@ -807,8 +856,9 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         web=_web(ctx, el.one("web")),
         collector=_collector(ctx, el.one("collector")),
         remote_write=_remote_write(ctx, el.one("remote_write")),
-        hosts=_hosts(ctx, el, hosts_node),
-        alerts=_alerts(ctx, el.one("alerts"), host_names),
+        hosts=hosts,
+        groups=groups,
+        alerts=_alerts(ctx, el.one("alerts"), hosts, groups),
         given=_given(el),
     )
 
@@ -993,11 +1043,14 @@ def _collector(ctx: _Ctx, node: _Node | None) -> CollectorConfig:
     return CollectorConfig(name=name, shard=shard, workers=workers)
 
 
-def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, ...]:
+def _hosts(
+    ctx: _Ctx, root: _Element, node: _Node | None
+) -> tuple[tuple[HostConfig, ...], tuple[GroupConfig, ...]]:
+    """The hosts, with their groups' labels, and the groups of ``<hosts>``."""
     if node is None:
         root.problem('no hosts configured; add <hosts><host name="..."/></hosts>')
-        return ()
-    el = _Element(ctx, node, children=("host",))
+        return (), ()
+    el = _Element(ctx, node, children=("host", "group"))
     if not el.all("host"):
         el.problem('no hosts configured; add <host name="..."/>')
     hosts: dict[str, HostConfig] = {}
@@ -1011,7 +1064,40 @@ def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, .
             hosts[host.name] = host
             if (same := places.setdefault(remote_place(host), host)) is not host:
                 ctx.add(child.line, _label(child), _same_files(same))
-    return tuple(hosts.values())
+    groups = _groups(ctx, el.all("group"), list(hosts))
+    return _grouped(tuple(hosts.values()), groups), groups
+
+
+def _groups(ctx: _Ctx, nodes: Iterable[_Node], names: Sequence[str]) -> tuple[GroupConfig, ...]:
+    groups: dict[str, GroupConfig] = {}
+    for node in nodes:
+        el = _Element(ctx, node, attrs=_GROUP_ATTRS)
+        name = el.required("name", _GROUP_NAME)
+        members = el.required("hosts", _GROUP_MEMBERS)
+        labels = el.get("labels", _HOST_LABELS, ())
+        if name is not None and name in groups:
+            el.problem(f"duplicate group name, first at line {groups[name].line}")
+        elif name is not None and members is not None:
+            for pattern in members:
+                if _GLOB_CHARS.isdisjoint(pattern) and pattern not in names:
+                    el.problem(f"hosts: {selector.unknown_name('host', pattern, names)}")
+            groups[name] = GroupConfig(name=name, hosts=members, labels=labels, line=node.line)
+    return tuple(groups.values())
+
+
+def _grouped(hosts: Sequence[HostConfig], groups: Sequence[GroupConfig]) -> tuple[HostConfig, ...]:
+    """``hosts`` with their groups and labels: a group's labels, then later groups', then
+    the host's own win."""
+    done = []
+    for host in hosts:
+        member = [g for g in groups if any(fnmatchcase(host.name, p) for p in g.hosts)]
+        labels = {k: v for g in member for k, v in g.labels} | dict(host.labels)
+        done.append(
+            dataclasses.replace(
+                host, labels=tuple(sorted(labels.items())), groups=tuple(g.name for g in member)
+            )
+        )
+    return tuple(done)
 
 
 def remote_place(host: HostConfig) -> tuple[str, int, str | None, str]:
@@ -1046,32 +1132,39 @@ def _host(ctx: _Ctx, node: _Node) -> HostConfig | None:
         key=el.opt("key", _path(ctx.base)),
         directory=el.get("directory", _DIRECTORY, default.directory),
         python=el.get("python", _PYTHON, default.python),
+        labels=el.get("labels", _HOST_LABELS, ()),
         line=node.line,
         given=frozenset(node.attrs),
     )
     return host if name else None
 
 
-def _alerts(ctx: _Ctx, node: _Node | None, host_names: Collection[str]) -> AlertsConfig:
+def _alerts(
+    ctx: _Ctx, node: _Node | None, hosts: Sequence[HostConfig], groups: Sequence[GroupConfig]
+) -> AlertsConfig:
     default = AlertsConfig()
     if node is None:
         return default
     el = _Element(ctx, node, attrs=("digest_over",), children=("alert",))
     return AlertsConfig(
         digest_over=el.get("digest_over", _integer(0, 1_000_000), default.digest_over),
-        rules=tuple(rule for child in el.all("alert") if (rule := _alert(ctx, child, host_names))),
+        rules=tuple(
+            rule for child in el.all("alert") if (rule := _alert(ctx, child, hosts, groups))
+        ),
     )
 
 
-def _alert(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> AlertRule | None:
+def _alert(
+    ctx: _Ctx, node: _Node, hosts: Sequence[HostConfig], groups: Sequence[GroupConfig]
+) -> AlertRule | None:
     el = _Element(ctx, node, attrs=_ALERT_ATTRS)
     metric, op = el.required("metric", _METRIC), el.required("op", _choice(_OPERATORS))
     limit, email = el.required("limit", _FLOAT), el.required("email", _EMAILS)
-    hosts, clear = el.get("hosts", _HOST_PATTERNS, ()), el.opt("clear", _FLOAT)
+    patterns, clear = el.get("hosts", _SELECTORS, ()), el.opt("clear", _FLOAT)
     labels, for_count = el.get("labels", _LABELS, ()), el.get("for", _integer(1, 100_000), 1)
     repeat, resolved = el.opt("repeat", _REPEAT), el.get("resolved", _BOOLEAN, True)
     severity = el.get("severity", _choice(_SEVERITIES), "warning")
-    _check_host_names(el, hosts, host_names)
+    selected = _rule_hosts(el, patterns, hosts, groups)
     if metric is not None:
         _check_metric(el, metric, labels)
     if metric is None or op is None or limit is None or email is None:
@@ -1083,7 +1176,8 @@ def _alert(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> AlertRule | N
         limit=limit,
         email=email,
         labels=labels,
-        hosts=hosts,
+        hosts=patterns,
+        selected=selected,
         for_count=for_count,
         repeat=repeat,
         resolved=resolved,
@@ -1093,13 +1187,30 @@ def _alert(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> AlertRule | N
     )
 
 
-def _check_host_names(el: _Element, patterns: Iterable[str], known: Collection[str]) -> None:
-    """A plain name (no glob) in ``hosts=`` must be a configured host: catches typos."""
-    for name in patterns:
-        if _GLOB_CHARS.isdisjoint(name) and name not in known:
-            near = _near(name, known)
+def _rule_hosts(
+    el: _Element,
+    patterns: Sequence[str],
+    hosts: Sequence[HostConfig],
+    groups: Sequence[GroupConfig],
+) -> frozenset[str] | None:
+    """The configured hosts ``hosts=`` selects (None: every host).
+
+    A plain name must be a configured host and ``@group`` a group: catches typos.
+    A glob or label matcher that selects no host is allowed (``execute`` says so).
+    """
+    if not patterns:
+        return None
+    known, group_names = [h.name for h in hosts], {g.name for g in groups}
+    parsed = [selector.parse(p) for p in patterns]  # valid: _SELECTORS read them
+    for one in parsed:
+        if one.kind == "group" and one.name not in group_names:
+            el.problem(f"hosts: {selector.unknown_name('group', one.name, group_names)}")
+        elif one.kind == "name" and one.name not in known:
+            near = _near(one.name, known)
             hint = f', did you mean "{near}"?' if near else "; no <host> has that name"
-            el.problem(f"hosts: unknown host {_show(name)}{hint}")
+            el.problem(f"hosts: unknown host {_show(one.name)}{hint}")
+    targets = [h.selectable for h in hosts]
+    return frozenset(t.name for t in targets if any(s.matches(t) for s in parsed))
 
 
 def _check_metric(el: _Element, metric: str, labels: Iterable[tuple[str, str]]) -> None:
@@ -1355,6 +1466,11 @@ def host_settings(config: Config, host: HostConfig, resolved: ResolvedHost) -> l
     for name in ("directory", "python"):
         source = where if name in host.given else "default"
         rows.append(_setting(f"{prefix}.{name}", getattr(host, name), source))
+    if host.groups:
+        rows.append(_setting(f"{prefix}.groups", ",".join(host.groups), where))
+    if host.labels:
+        text = ",".join(f"{key}={value}" for key, value in host.labels)
+        rows.append(_setting(f"{prefix}.labels", text, where))
     return rows
 
 
