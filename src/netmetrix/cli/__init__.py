@@ -17,7 +17,19 @@ from pathlib import Path
 
 import click
 
-from netmetrix.cli import alerts, config, db, demo, fleet, hosts, metrics, trust, watch, web
+from netmetrix.cli import (
+    alerts,
+    check,
+    config,
+    db,
+    demo,
+    fleet,
+    hosts,
+    metrics,
+    trust,
+    watch,
+    web,
+)
 from netmetrix.cli._common import HelpGroup, Settings
 from netmetrix.config import CONFIG_ENV, DEFAULT_CONFIG
 from netmetrix.errors import ExitStatus, NetmetrixError
@@ -78,7 +90,7 @@ def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool, debug:
     ctx.obj = Settings(config_path=config_path, debug=debug, owns_process=ctx.obj is True)
 
 
-for _group in (trust, fleet, watch, web, hosts, metrics, config, db, alerts, demo):
+for _group in (trust, check, fleet, watch, web, hosts, metrics, config, db, alerts, demo):
     _group.register(cli)
 
 
