@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import MappingProxyType
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 # No stubs ship with defusedxml (types-defusedxml is not a dependency): these two
 # names are Any to mypy, used only to build the parser and catch its refusal.
@@ -40,6 +40,9 @@ from netmetrix.selector import Target
 from netmetrix.selector import some as _some
 from netmetrix.selector import unknown_name as unknown_name  # re-exported: its old home
 from netmetrix.shard import Shard, parse_shard
+
+if TYPE_CHECKING:
+    from netmetrix.inventory import InventoryHost
 
 HostKeyPolicy = Literal["strict", "accept-new"]
 SmtpSecurity = Literal["none", "starttls", "tls"]
@@ -68,6 +71,9 @@ class HostConfig:
     labels: tuple[tuple[str, str], ...] = ()
     groups: tuple[str, ...] = ()
     line: int = 0  # line of the element in config.xml, for messages
+    # An Ansible inventory's "file:line" naming the host, and the fields it gave.
+    source: str = field(default="", compare=False)
+    from_source: frozenset[str] = field(default=frozenset(), compare=False)
     # The attributes written in config.xml: `config show` says "default" for the others.
     given: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -90,6 +96,7 @@ class GroupConfig:
     hosts: tuple[str, ...] = ()  # names or globs
     labels: tuple[tuple[str, str], ...] = ()
     line: int = 0
+    source: str = ""  # an Ansible inventory's file:line when it comes from one
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -311,6 +318,7 @@ _SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 _ROOT_CHILDREN = (
     *("script", "concurrency", "database", "ssh", "smtp"),
     *("security", "retention", "watch", "web", "collector", "remote_write", "hosts", "alerts"),
+    "inventory",
 )
 _SSH_ATTRS = ("known_hosts", "host_key_policy", "connect_timeout", "command_timeout")
 _SMTP_ATTRS = (
@@ -801,6 +809,7 @@ _PORT = _integer(1, 65535)
 _FLOAT = _Conv("a number", _number)
 _BOOLEAN = _Conv("true or false (yes/no, 1/0)", _boolean)
 _LABELS = _Conv("comma-separated name=value pairs (mount=/,device=sda)", _labels)
+_HOST_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 _HOST_NAME = _matching(r"[A-Za-z0-9._-]+", 'a name of letters, digits, ".", "_", "-"')
 _ADDRESS = _matching(r"[A-Za-z0-9._:%\[\]-]+", "a host name or IP address")
 _USER = _matching(r"\S+", "a user name without spaces")
@@ -840,7 +849,8 @@ _ENV_NAME = _matching(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")
 def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
     el = _Element(ctx, root, children=_ROOT_CHILDREN)
     hosts_node = el.one("hosts")
-    hosts, groups = _hosts(ctx, el, hosts_node)
+    listed = _inventories(ctx, el.all("inventory"))
+    hosts, groups = _hosts(ctx, el, hosts_node, listed)
     default = Config(path=path, database="", ssh=SSHConfig(known_hosts=path))
     database = _database(ctx.base)
     return Config(
@@ -1044,14 +1054,17 @@ def _collector(ctx: _Ctx, node: _Node | None) -> CollectorConfig:
 
 
 def _hosts(
-    ctx: _Ctx, root: _Element, node: _Node | None
+    ctx: _Ctx, root: _Element, node: _Node | None, listed: Sequence[_Listed] = ()
 ) -> tuple[tuple[HostConfig, ...], tuple[GroupConfig, ...]]:
-    """The hosts, with their groups' labels, and the groups of ``<hosts>``."""
+    """The hosts (config.xml's over the inventories'), with their groups' labels, and the
+    groups (the inventories', then config.xml's)."""
     if node is None:
-        root.problem('no hosts configured; add <hosts><host name="..."/></hosts>')
-        return (), ()
+        if not root.all("inventory"):
+            root.problem('no hosts configured; add <hosts><host name="..."/></hosts>')
+        only, listed_groups = _merged({}, listed)
+        return _grouped(only, listed_groups), listed_groups
     el = _Element(ctx, node, children=("host", "group"))
-    if not el.all("host"):
+    if not el.all("host") and not root.all("inventory"):
         el.problem('no hosts configured; add <host name="..."/>')
     hosts: dict[str, HostConfig] = {}
     places: dict[tuple[str, int, str | None, str], HostConfig] = {}
@@ -1064,25 +1077,122 @@ def _hosts(
             hosts[host.name] = host
             if (same := places.setdefault(remote_place(host), host)) is not host:
                 ctx.add(child.line, _label(child), _same_files(same))
-    groups = _groups(ctx, el.all("group"), list(hosts))
-    return _grouped(tuple(hosts.values()), groups), groups
+    merged, from_inventory = _merged(hosts, listed)
+    groups = _groups(ctx, el.all("group"), [h.name for h in merged], from_inventory)
+    return _grouped(merged, groups), groups
 
 
-def _groups(ctx: _Ctx, nodes: Iterable[_Node], names: Sequence[str]) -> tuple[GroupConfig, ...]:
-    groups: dict[str, GroupConfig] = {}
+def _groups(
+    ctx: _Ctx, nodes: Iterable[_Node], names: Sequence[str], listed: Sequence[GroupConfig] = ()
+) -> tuple[GroupConfig, ...]:
+    groups: dict[str, GroupConfig] = {g.name: g for g in listed}
     for node in nodes:
         el = _Element(ctx, node, attrs=_GROUP_ATTRS)
         name = el.required("name", _GROUP_NAME)
         members = el.required("hosts", _GROUP_MEMBERS)
         labels = el.get("labels", _HOST_LABELS, ())
         if name is not None and name in groups:
-            el.problem(f"duplicate group name, first at line {groups[name].line}")
+            first = groups[name].source or f"line {groups[name].line}"
+            el.problem(f"duplicate group name, first at {first}")
         elif name is not None and members is not None:
             for pattern in members:
                 if _GLOB_CHARS.isdisjoint(pattern) and pattern not in names:
                     el.problem(f"hosts: {selector.unknown_name('host', pattern, names)}")
             groups[name] = GroupConfig(name=name, hosts=members, labels=labels, line=node.line)
     return tuple(groups.values())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Listed:
+    """The hosts of one ``<inventory>``, checked and converted."""
+
+    shown: str  # the file as messages name it
+    hosts: tuple[HostConfig, ...]
+    groups: dict[str, list[str]]  # group -> its hosts
+
+
+def _inventories(ctx: _Ctx, nodes: Sequence[_Node]) -> list[_Listed]:
+    """Every ``<inventory file="...">``: its hosts as HostConfig, or its problems."""
+    from netmetrix import inventory
+
+    found = []
+    for node in nodes:
+        el = _Element(ctx, node, attrs=("file",))
+        path = el.required("file", _path(ctx.base))
+        if path is None:
+            continue
+        shown = os.path.relpath(path, ctx.base) if path.is_relative_to(ctx.base) else str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            hosts = inventory.read(text, shown, yaml=inventory.is_yaml(path.name, text))
+        except OSError as err:
+            el.problem(f"file: cannot read {path}: {err.strerror or err}")
+            continue
+        except inventory.InventoryError as err:
+            ctx.problems.extend((0, p) for p in err.problems)
+            continue
+        converted = [_inventory_host(ctx, shown, path.parent, h) for h in hosts]
+        groups: dict[str, list[str]] = {}
+        for host in hosts:
+            for group in host.groups:
+                groups.setdefault(group, []).append(host.name)
+        found.append(_Listed(shown=shown, hosts=tuple(h for h in converted if h), groups=groups))
+    return found
+
+
+_INVENTORY_FIELDS: Mapping[str, _Conv[Any]] = MappingProxyType(
+    {"address": _ADDRESS, "port": _PORT, "user": _USER, "python": _PYTHON, "directory": _DIRECTORY}
+)
+
+
+def _inventory_host(ctx: _Ctx, shown: str, base: Path, host: InventoryHost) -> HostConfig | None:
+    """One inventory host as a HostConfig; None (and problems) when a value is bad."""
+    values: dict[str, Any] = {}
+    bad = False
+    for name, raw in host.settings.items():
+        conv = _INVENTORY_FIELDS.get(name) or _path(base)
+        try:
+            values[name] = conv.parse(raw)
+        except ValueError:
+            ctx.problems.append(
+                (
+                    0,
+                    f"{shown}:{host.line}: host {host.name}: {name} must be"
+                    f" {conv.expected}, got {_show(raw)}",
+                )
+            )
+            bad = True
+    if bad or not _HOST_NAME_RE.fullmatch(host.name):
+        return None
+    where = f"{shown}:{host.line}"
+    return HostConfig(name=host.name, source=where, from_source=frozenset(values), line=0, **values)
+
+
+def _merged(
+    hosts: Mapping[str, HostConfig], listed: Sequence[_Listed]
+) -> tuple[tuple[HostConfig, ...], tuple[GroupConfig, ...]]:
+    """config.xml's hosts, completed by the inventories' values they do not give, then the
+    inventories' other hosts (the first inventory naming a host wins); their groups."""
+    merged = dict(hosts)
+    for one in listed:
+        for host in one.hosts:
+            mine = merged.get(host.name)
+            if mine is None:
+                merged[host.name] = host
+            elif not mine.source:  # written in config.xml: its attributes win
+                taken = {f: getattr(host, f) for f in host.from_source if f not in mine.given}
+                merged[host.name] = dataclasses.replace(
+                    mine, source=host.source, from_source=frozenset(taken), **taken
+                )
+    groups: dict[str, GroupConfig] = {}
+    for one in listed:
+        for name, members in one.groups.items():
+            if name in groups:
+                both = (*groups[name].hosts, *(m for m in members if m not in groups[name].hosts))
+                groups[name] = dataclasses.replace(groups[name], hosts=both)
+            else:
+                groups[name] = GroupConfig(name=name, hosts=tuple(members), source=one.shown)
+    return tuple(merged.values()), tuple(groups.values())
 
 
 def _grouped(hosts: Sequence[HostConfig], groups: Sequence[GroupConfig]) -> tuple[HostConfig, ...]:
@@ -1447,11 +1557,18 @@ def host_settings(config: Config, host: HostConfig, resolved: ResolvedHost) -> l
     prefix = f"host.{host.name}"
     rows = [] if resolved.error is None else [_setting(f"{prefix}.error", resolved.error, "ssh")]
 
+    def origin(name: str) -> str:
+        """config.xml's line, or the inventory's that gave the field (#18)."""
+        return host.source if name in host.from_source else where
+
+    if host.source:
+        rows.append(_setting(f"{prefix}.inventory", host.source, host.source))
+
     def pick(name: str, given: object, option: str, value: object) -> None:
         """The value execute will use: config.xml's unless the OpenSSH config rewrites it."""
         if resolved.address is None or (given is not None and value == given):
             if given is not None:
-                rows.append(_setting(f"{prefix}.{name}", given, where))
+                rows.append(_setting(f"{prefix}.{name}", given, origin(name)))
             return
         source = SSH_CONFIG_SOURCE if option in resolved.from_ssh_config else "default"
         rows.append(_setting(f"{prefix}.{name}", value, source))
@@ -1464,13 +1581,14 @@ def host_settings(config: Config, host: HostConfig, resolved: ResolvedHost) -> l
     if resolved.proxy_jump is not None:
         rows.append(_setting(f"{prefix}.proxy_jump", resolved.proxy_jump, SSH_CONFIG_SOURCE))
     for name in ("directory", "python"):
-        source = where if name in host.given else "default"
+        source = origin(name) if name in host.given | host.from_source else "default"
         rows.append(_setting(f"{prefix}.{name}", getattr(host, name), source))
+    home = where if host.line else host.source  # a host only an inventory names
     if host.groups:
-        rows.append(_setting(f"{prefix}.groups", ",".join(host.groups), where))
+        rows.append(_setting(f"{prefix}.groups", ",".join(host.groups), home))
     if host.labels:
         text = ",".join(f"{key}={value}" for key, value in host.labels)
-        rows.append(_setting(f"{prefix}.labels", text, where))
+        rows.append(_setting(f"{prefix}.labels", text, home))
     return rows
 
 

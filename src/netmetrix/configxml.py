@@ -145,6 +145,7 @@ class ConfigXml:
     web: Web | None = None
     collector: Collector | None = None
     remote_write: RemoteWrite | None = None
+    inventories: Sequence[str | Path] = ()  # <inventory file=...>, Ansible inventories
     hosts: Sequence[Host] = ()
     groups: Sequence[Group] = ()
     alerts: Sequence[Alert] = ()
@@ -217,6 +218,8 @@ def _sections(config: ConfigXml) -> Iterator[tuple[str, list[str]]]:
     for tag, attrs in settings:
         if attrs is not None:
             yield tag, _element(tag, attrs, _INDENT)
+    for file in config.inventories:
+        yield "inventory", _element("inventory", [[("file", file)]], _INDENT)
     items = [_item("host", h, _HOST_GROUPS) for h in config.hosts]
     items += [_item("group", _spaced(g), _GROUP_GROUPS) for g in config.groups]
     yield "hosts", _list("hosts", [], items)
