@@ -351,3 +351,23 @@ def test_host_labels_are_target_labels_in_metrics(tmp_path: Path) -> None:
     assert found["netmetrix_disk_used_ratio"] == {**target, "mount": "/"}
     assert found["netmetrix_up"] == target
     assert found["netmetrix_host_last_seen_timestamp_seconds"] == target
+
+
+def test_host_labels_go_with_remote_write_series() -> None:
+    from netmetrix import remote_write
+    from netmetrix.store.rwqueue import QueuedSample
+
+    rows = [
+        QueuedSample(1, "pg-1", "disk_percent", '{"mount":"/"}', 1000, 50.0),
+        QueuedSample(2, "lone", "up", "{}", 1000, 1.0),
+    ]
+    labels = {"pg-1": (("mount", "clash"), ("role", "db"))}
+    [pg, lone] = remote_write.series_of(rows, labels)
+    # the series' own label wins a clash, as on /metrics
+    assert pg.labels == (
+        ("__name__", "netmetrix_disk_used_ratio"),
+        ("host", "pg-1"),
+        ("mount", "/"),
+        ("role", "db"),
+    )
+    assert lone.labels == (("__name__", "netmetrix_up"), ("host", "lone"))
