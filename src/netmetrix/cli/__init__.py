@@ -83,6 +83,7 @@ def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool, debug:
       netmetrix execute                # collect from every host
       netmetrix execute -h f4 -h f5    # only these hosts
       netmetrix execute -h 'web*'      # hosts whose name starts with web
+      netmetrix execute -h @db -h role=cache   # group db, and hosts labelled role=cache
       netmetrix --config /etc/netmetrix/config.xml -q execute
     """
     _setup_logging(verbose, quiet)
