@@ -273,7 +273,7 @@ def test_select(here: Path) -> None:
             doc(HOSTS, "<flavour>red</flavour>"),
             "config.xml:3: <netmetrix>: unknown element <flavour>; allowed: <script>,"
             " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>, <web>,"
-            " <collector>, <remote_write>, <hosts>, <receivers>, <alerts>, <checks>",
+            " <collector>, <remote_write>, <hosts>, <receivers>, <alerts>, <checks>, <inventory>",
             id="unknown-element-listed",
         ),
         pytest.param(
@@ -341,7 +341,7 @@ def test_select(here: Path) -> None:
             doc(HOSTS, "<netmetrix/>"),
             "config.xml:3: <netmetrix>: unknown element <netmetrix>; allowed: <script>,"
             " <concurrency>, <database>, <ssh>, <smtp>, <security>, <retention>, <watch>, <web>,"
-            " <collector>, <remote_write>, <hosts>, <receivers>, <alerts>, <checks>",
+            " <collector>, <remote_write>, <hosts>, <receivers>, <alerts>, <checks>, <inventory>",
             id="nested-root",
         ),
         pytest.param(

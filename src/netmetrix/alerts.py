@@ -202,6 +202,10 @@ def unmatched_text(found: Sequence[Unmatched]) -> str:
 
 
 def _watches(rule: AlertRule, host: str) -> bool:
+    """Whether ``rule`` watches ``host``: the hosts its ``hosts=`` selected at load, or (a
+    rule made in code) those whose name its names or globs match."""
+    if rule.selected is not None:
+        return host in rule.selected
     return not rule.hosts or any(fnmatchcase(host, pattern) for pattern in rule.hosts)
 
 

@@ -190,7 +190,8 @@ def push_samples(config: Config, store: Store, clock: Callable[[], float]) -> Pu
         return None
     from netmetrix import remote_write  # protobuf is loaded only when it is configured
 
-    pushed = remote_write.send(store, config.remote_write, clock=clock)
+    labels = {host.name: host.labels for host in config.hosts if host.labels}
+    pushed = remote_write.send(store, config.remote_write, clock=clock, host_labels=labels)
     if pushed.sent:
         log.info("remote-write: %s sent to %s", count(pushed.sent, "sample"), pushed.where)
     return pushed

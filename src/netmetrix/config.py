@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from pathlib import Path
 from types import MappingProxyType
-from typing import Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 # No stubs ship with defusedxml (types-defusedxml is not a dependency): these two
 # names are Any to mypy, used only to build the parser and catch its refusal.
 from defusedxml.common import DefusedXmlException  # type: ignore[import-untyped]
 from defusedxml.sax import make_parser  # type: ignore[import-untyped]
 
+from netmetrix import selector
 from netmetrix.checks import (
     CHECK_METRICS,
     CHECK_STATUS,
@@ -54,7 +55,13 @@ from netmetrix.receivers import (
     WebhookFormat,
 )
 from netmetrix.sanitize import clean
+from netmetrix.selector import Target
+from netmetrix.selector import some as _some
+from netmetrix.selector import unknown_name as unknown_name  # re-exported: its old home
 from netmetrix.shard import Shard, parse_shard
+
+if TYPE_CHECKING:
+    from netmetrix.inventory import InventoryHost
 
 HostKeyPolicy = Literal["strict", "accept-new"]
 SmtpSecurity = Literal["none", "starttls", "tls"]
@@ -79,7 +86,13 @@ class HostConfig:
     # never a directory other users can write, like the seed's /tmp.
     directory: str = "~/.cache/netmetrix"
     python: str = "python3"
+    # Its labels (own over its groups', sorted) and groups: selectors and /metrics read them.
+    labels: tuple[tuple[str, str], ...] = ()
+    groups: tuple[str, ...] = ()
     line: int = 0  # line of the element in config.xml, for messages
+    # An Ansible inventory's "file:line" naming the host, and the fields it gave.
+    source: str = field(default="", compare=False)
+    from_source: frozenset[str] = field(default=frozenset(), compare=False)
     # The attributes written in config.xml: `config show` says "default" for the others.
     given: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -87,6 +100,22 @@ class HostConfig:
     def target(self) -> str:
         """What to connect to: the address, or the name when no address is given."""
         return self.address or self.name
+
+    @property
+    def selectable(self) -> Target:
+        """What host selectors look at: name, labels, groups."""
+        return Target(name=self.name, labels=self.labels, groups=self.groups)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GroupConfig:
+    """One ``<group>`` of ``<hosts>``: its members by name or glob, and their labels."""
+
+    name: str
+    hosts: tuple[str, ...] = ()  # names or globs
+    labels: tuple[tuple[str, str], ...] = ()
+    line: int = 0
+    source: str = ""  # an Ansible inventory's file:line when it comes from one
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,7 +226,9 @@ class AlertRule:
     email: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()  # receiver names (<receivers>), besides `email` (#16)
     labels: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs that must match
-    hosts: tuple[str, ...] = ()  # names or fnmatch globs; empty: every host
+    hosts: tuple[str, ...] = ()  # host selectors (netmetrix.selector); empty: every host
+    # The configured hosts ``hosts`` selects, resolved at load (None: match by name/glob).
+    selected: frozenset[str] | None = field(default=None, compare=False)
     for_count: int = 1  # consecutive failing samples before firing (`for=`)
     repeat: float | None = None  # seconds between re-notifications while firing
     resolved: bool = True
@@ -227,6 +258,7 @@ class Config:
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     remote_write: RemoteWriteConfig | None = None  # None: samples are not pushed anywhere
     hosts: tuple[HostConfig, ...] = ()
+    groups: tuple[GroupConfig, ...] = ()
     receivers: tuple[Receiver, ...] = ()  # <receivers> (#16)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)
     checks: ChecksConfig = field(default_factory=ChecksConfig)  # custom checks (#17)
@@ -234,7 +266,7 @@ class Config:
     given: frozenset[str] = field(default=frozenset(), compare=False)
 
     def select(self, patterns: Sequence[str]) -> tuple[HostConfig, ...]:
-        """The hosts that ``-h`` names or globs match (all when none); see ``select_names``.
+        """The hosts that ``-h`` selectors select (all when none); see ``netmetrix.selector``.
 
         Raises UsageError, one line per pattern that matches no configured host.
         """
@@ -243,10 +275,18 @@ class Config:
         if not patterns:
             return self.hosts
         by_name = {h.name: h for h in self.hosts}
-        names, problems = select_names(patterns, list(by_name))
+        names, problems = selector.select(patterns, self.targets(), self.group_names)
         if problems:
             raise UsageError("\n".join(f"{self.path.name}: {p}" for p in problems))
         return tuple(by_name[n] for n in names)
+
+    def targets(self) -> list[Target]:
+        """The configured hosts as host selectors see them."""
+        return [host.selectable for host in self.hosts]
+
+    @property
+    def group_names(self) -> frozenset[str]:
+        return frozenset(group.name for group in self.groups)
 
     def with_shard(self, shard: Shard | None) -> Config:
         """This config with ``--shard`` in place of <collector shard> (None: as it is)."""
@@ -260,23 +300,6 @@ class Config:
         if flag:
             return f"--shard {shard}"
         return f'{self.path.name}: <collector shard="{shard}">'
-
-
-_SHOWN_NAMES = 10  # known names listed in an "unknown name" message
-
-
-def unknown_name(kind: str, name: str, known: Collection[str]) -> str:
-    """``unknown host "f44", did you mean "f4"?``, or the known names when none is close."""
-    near = difflib.get_close_matches(name, sorted(known), n=1)
-    if near:
-        return f'unknown {kind} "{name}", did you mean "{near[0]}"?'
-    return f'unknown {kind} "{name}"; known {kind}s: {_some(known)}'
-
-
-def _some(names: Collection[str]) -> str:
-    shown = sorted(names)[:_SHOWN_NAMES]
-    more = f", ... ({len(names)} in all)" if len(names) > _SHOWN_NAMES else ""
-    return ", ".join(shown) + more if shown else "(none)"
 
 
 def select_names(
@@ -318,21 +341,30 @@ _SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 _ROOT_CHILDREN = (
     *("script", "concurrency", "database", "ssh", "smtp"),
     *("security", "retention", "watch", "web", "collector", "remote_write", "hosts"),
-    *("receivers", "alerts", "checks"),
+    *("receivers", "alerts", "checks", "inventory"),
 )
 _SSH_ATTRS = ("known_hosts", "host_key_policy", "connect_timeout", "command_timeout")
 _SMTP_ATTRS = (
     *("host", "port", "security", "sender", "user", "password_env"),
     *("timeout", "deadline"),
 )
-_HOST_ATTRS = ("name", "address", "port", "user", "key", "directory", "python")
+_HOST_ATTRS = ("name", "address", "port", "user", "key", "directory", "python", "labels")
+_GROUP_ATTRS = ("name", "hosts", "labels")
 _ALERT_ATTRS = (
     *("metric", "op", "limit", "email", "notify", "labels", "hosts", "check"),
     *("for", "repeat", "resolved", "severity", "clear"),
 )
+# the attribute shown in messages: <host name="f4">
 _IDENTITY = MappingProxyType(
-    {"host": "name", "alert": "metric", "email": "name", "webhook": "name", "alertmanager": "name"}
-)  # shown in messages
+    {
+        "host": "name",
+        "group": "name",
+        "alert": "metric",
+        "email": "name",
+        "webhook": "name",
+        "alertmanager": "name",
+    }
+)
 
 _DEFAULT_DATABASE = "netmetrix.db"
 _UNIT_SECONDS = MappingProxyType({"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400})
@@ -734,6 +766,29 @@ def _labels(raw: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(pairs.items()))
 
 
+def _selectors(raw: str) -> tuple[str, ...]:
+    texts = selector.split(raw)
+    if not texts or selector.check(texts):
+        raise ValueError(raw)
+    return texts
+
+
+def _members(raw: str) -> tuple[str, ...]:
+    texts = selector.split(raw)
+    if not texts or any(selector.parse(t).kind not in ("name", "glob") for t in texts):
+        raise ValueError(raw)
+    return texts
+
+
+def _host_labels(raw: str) -> tuple[tuple[str, str], ...]:
+    """Host labels: as a series' (``_labels``), but never ``host`` (netmetrix's own
+    label on every series) nor ``__...`` (reserved by Prometheus)."""
+    pairs = _labels(raw)
+    if any(key == "host" or key.startswith("__") for key, _ in pairs):
+        raise ValueError(raw)
+    return pairs
+
+
 def _resolve(base: Path, raw: str) -> Path:
     """``raw`` with ``~`` expanded, taken relative to ``base``, normalised (symlinks kept)."""
     return Path(os.path.normpath(base / os.path.expanduser(raw)))
@@ -786,6 +841,7 @@ _PORT = _integer(1, 65535)
 _FLOAT = _Conv("a number", _number)
 _BOOLEAN = _Conv("true or false (yes/no, 1/0)", _boolean)
 _LABELS = _Conv("comma-separated name=value pairs (mount=/,device=sda)", _labels)
+_HOST_NAME_RE = re.compile(r"[A-Za-z0-9._-]+")
 _HOST_NAME = _matching(r"[A-Za-z0-9._-]+", 'a name of letters, digits, ".", "_", "-"')
 _ADDRESS = _matching(r"[A-Za-z0-9._:%\[\]-]+", "a host name or IP address")
 _USER = _matching(r"\S+", "a user name without spaces")
@@ -805,6 +861,17 @@ _PYTHON = _matching(
 _METRIC = _matching(r"[a-zA-Z_][a-zA-Z0-9_]*", "a metric name like cpu_percent")
 _EMAIL_ONE = _matching(_EMAIL, "an address like netmetrix@example.com")
 _EMAILS = _comma_list(_EMAIL, "one or more comma-separated addresses like ops@example.com")
+_SELECTORS = _Conv(
+    "comma-separated host selectors: names, globs, @group, label=value, label!=value"
+    " (db-*,web1,@db,role=db)",
+    lambda raw: _selectors(raw),
+)
+_GROUP_MEMBERS = _Conv("host names or globs separated by spaces (db* pg-*)", lambda r: _members(r))
+_GROUP_NAME = _matching(r"[A-Za-z0-9._-]+", 'a name of letters, digits, ".", "_", "-"')
+_HOST_LABELS = _Conv(
+    'comma-separated name=value pairs (role=db,dc=fra); not "host", no leading "__"',
+    lambda raw: _host_labels(raw),
+)
 _HOST_PATTERNS = _comma_list(
     r"[A-Za-z0-9._*?\[\]!-]+", "comma-separated host names or globs (db-*,web1)"
 )
@@ -818,7 +885,8 @@ _ENV_NAME = _matching(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")
 def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
     el = _Element(ctx, root, children=_ROOT_CHILDREN)
     hosts_node = el.one("hosts")
-    host_names = {n.attrs.get("name", "") for n in hosts_node.children} if hosts_node else set()
+    listed = _inventories(ctx, el.all("inventory"))
+    hosts, groups = _hosts(ctx, el, hosts_node, listed)
     default = Config(path=path, database="", ssh=SSHConfig(known_hosts=path))
     database = _database(ctx.base)
     found = _receivers(ctx, el.one("receivers"))
@@ -835,10 +903,11 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         web=_web(ctx, el.one("web")),
         collector=_collector(ctx, el.one("collector")),
         remote_write=_remote_write(ctx, el.one("remote_write")),
-        hosts=_hosts(ctx, el, hosts_node),
+        hosts=hosts,
+        groups=groups,
         receivers=found,
-        alerts=_alerts(ctx, el.one("alerts"), host_names, {r.name for r in found}),
-        checks=_checks(ctx, el.one("checks"), host_names),
+        alerts=_alerts(ctx, el.one("alerts"), hosts, groups, {r.name for r in found}),
+        checks=_checks(ctx, el.one("checks"), {h.name for h in hosts}),
         given=_given(el),
     )
     _check_alert_checks(ctx, config)
@@ -1029,12 +1098,18 @@ def _collector(ctx: _Ctx, node: _Node | None) -> CollectorConfig:
     return CollectorConfig(name=name, shard=shard, workers=workers)
 
 
-def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, ...]:
+def _hosts(
+    ctx: _Ctx, root: _Element, node: _Node | None, listed: Sequence[_Listed] = ()
+) -> tuple[tuple[HostConfig, ...], tuple[GroupConfig, ...]]:
+    """The hosts (config.xml's over the inventories'), with their groups' labels, and the
+    groups (the inventories', then config.xml's)."""
     if node is None:
-        root.problem('no hosts configured; add <hosts><host name="..."/></hosts>')
-        return ()
-    el = _Element(ctx, node, children=("host",))
-    if not el.all("host"):
+        if not root.all("inventory"):
+            root.problem('no hosts configured; add <hosts><host name="..."/></hosts>')
+        only, listed_groups = _merged({}, listed)
+        return _grouped(only, listed_groups), listed_groups
+    el = _Element(ctx, node, children=("host", "group"))
+    if not el.all("host") and not root.all("inventory"):
         el.problem('no hosts configured; add <host name="..."/>')
     hosts: dict[str, HostConfig] = {}
     places: dict[tuple[str, int, str | None, str], HostConfig] = {}
@@ -1047,7 +1122,137 @@ def _hosts(ctx: _Ctx, root: _Element, node: _Node | None) -> tuple[HostConfig, .
             hosts[host.name] = host
             if (same := places.setdefault(remote_place(host), host)) is not host:
                 ctx.add(child.line, _label(child), _same_files(same))
-    return tuple(hosts.values())
+    merged, from_inventory = _merged(hosts, listed)
+    groups = _groups(ctx, el.all("group"), [h.name for h in merged], from_inventory)
+    return _grouped(merged, groups), groups
+
+
+def _groups(
+    ctx: _Ctx, nodes: Iterable[_Node], names: Sequence[str], listed: Sequence[GroupConfig] = ()
+) -> tuple[GroupConfig, ...]:
+    groups: dict[str, GroupConfig] = {g.name: g for g in listed}
+    for node in nodes:
+        el = _Element(ctx, node, attrs=_GROUP_ATTRS)
+        name = el.required("name", _GROUP_NAME)
+        members = el.required("hosts", _GROUP_MEMBERS)
+        labels = el.get("labels", _HOST_LABELS, ())
+        if name is not None and name in groups:
+            first = groups[name].source or f"line {groups[name].line}"
+            el.problem(f"duplicate group name, first at {first}")
+        elif name is not None and members is not None:
+            for pattern in members:
+                if _GLOB_CHARS.isdisjoint(pattern) and pattern not in names:
+                    el.problem(f"hosts: {selector.unknown_name('host', pattern, names)}")
+            groups[name] = GroupConfig(name=name, hosts=members, labels=labels, line=node.line)
+    return tuple(groups.values())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _Listed:
+    """The hosts of one ``<inventory>``, checked and converted."""
+
+    shown: str  # the file as messages name it
+    hosts: tuple[HostConfig, ...]
+    groups: dict[str, list[str]]  # group -> its hosts
+
+
+def _inventories(ctx: _Ctx, nodes: Sequence[_Node]) -> list[_Listed]:
+    """Every ``<inventory file="...">``: its hosts as HostConfig, or its problems."""
+    from netmetrix import inventory
+
+    found = []
+    for node in nodes:
+        el = _Element(ctx, node, attrs=("file",))
+        path = el.required("file", _path(ctx.base))
+        if path is None:
+            continue
+        shown = os.path.relpath(path, ctx.base) if path.is_relative_to(ctx.base) else str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+            hosts = inventory.read(text, shown, yaml=inventory.is_yaml(path.name, text))
+        except OSError as err:
+            el.problem(f"file: cannot read {path}: {err.strerror or err}")
+            continue
+        except inventory.InventoryError as err:
+            ctx.problems.extend((0, p) for p in err.problems)
+            continue
+        converted = [_inventory_host(ctx, shown, path.parent, h) for h in hosts]
+        groups: dict[str, list[str]] = {}
+        for host in hosts:
+            for group in host.groups:
+                groups.setdefault(group, []).append(host.name)
+        found.append(_Listed(shown=shown, hosts=tuple(h for h in converted if h), groups=groups))
+    return found
+
+
+_INVENTORY_FIELDS: Mapping[str, _Conv[Any]] = MappingProxyType(
+    {"address": _ADDRESS, "port": _PORT, "user": _USER, "python": _PYTHON, "directory": _DIRECTORY}
+)
+
+
+def _inventory_host(ctx: _Ctx, shown: str, base: Path, host: InventoryHost) -> HostConfig | None:
+    """One inventory host as a HostConfig; None (and problems) when a value is bad."""
+    values: dict[str, Any] = {}
+    bad = False
+    for name, raw in host.settings.items():
+        conv = _INVENTORY_FIELDS.get(name) or _path(base)
+        try:
+            values[name] = conv.parse(raw)
+        except ValueError:
+            ctx.problems.append(
+                (
+                    0,
+                    f"{shown}:{host.line}: host {host.name}: {name} must be"
+                    f" {conv.expected}, got {_show(raw)}",
+                )
+            )
+            bad = True
+    if bad or not _HOST_NAME_RE.fullmatch(host.name):
+        return None
+    where = f"{shown}:{host.line}"
+    return HostConfig(name=host.name, source=where, from_source=frozenset(values), line=0, **values)
+
+
+def _merged(
+    hosts: Mapping[str, HostConfig], listed: Sequence[_Listed]
+) -> tuple[tuple[HostConfig, ...], tuple[GroupConfig, ...]]:
+    """config.xml's hosts, completed by the inventories' values they do not give, then the
+    inventories' other hosts (the first inventory naming a host wins); their groups."""
+    merged = dict(hosts)
+    for one in listed:
+        for host in one.hosts:
+            mine = merged.get(host.name)
+            if mine is None:
+                merged[host.name] = host
+            elif not mine.source:  # written in config.xml: its attributes win
+                taken = {f: getattr(host, f) for f in host.from_source if f not in mine.given}
+                merged[host.name] = dataclasses.replace(
+                    mine, source=host.source, from_source=frozenset(taken), **taken
+                )
+    groups: dict[str, GroupConfig] = {}
+    for one in listed:
+        for name, members in one.groups.items():
+            if name in groups:
+                both = (*groups[name].hosts, *(m for m in members if m not in groups[name].hosts))
+                groups[name] = dataclasses.replace(groups[name], hosts=both)
+            else:
+                groups[name] = GroupConfig(name=name, hosts=tuple(members), source=one.shown)
+    return tuple(merged.values()), tuple(groups.values())
+
+
+def _grouped(hosts: Sequence[HostConfig], groups: Sequence[GroupConfig]) -> tuple[HostConfig, ...]:
+    """``hosts`` with their groups and labels: a group's labels, then later groups', then
+    the host's own win."""
+    done = []
+    for host in hosts:
+        member = [g for g in groups if any(fnmatchcase(host.name, p) for p in g.hosts)]
+        labels = {k: v for g in member for k, v in g.labels} | dict(host.labels)
+        done.append(
+            dataclasses.replace(
+                host, labels=tuple(sorted(labels.items())), groups=tuple(g.name for g in member)
+            )
+        )
+    return tuple(done)
 
 
 def remote_place(host: HostConfig) -> tuple[str, int, str | None, str]:
@@ -1082,6 +1287,7 @@ def _host(ctx: _Ctx, node: _Node) -> HostConfig | None:
         key=el.opt("key", _path(ctx.base)),
         directory=el.get("directory", _DIRECTORY, default.directory),
         python=el.get("python", _PYTHON, default.python),
+        labels=el.get("labels", _HOST_LABELS, ()),
         line=node.line,
         given=frozenset(node.attrs),
     )
@@ -1089,7 +1295,11 @@ def _host(ctx: _Ctx, node: _Node) -> HostConfig | None:
 
 
 def _alerts(
-    ctx: _Ctx, node: _Node | None, host_names: Collection[str], receivers: Collection[str] = ()
+    ctx: _Ctx,
+    node: _Node | None,
+    hosts: Sequence[HostConfig],
+    groups: Sequence[GroupConfig],
+    receivers: Collection[str] = (),
 ) -> AlertsConfig:
     default = AlertsConfig()
     if node is None:
@@ -1098,38 +1308,35 @@ def _alerts(
     return AlertsConfig(
         digest_over=el.get("digest_over", _integer(0, 1_000_000), default.digest_over),
         rules=tuple(
-            rule for child in el.all("alert") if (rule := _alert(ctx, child, host_names, receivers))
+            rule
+            for child in el.all("alert")
+            if (rule := _alert(ctx, child, hosts, groups, receivers))
         ),
     )
 
 
 def _alert(
-    ctx: _Ctx, node: _Node, host_names: Collection[str], receivers: Collection[str]
+    ctx: _Ctx,
+    node: _Node,
+    hosts: Sequence[HostConfig],
+    groups: Sequence[GroupConfig],
+    receivers: Collection[str],
 ) -> AlertRule | None:
     el = _Element(ctx, node, attrs=_ALERT_ATTRS)
     check = el.opt("check", _CHECK_NAME_CONV)  # <alert check="nginx"/>: its state (#17)
-    metric: str | None
-    op: Operator | None
-    limit: float | None
-    if check is not None:  # WARNING, CRITICAL (and UNKNOWN): status >= 1
-        metric = el.get("metric", _METRIC, CHECK_STATUS)
-        op, limit = el.opt("op", _choice(_OPERATORS)) or ">=", el.opt("limit", _FLOAT)
-        limit = 1.0 if limit is None else limit
-    else:
-        metric, op = el.required("metric", _METRIC), el.required("op", _choice(_OPERATORS))
-        limit = el.required("limit", _FLOAT)
+    metric, op, limit = _alert_test(el, check)
     email = el.get("email", _EMAILS, ())
     notify = el.get("notify", _RECEIVER_NAMES, ())
     if "email" not in node.attrs and "notify" not in node.attrs:
         el.problem('missing required attribute "email" or "notify" (who is told)')
     _check_notify(el.problem, notify, receivers)
-    hosts, clear = el.get("hosts", _HOST_PATTERNS, ()), el.opt("clear", _FLOAT)
+    patterns, clear = el.get("hosts", _SELECTORS, ()), el.opt("clear", _FLOAT)
     labels, for_count = el.get("labels", _LABELS, ()), el.get("for", _integer(1, 100_000), 1)
     if check is not None:
         labels = tuple(sorted({**dict(labels), "check": check}.items()))
     repeat, resolved = el.opt("repeat", _REPEAT), el.get("resolved", _BOOLEAN, True)
     severity = el.get("severity", _choice(_SEVERITIES), "warning")
-    _check_host_names(el, hosts, host_names)
+    selected = _rule_hosts(el, patterns, hosts, groups)
     if metric is not None:
         _check_metric(el, metric, labels)
     if metric is None or op is None or limit is None or email is None:
@@ -1142,7 +1349,8 @@ def _alert(
         email=email,
         notify=notify,
         labels=labels,
-        hosts=hosts,
+        hosts=patterns,
+        selected=selected,
         for_count=for_count,
         repeat=repeat,
         resolved=resolved,
@@ -1152,13 +1360,43 @@ def _alert(
     )
 
 
-def _check_host_names(el: _Element, patterns: Iterable[str], known: Collection[str]) -> None:
-    """A plain name (no glob) in ``hosts=`` must be a configured host: catches typos."""
-    for name in patterns:
-        if _GLOB_CHARS.isdisjoint(name) and name not in known:
-            near = _near(name, known)
+def _alert_test(
+    el: _Element, check: str | None
+) -> tuple[str | None, Operator | None, float | None]:
+    """A rule's metric, op and limit; for ``check=`` the check's state, by default
+    WARNING, CRITICAL and UNKNOWN (status >= 1)."""
+    if check is None:
+        metric, op = el.required("metric", _METRIC), el.required("op", _choice(_OPERATORS))
+        return metric, op, el.required("limit", _FLOAT)
+    metric = el.get("metric", _METRIC, CHECK_STATUS)
+    op, limit = el.opt("op", _choice(_OPERATORS)) or ">=", el.opt("limit", _FLOAT)
+    return metric, op, 1.0 if limit is None else limit
+
+
+def _rule_hosts(
+    el: _Element,
+    patterns: Sequence[str],
+    hosts: Sequence[HostConfig],
+    groups: Sequence[GroupConfig],
+) -> frozenset[str] | None:
+    """The configured hosts ``hosts=`` selects (None: every host).
+
+    A plain name must be a configured host and ``@group`` a group: catches typos.
+    A glob or label matcher that selects no host is allowed (``execute`` says so).
+    """
+    if not patterns:
+        return None
+    known, group_names = [h.name for h in hosts], {g.name for g in groups}
+    parsed = [selector.parse(p) for p in patterns]  # valid: _SELECTORS read them
+    for one in parsed:
+        if one.kind == "group" and one.name not in group_names:
+            el.problem(f"hosts: {selector.unknown_name('group', one.name, group_names)}")
+        elif one.kind == "name" and one.name not in known:
+            near = _near(one.name, known)
             hint = f', did you mean "{near}"?' if near else "; no <host> has that name"
-            el.problem(f"hosts: unknown host {_show(name)}{hint}")
+            el.problem(f"hosts: unknown host {_show(one.name)}{hint}")
+    targets = [h.selectable for h in hosts]
+    return frozenset(t.name for t in targets if any(s.matches(t) for s in parsed))
 
 
 def _check_metric(el: _Element, metric: str, labels: Iterable[tuple[str, str]]) -> None:
@@ -1397,11 +1635,18 @@ def host_settings(config: Config, host: HostConfig, resolved: ResolvedHost) -> l
     prefix = f"host.{host.name}"
     rows = [] if resolved.error is None else [_setting(f"{prefix}.error", resolved.error, "ssh")]
 
+    def origin(name: str) -> str:
+        """config.xml's line, or the inventory's that gave the field (#18)."""
+        return host.source if name in host.from_source else where
+
+    if host.source:
+        rows.append(_setting(f"{prefix}.inventory", host.source, host.source))
+
     def pick(name: str, given: object, option: str, value: object) -> None:
         """The value execute will use: config.xml's unless the OpenSSH config rewrites it."""
         if resolved.address is None or (given is not None and value == given):
             if given is not None:
-                rows.append(_setting(f"{prefix}.{name}", given, where))
+                rows.append(_setting(f"{prefix}.{name}", given, origin(name)))
             return
         source = SSH_CONFIG_SOURCE if option in resolved.from_ssh_config else "default"
         rows.append(_setting(f"{prefix}.{name}", value, source))
@@ -1414,8 +1659,14 @@ def host_settings(config: Config, host: HostConfig, resolved: ResolvedHost) -> l
     if resolved.proxy_jump is not None:
         rows.append(_setting(f"{prefix}.proxy_jump", resolved.proxy_jump, SSH_CONFIG_SOURCE))
     for name in ("directory", "python"):
-        source = where if name in host.given else "default"
+        source = origin(name) if name in host.given | host.from_source else "default"
         rows.append(_setting(f"{prefix}.{name}", getattr(host, name), source))
+    home = where if host.line else host.source  # a host only an inventory names
+    if host.groups:
+        rows.append(_setting(f"{prefix}.groups", ",".join(host.groups), home))
+    if host.labels:
+        text = ",".join(f"{key}={value}" for key, value in host.labels)
+        rows.append(_setting(f"{prefix}.labels", text, home))
     return rows
 
 
@@ -1674,6 +1925,16 @@ def _check(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> CheckConfig |
     return CheckConfig(
         name=name, argv=argv, timeout=timeout, every=every, hosts=hosts, line=node.line
     )
+
+
+def _check_host_names(el: _Element, patterns: Iterable[str], known: Collection[str]) -> None:
+    """A plain name (no glob) in a check's ``hosts=`` must be a configured host: catches
+    typos."""
+    for name in patterns:
+        if _GLOB_CHARS.isdisjoint(name) and name not in known:
+            near = _near(name, known)
+            hint = f', did you mean "{near}"?' if near else "; no <host> has that name"
+            el.problem(f"hosts: unknown host {_show(name)}{hint}")
 
 
 def _check_alert_checks(ctx: _Ctx, config: Config) -> None:

@@ -17,6 +17,7 @@ then with what), aligned under its first attribute.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,17 @@ class Host:
     key: str | Path | None = None
     directory: str | Path | None = None
     python: str | Path | None = None
+    labels: Pairs | None = None  # role=db,dc=fra
+    comment: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Group:
+    """One ``<group>`` of ``<hosts>``, written after the hosts."""
+
+    name: str
+    hosts: str | Sequence[str]  # "db* pg-*" or ("db*", "pg-*"), written space-separated
+    labels: Pairs | None = None
     comment: str = ""
 
 
@@ -149,7 +161,9 @@ class ConfigXml:
     web: Web | None = None
     collector: Collector | None = None
     remote_write: RemoteWrite | None = None
+    inventories: Sequence[str | Path] = ()  # <inventory file=...>, Ansible inventories
     hosts: Sequence[Host] = ()
+    groups: Sequence[Group] = ()
     receivers: Sequence[Receiver] = ()
     alerts: Sequence[Alert] = ()
     digest_over: int | str | None = None  # <alerts digest_over=...>
@@ -158,7 +172,8 @@ class ConfigXml:
 
 
 # Attribute order and line groups of each element, as the example in `config init` shows them.
-_HOST_GROUPS = (("name", "address", "port", "user"), ("key", "directory", "python"))
+_HOST_GROUPS = (("name", "address", "port", "user"), ("key", "directory", "python", "labels"))
+_GROUP_GROUPS = (("name", "hosts", "labels"),)
 _ALERT_GROUPS = (
     ("metric", "labels", "op", "limit", "for", "clear", "hosts"),
     ("repeat", "resolved", "severity", "email", "notify", "check"),
@@ -222,7 +237,11 @@ def _sections(config: ConfigXml) -> Iterator[tuple[str, list[str]]]:
     for tag, attrs in settings:
         if attrs is not None:
             yield tag, _element(tag, attrs, _INDENT)
-    yield "hosts", _list("hosts", [], [_item("host", h, _HOST_GROUPS) for h in config.hosts])
+    for file in config.inventories:
+        yield "inventory", _element("inventory", [[("file", file)]], _INDENT)
+    items = [_item("host", h, _HOST_GROUPS) for h in config.hosts]
+    items += [_item("group", _spaced(g), _GROUP_GROUPS) for g in config.groups]
+    yield "hosts", _list("hosts", [], items)
     if config.receivers:
         receivers = [
             _element(r.tag, _values(r, _RECEIVER_GROUPS), _INDENT * 2) for r in config.receivers
@@ -248,7 +267,13 @@ def _values(settings: object, groups: Sequence[Sequence[str]]) -> Attrs:
     return [[(name, getattr(settings, _FIELD.get(name, name))) for name in g] for g in groups]
 
 
-def _item(tag: str, item: Host | Alert, groups: Sequence[Sequence[str]]) -> list[str]:
+def _spaced(group: Group) -> Group:
+    """``group`` with its members as one space-separated string, as people write them."""
+    members = group.hosts if isinstance(group.hosts, str) else " ".join(group.hosts)
+    return dataclasses.replace(group, hosts=members)
+
+
+def _item(tag: str, item: Host | Group | Alert, groups: Sequence[Sequence[str]]) -> list[str]:
     indent = _INDENT * 2
     return _comment(item.comment, indent) + _element(tag, _values(item, groups), indent)
 

@@ -69,10 +69,13 @@ EXPOSED: dict[str, Exposed] = {
 }
 
 
-def series_labels(host: str, labels: Mapping[str, str]) -> dict[str, str]:
-    """The Prometheus labels of one series of ``host`` (its metric name aside): ``host``,
-    then the metric's own labels."""
-    return {HOST_LABEL: host, **labels}
+def series_labels(
+    host: str, labels: Mapping[str, str], target: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The Prometheus labels of one series of ``host`` (its metric name aside): the host's
+    labels from config.xml (``target``: Prometheus' target labels, never stored per
+    sample), ``host``, then the metric's own labels, which win a clash."""
+    return {**(target or {}), HOST_LABEL: host, **labels}
 
 
 def scaled(value: float, how: Exposed) -> float:

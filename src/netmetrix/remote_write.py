@@ -124,8 +124,12 @@ class Series(NamedTuple):
     samples: tuple[tuple[int, float], ...]
 
 
-def series_of(rows: Iterable[QueuedSample]) -> list[Series]:
-    """The queued samples as Prometheus series: ``/metrics``'s names, labels and scale.
+HostLabels = Mapping[str, tuple[tuple[str, str], ...]]  # host name -> its config.xml labels
+
+
+def series_of(rows: Iterable[QueuedSample], host_labels: HostLabels | None = None) -> list[Series]:
+    """The queued samples as Prometheus series: ``/metrics``'s names, labels and scale,
+    with each host's labels (``host_labels``) as on ``/metrics``: added here, not stored.
 
     A row whose series was deleted, or whose metric Prometheus does not see, is
     left out; of two samples of a series at one millisecond the first is kept
@@ -144,14 +148,18 @@ def series_of(rows: Iterable[QueuedSample]) -> list[Series]:
     for (host, metric, labels), points in grouped.items():
         how = EXPOSED[metric]
         samples = tuple(sorted((ts, scaled(value, how)) for ts, value in points.items()))
-        found.append(Series(labels=_labels(host, metric, labels), samples=samples))
+        target = (host_labels or {}).get(host, ())
+        found.append(Series(labels=_labels(host, metric, labels, target), samples=samples))
     return found
 
 
 @functools.lru_cache(maxsize=65536)
-def _labels(host: str, metric: str, labels: str) -> tuple[tuple[str, str], ...]:
+def _labels(
+    host: str, metric: str, labels: str, target: tuple[tuple[str, str], ...] = ()
+) -> tuple[tuple[str, str], ...]:
     """A series' Prometheus labels, sorted; cached: every batch repeats the fleet's series."""
-    names = {NAME_LABEL: EXPOSED[metric].full_name, **series_labels(host, json.loads(labels))}
+    own = series_labels(host, json.loads(labels), dict(target))
+    names = {NAME_LABEL: EXPOSED[metric].full_name, **own}
     return tuple(sorted(names.items()))
 
 
@@ -386,13 +394,15 @@ def send(
     clock: Callable[[], float] = time.time,
     stop: threading.Event | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    host_labels: HostLabels | None = None,
 ) -> Pushed:
     """Send queued samples, oldest first, one batch per request, until the queue is
     empty, a request fails, ``<remote_write deadline>`` passes or ``stop`` is set.
 
     Blocking (urllib, the store): ``execute`` calls it after the fan-out, ``watch``
     in a thread.  Another sender holding the lease makes it return at once
-    (``busy``).  Raises StoreError only.
+    (``busy``).  ``host_labels``: config.xml's labels of each host, sent with its
+    series.  Raises StoreError only.
     """
     pushed = Pushed(where=display_url(config.url))
     token = secrets.token_hex(8)
@@ -403,7 +413,7 @@ def send(
         try:
             _trim(store, config, pushed)
             receiver = Receiver(config, os.environ if environ is None else environ, ssl_context)
-            _Pass(store, config, receiver, pushed, token, clock).run(stop)
+            _Pass(store, config, receiver, pushed, token, clock, host_labels or {}).run(stop)
         except PushError as err:
             pushed.error = str(err)
             log.warning("remote-write: %s: %s; samples kept for the next try", pushed.where, err)
@@ -435,8 +445,10 @@ class _Pass:
         pushed: Pushed,
         token: str,
         clock: Callable[[], float],
+        host_labels: HostLabels,
     ) -> None:
         self._store, self._config, self._receiver = store, config, receiver
+        self._host_labels = host_labels
         self._pushed, self._token, self._clock = pushed, token, clock
         self._ends = time.monotonic() + config.deadline
 
@@ -456,7 +468,7 @@ class _Pass:
 
     def _one(self, rows: Sequence[QueuedSample]) -> bool:
         """Send one batch; False when the pass must stop (it stays queued)."""
-        series = series_of(rows)
+        series = series_of(rows, self._host_labels)
         ids = [row.id for row in rows]
         samples = sum(len(one.samples) for one in series)
         if samples:

@@ -22,7 +22,7 @@ import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncssh
 from asyncssh.constants import DEFAULT_PORT
@@ -133,8 +133,9 @@ class HostKeys:
         """Whether a key known_hosts does not list may be recorded (accept-new, host unknown)."""
         return self.accept_new and not self.knows(host, port, addr)
 
-    def record(self, host: str, port: int, key: asyncssh.SSHKey) -> None:
-        """Append ``key`` for ``host:port`` to our known_hosts file (once)."""
+    def record(self, host: str, port: int, key: asyncssh.SSHKey, *, say: bool = True) -> None:
+        """Append ``key`` for ``host:port`` to our known_hosts file (once); ``say``: log it
+        (``trust`` shows its own table instead)."""
         algorithm, blob = key.export_public_key("openssh").decode("ascii").split()[:2]
         line = f"{_pattern(host, port)} {algorithm} {blob}"
         lines = self._files[self._ours]
@@ -147,9 +148,10 @@ class HostKeys:
             handle.write(line + "\n")
         lines.append(line)
         self._known = _import_known(self._files)
-        log.warning(
-            "[%s] Permanently added host key %s to %s", host, key.get_fingerprint(), self._ours
-        )
+        if say:
+            log.warning(
+                "[%s] Permanently added host key %s to %s", host, key.get_fingerprint(), self._ours
+            )
 
     def refusal(self, host: str, port: int, reason: str) -> HostError:
         """The error for a host key asyncssh refused (``reason``), with a fix that works."""
@@ -1099,3 +1101,69 @@ async def _exec_put(
         raise _refused(directory, _foreign_file_problem(item.name, owner, me))
     tail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.exit_status}"]
     raise HostError(Outcome.ERROR, f"upload to {directory} failed: {tail[0]}")
+
+
+# ---------------------------------------------------------------- trust (#18)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScannedKey:
+    """The host key a host offers, and what known_hosts says of it."""
+
+    key_host: str  # the name known_hosts lists it under (HostKeyAlias, else HostName)
+    port: int
+    key: asyncssh.SSHKey
+    state: Literal["known", "new", "changed", "revoked"]
+
+    @property
+    def where(self) -> str:
+        return _pattern(self.key_host, self.port)
+
+
+async def scan_host_key(
+    host: HostConfig, ssh: SSHConfig, keys: HostKeys, files: ClientFiles = USER_FILES
+) -> ScannedKey:
+    """Ask ``host`` for its host key (key exchange only, no login) and classify it.
+
+    A host known_hosts lists is asked for a key of the types listed, so that a
+    host with an RSA line is not taken for changed when it prefers ed25519.
+    Raises HostError (refused, timeout, unreachable, ssh options).
+    """
+    try:
+        options: asyncssh.SSHClientConnectionOptions
+        options = await asyncssh.SSHClientConnectionOptions.construct(
+            config=files.config_paths(),
+            host=host.target,
+            port=host.port or (),
+            username=host.user or (),
+            client_keys=None,
+            connect_timeout=ssh.connect_timeout,
+        )
+    except (OSError, ValueError, asyncssh.Error) as exc:
+        raise HostError(Outcome.ERROR, f"ssh options: {exc}") from exc
+    key_host, port = options.host_key_alias or options.host, options.port
+    trusted, ca_keys, revoked = keys.lookup(key_host, "", None if port == DEFAULT_PORT else port)
+    algs = [a.decode("ascii") for k in trusted for a in k.sig_algorithms] or _PLAIN_KEY_ALGS
+    try:
+        async with asyncio.timeout(ssh.connect_timeout):
+            key = await asyncssh.get_server_host_key(
+                options.host, options.port, options=options, server_host_key_algs=algs
+            )
+    except TimeoutError as exc:
+        raise HostError(Outcome.TIMEOUT, f"timeout after {ssh.connect_timeout:g}s") from exc
+    except ConnectionRefusedError as exc:
+        raise HostError(Outcome.REFUSED, f"connection refused ({options.host}:{port})") from exc
+    except (OSError, asyncssh.Error) as exc:
+        reason = f"cannot connect to {options.host}:{port}: {exc}"
+        raise HostError(Outcome.UNREACHABLE, reason) from exc
+    if key is None:
+        raise HostError(Outcome.ERROR, "the server offered no host key (GSS key exchange)")
+    blob = key.public_data
+    state: Literal["known", "new", "changed", "revoked"]
+    if any(k.public_data == blob for k in revoked):
+        state = "revoked"
+    elif any(k.public_data == blob for k in trusted) or (ca_keys and not trusted):
+        state = "known"  # (a @cert-authority host: connect checks its certificate)
+    else:
+        state = "changed" if keys.knows(key_host, port) else "new"
+    return ScannedKey(key_host=key_host, port=port, key=key, state=state)

@@ -551,7 +551,10 @@ class _Pusher:
 
         watcher, pushed = self._watcher, None
         try:
-            pushed = remote_write.send(watcher.store, config, clock=watcher.clock, stop=self._stop)
+            labels = {h.name: h.labels for h in watcher.config.hosts if h.labels}
+            pushed = remote_write.send(
+                watcher.store, config, clock=watcher.clock, stop=self._stop, host_labels=labels
+            )
         except Exception:  # a bug or a store error must not end the watch: said, retried
             log.exception("watch: remote-write failed")
         finally:

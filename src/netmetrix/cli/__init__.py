@@ -17,7 +17,20 @@ from pathlib import Path
 
 import click
 
-from netmetrix.cli import alerts, checks, config, db, demo, fleet, hosts, metrics, watch, web
+from netmetrix.cli import (
+    alerts,
+    check,
+    checks,
+    config,
+    db,
+    demo,
+    fleet,
+    hosts,
+    metrics,
+    trust,
+    watch,
+    web,
+)
 from netmetrix.cli._common import HelpGroup, Settings
 from netmetrix.config import CONFIG_ENV, DEFAULT_CONFIG
 from netmetrix.errors import ExitStatus, NetmetrixError
@@ -71,6 +84,7 @@ def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool, debug:
       netmetrix execute                # collect from every host
       netmetrix execute -h f4 -h f5    # only these hosts
       netmetrix execute -h 'web*'      # hosts whose name starts with web
+      netmetrix execute -h @db -h role=cache   # group db, and hosts labelled role=cache
       netmetrix --config /etc/netmetrix/config.xml -q execute
     """
     _setup_logging(verbose, quiet)
@@ -78,7 +92,7 @@ def cli(ctx: click.Context, config_path: Path, verbose: int, quiet: bool, debug:
     ctx.obj = Settings(config_path=config_path, debug=debug, owns_process=ctx.obj is True)
 
 
-for _group in (fleet, watch, web, hosts, checks, metrics, config, db, alerts, demo):
+for _group in (trust, check, fleet, watch, web, hosts, checks, metrics, config, db, alerts, demo):
     _group.register(cli)
 
 

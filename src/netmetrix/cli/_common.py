@@ -2,8 +2,8 @@
 
 Imported by every module of the package; it imports none of them (nor the
 package's ``__init__``).  Which hosts a pattern names is decided in one place,
-``select_hosts`` (names and shell globs, ``config.select_names``), for every
-command, with one did-you-mean message.
+``select_hosts`` (names, shell globs, ``@group``, label matchers:
+``netmetrix.selector``), for every command, with one did-you-mean message.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from netmetrix.config import (
     parse_duration,
     parse_when,
     parse_workers,
-    select_names,
 )
 from netmetrix.errors import UsageError
 from netmetrix.render import render
+from netmetrix.selector import Target, select
 from netmetrix.shard import Shard, parse_shard, take
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def imports_done(settings: Settings) -> None:
 
 
 def host_option(*, required: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``-h/--host NAME`` (repeatable, globs allowed) as ``hosts``.
+    """``-h/--host SELECTOR`` (repeatable: a union) as ``hosts``.
 
     Not ``required``: none given means every host.  ``required``: at least one
     (``-h '*'`` for all).
@@ -101,8 +101,9 @@ def host_option(*, required: bool = False) -> Callable[[Callable[..., Any]], Cal
         "hosts",
         multiple=True,
         required=required,
-        metavar="NAME",
-        help=f"Only this host: a name or a shell glob ('web*', quoted); repeatable. {every}",
+        metavar="SELECTOR",
+        help="Only these hosts: a name, a shell glob ('web*', quoted), @group, label=value"
+        f" or label!=value; repeatable, the union. {every}",
     )
 
 
@@ -130,10 +131,10 @@ def select_hosts(
     (the command's other unknown names): every problem at once.
     """
     configured = {h.name: h for h in config.hosts}
-    known = list(configured)
+    known = config.targets()
     if store is not None:
-        known += sorted(store.host_names().difference(configured))
-    names, problems = select_names(patterns, known)
+        known += [Target(name=n) for n in sorted(store.host_names().difference(configured))]
+    names, problems = select(patterns, known, config.group_names)
     if store is None:
         problems = [f"{config.path.name}: {problem}" for problem in problems]
     if problems or more_problems:

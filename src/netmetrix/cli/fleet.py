@@ -119,6 +119,8 @@ def _run(
     imports_done(settings)
     with open_store(config) as store, _progress(verb, len(selected)) as advance:
         report = job(config, store, selected, progress=advance, say=_say, **options)
+    if verb == "upload" and not report.summary.all_ok:
+        _say("upload: `netmetrix check` tells, host by host, what a failed host needs")
     return ExitStatus.OK if report.ok else ExitStatus.HOST_FAILED
 
 

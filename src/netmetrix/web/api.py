@@ -32,10 +32,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from netmetrix import rows, ssh
-from netmetrix.config import Config, parse_duration, parse_when, select_names, unknown_name
+from netmetrix.config import Config, parse_duration, parse_when, unknown_name
 from netmetrix.errors import StoreError
 from netmetrix.model import UP
 from netmetrix.probe import METRICS
+from netmetrix.selector import Target, select
 from netmetrix.store import Buckets, Store, StoredSample, samples
 
 DEFAULT_LIMIT = 100
@@ -176,7 +177,7 @@ async def alerts_outbox(request: Request) -> list[dict[str, Any]]:
 
 def _configured(config: Config, patterns: Sequence[str]) -> list[str]:
     """The config.xml hosts ``patterns`` select (all for none); 404 for one that selects none."""
-    names, problems = select_names(patterns, [h.name for h in config.hosts])
+    names, problems = select(patterns, config.targets(), config.group_names)
     if problems:
         raise ApiError(404, "; ".join(problems))
     return list(names) if patterns else [h.name for h in config.hosts]
@@ -186,10 +187,10 @@ async def _store_hosts(config: Config, store: Store, patterns: Sequence[str]) ->
     """Hosts of config.xml and of the store (a removed host keeps its samples), as ``-h``."""
     if not patterns:
         return []
-    configured = [h.name for h in config.hosts]
+    configured = {h.name for h in config.hosts}
     stored = await run_in_threadpool(store.host_names)
-    known = configured + sorted(stored.difference(configured))
-    names, problems = select_names(patterns, known)
+    known = config.targets() + [Target(name=n) for n in sorted(stored.difference(configured))]
+    names, problems = select(patterns, known, config.group_names)
     if problems:
         raise ApiError(404, "; ".join(problems))
     return list(names)

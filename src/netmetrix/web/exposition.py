@@ -30,7 +30,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client.exposition import choose_encoder
@@ -70,6 +70,7 @@ class Snapshot:
     """What one scrape reads: the configured hosts' latest samples and rows, the outbox."""
 
     hosts: tuple[str, ...]  # config.xml's, in its order
+    host_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # config.xml's labels
     samples: tuple[LatestRow, ...]  # of the exposed metrics, by host, metric, labels
     rows: dict[str, HostRow]  # of the configured hosts the store has seen
     outbox: OutboxSize
@@ -98,6 +99,7 @@ def read_snapshot(config: Config, store: Store, health: Health | None) -> Snapsh
         )
     return Snapshot(
         hosts=names,
+        host_labels={host.name: dict(host.labels) for host in config.hosts if host.labels},
         samples=tuple(store.latest_rows(names, tuple(EXPOSED))),
         rows=rows,
         outbox=store.outbox_size(),
@@ -113,7 +115,8 @@ class FleetCollector:
         self.exposed = EXPOSED if exposed is None else exposed
 
     def collect(self) -> Iterator[Metric]:
-        yield from sample_families(current(self.snapshot.samples), self.exposed)
+        samples = current(self.snapshot.samples)
+        yield from sample_families(samples, self.exposed, self.snapshot.host_labels)
         yield from health_families(self.snapshot)
 
 
@@ -134,8 +137,14 @@ def current(samples: Iterable[LatestRow]) -> list[LatestRow]:
     return kept
 
 
-def sample_families(samples: Sequence[LatestRow], exposed: dict[str, Exposed]) -> Iterator[Metric]:
-    """One family per exposed metric that has a sample, in the table's order."""
+def sample_families(
+    samples: Sequence[LatestRow],
+    exposed: dict[str, Exposed],
+    host_labels: dict[str, dict[str, str]] | None = None,
+) -> Iterator[Metric]:
+    """One family per exposed metric that has a sample, in the table's order; each series
+    with its host's labels (``host_labels``, by host name) as target labels."""
+    targets = host_labels or {}
     by_metric: dict[str, list[LatestRow]] = {}
     for sample in samples:
         if sample.metric in exposed:
@@ -148,14 +157,18 @@ def sample_families(samples: Sequence[LatestRow], exposed: dict[str, Exposed]) -
         for row in found:
             if row.labels not in decoded:
                 decoded[row.labels] = json.loads(row.labels)
-        label_names = sorted({name for row in found for name in decoded[row.labels]})
+        label_names = sorted(
+            {name for row in found for name in decoded[row.labels]}
+            | {name for row in found for name in targets.get(row.host, ())}
+        )
         family = _family(how, _help(metric, how), ["host", *label_names])
         # Samples made here rather than by add_metric (a dict and a zip per sample): a
         # fleet has tens of thousands.  Their names carry a counter's _total as
         # CounterMetricFamily.add_metric would.
         name, add = family.name + _SUFFIX[how.type], family.samples.append
         for row in found:
-            add(Sample(name, series_labels(row.host, decoded[row.labels]), scaled(row.value, how)))
+            labels = series_labels(row.host, decoded[row.labels], targets.get(row.host))
+            add(Sample(name, labels, scaled(row.value, how)))
         yield family
 
 
@@ -202,10 +215,12 @@ def health_families(snapshot: Snapshot) -> Iterator[Metric]:
         labels=["host"],
         unit="seconds",
     )
+    name = seen.name  # the unit is in it already
     for host in snapshot.hosts:
         row = snapshot.rows.get(host)
         if row is not None and row.last_seen is not None:
-            seen.add_metric([host], row.last_seen)
+            labels = series_labels(host, {}, snapshot.host_labels.get(host))
+            seen.samples.append(Sample(name, labels, row.last_seen))
     yield seen
     outbox = GaugeMetricFamily(
         PREFIX + "outbox_mails",
