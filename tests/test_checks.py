@@ -583,6 +583,35 @@ def test_the_host_page_shows_its_checks_escaped(
     assert "<h2>Checks</h2>" not in other  # no checks: no section
 
 
+def test_the_overview_shows_each_host_s_failing_checks_worst_first(
+    fleet: Fleet, serve: Callable[..., Any]
+) -> None:
+    fleet.host("web1", 0)
+    fleet.host("db1", 0)
+    checks = (
+        ("disk", 1, "DISK WARNING", T0, 0.1),
+        ("load", 0, "OK - load average: 0.1", T0, 0.1),
+        ("nginx", 2, "PROCS CRITICAL: <b>0</b>", T0, 0.1),
+        ("ntp", 0, "NTP OK", T0, 0.1),
+    )
+    with store_of(fleet) as store:
+        store.record_runs(
+            [
+                HostRun(host="web1", address="127.0.0.1", ts=T0, ok=True, checks=checks),
+                HostRun(host="db1", address="127.0.0.1", ts=T0, ok=True),
+            ]
+        )
+    status, page, _ = serve().get("/")
+    assert status == 200
+    web1 = page[page.index('data-name="web1"') : page.index('data-name="db1"')]
+    assert 'data-checks="2"' in web1
+    assert "nginx CRITICAL, disk WARNING" in web1
+    assert "2 OK" in web1
+    db1 = page[page.index('data-name="db1"') :]
+    assert 'data-checks="0"' in db1
+    assert "failing-checks" not in db1.split("</tr>")[0]
+
+
 @pytest.mark.sshd
 def test_checks_arrive_from_worker_processes_and_show_in_metrics_latest(
     fleet: Fleet, netmetrix: Cli
