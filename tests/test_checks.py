@@ -99,6 +99,31 @@ def test_checks_config_splits_commands_with_shlex(tmp_path: Path) -> None:
     assert [c["name"] for c in checks.plan_for(config.checks, "db1")["checks"]] == ["load"]
 
 
+def test_a_check_s_hosts_take_groups_and_labels(tmp_path: Path) -> None:
+    path = tmp_path / "config.xml"
+    path.write_text(
+        "<netmetrix>\n  <hosts>\n"
+        '    <host name="web1" labels="role=web"/><host name="web2" labels="role=web"/>\n'
+        '    <host name="db1" labels="role=db,dc=fra"/>\n'
+        '    <group name="front" hosts="web1"/>\n'
+        "  </hosts>\n  <checks>\n"
+        '    <check name="nginx" command="check_procs" hosts="@front"/>\n'
+        '    <check name="pg" command="check_pg" hosts="role=db"/>\n'
+        '    <check name="ntp" command="check_ntp" hosts="dc!=fra"/>\n'
+        '    <textfile dir="/var/lib/tf" hosts="@front,db1"/>\n'
+        "  </checks>\n</netmetrix>\n"
+    )
+    config = load_config(path)
+
+    def planned(host: str) -> tuple[list[str], list[str]]:
+        plan = checks.plan_for(config.checks, host)
+        return [c["name"] for c in plan["checks"]], [t["dir"] for t in plan["textfiles"]]
+
+    assert planned("web1") == (["nginx", "ntp"], ["/var/lib/tf"])
+    assert planned("web2") == (["ntp"], [])
+    assert planned("db1") == (["pg"], ["/var/lib/tf"])
+
+
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
@@ -108,6 +133,7 @@ def test_checks_config_splits_commands_with_shlex(tmp_path: Path) -> None:
         ('<check name="a" command="  "/>', "<check>: command must be a command line"),
         ('<check name="a" command="x" timeout="soon"/>', "<check>: timeout must be a duration"),
         ('<check name="a" command="x" hosts="web2"/>', 'hosts: unknown host "web2", did you mean'),
+        ('<check name="a" command="x" hosts="@dbs"/>', 'hosts: unknown group "dbs"'),
         ('<check name="a" command="x" comand="y"/>', 'did you mean "command"?'),
         ('<check name="a" command="x"/><check name="a" command="y"/>', 'duplicate check name "a"'),
     ],
