@@ -99,6 +99,31 @@ def test_checks_config_splits_commands_with_shlex(tmp_path: Path) -> None:
     assert [c["name"] for c in checks.plan_for(config.checks, "db1")["checks"]] == ["load"]
 
 
+def test_a_check_s_hosts_take_groups_and_labels(tmp_path: Path) -> None:
+    path = tmp_path / "config.xml"
+    path.write_text(
+        "<netmetrix>\n  <hosts>\n"
+        '    <host name="web1" labels="role=web"/><host name="web2" labels="role=web"/>\n'
+        '    <host name="db1" labels="role=db,dc=fra"/>\n'
+        '    <group name="front" hosts="web1"/>\n'
+        "  </hosts>\n  <checks>\n"
+        '    <check name="nginx" command="check_procs" hosts="@front"/>\n'
+        '    <check name="pg" command="check_pg" hosts="role=db"/>\n'
+        '    <check name="ntp" command="check_ntp" hosts="dc!=fra"/>\n'
+        '    <textfile dir="/var/lib/tf" hosts="@front,db1"/>\n'
+        "  </checks>\n</netmetrix>\n"
+    )
+    config = load_config(path)
+
+    def planned(host: str) -> tuple[list[str], list[str]]:
+        plan = checks.plan_for(config.checks, host)
+        return [c["name"] for c in plan["checks"]], [t["dir"] for t in plan["textfiles"]]
+
+    assert planned("web1") == (["nginx", "ntp"], ["/var/lib/tf"])
+    assert planned("web2") == (["ntp"], [])
+    assert planned("db1") == (["pg"], ["/var/lib/tf"])
+
+
 @pytest.mark.parametrize(
     ("body", "problem"),
     [
@@ -108,6 +133,7 @@ def test_checks_config_splits_commands_with_shlex(tmp_path: Path) -> None:
         ('<check name="a" command="  "/>', "<check>: command must be a command line"),
         ('<check name="a" command="x" timeout="soon"/>', "<check>: timeout must be a duration"),
         ('<check name="a" command="x" hosts="web2"/>', 'hosts: unknown host "web2", did you mean'),
+        ('<check name="a" command="x" hosts="@dbs"/>', 'hosts: unknown group "dbs"'),
         ('<check name="a" command="x" comand="y"/>', 'did you mean "command"?'),
         ('<check name="a" command="x"/><check name="a" command="y"/>', 'duplicate check name "a"'),
     ],
@@ -581,6 +607,35 @@ def test_the_host_page_shows_its_checks_escaped(
     status, other, _ = served.get("/hosts/db1")
     assert status == 200
     assert "<h2>Checks</h2>" not in other  # no checks: no section
+
+
+def test_the_overview_shows_each_host_s_failing_checks_worst_first(
+    fleet: Fleet, serve: Callable[..., Any]
+) -> None:
+    fleet.host("web1", 0)
+    fleet.host("db1", 0)
+    checks = (
+        ("disk", 1, "DISK WARNING", T0, 0.1),
+        ("load", 0, "OK - load average: 0.1", T0, 0.1),
+        ("nginx", 2, "PROCS CRITICAL: <b>0</b>", T0, 0.1),
+        ("ntp", 0, "NTP OK", T0, 0.1),
+    )
+    with store_of(fleet) as store:
+        store.record_runs(
+            [
+                HostRun(host="web1", address="127.0.0.1", ts=T0, ok=True, checks=checks),
+                HostRun(host="db1", address="127.0.0.1", ts=T0, ok=True),
+            ]
+        )
+    status, page, _ = serve().get("/")
+    assert status == 200
+    web1 = page[page.index('data-name="web1"') : page.index('data-name="db1"')]
+    assert 'data-checks="2"' in web1
+    assert "nginx CRITICAL, disk WARNING" in web1
+    assert "2 OK" in web1
+    db1 = page[page.index('data-name="db1"') :]
+    assert 'data-checks="0"' in db1
+    assert "failing-checks" not in db1.split("</tr>")[0]
 
 
 @pytest.mark.sshd

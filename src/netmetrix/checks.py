@@ -12,9 +12,7 @@ with the built-in metrics: ``check_status``, ``check_duration_seconds``,
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
 from typing import Any
 
 DEFAULT_TIMEOUT = 10.0  # seconds a plugin may run, as Nagios' default service_check_timeout is 60
@@ -42,7 +40,8 @@ class CheckConfig:
     argv: tuple[str, ...]  # the command, split with shlex; run without a shell
     timeout: float = DEFAULT_TIMEOUT  # seconds; the probe's own deadline cuts it shorter
     every: float = 0.0  # seconds between runs; 0: every run. In between, the last result
-    hosts: tuple[str, ...] = ()  # names or fnmatch globs; empty: every host
+    hosts: tuple[str, ...] = ()  # host selectors as written (web*, @db, role=db); empty: all
+    selected: frozenset[str] | None = None  # the hosts they select; None: every host
     line: int = 0
 
 
@@ -54,7 +53,8 @@ class TextfileConfig:
     """One ``<textfile>``: a node_exporter textfile directory the probe reads ``*.prom`` in."""
 
     dir: str  # on the host
-    hosts: tuple[str, ...] = ()  # names or fnmatch globs; empty: every host
+    hosts: tuple[str, ...] = ()  # host selectors as written (web*, @db, role=db); empty: all
+    selected: frozenset[str] | None = None  # the hosts they select; None: every host
     max_files: int = 100  # *.prom files read, at most (by name)
     max_samples: int = 1000  # samples taken from the directory, at most
     max_bytes: int = 1 << 20  # bytes read from the directory, at most
@@ -85,8 +85,8 @@ def state_name(status: int) -> str:
     return STATES[status] if 0 <= status < len(STATES) else "UNKNOWN"
 
 
-def _applies(patterns: Sequence[str], host: str) -> bool:
-    return not patterns or any(fnmatchcase(host, pattern) for pattern in patterns)
+def _applies(selected: frozenset[str] | None, host: str) -> bool:
+    return selected is None or host in selected
 
 
 def plan_for(config: ChecksConfig, host: str) -> dict[str, Any]:
@@ -94,12 +94,12 @@ def plan_for(config: ChecksConfig, host: str) -> dict[str, Any]:
     checks = [
         {"name": c.name, "argv": list(c.argv), "timeout": c.timeout, "every": c.every}
         for c in config.checks
-        if _applies(c.hosts, host)
+        if _applies(c.selected, host)
     ]
     textfiles = [
         {"dir": t.dir, "files": t.max_files, "samples": t.max_samples, "bytes": t.max_bytes}
         for t in config.textfiles
-        if _applies(t.hosts, host)
+        if _applies(t.selected, host)
     ]
     return {"v": CHECKS_VERSION, "host": host, "checks": checks, "textfiles": textfiles}
 

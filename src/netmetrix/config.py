@@ -872,9 +872,6 @@ _HOST_LABELS = _Conv(
     'comma-separated name=value pairs (role=db,dc=fra); not "host", no leading "__"',
     lambda raw: _host_labels(raw),
 )
-_HOST_PATTERNS = _comma_list(
-    r"[A-Za-z0-9._*?\[\]!-]+", "comma-separated host names or globs (db-*,web1)"
-)
 _RECEIVER_NAMES = _comma_list(r"[A-Za-z0-9_.-]+", "comma-separated receiver names (ops,chat)")
 _ENV_NAME = _matching(r"[A-Za-z_][A-Za-z0-9_]*", "an environment variable name")
 
@@ -907,7 +904,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         groups=groups,
         receivers=found,
         alerts=_alerts(ctx, el.one("alerts"), hosts, groups, {r.name for r in found}),
-        checks=_checks(ctx, el.one("checks"), {h.name for h in hosts}),
+        checks=_checks(ctx, el.one("checks"), hosts, groups),
         given=_given(el),
     )
     _check_alert_checks(ctx, config)
@@ -1861,15 +1858,17 @@ def _check_notify(
 _CHECK_ATTRS = ("name", "command", "timeout", "every", "hosts")
 
 
-def _checks(ctx: _Ctx, node: _Node | None, host_names: Collection[str]) -> ChecksConfig:
+def _checks(
+    ctx: _Ctx, node: _Node | None, hosts: Sequence[HostConfig], groups: Sequence[GroupConfig]
+) -> ChecksConfig:
     """``<checks>``: the custom checks (``checks``), each name once."""
     if node is None:
         return ChecksConfig()
     el = _Element(ctx, node, children=("check", "textfile"))
-    textfiles = tuple(_textfile(ctx, child, host_names) for child in el.all("textfile"))
+    textfiles = tuple(_textfile(ctx, child, hosts, groups) for child in el.all("textfile"))
     found: dict[str, CheckConfig] = {}
     for child in el.all("check"):
-        check = _check(ctx, child, host_names)
+        check = _check(ctx, child, hosts, groups)
         if check is None:
             continue
         if check.name in found:
@@ -1883,14 +1882,16 @@ def _checks(ctx: _Ctx, node: _Node | None, host_names: Collection[str]) -> Check
 _TEXTFILE_DIR = _matching(r"/[^\x00]*", "an absolute directory path on the host")
 
 
-def _textfile(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> TextfileConfig:
+def _textfile(
+    ctx: _Ctx, node: _Node, hosts: Sequence[HostConfig], groups: Sequence[GroupConfig]
+) -> TextfileConfig:
     attrs = ("dir", "hosts", "max_files", "max_samples", "max_bytes")
     el, default = _Element(ctx, node, attrs=attrs), TextfileConfig(dir="")
-    hosts = el.get("hosts", _HOST_PATTERNS, ())
-    _check_host_names(el, hosts, host_names)
+    patterns = el.get("hosts", _SELECTORS, ())
     return TextfileConfig(
         dir=el.required("dir", _TEXTFILE_DIR) or "",
-        hosts=hosts,
+        hosts=patterns,
+        selected=_rule_hosts(el, patterns, hosts, groups),
         max_files=el.get("max_files", _integer(1, 10_000), default.max_files),
         max_samples=el.get("max_samples", _integer(1, 5_000), default.max_samples),
         max_bytes=el.get("max_bytes", _integer(1, 64 << 20), default.max_bytes),
@@ -1913,28 +1914,26 @@ _CHECK_NAME_CONV = _matching(_CHECK_NAME, 'a name of letters, digits, "_.:-" (at
 _COMMAND = _Conv("a command line like /usr/lib/nagios/plugins/check_load -w 5 -c 10", _command)
 
 
-def _check(ctx: _Ctx, node: _Node, host_names: Collection[str]) -> CheckConfig | None:
+def _check(
+    ctx: _Ctx, node: _Node, hosts: Sequence[HostConfig], groups: Sequence[GroupConfig]
+) -> CheckConfig | None:
     el = _Element(ctx, node, attrs=_CHECK_ATTRS)
     name, argv = el.required("name", _CHECK_NAME_CONV), el.required("command", _COMMAND)
     timeout = el.get("timeout", _seconds_up_to(_MAX_CHECK_TIMEOUT), _DEFAULT_CHECK_TIMEOUT)
     every = el.get("every", _seconds_up_to(MAX_DURATION), 0.0)
-    hosts = el.get("hosts", _HOST_PATTERNS, ())
-    _check_host_names(el, hosts, host_names)
+    patterns = el.get("hosts", _SELECTORS, ())
+    selected = _rule_hosts(el, patterns, hosts, groups)
     if name is None or argv is None:
         return None
     return CheckConfig(
-        name=name, argv=argv, timeout=timeout, every=every, hosts=hosts, line=node.line
+        name=name,
+        argv=argv,
+        timeout=timeout,
+        every=every,
+        hosts=patterns,
+        selected=selected,
+        line=node.line,
     )
-
-
-def _check_host_names(el: _Element, patterns: Iterable[str], known: Collection[str]) -> None:
-    """A plain name (no glob) in a check's ``hosts=`` must be a configured host: catches
-    typos."""
-    for name in patterns:
-        if _GLOB_CHARS.isdisjoint(name) and name not in known:
-            near = _near(name, known)
-            hint = f', did you mean "{near}"?' if near else "; no <host> has that name"
-            el.problem(f"hosts: unknown host {_show(name)}{hint}")
 
 
 def _check_alert_checks(ctx: _Ctx, config: Config) -> None:

@@ -8,16 +8,19 @@ records of ``netmetrix.rows`` where the CLI prints one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from netmetrix.checks import state_name
 from netmetrix.config import Config
 from netmetrix.format import elapsed_text, labels_text, series_name, with_unit
 from netmetrix.model import UP
 from netmetrix.probe import METRICS
 from netmetrix.store import ActiveAlert, Buckets, HostRow, Sparkline, Store
+from netmetrix.store.checkresults import CheckRow
 
 UNITS = {name: unit for name, unit, _kind, _help in METRICS}
 HELP = {name: text for name, _unit, _kind, text in METRICS}
@@ -137,6 +140,8 @@ class FleetLine:
     cells: tuple[Cell, ...]  # in OVERVIEW's order
     firing: tuple[str, ...]  # series names of the host's firing alerts
     pending: int
+    failing_checks: tuple[str, ...] = ()  # "nginx CRITICAL": its custom checks not OK (#17)
+    ok_checks: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,8 +168,14 @@ def fleet(config: Config, store: Store, now: float) -> Fleet:
     alerts: dict[str, list[ActiveAlert]] = {}
     for alert in store.alerts_active(names):
         alerts.setdefault(alert.host, []).append(alert)
+    checks: dict[str, list[CheckRow]] = {}
+    for check in store.checks(names):
+        checks.setdefault(check.host, []).append(check)
     lines = tuple(
-        _line(name, stored.get(name), sparks, alerts.get(name, ()), now) for name in names
+        _with_checks(
+            _line(name, stored.get(name), sparks, alerts.get(name, ()), now), checks.get(name, ())
+        )
+        for name in names
     )
     states = [line.state for line in lines]
     return Fleet(
@@ -201,6 +212,20 @@ def _line(
         cells=cells,
         firing=firing,
         pending=sum(1 for a in alerts if a.state == "pending"),
+    )
+
+
+_WORST = {2: 0, 3: 1, 1: 2}  # CRITICAL, then UNKNOWN, then WARNING: Nagios' order
+
+
+def _with_checks(line: FleetLine, checks: Sequence[CheckRow]) -> FleetLine:
+    """``line`` with its host's custom checks: those not OK by name and state, worst
+    first, and how many are OK (#17)."""
+    failing = sorted((c for c in checks if c.status != 0), key=lambda c: (_WORST[c.status], c.name))
+    return dataclasses.replace(
+        line,
+        failing_checks=tuple(f"{c.name} {state_name(c.status)}" for c in failing),
+        ok_checks=len(checks) - len(failing),
     )
 
 
