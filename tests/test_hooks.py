@@ -14,9 +14,9 @@ from conftest import rule, sample
 from hookserver import HookServer, hook_server
 from test_notify import T0, record
 
-from netmetrix import notify, pipeline
+from netmetrix import notify, payloads, pipeline
 from netmetrix.config import SMTPConfig
-from netmetrix.model import HostRun
+from netmetrix.model import AlertEvent, HostRun
 from netmetrix.receivers import Receiver
 from netmetrix.store import Store
 from netmetrix.store.schema import SCHEMA_HEAD
@@ -42,12 +42,19 @@ def webhook(server: HookServer, name: str = "chat", **fields: Any) -> Receiver:
 
 
 def fire(
-    store: Store, receivers: list[Receiver], ts: float = T0, value: float = 38.5, **overrides: Any
+    store: Store,
+    receivers: list[Receiver],
+    ts: float = T0,
+    value: float = 38.5,
+    host_labels: dict[str, dict[str, str]] | None = None,
+    **overrides: Any,
 ) -> pipeline.Recorded:
     """cpu_percent of f4 is ``value`` at ``ts``, for a rule notifying ``receivers`` only."""
     fields: dict[str, Any] = {"email": (), "notify": tuple(r.name for r in receivers)}
     fields.update(overrides)
-    routing = pipeline.Routing(receivers={r.name: r for r in receivers})
+    routing = pipeline.Routing(
+        receivers={r.name: r for r in receivers}, host_labels=host_labels or {}
+    )
     run = HostRun(
         host="f4",
         address="f4.example",
@@ -67,7 +74,7 @@ def deliver(store: Store, receivers: list[Receiver], ts: float, **kw: Any) -> no
 
 def test_a_webhook_gets_the_documented_json_signed(store: Store, hook: HookServer) -> None:
     chat = webhook(hook, secret_env=SECRET_ENV)
-    assert fire(store, [chat]).queued == 1
+    assert fire(store, [chat], host_labels={"f4": {"role": "db", "dc": "fra"}}).queued == 1
     done = deliver(store, [chat], T0 + 1, environ={SECRET_ENV: "s3cret"})
     assert done.ok
     assert done.hooks is not None
@@ -89,6 +96,7 @@ def test_a_webhook_gets_the_documented_json_signed(store: Store, hook: HookServe
         "address": "f4.example",
         "metric": "cpu_percent",
         "labels": {},
+        "host_labels": {"role": "db", "dc": "fra"},  # config.xml's, never stored (#18)
         "value": 38.5,
         "rule": "cpu_percent > 20",
         "severity": "warning",
@@ -286,3 +294,34 @@ def test_migration_0007_makes_every_queued_row_mail(store_url: str) -> None:
         )
         record(new, [rule()], T0, {"f4": [sample("cpu_percent", 38.5)]})
         assert [(i.id, i.channel) for i in new.outbox()] == [(1, "email"), (2, "email")]
+
+
+def test_alertmanager_labels_carry_the_host_s_and_the_series_wins_a_clash() -> None:
+    event = AlertEvent(
+        kind="firing",
+        rule_id="r",
+        rule="disk_percent > 90",
+        severity="critical",
+        host="db1",
+        metric="disk_percent",
+        labels=(("mount", "/"), ("role", "series")),
+        value=95.0,
+        ts=T0,
+        since=T0,
+        seen=T0,
+    )
+    body = payloads.alert_json(
+        event,
+        subject="s",
+        description="d",
+        dashboard=None,
+        host_labels={"role": "db", "dc": "fra", "host": "spoof"},
+    )
+    assert json.loads(body)["labels"] == {
+        "dc": "fra",
+        "role": "series",
+        "alertname": "disk_percent",
+        "host": "db1",
+        "mount": "/",
+        "severity": "critical",
+    }

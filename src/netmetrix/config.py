@@ -284,6 +284,11 @@ class Config:
         """The configured hosts as host selectors see them."""
         return [host.selectable for host in self.hosts]
 
+    def host_labels(self) -> dict[str, dict[str, str]]:
+        """Each labelled host's labels, by host name: what leaves netmetrix with its data
+        (/metrics' and remote-write's target labels, webhooks, Alertmanager)."""
+        return {host.name: dict(host.labels) for host in self.hosts if host.labels}
+
     @property
     def group_names(self) -> frozenset[str]:
         return frozenset(group.name for group in self.groups)

@@ -357,13 +357,16 @@ def refresh(store: Store, config: Config, now: float | None = None) -> Refreshed
     rules = alerts.unique_rules(config.alerts.rules)
     at = time.time() if now is None else now
     quiet = store.silences(at)
+    labelled = config.host_labels()
     for active in store.alerts_active():
         receivers = routes.get(active.rule_id) if active.state == "firing" else None
         if not receivers:
             continue
         if silencing(quiet, active.host, active.metric, active.labels, at) is not None:
             continue  # silenced: nobody is told, Alertmanager neither (#16)
-        body = _firing_alert(active, rules[active.rule_id], config.web.url or None)
+        body = _firing_alert(
+            active, rules[active.rule_id], config.web.url or None, labelled.get(active.host)
+        )
         for receiver in receivers:
             for url in receiver.urls:
                 by_url.setdefault(url, []).append(body)
@@ -398,7 +401,12 @@ def _alertmanager_routes(config: Config) -> dict[str, list[Receiver]]:
     return routes
 
 
-def _firing_alert(active: ActiveAlert, rule: AlertRule, dashboard: str | None) -> str:
+def _firing_alert(
+    active: ActiveAlert,
+    rule: AlertRule,
+    dashboard: str | None,
+    host_labels: Mapping[str, str] | None,
+) -> str:
     event = AlertEvent(
         kind="firing",
         rule_id=active.rule_id,
@@ -414,5 +422,9 @@ def _firing_alert(active: ActiveAlert, rule: AlertRule, dashboard: str | None) -
     )
     subject, body = notice.render(event, rule, active.host)
     return payloads.alert_json(
-        event, subject=subject, description=body.split("\n", 1)[0], dashboard=dashboard
+        event,
+        subject=subject,
+        description=body.split("\n", 1)[0],
+        dashboard=dashboard,
+        host_labels=host_labels,
     )

@@ -20,8 +20,16 @@ from netmetrix.model import AlertEvent
 VERSION = 1  # of the JSON webhook body
 
 
-def event_json(event: AlertEvent, *, event_id: int, subject: str, address: str) -> str:
-    """One event, as a JSON webhook's ``events`` list holds it."""
+def event_json(
+    event: AlertEvent,
+    *,
+    event_id: int,
+    subject: str,
+    address: str,
+    host_labels: Mapping[str, str] | None = None,
+) -> str:
+    """One event, as a JSON webhook's ``events`` list holds it; ``host_labels``: the
+    host's labels from config.xml (#18)."""
     value: dict[str, Any] = {
         "id": event_id,
         "status": "resolved" if event.kind == "resolved" else "firing",
@@ -31,6 +39,7 @@ def event_json(event: AlertEvent, *, event_id: int, subject: str, address: str) 
         "address": address,
         "metric": event.metric,
         "labels": dict(event.labels),
+        "host_labels": dict(host_labels or {}),
         "value": event.value,
         "rule": event.rule,
         "severity": event.severity,
@@ -47,9 +56,13 @@ def alert_json(
     subject: str,
     description: str,
     dashboard: str | None,
+    host_labels: Mapping[str, str] | None = None,
 ) -> str:
-    """One event as an Alertmanager v2 alert: resolved ones carry ``endsAt``."""
+    """One event as an Alertmanager v2 alert: resolved ones carry ``endsAt``.  The host's
+    labels from config.xml come first, as target labels do in Prometheus: the series'
+    own labels win a clash (#18)."""
     labels = {
+        **dict(host_labels or {}),
         "alertname": event.metric,
         "host": event.host,
         **dict(event.labels),

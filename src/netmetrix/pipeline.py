@@ -41,11 +41,16 @@ class Routing:
 
     receivers: Mapping[str, Receiver] = field(default_factory=dict)
     dashboard: str | None = None
+    host_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # (#18)
 
 
 def routing(config: Config) -> Routing:
-    """``config``'s receivers and dashboard URL."""
-    return Routing(receivers=by_name(config.receivers), dashboard=config.web.url or None)
+    """``config``'s receivers, dashboard URL and host labels."""
+    return Routing(
+        receivers=by_name(config.receivers),
+        dashboard=config.web.url or None,
+        host_labels=config.host_labels(),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -278,14 +283,18 @@ def _notices(
     """One outbox entry per (channel, receiver) of ``to``, its body as the channel wants
     it: the mail text, the webhook's event JSON, the Alertmanager alert."""
     subject, body, address = words
+    labels = routing.host_labels.get(event.host)
     bodies = {
         "email": body,
-        "webhook": payloads.event_json(event, event_id=event_id, subject=subject, address=address),
+        "webhook": payloads.event_json(
+            event, event_id=event_id, subject=subject, address=address, host_labels=labels
+        ),
         "alertmanager": payloads.alert_json(
             event,
             subject=subject,
             description=body.split("\n", 1)[0],
             dashboard=routing.dashboard,
+            host_labels=labels,
         ),
     }
     grouped: dict[tuple[str, str], list[str]] = {}

@@ -99,7 +99,7 @@ def read_snapshot(config: Config, store: Store, health: Health | None) -> Snapsh
         )
     return Snapshot(
         hosts=names,
-        host_labels={host.name: dict(host.labels) for host in config.hosts if host.labels},
+        host_labels=config.host_labels(),
         samples=tuple(store.latest_rows(names, tuple(EXPOSED))),
         rows=rows,
         outbox=store.outbox_size(),
