@@ -355,24 +355,33 @@ def retire(
     ordered = sorted(ending, key=lambda e: (e[1].since, e[0][1], e[0][2]))
     changes: dict[StateKey, State | None] = {key: None for key, _, _ in ordered}
     events = [
-        AlertEvent(
-            kind="resolved",
-            rule_id=rid,
-            rule=state.rule,
-            severity=state.severity,
-            host=host,
-            metric=metric,
-            labels=labels,
-            value=state.value,
-            ts=at,
-            since=state.since,
-            seen=state.ts,
-            reason=why,
-        )
-        for (rid, host, metric, labels), state, why in ordered
+        state_event("resolved", key, state, at, reason=why)
+        for key, state, why in ordered
         if state.phase == "firing"
     ]
     return changes, events
+
+
+def state_event(
+    kind: EventKind, key: StateKey, state: State, at: float, reason: RetireReason | None = None
+) -> AlertEvent:
+    """An event of the stored alert ``state`` of ``key`` at ``at``, with no new sample: its
+    value and last evaluation are the state's."""
+    rid, host, metric, labels = key
+    return AlertEvent(
+        kind=kind,
+        rule_id=rid,
+        rule=state.rule,
+        severity=state.severity,
+        host=host,
+        metric=metric,
+        labels=labels,
+        value=state.value,
+        ts=at,
+        since=state.since,
+        seen=state.ts,
+        reason=reason,
+    )
 
 
 def _step_points(

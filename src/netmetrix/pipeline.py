@@ -333,28 +333,11 @@ def _silences_ended(
         return []
     keys = [k for k in tx.kept_quiet(s.id for s in ended) if k[0] in rules]
     states = tx.alert_states({k[1] for k in keys}, {k[0] for k in keys})
-    events = []
-    for key in keys:
-        state = states.get(key)
-        if state is None or state.phase != "firing":
-            continue
-        rid, host, metric, labels = key
-        events.append(
-            AlertEvent(
-                kind="repeat",
-                rule_id=rid,
-                rule=state.rule,
-                severity=state.severity,
-                host=host,
-                metric=metric,
-                labels=labels,
-                value=state.value,
-                ts=now,
-                since=state.since,
-                seen=state.ts,
-            )
-        )
-    return events
+    return [
+        alerts.state_event("repeat", key, state, now)
+        for key in keys
+        if (state := states.get(key)) is not None and state.phase == "firing"
+    ]
 
 
 def _targets(
