@@ -330,6 +330,25 @@ def test_every_reports_the_cached_result_between_runs(fleet: Fleet, netmetrix: C
     assert checks_of(fleet)[("web1", "slow")] == (0, "OK ran")
 
 
+def test_a_daemon_that_leaves_the_plugin_s_session_is_killed_too(
+    fleet: Fleet, netmetrix: Cli
+) -> None:
+    """setsid puts the daemon in a session of its own: killing the plugin's process group
+    misses it; the probe, its subreaper, kills it once the checks are done."""
+    marker = f"3000.{secrets.randbelow(10**9):09d}"  # sleep's argument names the daemon
+    detach = f"setsid sh -c 'sleep {marker} </dev/null >/dev/null 2>&1 &'"
+    fleet.host("web1", 0)
+    with_checks(fleet, check("detach", plugin(fleet, "detach", f'{detach}; echo "OK detached"')))
+    assert netmetrix("--config", fleet.config, "upload").code == 0
+    ran = netmetrix("--config", fleet.config, "execute")
+    assert ran.code == 0, ran.err
+    assert checks_of(fleet)[("web1", "detach")] == (0, "OK detached")
+    left = [p for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+    for process in left:  # the test's own clean-up: only what this test started
+        process.kill()
+    assert left == []
+
+
 @pytest.mark.sshd
 def test_checks_run_as_the_login_user(
     fleet: Fleet, netmetrix: Cli, test_user: object, user_dir: Path

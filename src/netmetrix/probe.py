@@ -1213,6 +1213,8 @@ MAX_CHECK_TEXT = 1000  # characters of the first line kept as the check's text
 MAX_CHECKS_FILE = 1 << 20
 CHECK_MARGIN = 1.0  # seconds kept, before the probe's deadline, to seal and answer
 CHECK_POLL = 0.05  # seconds between looks at a plugin that has stopped writing
+PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+ORPHAN_ROUNDS = 20  # kill-and-reap rounds: each can orphan one more level of a process tree
 
 
 def checks_path(script, collector=None):
@@ -1543,7 +1545,81 @@ def custom_checks(me, collector, host, key, started, deadline):
     if plan is None:
         return [], [], []
     cache = path[: -len(CHECKS_SUFFIX)] + CACHE_SUFFIX
-    return run_plan(plan, cache, started, deadline)
+    adopting = plan.get("checks") and adopt_orphans()
+    try:
+        return run_plan(plan, cache, started, deadline)
+    finally:
+        if adopting:
+            end_orphans()
+
+
+def adopt_orphans():
+    # type: () -> bool
+    """Become the reaper of what the checks leave behind (Linux 3.4+): a daemon a plugin
+    starts with setsid and a double fork leaves the plugin's process group, so killing
+    the group misses it, but it is re-parented to this process, which ``end_orphans``
+    then kills.  Only the probe's own process does this: its only children are plugins."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes  # only when there are checks: it costs the probe's start-up
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except Exception:  # no libc prctl (musl is fine; a stripped build is not): group kill only
+        return False
+
+
+def end_orphans():
+    # type: () -> int
+    """Kill and reap every process left as this one's child; how many there were.
+
+    Bounded: a tree is killed a level a round (its children are re-parented here once
+    their parent dies), and a process stuck in the kernel is left after a moment.
+    """
+    me, ended = os.getpid(), 0
+    for _ in range(ORPHAN_ROUNDS):
+        children = _children_of(me)
+        if not children:
+            break
+        for pid in children:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        _reap(children, time.monotonic() + 1.0)
+        ended += len(children)
+    return ended
+
+
+def _children_of(parent):
+    # type: (int) -> list
+    """PIDs whose parent is ``parent``, from /proc/PID/stat (the field after ``(comm)``)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):  # it ended meanwhile
+            continue
+        if len(fields) > 1 and fields[1] == str(parent).encode("ascii"):
+            found.append(int(name))
+    return found
+
+
+def _reap(pids, until):
+    # type: (list, float) -> None
+    left = set(pids)
+    while left and time.monotonic() < until:
+        for pid in list(left):
+            try:
+                done = os.waitpid(pid, os.WNOHANG)[0]
+            except OSError:  # not ours (any more): nothing to reap
+                done = pid
+            if done:
+                left.discard(pid)
+        if left:
+            time.sleep(0.01)
 
 
 # ---------------------------------------------------------------- node_exporter textfiles

@@ -194,8 +194,7 @@ class Watcher:
                 web.should_exit = True  # ends its open connections gracefully
                 await asyncio.wait([serving], timeout=CLOSE_GRACE)
             await self._close_all()
-            self._mail.stop()
-            await self._push.close(CLOSE_GRACE)
+            await asyncio.gather(self._mail.close(CLOSE_GRACE), self._push.close(CLOSE_GRACE))
         log.info(
             "watch: stopped after %d tick(s); %s samples stored",
             self.report.ticks,
@@ -411,7 +410,7 @@ class Watcher:
 
     def summary_line(self) -> str:
         """``watch: 200 hosts, 198 up, 2 down, 1,188 answers/min, 47,520 samples/min,
-        tick p50 0.08s p95 0.21s``: the last tick's hosts, the last minute's counts, and
+        tick p50 0.080s p95 0.210s``: the last tick's hosts, the last minute's counts, and
         how long after its scheduled start each answer came."""
         hosts = len(self._sessions)
         not_set_up = self._sessions.not_set_up()
@@ -425,7 +424,8 @@ class Watcher:
         latencies = self._minute.latencies
         if latencies:
             p50, p95 = _percentile(latencies, 50), _percentile(latencies, 95)
-            line += f", tick p50 {p50:.2f}s p95 {p95:.2f}s"
+            # milliseconds: a persistent session answers in a few of them
+            line += f", tick p50 {p50:.3f}s p95 {p95:.3f}s"
         return line
 
 
@@ -445,33 +445,48 @@ def _percentile(values: list[float], pct: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[pct - 1]
 
 
-class _Mailer:
-    """Delivery in a daemon thread of its own: a slow SMTP server delays no tick, and
-    a stop does not wait for it (mail being sent stays queued for the next pass)."""
+class _Passes:
+    """Passes run one at a time in daemon threads, so that a slow receiver delays no tick.
+    A stop lets the pass in flight finish for a moment (its store connection closes and its
+    claims are released), then leaves what it had not sent queued for the next run."""
+
+    def __init__(self) -> None:
+        self._running: asyncio.Future[Any] | None = None
+
+    def _start(self, name: str, target: Callable[..., None], *args: Any) -> asyncio.Future[Any]:
+        """Run ``target(*args, loop, finished)`` in a thread; it settles ``finished``."""
+        loop = asyncio.get_running_loop()
+        self._running = finished = loop.create_future()
+        thread = threading.Thread(target=target, args=(*args, loop, finished), name=name)
+        thread.daemon = True
+        thread.start()
+        return finished
+
+    async def close(self, grace: float) -> None:
+        """Stop: the pass in flight gets ``grace`` seconds to finish."""
+        running = self._running
+        if running is not None and not running.done():
+            await asyncio.wait([running], timeout=grace)
+
+
+class _Mailer(_Passes):
+    """Mail and the other receivers' deliveries, a pass at a time in a daemon thread."""
 
     def __init__(self, watcher: Watcher) -> None:
+        super().__init__()
         self._watcher = watcher
         self._wake = asyncio.Event()
-        self._done = threading.Event()
 
     def wake(self) -> None:
         self._wake.set()
 
-    def stop(self) -> None:
-        self._done.set()
-
     async def loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), DELIVERY_EVERY)
             self._wake.clear()
-            finished: asyncio.Future[None] = loop.create_future()
-            thread = threading.Thread(
-                target=self._deliver, args=(loop, finished), name="netmetrix-mail", daemon=True
-            )
-            thread.start()
-            await finished
+            # cancelled (stopping): close() waits for the pass in flight
+            await asyncio.shield(self._start("netmetrix-mail", self._deliver))
 
     def _deliver(self, loop: asyncio.AbstractEventLoop, finished: asyncio.Future[None]) -> None:
         watcher = self._watcher
@@ -486,18 +501,18 @@ class _Mailer:
                 loop.call_soon_threadsafe(_settle, finished)
 
 
-class _Pusher:
+class _Pusher(_Passes):
     """Remote-write passes in a daemon thread of their own, woken by every stored tick:
     a slow or down receiver delays no tick.  Failed passes back off exponentially
     (``remote_write.backoff``, or the receiver's Retry-After when longer); a stop
     lets the batch in flight finish for a moment, then leaves it queued."""
 
     def __init__(self, watcher: Watcher) -> None:
+        super().__init__()
         self._watcher = watcher
         self._wake = asyncio.Event()
         self._stop = threading.Event()  # checked by the pass between two batches
         self._failures = 0
-        self._running: asyncio.Future[Pushed | None] | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -530,16 +545,9 @@ class _Pusher:
         return 0.0
 
     async def _pass(self, config: RemoteWriteConfig) -> Pushed | None:
-        loop = asyncio.get_running_loop()
-        self._running = finished = loop.create_future()
-        thread = threading.Thread(
-            target=self._send,
-            args=(config, loop, finished),
-            name="netmetrix-remote-write",
-            daemon=True,
-        )
-        thread.start()
-        return await asyncio.shield(finished)  # cancelled (stopping): close() waits for it
+        finished = self._start("netmetrix-remote-write", self._send, config)
+        result: Pushed | None = await asyncio.shield(finished)  # cancelled: close() waits
+        return result
 
     def _send(
         self,
@@ -564,9 +572,7 @@ class _Pusher:
     async def close(self, grace: float) -> None:
         """Stop: the batch in flight gets ``grace`` seconds to finish and release the lease."""
         self._stop.set()
-        running = self._running
-        if running is not None and not running.done():
-            await asyncio.wait([running], timeout=grace)
+        await super().close(grace)
 
 
 def _settle(future: asyncio.Future[Any], result: Any = None) -> None:
