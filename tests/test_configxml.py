@@ -42,6 +42,21 @@ def test_the_example_is_what_config_init_always_wrote() -> None:
     assert (DATA / "example.xml").read_text() == EXAMPLE_CONFIG
 
 
+def test_the_example_s_commented_checks_work_once_uncommented(tmp_path: Path) -> None:
+    start = EXAMPLE_CONFIG.index("       <checks>")
+    end = EXAMPLE_CONFIG.index("</checks>", start) + len("</checks>")
+    block = EXAMPLE_CONFIG[start:end]
+    uncommented = block.replace("       ", "  ", 1).replace("\n       ", "\n  ")
+    text = EXAMPLE_CONFIG.replace(block, "-->\n" + uncommented + "\n  <!--")
+    path = tmp_path / "config.xml"
+    path.write_text(text)
+    config = load_config(path)
+    [disk] = config.checks.checks
+    assert disk.name == "disk"
+    assert disk.argv[0] == "/usr/lib/nagios/plugins/check_disk"
+    assert config.checks.textfiles[0].dir == "/var/lib/node_exporter/textfile"
+
+
 def test_only_the_given_fields_are_written() -> None:
     assert render(ConfigXml(hosts=[Host(name="f4")])) == (
         '<?xml version="1.0" encoding="UTF-8"?>\n'

@@ -265,16 +265,23 @@ def test_demo_ends_with_the_dashboard_for_a_few_seconds(tmp_path: Path) -> None:
 
 
 def test_demo_serve_keeps_the_dashboard_up_and_collecting_until_ctrl_c(tmp_path: Path) -> None:
+    """While it serves, its hosts take ``execute`` with a rule added to its config.xml
+    (the README's walkthrough): the mail shows, and the watch, which still runs the
+    config it read before, does not resolve the new rule's alert as "rule changed"."""
     demo = _start_demo(tmp_path, "--serve")
     try:
         url, port, _ = _dashboard_url(demo)
         history = url + "api/v1/history?host=demo1&metric=up"
-        first = len(json.loads(_get(history)))
-        deadline = time.monotonic() + 120
-        while len(json.loads(_get(history))) <= first:  # watch stores a tick every 2 s
-            assert time.monotonic() < deadline, "watch stored nothing while serving"
-            assert demo.poll() is None, "the demo ended while serving"
-            time.sleep(0.5)
+        _wait_for_ticks(demo, history, 1)
+        config = tmp_path / "kept" / "config.xml"
+        rule = '<alert metric="up" op="&gt;=" limit="1" email="new@example.com"/>'
+        config.write_text(config.read_text().replace("<alerts>", f"<alerts>\n    {rule}"))
+        exe = Path(sys.executable).with_name("netmetrix")
+        ran = subprocess.run(
+            [exe, "--config", config, "execute"], capture_output=True, text=True, timeout=300
+        )
+        assert ran.returncode == 0, ran.stderr
+        _wait_for_ticks(demo, history, 2)  # the watch's ticks after the new alert
         demo.send_signal(signal.SIGINT)
         rest, _ = demo.communicate(timeout=120)
     finally:
@@ -283,8 +290,20 @@ def test_demo_serve_keeps_the_dashboard_up_and_collecting_until_ctrl_c(tmp_path:
             demo.wait()
     assert demo.returncode == 0, rest
     assert re.search(r"\(\d+ ticks, \d+ samples stored while serving\)", rest), rest
+    assert "mail arrived: ALERT [demo1] up is 1>=1   (to new@example.com)" in rest
+    assert "RESOLVED" not in rest
     assert "demo: finished in" in rest
     assert _refused(port)
+
+
+def _wait_for_ticks(demo: subprocess.Popen[str], history: str, ticks: int) -> None:
+    """Until the demo's watch has stored ``ticks`` more (one every 2 s)."""
+    first = len(json.loads(_get(history)))
+    deadline = time.monotonic() + 120
+    while len(json.loads(_get(history))) < first + ticks:
+        assert time.monotonic() < deadline, "watch stored nothing while serving"
+        assert demo.poll() is None, "the demo ended while serving"
+        time.sleep(0.5)
 
 
 def _processes_naming(path: str) -> list[psutil.Process]:

@@ -341,6 +341,28 @@ def test_a_removed_rule_resolves_to_the_firing_recipients_and_a_pending_one_goes
     assert (again.retired, again.queued) == (0, 0)
 
 
+def test_an_alert_evaluated_after_this_config_was_read_is_a_newer_config_s(
+    store: Store,
+) -> None:
+    """``watch`` still runs the old config.xml while ``execute`` tries a new rule: the
+    watch's ticks must not resolve the new rule's alert as "rule changed"."""
+    new_rule = rule(email=("ops@example.com",))
+    cpu = [sample("cpu_percent", 38.5)]
+    pipeline.record(store, runs(T0 + 60, {"f4": cpu}), [new_rule], now=T0 + 60, hosts=["f4"])
+    # the watch read its config.xml at T0, before the alert was evaluated at T0 + 60
+    old = pipeline.record(
+        store, runs(T0 + 70, {"f4": cpu}), [], now=T0 + 70, hosts=["f4"], read_at=T0
+    )
+    assert (old.retired, old.queued) == (0, 0)
+    assert [a.state for a in store.alerts_active()] == ["firing"]
+    # a process that read config.xml since (without the rule) resolves it
+    later = pipeline.record(
+        store, runs(T0 + 90, {"f4": cpu}), [], now=T0 + 90, hosts=["f4"], read_at=T0 + 80
+    )
+    assert (later.retired, later.queued) == (1, 1)
+    assert mails(store)[-1] == ("ops@example.com", "RESOLVED [f4] cpu_percent (rule changed)")
+
+
 def test_a_removed_host_resolves_by_its_rule_and_only_with_the_config_s_hosts(
     store: Store,
 ) -> None:

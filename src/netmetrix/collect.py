@@ -612,6 +612,7 @@ async def record_results(
             shard=config.collector.shard,
             remote_write=config.remote_write is not None,
             routing=pipeline.routing(config),
+            read_at=config.read_at,
         )
     )
     if recorded.retired:

@@ -18,6 +18,7 @@ import posixpath
 import re
 import shlex
 import socket
+import time
 import xml.sax
 import xml.sax.handler
 import xml.sax.xmlreader
@@ -264,6 +265,9 @@ class Config:
     checks: ChecksConfig = field(default_factory=ChecksConfig)  # custom checks (#17)
     # Settings written in config.xml ("script", "ssh.connect_timeout", ...), not defaulted.
     given: frozenset[str] = field(default=frozenset(), compare=False)
+    # When load_config read the file (unix s): alerts evaluated since then by another process
+    # follow a newer config.xml than this one, and are not this one's to retire.
+    read_at: float | None = field(default=None, compare=False)
 
     def select(self, patterns: Sequence[str]) -> tuple[HostConfig, ...]:
         """The hosts that ``-h`` selectors select (all when none); see ``netmetrix.selector``.
@@ -462,6 +466,7 @@ def load_config(path: Path) -> Config:
     Messages name the file as given (``str(path)``); ``Config.path`` is absolute.
     """
     shown = str(path)
+    read_at = time.time()
     root = _parse_xml(shown, _read(path, shown))
     if root.tag != "netmetrix":
         raise ConfigError(
@@ -472,7 +477,7 @@ def load_config(path: Path) -> Config:
     config = _config(ctx, root, absolute)
     if ctx.problems:
         raise ConfigError(ctx.messages())
-    return config
+    return dataclasses.replace(config, read_at=read_at)
 
 
 # ---------------------------------------------------------------- reading XML

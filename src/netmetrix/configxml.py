@@ -247,6 +247,8 @@ def _sections(config: ConfigXml) -> Iterator[tuple[str, list[str]]]:
             _element(r.tag, _values(r, _RECEIVER_GROUPS), _INDENT * 2) for r in config.receivers
         ]
         yield "receivers", _list("receivers", [], receivers)
+    if "checks" in config.comments:
+        yield "checks", []  # the example's is all comment: the plugins may not be installed
     digest: Attrs = [[("digest_over", config.digest_over)]]
     if config.alerts or config.digest_over is not None:
         alerts = [_item("alert", a, _ALERT_GROUPS) for a in config.alerts]

@@ -48,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 from pathlib import Path
@@ -108,6 +108,12 @@ class Mailbox:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._mails: list[Mail] = []
+        self._listener: Callable[[Mail], None] | None = None
+
+    def listen(self, listener: Callable[[Mail], None]) -> None:
+        """Call ``listener`` (in the SMTP server's thread) with each mail from now on."""
+        with self._lock:
+            self._listener = listener
 
     async def handle_DATA(self, _server: SMTP, _session: Session, envelope: Envelope) -> str:
         content = envelope.original_content or b""
@@ -120,6 +126,9 @@ class Mailbox:
         )
         with self._lock:
             self._mails.append(mail)
+            listener = self._listener
+        if listener is not None:
+            listener(mail)
         return "250 Message accepted for delivery"
 
     def mails(self) -> list[Mail]:
@@ -421,9 +430,10 @@ def config_xml(
     return render(
         ConfigXml(
             comment=(
-                "Written by `netmetrix demo` for SSH and SMTP servers that lived inside\n"
-                "that process on 127.0.0.1: they are gone now, so upload and execute\n"
-                "with this file fail; the query commands work on its database."
+                "Written by `netmetrix demo` for SSH and SMTP servers that live inside\n"
+                "that process on 127.0.0.1: while it serves its dashboard, upload and\n"
+                "execute work with this file; once it ends they fail, and the query\n"
+                "commands still work on its database."
             ),
             script="client.py",
             concurrency=50,
@@ -591,6 +601,8 @@ def _run(count: int, files: Path, workdir: Path, output: _Output, serve: bool) -
         ok = _collect(config_path, mailbox, output)
         _show_metrics(config_path, output)
         _show_mail(mailbox.mails(), output)
+        if serve:  # mail that execute, run by hand meanwhile, sends is shown as it comes
+            mailbox.listen(lambda mail: output.say(f"  mail arrived: {_mail_line(mail)}"))
         _dashboard(config_path, output, serve)
     return ExitStatus.OK if ok else ExitStatus.HOST_FAILED
 
@@ -704,6 +716,10 @@ def _show_metrics(config_path: Path, output: _Output) -> None:
     output.out.flush()
 
 
+def _mail_line(mail: Mail) -> str:
+    return f"{mail.subject}   (to {', '.join(mail.recipients)})"
+
+
 def _show_mail(mails: Sequence[Mail], output: _Output) -> None:
     output.say()
     if not mails:
@@ -711,7 +727,7 @@ def _show_mail(mails: Sequence[Mail], output: _Output) -> None:
         return
     output.say(f"The demo SMTP server received {len(mails)} mail(s):")
     for mail in mails:
-        output.say(f"  {mail.subject}   (to {', '.join(mail.recipients)})")
+        output.say(f"  {_mail_line(mail)}")
     first = mails[0]
     output.say()
     output.say("The first one:")

@@ -34,6 +34,17 @@ _COMMENTS = {
     ),
     "retention": "execute and watch delete samples older than this many days.",
     "watch": "netmetrix watch samples every host this often (1s to 1h).",
+    "checks": (
+        "Custom checks (README, Custom checks): Nagios plugins that the probe runs on\n"
+        "the hosts, without a shell, and node_exporter textfiles it reads there; run\n"
+        "upload after a change.  Take the comment marks away to use these:\n"
+        "<checks>\n"
+        '  <check name="disk" command="/usr/lib/nagios/plugins/check_disk -w 20% -c 10% -p /"\n'
+        '         timeout="10s" every="5m" hosts="web* db*"/>\n'
+        '  <textfile dir="/var/lib/node_exporter/textfile"/>\n'
+        "</checks>\n"
+        'and alert on a check with <alert check="disk" email="ops@example.com"/>.'
+    ),
     "alerts": (
         "Rules: metric, op (> >= < <= == !=), limit, email (comma-separated).\n"
         'Optional: labels="mount=/", hosts="db*,web1", for="3" (samples in a row),\n'

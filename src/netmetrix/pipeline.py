@@ -90,6 +90,7 @@ def record(  # noqa: PLR0913 -- keyword-only options of one transaction
     shard: Shard | None = None,
     remote_write: bool = False,
     routing: Routing | None = None,
+    read_at: float | None = None,
 ) -> Recorded:
     """Store ``runs`` and evaluate ``rules`` on them, in one transaction.
 
@@ -108,6 +109,11 @@ def record(  # noqa: PLR0913 -- keyword-only options of one transaction
     its name hashes to owns it): the collectors of the other shards, reading
     the same config.xml, retire theirs, so each alert is resolved once, by one
     collector, even when two of them run at the same moment (#15).
+
+    ``read_at``: when this process read config.xml.  It retires only the states
+    last evaluated before then: one evaluated later was evaluated by a process
+    that read a newer config.xml (``execute`` run to try a new rule while
+    ``watch`` still has the old file), which knows the rule this one does not.
     """
     forward = _FORWARDED if remote_write else None
     with store.transaction(f"store {len(runs)} host run(s)") as tx:
@@ -121,6 +127,7 @@ def record(  # noqa: PLR0913 -- keyword-only options of one transaction
             shard=shard,
             forward=forward,
             routing=routing or Routing(),
+            read_at=read_at,
         )
 
 
@@ -138,6 +145,7 @@ def _record(  # noqa: PLR0913 -- record's options, passed on
     shard: Shard | None,
     forward: Collection[str] | None = None,
     routing: Routing,
+    read_at: float | None = None,
 ) -> Recorded:
     written = tx.write_runs(runs, forward)
     tx.update_hosts(marks)
@@ -145,7 +153,7 @@ def _record(  # noqa: PLR0913 -- record's options, passed on
     # Only the series a rule can watch (and `up`, which dates the run) go to the rules.
     watchable = {rule.metric for rule in by_id.values()}
     found = _paging_points(tx, points(written.runs, watchable), watchable)
-    states = _owned(tx.other_alert_states(by_id, hosts), shard)
+    states = _owned(_before(tx.other_alert_states(by_id, hosts), read_at), shard)
     watched = {p.host for p in found if p.metric in watchable}
     if watched:
         states.update(tx.alert_states(watched, by_id))
@@ -222,6 +230,15 @@ def _owned(states: dict[StateKey, AlertState], shard: Shard | None) -> dict[Stat
     if shard is None:
         return states
     return {key: state for key, state in states.items() if shard.owns(key[1])}
+
+
+def _before(
+    states: dict[StateKey, AlertState], read_at: float | None
+) -> dict[StateKey, AlertState]:
+    """The states last evaluated before ``read_at`` (all for None)."""
+    if read_at is None:
+        return states
+    return {key: state for key, state in states.items() if state.ts <= read_at}
 
 
 def _paging_points(tx: Transaction, found: list[Point], watchable: Collection[str]) -> list[Point]:
