@@ -155,3 +155,24 @@ def test_on_a_terminal_each_new_key_is_asked_about(fleet: Fleet) -> None:
     assert child.returncode == 0, (seen, out)
     assert b"added" in out
     assert fleet.known_hosts.read_text() == server.known_hosts_line + "\n"
+
+
+def test_a_host_behind_a_jump_host_is_trusted_through_it(
+    fleet: Fleet, netmetrix: Cli, isolated_home: Path, tmp_path: Path
+) -> None:
+    """~/.ssh/config's ProxyJump: the key asked for is the target's, reached through the
+    jump host (whose key our known_hosts already has), and upload then works."""
+    from test_hostkeys import jump_fleet
+
+    jump, target = jump_fleet(fleet, isolated_home)
+    fleet.known_hosts.write_text("")
+    unknown_jump = netmetrix("--config", fleet.config, "trust", "-h", "target", "--yes")
+    assert unknown_jump.code == 1
+    assert "jump host jump: host key unknown" in unknown_jump.out  # named, with its fix
+    fleet.known_hosts.write_text(jump.known_hosts_line + "\n")
+    ran = netmetrix("--config", fleet.config, "trust", "-h", "target", "--yes", "--format", "json")
+    assert ran.code == 0, ran.out
+    assert rows(ran)["target"]["state"] == "added"
+    assert rows(ran)["target"]["fingerprint"] == fingerprint(tmp_path, target.host_key_line)
+    assert target.known_hosts_line in fleet.known_hosts.read_text().splitlines()
+    assert netmetrix("--config", fleet.config, "upload", "-h", "target").code == 0

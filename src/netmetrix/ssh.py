@@ -1145,9 +1145,17 @@ async def scan_host_key(
     trusted, ca_keys, revoked = keys.lookup(key_host, "", None if port == DEFAULT_PORT else port)
     algs = [a.decode("ascii") for k in trusted for a in k.sig_algorithms] or _PLAIN_KEY_ALGS
     try:
-        async with asyncio.timeout(ssh.connect_timeout):
+        async with asyncio.timeout(ssh.connect_timeout), contextlib.AsyncExitStack() as chain:
+            # jump hosts as connect opens them: their keys checked against ours too
+            tunnel = None
+            if isinstance(options.tunnel, str):
+                tunnel = await _open_jumps(options.tunnel, files, ssh, keys, chain, depth=0)
             key = await asyncssh.get_server_host_key(
-                options.host, options.port, options=options, server_host_key_algs=algs
+                options.host,
+                options.port,
+                tunnel=tunnel,
+                options=options,
+                server_host_key_algs=algs,
             )
     except TimeoutError as exc:
         raise HostError(Outcome.TIMEOUT, f"timeout after {ssh.connect_timeout:g}s") from exc
