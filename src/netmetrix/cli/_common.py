@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -58,6 +58,7 @@ class Settings:
 # 151 MB instead of 126 MB.  10,000 young, the middle generation every 3 and a full
 # collection every 5 of those: 3.7 s of GC, 137 MB (#15).
 GC_THRESHOLDS = (10_000, 3, 5)
+T = TypeVar("T")
 
 
 def imports_begin(settings: Settings) -> None:
@@ -208,50 +209,24 @@ class HelpGroup(click.Group):
 # ---------------------------------------------------------------- parameters
 
 
-class _When(click.ParamType[float]):
+class _Parsed(click.ParamType[T]):
+    """A value that ``parse`` makes of the text given; its ValueError is the usage error."""
+
+    def __init__(self, name: str, parse: Callable[[str], T], kind: type[T]) -> None:
+        self.name, self._parse, self._kind = name, parse, kind
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> T:
+        if isinstance(value, self._kind):  # a default, or a value converted already
+            return value
+        try:
+            return self._parse(str(value))
+        except ValueError as err:
+            self.fail(str(err), param, ctx)
+
+
+def _when(text: str) -> float:
     """A point in time: a duration ago (``30m``, ``1h``, ``2d``) or ISO 8601 (UTC if no zone)."""
-
-    name = "WHEN"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_when(str(value), time.time())
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-
-
-class _Duration(click.ParamType[float]):
-    """Seconds: a number with s, m, h or d (``config.parse_duration``)."""
-
-    name = "DURATION"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> float:
-        if isinstance(value, float):
-            return value
-        try:
-            return parse_duration(str(value))
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-
-
-class _Workers(click.ParamType[int]):
-    """Worker processes: a number >= 1, or ``auto`` (the CPUs; ``config.parse_workers``)."""
-
-    name = "N|auto"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_workers(str(value))
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
+    return parse_when(text, time.time())
 
 
 class _Labels(click.ParamType[dict[str, str]]):
@@ -273,21 +248,8 @@ class _Labels(click.ParamType[dict[str, str]]):
         return labels
 
 
-class _Shard(click.ParamType[Shard]):
-    """``K/N``: shard K of N (``shard.parse_shard``)."""
-
-    name = "K/N"
-
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> Shard:
-        if isinstance(value, Shard):
-            return value
-        try:
-            return parse_shard(str(value))
-        except ValueError as err:
-            self.fail(str(err), param, ctx)
-
-
-WHEN, DURATION, LABELS = _When(), _Duration(), _Labels()
-SHARD, WORKERS = _Shard(), _Workers()
+WHEN = _Parsed("WHEN", _when, float)
+DURATION = _Parsed("DURATION", parse_duration, float)  # seconds: a number with s, m, h or d
+WORKERS = _Parsed("N|auto", parse_workers, int)  # a number >= 1, or auto (the CPUs)
+SHARD = _Parsed("K/N", parse_shard, Shard)  # shard K of N
+LABELS = _Labels()
