@@ -958,6 +958,47 @@ def test_config_show_says_default_only_for_what_the_file_leaves_out(
     assert got["host.b.python"] == ("python3", "default")
 
 
+RECEIVERS_AND_CHECKS = """\
+<netmetrix>
+  <hosts><host name="a"/></hosts>
+  <receivers>
+    <email name="ops" to="ops@example.com, oncall@example.com"/>
+    <webhook name="chat" url="https://hooks.example.com/services/T0/B0/s3cr3t-path"
+             format="slack" secret_env="NMX_TEST_HOOK_SECRET"/>
+    <alertmanager name="am" url="http://am1:9093 http://am2:9093"/>
+  </receivers>
+  <checks>
+    <check name="disk" command="/usr/lib/nagios/plugins/check_disk -w '20%' -p /" every="5m"
+           hosts="web* b*"/>
+    <textfile dir="/var/lib/node_exporter/textfile"/>
+  </checks>
+</netmetrix>
+"""
+
+
+def test_config_show_lists_receivers_without_secrets_and_checks_as_run(
+    tmp_path: Path, netmetrix: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NMX_TEST_HOOK_SECRET", raising=False)
+    path = tmp_path / "config.xml"
+    path.write_text(RECEIVERS_AND_CHECKS)
+    out = ok(netmetrix("--config", path, "config", "show", "--format", "json"))
+    assert "s3cr3t" not in out  # a Slack URL's path is its secret
+    got = settings_of(out)
+    assert got["receiver.ops"] == ("email ops@example.com, oncall@example.com", "config.xml:4")
+    assert got["receiver.chat"] == (
+        "webhook (slack) https://hooks.example.com/..., signed with $NMX_TEST_HOOK_SECRET"
+        " (not set)",
+        "config.xml:5",
+    )
+    assert got["receiver.am"] == ("alertmanager http://am1:9093 http://am2:9093", "config.xml:7")
+    assert got["check.disk"] == (
+        "/usr/lib/nagios/plugins/check_disk -w 20% -p /, every 5m, on web* b*",
+        "config.xml:10",
+    )
+    assert got["textfile.1"] == ("/var/lib/node_exporter/textfile", "config.xml:12")
+
+
 DURATIONS = """\
 <netmetrix>
   <ssh connect_timeout="{connect}" command_timeout="{command}"/>

@@ -19,6 +19,7 @@ import re
 import shlex
 import socket
 import time
+import urllib.parse
 import xml.sax
 import xml.sax.handler
 import xml.sax.xmlreader
@@ -1568,6 +1569,8 @@ def effective_settings(config: Config, environ: Mapping[str, str]) -> list[Setti
     rows.append(given("collector.shard", config.collector.shard or "every host"))
     rows.append(given("collector.workers", config.collector.workers))
     rows += _remote_write_settings(config, environ, given)
+    rows += _receiver_settings(config, environ)
+    rows += _check_settings(config)
     rows.append(given("alerts.digest_over", config.alerts.digest_over))
     rows += [
         _setting(f"alert.{index}", rule_summary(rule), f"{file}:{rule.line}")
@@ -1613,6 +1616,43 @@ def _remote_write_settings(
         rows.append(given("remote_write.ca_file", rw.ca_file))
     rows += [given(f"remote_write.{n}", duration(getattr(rw, n))) for n in ("timeout", "deadline")]
     rows += [given(f"remote_write.{n}", getattr(rw, n)) for n in ("batch", "max_backlog")]
+    return rows
+
+
+def _receiver_settings(config: Config, environ: Mapping[str, str]) -> list[Setting]:
+    """A row per ``<receivers>`` entry.  A webhook's URL shows its host only: the path
+    of a Slack or Mattermost URL is its secret."""
+    rows = []
+    for receiver in config.receivers:
+        if receiver.channel == "email":
+            what = "email " + ", ".join(receiver.to)
+        elif receiver.channel == "webhook":
+            where = urllib.parse.urlsplit(receiver.urls[0])
+            what = f"webhook ({receiver.format}) {where.scheme}://{where.netloc}/..."
+            if receiver.secret_env:
+                state = "set" if receiver.secret_env in environ else "not set"
+                what += f", signed with ${receiver.secret_env} ({state})"
+        else:
+            what = f"{receiver.channel} " + " ".join(receiver.urls)
+        where_set = f"{config.path.name}:{receiver.line}"
+        rows.append(_setting(f"receiver.{receiver.name}", what, where_set))
+    return rows
+
+
+def _check_settings(config: Config) -> list[Setting]:
+    """A row per ``<check>`` (its command as the host runs it) and per ``<textfile>``."""
+    file = config.path.name
+    rows = []
+    for check in config.checks.checks:
+        what = shlex.join(check.argv)
+        if check.every:
+            what += f", every {duration(check.every)}"
+        if check.hosts:
+            what += f", on {' '.join(check.hosts)}"
+        rows.append(_setting(f"check.{check.name}", what, f"{file}:{check.line}"))
+    for index, textfile in enumerate(config.checks.textfiles, 1):
+        what = textfile.dir + (f", on {' '.join(textfile.hosts)}" if textfile.hosts else "")
+        rows.append(_setting(f"textfile.{index}", what, f"{file}:{textfile.line}"))
     return rows
 
 

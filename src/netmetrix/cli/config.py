@@ -133,8 +133,11 @@ def show(settings: Settings, hosts: tuple[str, ...], fmt: str) -> None:
     Host fields missing from config.xml are resolved the way `execute`
     resolves them: from ~/.ssh/config (HostName, Port, User, IdentityFile,
     ProxyJump), then SSH defaults.  Secrets are never shown: for the SMTP and
-    PostgreSQL passwords only the environment variable and whether it is set.
-    A source "default" means config.xml does not set it (the built-in value applies).
+    PostgreSQL passwords only the environment variable and whether it is set,
+    and only the host of a webhook's URL (a Slack URL's path is its secret).
+    Receivers, checks (the command as the hosts run it) and alert rules name
+    their config.xml line.  A source "default" means config.xml does not set it
+    (the built-in value applies).
 
     \b
     Examples:
