@@ -16,6 +16,7 @@ import os
 import signal
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -228,6 +229,25 @@ def test_probe_and_shell_attributes_and_required_encryption(fleet: Fleet) -> Non
     assert '<host name="a">: probe="sh" seals with an HMAC only (no encryption)' in str(error.value)
 
 
+def test_config_show_names_the_probe_of_sh_hosts_only(fleet: Fleet, netmetrix: Cli) -> None:
+    fleet.host("gw", 0, probe="sh", shell="/bin/dash")
+    fleet.host("py", 0)
+    shown = netmetrix("--config", fleet.config, "config", "show")
+    assert shown.code == 0, shown.err
+    rows = [line.split() for line in shown.out.splitlines() if line.startswith("host.")]
+    line = str(host_line(fleet, "gw"))
+    assert ["host.gw.probe", "sh", f"config.xml:{line}"] in rows
+    assert ["host.gw.shell", "/bin/dash", f"config.xml:{line}"] in rows
+    assert not [row for row in rows if row[0] in ("host.py.probe", "host.py.shell")]
+
+
+def host_line(fleet: Fleet, name: str) -> int:
+    """The line of config.xml that writes host ``name``."""
+    from conftest import line_of
+
+    return line_of(fleet.config, f'name="{name}"')
+
+
 def test_an_inventory_sets_the_probe(fleet: Fleet) -> None:
     (fleet.root / "inventory.ini").write_text(
         "[routers]\nr1 ansible_host=127.0.0.1 netmetrix_probe=sh"
@@ -420,3 +440,67 @@ def test_its_own_deadline_ends_a_hung_run(placed: tuple[Path, bytes], tmp_path: 
 def test_the_probe_file_ships_with_the_package() -> None:
     assert shprobe.source().startswith(b"#!/bin/sh\n")
     assert f"PROBE_VERSION={shprobe.VERSION}\n".encode() in shprobe.source()
+
+
+# ---------------------------------------------------------------- agreement with probe.py
+
+
+def df_from_capture(tmp_path: Path, meta: dict[str, object]) -> Path:
+    """A directory whose `df` answers `df -P -k -- PATH` from a capture's statvfs table,
+    by df's arithmetic: the mounts are the capture's, not this machine's."""
+    table = tmp_path / "statvfs.json"
+    table.write_text(json.dumps(meta["statvfs"]))
+    directory = tmp_path / "df-bin"
+    directory.mkdir()
+    script = directory / "df"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"fields = json.load(open({str(table)!r})).get(sys.argv[-1])\n"
+        "if not isinstance(fields, list):\n"
+        "    sys.exit('df: ' + sys.argv[-1] + ': No such file or directory')\n"
+        "_, frsize, blocks, bfree, bavail = fields[:5]\n"
+        "total, used, avail = (n * frsize // 1024 for n in (blocks, blocks - bfree, bavail))\n"
+        "use = -(-100 * used // (used + avail)) if used + avail else 0\n"
+        "print('Filesystem     1024-blocks  Used Available Capacity Mounted on')\n"
+        "print('captured %d %d %d %d%% %s' % (total, used, avail, use, sys.argv[-1]))\n"
+    )
+    script.chmod(0o700)
+    return directory
+
+
+@pytest.mark.parametrize("name", ["vm", "container", "many/after"])
+def test_it_agrees_with_probe_py_on_real_captures(
+    name: str, shell: str, placed: tuple[Path, bytes], tmp_path: Path, monkeypatch
+) -> None:
+    """Both probes on one captured /proc: the same series and values (the sh probe's
+    percentages have 3 decimals, its sizes whole KiB).  ``many`` has a mount hidden by
+    a later one, a device mounted twice, an escaped blank in a path and an overlay."""
+    from test_probe import capture, captured_statvfs
+
+    root, meta = capture(name)
+    monkeypatch.setattr(os, "statvfs", captured_statvfs(root, meta))
+    samples, errors = probe.collect(root, None, meta["time"])
+    assert errors == []
+    expected = {
+        (metric, tuple(sorted(labels.items()))): value
+        for metric, labels, value in samples
+        if metric in BASIC and metric != "probe_duration_sec"
+    }
+    script, key = placed
+    challenge = envelope.new_challenge()
+    path = f"{df_from_capture(tmp_path, meta)}:{os.environ['PATH']}"
+    done = run_probe(
+        shell, script, challenge, "c1", env={"NETMETRIX_PROC": f"{root}/proc", "PATH": path}
+    )
+    assert done.returncode == 0, done.stderr
+    keys = {envelope.key_id(key): key}
+    message = envelope.open_envelope(done.stdout.strip(), keys=keys, host="h1", challenge=challenge)
+    assert message.errors == ()
+    got = {
+        (s.metric, s.labels): s.value for s in message.samples if s.metric != "probe_duration_sec"
+    }
+    assert got.keys() == expected.keys()
+    for series, value in expected.items():
+        tolerance = 1024 if series[0].endswith("_bytes") else 0.001
+        assert got[series] == pytest.approx(value, abs=tolerance), series

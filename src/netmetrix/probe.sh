@@ -49,6 +49,7 @@ LC_ALL=C
 export LC_ALL
 
 PROBE_VERSION=0.1.0-sh
+PROC=${NETMETRIX_PROC:-/proc}  # where /proc is: tests point it at a captured tree
 SAMPLE_WINDOW=0.2
 LOCAL_DF_DEADLINE=5
 REMOTE_DF_DEADLINE=2
@@ -80,8 +81,8 @@ refuse_unsafe() {
     if [ -L "$1" ]; then reason="is a symbolic link"
     elif [ ! -f "$1" ]; then return 0  # missing: the caller says so
     elif [ ! -O "$1" ]; then reason="not owned by the user that runs the probe"
+    elif ! mode=$(ls -ld -- "$1" 2>/dev/null); then reason="its mode cannot be read (ls)"
     else
-        mode=$(ls -ld -- "$1") || mode=----------
         mode=${mode%% *}
         case $2:$mode in
             1:????[!-]* | 1:?????[!-]* | 1:??????[!-]* | 1:???????[!-]* | 1:????????[!-]* \
@@ -232,9 +233,9 @@ seconds() {  # centiseconds -> REPLY as a decimal
 }
 
 uptime_gauges() {
-    if read -r up _ 2>/dev/null </proc/uptime; then add uptime_sec "$up"
+    if read -r up _ 2>/dev/null <"$PROC/uptime"; then add uptime_sec "$up"
     else error "uptime: cannot read /proc/uptime"; fi
-    if read -r l1 l5 l15 _ 2>/dev/null </proc/loadavg; then
+    if read -r l1 l5 l15 _ 2>/dev/null <"$PROC/loadavg"; then
         add load1 "$l1"; add load5 "$l5"; add load15 "$l15"
     else error "loadavg: cannot read /proc/loadavg"; fi
 }
@@ -251,11 +252,11 @@ read_stat() {
             cpu[0-9]*) CPUS=$((CPUS + 1)) ;;
             procs_running) RUNNING=$user ;;
         esac
-    done </proc/stat
+    done <"$PROC/stat"
 }
 
 stat_gauges() {
-    if [ ! -r /proc/stat ]; then
+    if [ ! -r "$PROC/stat" ]; then
         error "stat: cannot read /proc/stat"
         return
     fi
@@ -267,8 +268,8 @@ stat_gauges() {
 # cpu_rate TOTAL BUSY: cpu_percent since that earlier reading of read_stat
 cpu_rate() {
     read_stat
-    if [ -z "$CPU_TOTAL" ] || [ "$CPU_TOTAL" -le "$1" ]; then
-        error "cpu_percent: /proc/stat did not advance"
+    if [ -z "$CPU_TOTAL" ]; then
+        error "cpu_percent: no cpu line in /proc/stat"
         return
     fi
     percent $((CPU_BUSY - $2)) $((CPU_TOTAL - $1))
@@ -277,7 +278,7 @@ cpu_rate() {
 
 memory_gauges() {
     total='' avail='' free=0 buffers=0 cached=0 reclaimable=0 swap_total=0 swap_free=0
-    if [ ! -r /proc/meminfo ]; then
+    if [ ! -r "$PROC/meminfo" ]; then
         error "meminfo: cannot read /proc/meminfo"
         return
     fi
@@ -292,7 +293,7 @@ memory_gauges() {
             SwapTotal:) swap_total=$kb ;;
             SwapFree:) swap_free=$kb ;;
         esac
-    done </proc/meminfo
+    done <"$PROC/meminfo"
     if [ -z "$total" ]; then
         error "meminfo: no MemTotal"
         return
@@ -311,8 +312,8 @@ memory_gauges() {
 procs_gauge() {
     count=0
     set +f
-    for entry in /proc/[0-9]*; do
-        case ${entry#/proc/} in *[!0-9]*) ;; *) count=$((count + 1)) ;; esac
+    for entry in "$PROC"/[0-9]*; do
+        case ${entry#"$PROC"/} in *[!0-9]*) ;; *) count=$((count + 1)) ;; esac
     done
     set -f
     add procs_total "$count"
@@ -352,7 +353,7 @@ is_remote() {
 # the last mount on a mountpoint wins, pseudo filesystems are left out, a device
 # is reported once, at its shortest mountpoint.
 visible_mounts() {
-    seen=
+    IFS=$BLANKS seen=
     while read -r device mountpoint fstype _; do
         kept=
         IFS=$NL
@@ -390,16 +391,17 @@ visible_mounts() {
 }
 
 disk_gauges() {
-    mounts=/proc/mounts
-    [ -r $mounts ] || mounts=/proc/self/mounts
-    if [ ! -r $mounts ]; then
+    mounts=$PROC/mounts
+    [ -r "$mounts" ] || mounts=$PROC/self/mounts
+    if [ ! -r "$mounts" ]; then
         error "mounts: cannot read /proc/mounts"
         return
     fi
     limit=
     command -v timeout >/dev/null 2>&1 && limit=timeout
+    chosen=$(visible_mounts "$mounts")  # with blanks as IFS: read splits its fields
     IFS=$NL
-    for line in $(visible_mounts $mounts); do
+    for line in $chosen; do
         IFS=$BLANKS
         disk_gauge "${line%%"$TAB"*}" "${line##*"$TAB"}"
     done
@@ -464,7 +466,7 @@ df_line() {
 # previous reading of /proc/stat, else cpu_percent samples SAMPLE_WINDOW.
 collect() {
     SAMPLES='' ERRORS=''
-    read -r up _ 2>/dev/null </proc/uptime || up=0
+    read -r up _ 2>/dev/null <"$PROC/uptime" || up=0
     centis "$up"
     began=$REPLY
     uptime_gauges
@@ -479,7 +481,7 @@ collect() {
     if [ -n "$PREV_TOTAL" ]; then cpu_rate "$PREV_TOTAL" "$PREV_BUSY"; fi
     PREV_TOTAL=$CPU_TOTAL PREV_BUSY=$CPU_BUSY
     disk_gauges
-    read -r up _ 2>/dev/null </proc/uptime || up=0
+    read -r up _ 2>/dev/null <"$PROC/uptime" || up=0
     centis "$up"
     took=$((REPLY - began))
     [ "$took" -ge 0 ] || took=0
