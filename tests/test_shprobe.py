@@ -373,6 +373,50 @@ def test_unsafe_or_missing_key_files_are_refused(shell: str, placed: tuple[Path,
     assert done.returncode == probe.EXIT_USAGE
 
 
+def cpu_counters() -> tuple[int, int]:
+    """(total, busy) jiffies of /proc/stat's cpu line, as psutil counts them."""
+    with open("/proc/stat") as stat_file:
+        fields = [int(x) for x in stat_file.readline().split()[1:9]]
+    total = sum(fields)
+    return total, total - fields[3] - fields[4]
+
+
+def test_cpu_percent_covers_the_time_since_the_previous_run(
+    shell: str, placed: tuple[Path, bytes]
+) -> None:
+    script, key = placed
+    state = script.parent / "client.sh.c1.state"
+    with open("/proc/uptime") as uptime:
+        now = int(float(uptime.read().split()[0]) * 100)
+    # a previous run one second ago that saw no CPU time at all: cpu_percent is then
+    # the average since boot, which moves too slowly to differ within this test
+    state.write_text(f"netmetrix-sh-state 1\n{now - 100} 0 0\n")
+    state.chmod(0o600)
+    total, busy = cpu_counters()
+    challenge = envelope.new_challenge()
+
+    done = run_probe(shell, script, challenge, "c1")
+
+    assert done.returncode == 0, done.stderr
+    keys = {envelope.key_id(key): key}
+    message = envelope.open_envelope(done.stdout.strip(), keys=keys, host="h1", challenge=challenge)
+    [percent] = [s.value for s in message.samples if s.metric == "cpu_percent"]
+    assert percent == pytest.approx(100 * busy / total, abs=0.5)
+    magic, counters = state.read_text().splitlines()
+    assert magic == "netmetrix-sh-state 1"
+    was, total_after, busy_after = (int(x) for x in counters.split())
+    assert was > now - 100
+    assert (total_after, busy_after) >= (total, busy)  # this run's counters, for the next
+    assert stat.S_IMODE(state.stat().st_mode) == 0o600
+
+    state.chmod(0o622)  # another user could plant any cpu_percent here
+    done = run_probe(shell, script, envelope.new_challenge(), "c1")
+    assert done.returncode == probe.EXIT_UNSAFE
+    assert done.stderr == (
+        f"netmetrix probe: refused {state}: writable by group/others (-rw--w--w-)\n"
+    )
+
+
 def test_streaming_answers_each_line_and_ends_at_eof_or_silence(
     shell: str, placed: tuple[Path, bytes]
 ) -> None:

@@ -13,9 +13,9 @@
 #     NMX1.<b64url header JSON>.<b64url payload JSON>.<b64url HMAC-SHA256(mac key,
 #         "NMX1.<header>.<payload>")>
 #
-# Metrics (Linux /proc): uptime_sec, load1/5/15, cpu_count, cpu_percent (two
-# reads of /proc/stat SAMPLE_WINDOW apart; in watch mode since the previous
-# tick), mem_total_bytes, mem_available_bytes, mem_percent, swap_percent,
+# Metrics (Linux /proc): uptime_sec, load1/5/15, cpu_count, cpu_percent (since
+# the previous run, kept in <script>.<collector>.state, or since the previous
+# tick in watch mode; else over SAMPLE_WINDOW), mem_total_bytes, mem_available_bytes, mem_percent, swap_percent,
 # procs_total, procs_running, disk_total_bytes/disk_used_bytes/disk_percent
 # per mount (`df -P -k`; network and FUSE mounts only under timeout(1)) and
 # probe_duration_sec.  What it cannot read is named in the message's errors.
@@ -31,7 +31,7 @@
 #     host NAME
 #     kid KEY ID (16 hex)
 #     mac HMAC KEY (64 hex: probe.subkey(key, "mac"))
-# The probe refuses (exit 5) a key file or probe file that is a symbolic link,
+# The probe refuses (exit 5) a key, state or probe file that is a symbolic link,
 # not owned by the user running it, or writable (the key: readable) by others.
 #
 # Watch mode reads one request line per tick, "CHALLENGE IDLE DEADLINE"
@@ -50,7 +50,8 @@ export LC_ALL
 
 PROBE_VERSION=0.1.0-sh
 PROC=${NETMETRIX_PROC:-/proc}  # where /proc is: tests point it at a captured tree
-SAMPLE_WINDOW=0.2
+SAMPLE_WINDOW=0.2  # seconds of /proc/stat for cpu_percent when no previous run says more
+MAX_STATE_AGE=3600  # seconds: an older previous run says little about now
 LOCAL_DF_DEADLINE=5
 REMOTE_DF_DEADLINE=2
 MAX_LABEL=256
@@ -460,6 +461,36 @@ df_line() {
     error "disk: cannot read df's answer"
 }
 
+# ------------------------------------------------------------ state between runs
+
+# load_state UPTIME: PREV_TOTAL and PREV_BUSY from the state file, when it was
+# written earlier in this boot (uptime in centiseconds) and at most
+# MAX_STATE_AGE ago: cpu_percent then covers the time since the previous run,
+# as probe.py's does.  Another user's or a writable state file is refused (exit
+# 5): a planted one would make up cpu_percent, sealed with this host's key.
+load_state() {
+    [ -n "${STATE-}" ] || return 0
+    refuse_unsafe "$STATE" 0
+    [ -f "$STATE" ] || return 0
+    { read -r magic version && read -r was total busy; } 2>/dev/null <"$STATE" || return 0
+    [ "$magic $version" = "netmetrix-sh-state 1" ] || return 0
+    number "$was" && number "$total" && number "$busy" || return 0
+    [ "$was" -lt "$1" ] && [ $(($1 - was)) -le $((MAX_STATE_AGE * 100)) ] || return 0
+    PREV_TOTAL=$total PREV_BUSY=$busy
+}
+
+# save_state UPTIME: this run's CPU counters for the next run; written to a new
+# file (noclobber) and renamed over the old one, never written through it.
+save_state() {
+    [ -n "$CPU_TOTAL" ] || return 0
+    temp="$STATE.$$"
+    if ! (set -C && printf 'netmetrix-sh-state 1\n%s %s %s\n' "$1" "$CPU_TOTAL" "$CPU_BUSY" \
+        >"$temp") 2>/dev/null || ! mv -f "$temp" "$STATE" 2>/dev/null; then
+        rm -f "$temp" 2>/dev/null
+        error "state $STATE: cannot be written"
+    fi
+}
+
 # ------------------------------------------------------------ one message
 
 # collect CHALLENGE: print one envelope; PREV_TOTAL/PREV_BUSY (watch) keep the
@@ -473,6 +504,7 @@ collect() {
     stat_gauges
     memory_gauges
     procs_gauge
+    [ -n "${PREV_TOTAL-}" ] || load_state "$began"
     if [ -z "${PREV_TOTAL-}" ]; then
         read_stat
         PREV_TOTAL=$CPU_TOTAL PREV_BUSY=$CPU_BUSY
@@ -480,6 +512,7 @@ collect() {
     fi
     if [ -n "$PREV_TOTAL" ]; then cpu_rate "$PREV_TOTAL" "$PREV_BUSY"; fi
     PREV_TOTAL=$CPU_TOTAL PREV_BUSY=$CPU_BUSY
+    [ -z "${SAVE_STATE-}" ] || save_state "$began"
     disk_gauges
     read -r up _ 2>/dev/null <"$PROC/uptime" || up=0
     centis "$up"
@@ -568,6 +601,7 @@ one_shot() {
     refuse_unsafe "$0" 0
     need_openssl
     read_key "$0.$2.key"
+    STATE="$0.$2.state" SAVE_STATE=1
     collect "$1"
 }
 
@@ -581,6 +615,7 @@ watch() {
     need_openssl
     key_file="$0.$1.key"
     read_key "$key_file"
+    STATE="$0.$1.state"  # read for the first tick, never written: ticks keep it in memory
     ME=$$ idle=60
     while :; do
         start_timer "$idle" silence_passed
