@@ -548,3 +548,37 @@ def test_it_agrees_with_probe_py_on_real_captures(
     for series, value in expected.items():
         tolerance = 1024 if series[0].endswith("_bytes") else 0.001
         assert got[series] == pytest.approx(value, abs=tolerance), series
+
+
+def test_mount_paths_are_escaped_or_skipped_never_break_the_message(
+    placed: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    """Quotes and backslashes in a mount path are escaped for JSON; a path that is not
+    printable ASCII is skipped with an error (sh cannot check UTF-8), not sent broken."""
+    from test_probe import capture
+
+    root, meta = capture("vm")
+    tree = tmp_path / "proc"
+    subprocess.run(["cp", "-r", f"{root}/proc", str(tree)], check=True)
+    odd = {'/mnt/q"uote': '/mnt/q"uote', "/mnt/back\\134slash": "/mnt/back\\slash"}
+    with (tree / "mounts").open("ab") as mounts:
+        for n, escaped in enumerate(odd):
+            mounts.write(f"/dev/vd{n}x {escaped} ext4 rw 0 0\n".encode())
+        mounts.write("/dev/vdz /mnt/caf\u00e9 ext4 rw 0 0\n".encode())
+    statvfs = dict(meta["statvfs"])
+    for path in [*odd.values(), "/mnt/caf\u00e9"]:
+        statvfs[path] = statvfs["/"]
+    script, key = placed
+    challenge = envelope.new_challenge()
+    path = f"{df_from_capture(tmp_path, {'statvfs': statvfs})}:{os.environ['PATH']}"
+
+    done = run_probe(
+        "/bin/dash", script, challenge, "c1", env={"NETMETRIX_PROC": str(tree), "PATH": path}
+    )
+
+    assert done.returncode == 0, done.stderr
+    keys = {envelope.key_id(key): key}
+    message = envelope.open_envelope(done.stdout.strip(), keys=keys, host="h1", challenge=challenge)
+    labelled = {dict(s.labels)["mount"] for s in message.samples if s.metric == "disk_total_bytes"}
+    assert labelled == {"/", *odd.values()}
+    assert message.errors == ("disk: a mount path that is not printable ASCII skipped",)
