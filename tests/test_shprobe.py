@@ -131,6 +131,21 @@ def test_upload_and_execute_under_dash_and_busybox(
     assert versions == dict.fromkeys(shells(tmp_path), shprobe.VERSION)
 
 
+def test_upload_warns_that_an_sh_host_runs_no_custom_checks(fleet: Fleet, netmetrix: Cli) -> None:
+    from test_checks import with_checks
+
+    fleet.host("gw", 0, probe="sh")
+    fleet.host("py", 0)
+    with_checks(fleet, '<check name="nginx" command="/bin/true"/>')
+
+    up = netmetrix("--config", fleet.config, "upload")
+
+    assert up.code == 0, up.err
+    assert up.err.count("custom checks and textfiles need") == 1
+    assert '[gw] custom checks and textfiles need probe="python"' in up.err
+    assert not list(fleet.remote_dir("gw").glob("*.checks"))  # nothing it would not read
+
+
 def nossl_shell(fleet: Fleet, tmp_path: Path) -> str:
     """A shell for probe.sh whose PATH has what a bare host has, but no openssl."""
     bare = tmp_path / "bare-bin"
