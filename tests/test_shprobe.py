@@ -346,6 +346,31 @@ def test_the_envelope_verifies_and_a_tampered_one_does_not(
         )
 
 
+@pytest.mark.skipif(not os.access(BUSYBOX, os.X_OK), reason="busybox is not installed")
+def test_a_busybox_only_host(placed: tuple[Path, bytes], tmp_path: Path) -> None:
+    """As on Alpine or an appliance: sh, df, ls, date, sleep, timeout, tr, mv are all
+    BusyBox applets (only openssl is not)."""
+    script, key = placed
+    applets = tmp_path / "busybox-bin"
+    applets.mkdir()
+    for name in ("sh", "tr", "df", "date", "sleep", "timeout", "ls", "mv", "rm"):
+        (applets / name).symlink_to(BUSYBOX)
+    (applets / "openssl").symlink_to(
+        subprocess.check_output(["which", "openssl"], text=True).strip()
+    )
+    keys = {envelope.key_id(key): key}
+    for _ in range(2):  # the first samples cpu_percent, the second reads the state file
+        challenge = envelope.new_challenge()
+        done = run_probe(str(applets / "sh"), script, challenge, "c1", env={"PATH": str(applets)})
+        assert (done.returncode, done.stderr) == (0, "")
+        message = envelope.open_envelope(
+            done.stdout.strip(), keys=keys, host="h1", challenge=challenge
+        )
+        assert message.errors == ()
+        assert_agrees_with_proc({(s.metric, s.labels): s.value for s in message.samples})
+    assert (script.parent / "client.sh.c1.state").read_text().startswith("netmetrix-sh-state 1\n")
+
+
 def test_the_key_never_reaches_a_commands_argv(placed: tuple[Path, bytes], tmp_path: Path) -> None:
     """Every command probe.sh starts is logged with its argv: the key is in none of them."""
     script, key = placed
