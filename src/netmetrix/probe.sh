@@ -211,7 +211,7 @@ json_string() {  # TEXT -> REPLY, quoted for JSON (TEXT is printable ASCII)
     REPLY="\"$REPLY$rest\""
 }
 
-# decimal PART WHOLE: 100 * PART / WHOLE with 3 decimals -> REPLY (0.0 if WHOLE <= 0)
+# percent PART WHOLE: 100 * PART / WHOLE in [0, 100] with 3 decimals -> REPLY (0.0 if WHOLE <= 0)
 percent() {
     if [ "$2" -le 0 ]; then REPLY=0.0; return; fi
     milli=$((100000 * $1 / $2))
