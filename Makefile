@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create .venv with netmetrix and its test tools
 
-system-deps: ## install sshd, PostgreSQL, Chromium, Prometheus, Alertmanager, monitoring-plugins and BusyBox with apt-get when missing (tests need them)
+system-deps: ## install sshd, PostgreSQL, Chromium, Prometheus, Alertmanager, monitoring-plugins, BusyBox and shellcheck with apt-get when missing (tests and lint need them)
 	@if [ ! -x /usr/sbin/sshd ]; then \
 	  echo "sshd not found: installing openssh-server with apt-get"; \
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends openssh-server openssh-client; \
@@ -42,12 +42,18 @@ system-deps: ## install sshd, PostgreSQL, Chromium, Prometheus, Alertmanager, mo
 	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends \
 	    prometheus-alertmanager monitoring-plugins-basic busybox; \
 	fi
+	@if [ ! -x /usr/bin/shellcheck ]; then \
+	  echo "shellcheck not found (make lint checks probe.sh with it): installing it with apt-get"; \
+	  $(APT) update -qq && $(APT) install -y -qq --no-install-recommends shellcheck; \
+	fi
 
-lint: $(STAMP) ## ruff, mypy (--strict on src, relaxed on tests and bench) and vermin (probe: Python 3.6)
+lint: $(STAMP) ## ruff, mypy (--strict on src, relaxed on tests and bench), vermin (probe: Python 3.6), shellcheck (probe.sh: POSIX sh)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/vermin -q --no-tips --violations -t=3.6- --eval-annotations src/netmetrix/probe.py
+	@command -v shellcheck >/dev/null || { echo "shellcheck not found: run make system-deps"; exit 1; }
+	shellcheck -s sh src/netmetrix/probe.sh
 
 docs: $(STAMP) ## build the docs/ site into site/ with mkdocs --strict (a broken link fails it)
 	$(BIN)/mkdocs build --strict --quiet --site-dir site

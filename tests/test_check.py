@@ -94,7 +94,8 @@ def test_no_python_on_the_login_users_path(
     assert problem.startswith("`python3.99` not found or not working on the host (")
     assert problem.endswith(
         "install python3 there (apt-get install python3-minimal, dnf install python3,"
-        ' apk add python3) or point <host python="..."> at one'
+        ' apk add python3) or point <host python="..."> at one; or set probe="sh"'
+        " for the basic metrics without python"
     )
 
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from netmetrix import oneshot, ssh
+from netmetrix import oneshot, shprobe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import EnvelopeError, HostError, Outcome
 
@@ -30,9 +30,17 @@ MIN_PYTHON = (3, 6)
 CLOCK_LIMIT = 60.0  # seconds of clock difference reported as a problem
 INSTALL_PYTHON = (
     "install python3 there (apt-get install python3-minimal, dnf install python3,"
-    ' apk add python3) or point <host python="..."> at one'
+    ' apk add python3) or point <host python="..."> at one; or set probe="sh"'
+    " for the basic metrics without python"
 )
+NOT_NEEDED = "not needed (probe=sh)"  # the python aspect of an sh host
 _MARK = "netmetrix-check"
+# probe.sh's hosts: the clock and the probe's digest by the openssl that probe.sh needs too.
+_SH_SNIPPET = (  # its clock has whole seconds: enough for CLOCK_LIMIT
+    f'command -v openssl >/dev/null 2>&1 || {{ echo "{_MARK} no-openssl"; exit 0; }}; '
+    'd=-; if [ -f "$1" ]; then d=$(openssl dgst -sha256 -r <"$1") && d=${d%% *}; fi; '
+    f'echo "{_MARK} $(date +%s) ${{d:--}}"'
+)
 # Python 2.7 and 3.x alike, so that an old interpreter is named, not a syntax error.
 _SNIPPET = (
     "import hashlib, os, sys, time\n"
@@ -77,10 +85,14 @@ async def check_hosts(
 ) -> list[Checked]:
     """Every host checked at once under ``<concurrency>``, in the order of ``hosts``."""
     limit = asyncio.Semaphore(config.concurrency)
-    digest = hashlib.sha256(probe_source).hexdigest()
+    digests = {
+        "python": hashlib.sha256(probe_source).hexdigest(),
+        "sh": hashlib.sha256(shprobe.source()).hexdigest(),  # probe="sh" hosts' (#18)
+    }
 
     async def one(host: HostConfig) -> Checked:
         async with limit:
+            digest = digests[host.probe]
             return await check_host(host, config, stored_keys.get(host.name), session, digest)
 
     return list(await asyncio.gather(*(one(h) for h in hosts)))
@@ -129,8 +141,13 @@ async def _python_and_probe(
     conn: Any, host: HostConfig, config: Config, found: Checked, digest: str
 ) -> Checked:
     path = ssh.home_relative(oneshot.remote_path(host, config.script))
-    command = "exec " + " ".join(shlex.quote(w) for w in (host.python, "-c", _SNIPPET, path))
-    done = await ssh.run(conn, command, seconds=config.ssh.command_timeout)
+    if host.probe == "sh":
+        words = (host.shell, "-c", _SH_SNIPPET, "netmetrix-check", path)
+        done = await ssh.run(conn, _command(words), seconds=config.ssh.command_timeout)
+        return _sh_and_probe(done, host, config, found, digest)
+    done = await ssh.run(
+        conn, _command((host.python, "-c", _SNIPPET, path)), seconds=config.ssh.command_timeout
+    )
     # Compared with when the answer arrived, not with the middle of the run: python's
     # start-up (0.1-0.5 s) comes before its clock reading, the exit and one network
     # hop after it, so the offset is off by that hop only.
@@ -148,6 +165,40 @@ async def _python_and_probe(
         problems.append(
             f"python {version} is too old: the probe needs 3.6 or newer; {INSTALL_PYTHON}"
         )
+    return _probe_and_clock(found, problems, host, config, remote_digest, digest)
+
+
+def _command(words: Sequence[str]) -> str:
+    return "exec " + " ".join(shlex.quote(w) for w in words)
+
+
+def _sh_and_probe(
+    done: ssh.Completed, host: HostConfig, config: Config, found: Checked, digest: str
+) -> Checked:
+    """An sh host: no python needed; its shell, openssl, the sh probe and the clock."""
+    ended = time.time()
+    found = replace(found, python=NOT_NEEDED)
+    words = next((x.split() for x in done.stdout.splitlines() if x.startswith(_MARK)), [])
+    if words[1:2] == ["no-openssl"]:
+        return _problem(found, why=shprobe.NO_OPENSSL)
+    if len(words) < 3:
+        tail = (done.stderr.strip().splitlines() or [""])[-1][:200]
+        return _problem(found, why=f"`{host.shell}` not found or not working on the host ({tail})")
+    _, stamp, remote_digest = words[:3]
+    found = replace(found, clock_offset=round(float(stamp) - ended, 3))
+    return _probe_and_clock(found, [], host, config, remote_digest, digest)
+
+
+def _probe_and_clock(
+    found: Checked,
+    problems: list[str],
+    host: HostConfig,
+    config: Config,
+    remote_digest: str,
+    digest: str,
+) -> Checked:
+    """The probe file's state and the clock offset's problems, after the interpreter's."""
+    offset = found.clock_offset or 0.0
     shown = oneshot.remote_path(host, config.script)
     upload = f"run netmetrix upload -h {host.name}"
     state = (

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from netmetrix import alerts, checks, envelope, notify, pipeline, probe, ssh
+from netmetrix import alerts, checks, envelope, notify, pipeline, probe, shprobe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import Outcome, StoreError
 from netmetrix.fleet import HostResult, Summary, fan_out, run_fleet, summarize
 from netmetrix.format import count, number, series_name, some
 from netmetrix.model import HostRun
-from netmetrix.oneshot import ProbeSession, probe_host, remote_path
+from netmetrix.oneshot import ProbeSession, host_script, probe_host, remote_path
 from netmetrix.sanitize import clean
 from netmetrix.store import Refused, Store, admin
 
@@ -233,24 +233,14 @@ async def _upload(
     ssh_files: ssh.ClientFiles,
 ) -> list[HostResult[str]]:
     new_keys = {h.name: envelope.new_key() for h in hosts}
-    key_name = probe.file_names(config.script, store.collector_id())[0]
-    checks_name = probe.checks_path(config.script, store.collector_id())
+    collector = store.collector_id()
     # Pending first: see the module docstring.
     store.add_pending_keys([(name, envelope.key_id(k), k) for name, k in new_keys.items()])
     known = ssh.HostKeys(config.ssh, ssh_files)
-    source = probe_source()
+    sources = {"python": probe_source(), "sh": shprobe.source()}
 
     async def job(host: HostConfig) -> str:
-        key_text = probe.key_file_text(host.name, new_keys[host.name]).encode("ascii")
-        # The signed checks file after the key that verifies it: an upload cut short in
-        # between leaves the old file, which the new key refuses (no check runs, a warning
-        # says "run upload"), never an unsigned one (#17).
-        checks_text = checks.checks_file(config.checks, host.name, new_keys[host.name])
-        files = [
-            ssh.RemoteFile(name=config.script, data=source, mode=0o700),
-            ssh.RemoteFile(name=key_name, data=key_text, mode=0o600),
-            ssh.RemoteFile(name=checks_name, data=checks_text, mode=0o600),
-        ]
+        files = _probe_files(config, host, new_keys[host.name], collector, sources[host.probe])
         async with ssh.connect(host, config.ssh, known, ssh_files) as conn:
             return await ssh.upload(conn, host.directory, files, seconds=config.ssh.command_timeout)
 
@@ -269,7 +259,39 @@ async def _upload(
     activated = store.activate_keys(
         [(r.host.name, envelope.key_id(new_keys[r.host.name])) for r in results if r.ok]
     )
-    return [_key_vanished(r, key_name) if r.host.name in activated.missing else r for r in results]
+    return [
+        _key_vanished(r, probe.file_names(host_script(r.host, config.script), collector)[0])
+        if r.host.name in activated.missing
+        else r
+        for r in results
+    ]
+
+
+def _probe_files(
+    config: Config, host: HostConfig, key: bytes, collector: str, source: bytes
+) -> list[ssh.RemoteFile]:
+    """What upload puts in ``host``'s directory: its probe, its key, for python its checks."""
+    script = host_script(host, config.script)
+    key_name = probe.file_names(script, collector)[0]
+    if host.probe == "sh":  # probe.sh reads a key file of its own, and runs no custom checks
+        plan = checks.plan_for(config.checks, host.name)
+        if plan["checks"] or plan["textfiles"]:
+            log.warning('[%s] custom checks and textfiles need probe="python"', host.name)
+        key_text = shprobe.key_file_text(host.name, key)
+        return [
+            ssh.RemoteFile(name=script, data=source, mode=0o700),
+            ssh.RemoteFile(name=key_name, data=key_text.encode("ascii"), mode=0o600),
+        ]
+    key_text = probe.key_file_text(host.name, key)
+    # The signed checks file after the key that verifies it: an upload cut short in
+    # between leaves the old file, which the new key refuses (no check runs, a warning
+    # says "run upload"), never an unsigned one (#17).
+    checks_text = checks.checks_file(config.checks, host.name, key)
+    return [
+        ssh.RemoteFile(name=script, data=source, mode=0o700),
+        ssh.RemoteFile(name=key_name, data=key_text.encode("ascii"), mode=0o600),
+        ssh.RemoteFile(name=probe.checks_path(script, collector), data=checks_text, mode=0o600),
+    ]
 
 
 def _key_vanished(result: HostResult[str], key_name: str) -> HostResult[str]:

@@ -68,6 +68,7 @@ if TYPE_CHECKING:
 HostKeyPolicy = Literal["strict", "accept-new"]
 SmtpSecurity = Literal["none", "starttls", "tls"]
 Encryption = Literal["preferred", "required"]
+ProbeKind = Literal["python", "sh"]  # <host probe=...>: probe.py or probe.sh (#18)
 Operator = Literal[">", ">=", "<", "<=", "==", "!="]
 Severity = Literal["info", "warning", "critical"]
 
@@ -88,6 +89,10 @@ class HostConfig:
     # never a directory other users can write, like the seed's /tmp.
     directory: str = "~/.cache/netmetrix"
     python: str = "python3"
+    # The probe that runs there: python's probe.py, or probe.sh for hosts without python (#18),
+    # run by `shell`.
+    probe: ProbeKind = "python"
+    shell: str = "/bin/sh"
     # Its labels (own over its groups', sorted) and groups: selectors and /metrics read them.
     labels: tuple[tuple[str, str], ...] = ()
     groups: tuple[str, ...] = ()
@@ -345,6 +350,7 @@ S = TypeVar("S", bound=str)
 _HOST_KEY_POLICIES: tuple[HostKeyPolicy, ...] = ("strict", "accept-new")
 _SMTP_SECURITIES: tuple[SmtpSecurity, ...] = ("none", "starttls", "tls")
 _ENCRYPTIONS: tuple[Encryption, ...] = ("preferred", "required")
+_PROBES: tuple[ProbeKind, ...] = ("python", "sh")
 _OPERATORS: tuple[Operator, ...] = (">", ">=", "<", "<=", "==", "!=")
 _SEVERITIES: tuple[Severity, ...] = ("info", "warning", "critical")
 
@@ -358,7 +364,10 @@ _SMTP_ATTRS = (
     *("host", "port", "security", "sender", "user", "password_env"),
     *("timeout", "deadline"),
 )
-_HOST_ATTRS = ("name", "address", "port", "user", "key", "directory", "python", "labels")
+_HOST_ATTRS = (
+    *("name", "address", "port", "user", "key", "directory", "python", "labels"),
+    *("probe", "shell"),
+)
 _GROUP_ATTRS = ("name", "hosts", "labels")
 _ALERT_ATTRS = (
     *("metric", "op", "limit", "email", "notify", "labels", "hosts", "check"),
@@ -919,6 +928,7 @@ def _config(ctx: _Ctx, root: _Node, path: Path) -> Config:
         given=_given(el),
     )
     _check_alert_checks(ctx, config)
+    _check_sh_encryption(ctx, config)
     return config
 
 
@@ -1194,7 +1204,10 @@ def _inventories(ctx: _Ctx, nodes: Sequence[_Node]) -> list[_Listed]:
 
 
 _INVENTORY_FIELDS: Mapping[str, _Conv[Any]] = MappingProxyType(
-    {"address": _ADDRESS, "port": _PORT, "user": _USER, "python": _PYTHON, "directory": _DIRECTORY}
+    {
+        **{"address": _ADDRESS, "port": _PORT, "user": _USER, "python": _PYTHON},
+        **{"directory": _DIRECTORY, "probe": _choice(_PROBES), "shell": _PYTHON},
+    }
 )
 
 
@@ -1295,6 +1308,8 @@ def _host(ctx: _Ctx, node: _Node) -> HostConfig | None:
         key=el.opt("key", _path(ctx.base)),
         directory=el.get("directory", _DIRECTORY, default.directory),
         python=el.get("python", _PYTHON, default.python),
+        probe=el.get("probe", _choice(_PROBES), default.probe),
+        shell=el.get("shell", _PYTHON, default.shell),
         labels=el.get("labels", _HOST_LABELS, ()),
         line=node.line,
         given=frozenset(node.attrs),
@@ -1705,7 +1720,8 @@ def host_settings(config: Config, host: HostConfig, resolved: ResolvedHost) -> l
     pick("key", host.key, "IdentityFile", keys)
     if resolved.proxy_jump is not None:
         rows.append(_setting(f"{prefix}.proxy_jump", resolved.proxy_jump, SSH_CONFIG_SOURCE))
-    for name in ("directory", "python"):
+    # probe and shell only for sh hosts: the others' rows stay as before (#18)
+    for name in ("directory", "python", *(("probe", "shell") if host.probe == "sh" else ())):
         source = origin(name) if name in host.given | host.from_source else "default"
         rows.append(_setting(f"{prefix}.{name}", getattr(host, name), source))
     home = where if host.line else host.source  # a host only an inventory names
@@ -1985,3 +2001,22 @@ def _check_alert_checks(ctx: _Ctx, config: Config) -> None:
             hint = f', did you mean "{near}"?' if near else "; no <check> has that name"
             where = f"<alert metric={_show(rule.metric)}>"
             ctx.add(rule.line, where, f"check: unknown check {_show(check)}{hint}")
+
+
+def _check_sh_encryption(ctx: _Ctx, config: Config) -> None:
+    """A host whose probe cannot encrypt (probe="sh") under encryption="required" is refused
+    at load: every run would be refused anyway."""
+    if config.security.encryption != "required":
+        return
+    what = (
+        'probe="sh" seals with an HMAC only (no encryption), but'
+        ' <security encryption="required"/>; install python3 with `cryptography` there'
+        ' and use probe="python", or set encryption="preferred"'
+    )
+    for host in config.hosts:
+        if host.probe != "sh":
+            continue
+        if host.line and "probe" not in host.from_source:
+            ctx.add(host.line, f"<host name={_show(host.name)}>", what)
+        else:
+            ctx.problems.append((0, f"{host.source}: host {host.name}: {what}"))

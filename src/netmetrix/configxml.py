@@ -44,6 +44,8 @@ class Host:
     key: str | Path | None = None
     directory: str | Path | None = None
     python: str | Path | None = None
+    probe: str | None = None  # python | sh (#18)
+    shell: str | Path | None = None  # what runs probe="sh"
     labels: Pairs | None = None  # role=db,dc=fra
     comment: str = ""
 
@@ -172,7 +174,10 @@ class ConfigXml:
 
 
 # Attribute order and line groups of each element, as the example in `config init` shows them.
-_HOST_GROUPS = (("name", "address", "port", "user"), ("key", "directory", "python", "labels"))
+_HOST_GROUPS = (
+    ("name", "address", "port", "user"),
+    ("key", "directory", "python", "probe", "shell", "labels"),
+)
 _GROUP_GROUPS = (("name", "hosts", "labels"),)
 _ALERT_GROUPS = (
     ("metric", "labels", "op", "limit", "for", "clear", "hosts"),

@@ -2,8 +2,9 @@
 
 Static inventories only, INI or YAML, as Ansible defines them: hosts with
 ``ansible_host``, ``ansible_port``, ``ansible_user``,
-``ansible_ssh_private_key_file``, ``ansible_python_interpreter`` (and
-netmetrix's own ``netmetrix_directory``); groups,
+``ansible_ssh_private_key_file``, ``ansible_python_interpreter``,
+``ansible_shell_executable`` (and netmetrix's own ``netmetrix_directory`` and
+``netmetrix_probe``); groups,
 ``:children`` and ``all``; variables of ``all``, of groups (a child's over its
 parent's) and of hosts (over every group's).  Other variables are Ansible's
 business and are left alone.  What netmetrix cannot read the way Ansible
@@ -28,6 +29,8 @@ VARS = {
     "ansible_ssh_private_key_file": "key",
     "ansible_python_interpreter": "python",
     "netmetrix_directory": "directory",  # ours: where the probe lives (<host directory>)
+    "netmetrix_probe": "probe",  # ours: python or sh (<host probe>, #18)
+    "ansible_shell_executable": "shell",  # the shell that runs probe="sh"
 }
 _RANGE = re.compile(r"\[([0-9]+):([0-9]+)\]")
 _NAME = re.compile(r"[A-Za-z0-9._-]+")

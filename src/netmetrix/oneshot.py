@@ -12,7 +12,7 @@ import shlex
 import time
 from dataclasses import dataclass
 
-from netmetrix import envelope, probe, ssh
+from netmetrix import envelope, probe, shprobe, ssh
 from netmetrix.config import Config, HostConfig
 from netmetrix.errors import HostError, Outcome
 from netmetrix.sanitize import clean
@@ -21,8 +21,21 @@ NO_KEY = "no key stored for this host"  # the reason a host is not set up
 
 
 def remote_path(host: HostConfig, script: str) -> str:
-    """The probe's path as config.xml spells it (``~/.cache/netmetrix/client.py``), for people."""
-    return f"{host.directory.rstrip('/')}/{script}"
+    """The probe's path as config.xml spells it (``~/.cache/netmetrix/client.py``), for people.
+
+    An sh host's probe is ``client.sh`` beside it (``shprobe.script_name``).
+    """
+    return f"{host.directory.rstrip('/')}/{host_script(host, script)}"
+
+
+def host_script(host: HostConfig, script: str) -> str:
+    """The probe's file name on ``host``: ``<script>``, or its sh probe's name (#18)."""
+    return shprobe.script_name(script) if host.probe == "sh" else script
+
+
+def interpreter(host: HostConfig) -> str:
+    """What runs the host's probe: its python, or its shell for probe="sh"."""
+    return host.shell if host.probe == "sh" else host.python
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,7 +99,7 @@ def probe_command(
         "netmetrix",
         f"{deadlines.group:g}",
         f"{deadlines.probe:g}",
-        host.python,
+        interpreter(host),
         # home-relative, not "~/...": a quoted "~" would reach the shell unexpanded
         ssh.home_relative(remote_path(host, script)),
         challenge,
@@ -100,7 +113,7 @@ def watch_command(host: HostConfig, script: str, *, collector: str) -> str:
     or when the collector falls silent, and each tick has its own watchdog, so no
     supervisor shell is needed around it."""
     path = ssh.home_relative(remote_path(host, script))
-    words = [host.python, path, probe.WATCH_FLAG, collector]
+    words = [interpreter(host), path, probe.WATCH_FLAG, collector]
     return "exec " + " ".join(shlex.quote(word) for word in words)
 
 
@@ -169,11 +182,18 @@ def check_exit(host: HostConfig, script: str, collector: str, done: ssh.Complete
             " keep <host directory> private to the login user (default ~/.cache/netmetrix),"
             " then run upload",
         )
+    if host.probe == "sh" and done.exit_status == shprobe.EXIT_NO_OPENSSL:
+        raise HostError(Outcome.ERROR, shprobe.NO_OPENSSL)
     if done.exit_status == 127:
-        raise HostError(Outcome.ERROR, f"`{host.python}` not found on the host: {tail}")
-    if done.exit_status == 2 and "can't open file" in done.stderr:
+        raise HostError(Outcome.ERROR, f"`{interpreter(host)}` not found on the host: {tail}")
+    if done.exit_status == 2 and _cannot_open(done.stderr):
         raise HostError(Outcome.PROBE_MISSING, f"probe {path} missing — run upload")
     raise HostError(Outcome.BAD_MESSAGE, f"probe exited with status {done.exit_status}: {tail}")
+
+
+def _cannot_open(stderr: str) -> bool:
+    """What python, dash and BusyBox sh say when the probe file is not there."""
+    return any(text in stderr for text in ("can't open file", "cannot open", "can't open '"))
 
 
 async def probe_host(

@@ -26,7 +26,8 @@ def check(settings: Settings, hosts: tuple[str, ...], fmt: str) -> int:
     """Check that every host is ready for execute, like `ansible -m ping`.
 
     Per host: reachable, host key trusted (see `trust`), login, the python
-    that runs the probe (version), the probe file (present and the one this
+    that runs the probe (version; "not needed" for probe="sh" hosts, whose
+    openssl is checked instead), the probe file (present and the one this
     netmetrix uploads), the key (a probe run with a fresh challenge whose
     sealed answer must verify) and the clock offset to this machine (seconds,
     a problem past 60).  Nothing is stored.  JSON: one object per host with
