@@ -1120,15 +1120,10 @@ class ScannedKey:
         return _pattern(self.key_host, self.port)
 
 
-async def scan_host_key(
-    host: HostConfig, ssh: SSHConfig, keys: HostKeys, files: ClientFiles = USER_FILES
-) -> ScannedKey:
-    """Ask ``host`` for its host key (key exchange only, no login) and classify it.
-
-    A host known_hosts lists is asked for a key of the types listed, so that a
-    host with an RSA line is not taken for changed when it prefers ed25519.
-    Raises HostError (refused, timeout, unreachable, ssh options).
-    """
+async def _scan_options(
+    host: HostConfig, ssh: SSHConfig, files: ClientFiles
+) -> asyncssh.SSHClientConnectionOptions:
+    """``host``'s options for a key exchange without login; HostError if they are bad."""
     try:
         options: asyncssh.SSHClientConnectionOptions
         options = await asyncssh.SSHClientConnectionOptions.construct(
@@ -1141,6 +1136,19 @@ async def scan_host_key(
         )
     except (OSError, ValueError, asyncssh.Error) as exc:
         raise HostError(Outcome.ERROR, f"ssh options: {exc}") from exc
+    return options
+
+
+async def scan_host_key(
+    host: HostConfig, ssh: SSHConfig, keys: HostKeys, files: ClientFiles = USER_FILES
+) -> ScannedKey:
+    """Ask ``host`` for its host key (key exchange only, no login) and classify it.
+
+    A host known_hosts lists is asked for a key of the types listed, so that a
+    host with an RSA line is not taken for changed when it prefers ed25519.
+    Raises HostError (refused, timeout, unreachable, ssh options).
+    """
+    options = await _scan_options(host, ssh, files)
     key_host, port = options.host_key_alias or options.host, options.port
     trusted, ca_keys, revoked = keys.lookup(key_host, "", None if port == DEFAULT_PORT else port)
     algs = [a.decode("ascii") for k in trusted for a in k.sig_algorithms] or _PLAIN_KEY_ALGS
