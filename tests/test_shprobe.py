@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import sshd
 from conftest import Fleet, Run
+from test_check import checked
 
 from netmetrix import envelope, probe, shprobe
 from netmetrix.config import load_config
@@ -175,11 +176,6 @@ def test_no_openssl_is_that_hosts_clear_error_and_others_go_on(
     assert found["nossl"]["problems"] == ["sh probe: openssl not found: install openssl"]
 
 
-def checked(netmetrix: Cli, fleet: Fleet, *args: str) -> tuple[int, dict[str, dict[str, object]]]:
-    ran = netmetrix("--config", fleet.config, "check", "--format", "json", *args)
-    return ran.code, {row["host"]: row for row in json.loads(ran.out)}
-
-
 def test_check_on_an_sh_host(
     fleet: Fleet, netmetrix: Cli, test_user: sshd.User, user_dir: Path
 ) -> None:
@@ -197,7 +193,7 @@ def test_check_on_an_sh_host(
 
     assert code == 0, found
     row = found["a"]
-    assert abs(row.pop("clock_offset")) < 5  # type: ignore[arg-type]  # whole seconds
+    assert abs(row.pop("clock_offset")) < 5  # whole seconds
     assert row == {
         "host": "a",
         "ready": True,
